@@ -1,0 +1,137 @@
+"""Real services for tests: a mosquitto per test on a free port, a chDB store in a temp dir.
+
+Nothing here imitates a service. The broker is the Debian ``mosquitto`` binary with its own
+config, persistence directory and log, so a test can stop, kill and restart it on the same
+port and find its persistent sessions again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+__all__ = ["Mosquitto", "find_mosquitto", "free_port", "wait_for_port"]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError("nothing listening on %s:%d after %.0f s" % (host, port, timeout)) from None
+            time.sleep(0.02)
+
+
+def find_mosquitto() -> str | None:
+    return shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None
+    )
+
+
+class Mosquitto:
+    """One mosquitto process on 127.0.0.1:``port`` with its files under ``workdir``.
+
+    ``options`` are extra ``mosquitto.conf`` lines (password_file, acl_file,
+    max_queued_messages, ...); a test may change them between stop() and start().
+    """
+
+    def __init__(self, workdir: Path, port: int | None = None, options: list[str] | None = None):
+        binary = find_mosquitto()
+        if binary is None:
+            raise RuntimeError("mosquitto is not installed (Debian package 'mosquitto'; .ci/run installs it)")
+        self.binary = binary
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.options = list(options or [])
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.workdir / "mosquitto.log"
+
+    @property
+    def url(self) -> str:
+        return "mqtt://127.0.0.1:%d" % self.port
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def _write_config(self) -> Path:
+        conf = self.workdir / "mosquitto.conf"
+        lines = [
+            "listener %d 127.0.0.1" % self.port,
+            "persistence true",
+            "persistence_location %s/" % self.workdir,
+            "log_dest file %s" % self.log_path,
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+        ]
+        if os.geteuid() == 0:
+            # As root, mosquitto would switch to the 'mosquitto' user, which cannot write
+            # the persistence file or log inside a pytest temp dir.
+            lines.append("user root")
+        if not any(o.startswith(("allow_anonymous", "password_file")) for o in self.options):
+            lines.append("allow_anonymous true")
+        conf.write_text("\n".join(lines + self.options) + "\n")
+        return conf
+
+    def start(self, timeout: float = 10.0) -> Mosquitto:
+        if self.running:
+            return self
+        conf = self._write_config()
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            wait_for_port(self.port, timeout)
+        except TimeoutError:
+            self.kill()
+            log = self.log_path.read_text() if self.log_path.exists() else ""
+            raise RuntimeError("mosquitto did not start on port %d:\n%s" % (self.port, log)) from None
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop cleanly (SIGTERM): mosquitto writes its persistence file on the way out."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._close()
+
+    def kill(self) -> None:
+        """SIGKILL: in-memory state not yet persisted is lost, as in a crash."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        self.proc.wait()
+        self._close()
+
+    def restart(self) -> Mosquitto:
+        self.stop()
+        return self.start()
+
+    def _close(self) -> None:
+        if self.proc is not None and self.proc.stderr is not None:
+            self.proc.stderr.close()
+        self.proc = None

@@ -1,0 +1,3 @@
+"""The Heatmap central service: MQTT consumer, ClickHouse storage, dashboard API and page."""
+
+__all__: list = []

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 REQS := requirements-edge.txt requirements-central.txt requirements-dev.txt
 
-.PHONY: help venv test lint compat pytest bench demo clean
+.PHONY: help venv test lint compat units pytest bench demo clean
 
 help:
 	@echo "make demo    one-box demo: central, embedded broker, simulated agents"
@@ -30,10 +30,18 @@ lint: $(STAMP)
 compat: $(STAMP)
 	$(VENV)/bin/vermin -q --no-tips --violations -t=3.8- edge shared
 
+# systemd units shipped under deploy/ are checked where systemd-analyze exists.
+UNITS := $(wildcard deploy/*/*.service deploy/*/*.timer deploy/*.service deploy/*.timer)
+units:
+	@if command -v systemd-analyze >/dev/null 2>&1 && [ -n "$(UNITS)" ]; then \
+	  echo "systemd-analyze verify $(UNITS)"; \
+	  SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --man=no $(UNITS); \
+	else echo "units: nothing to verify or no systemd-analyze; skipped"; fi
+
 pytest: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test: lint compat pytest
+test: lint compat units pytest
 
 bench: $(STAMP)
 	@set -e; for b in bench/*.py; do echo "== $$b"; $(PY) $$b; done

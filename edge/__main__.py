@@ -16,7 +16,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("run", help="run the agent (not built yet)")
-    sub.add_parser("simulate", help="send synthetic detections (not built yet)")
+    simulate = sub.add_parser(
+        "simulate",
+        help="send synthetic detections to an agent and/or central",
+        description="Synthetic detections for one site: fast-forward history (--days) and/or "
+        "live traffic (--live), to an agent's datagram input and/or central's raw ingest.",
+    )
+    from .simulate import add_arguments as add_simulate_arguments
+
+    add_simulate_arguments(simulate)
     return parser
 
 
@@ -26,6 +34,10 @@ def main(argv: list | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "simulate":
+        from .simulate import main as simulate_main
+
+        return simulate_main(args)
     print("python -m edge %s: not built yet" % args.command, file=sys.stderr)
     return 2
 

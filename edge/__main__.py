@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import run
+
 __all__ = ["main"]
 
 
@@ -15,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
         "published to central over MQTT.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("run", help="run the agent (not built yet)")
+    run.add_parser(sub)
     simulate = sub.add_parser(
         "simulate",
         help="send synthetic detections to an agent and/or central",
@@ -38,6 +40,8 @@ def main(argv: list | None = None) -> int:
         from .simulate import main as simulate_main
 
         return simulate_main(args)
+    if args.command == "run":
+        return run.run(args)
     print("python -m edge %s: not built yet" % args.command, file=sys.stderr)
     return 2
 

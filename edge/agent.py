@@ -1,0 +1,347 @@
+"""The agent: buffers, outbox, link and inputs wired together, and the main loop.
+
+:class:`Agent` is also the in-process API a pipeline, a simulator or a test uses:
+``Agent(config).start()``, ``record()``, ``record_batch()``, ``flush()``, ``wait_acked()``,
+``stats()``, ``stop()``. The main loop (one thread) commits changed slots to the outbox
+every ``commit_interval``, publishes due states every ``publish_interval`` (only what is
+committed, so central is never ahead of the outbox), applies acks, sends stats, prunes the
+window and pings the systemd watchdog. Startup, loop and shutdown are three visible steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from typing import Any, Dict, List, Optional
+
+from shared.exceptions import ProtocolError
+from shared.protocol import MAX_STATS, Ack, SlotState, StateBatch, Stats, encode
+from shared.slots import SLOT_SECONDS
+from shared.topics import state_topic
+
+from .buffers import SlotBuffers
+from .config import Config
+from .link import Link
+from .notify import Notifier
+from .outbox import Outbox
+from .pending import Pending
+from .refusals import Refusals
+
+__all__ = ["Agent", "OUTBOX_FILE"]
+
+log = logging.getLogger(__name__)
+
+OUTBOX_FILE = "outbox.sqlite"
+_PRUNE_EVERY = 60.0
+_STOP_PUBLISH_WAIT = 2.0
+
+
+class Agent:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.refusals = Refusals()
+        self.buffers = SlotBuffers(
+            retention_seconds=config.retention_seconds,
+            max_future=config.max_future,
+            max_cameras=config.max_cameras,
+            max_triggers=config.max_triggers,
+            refusals=self.refusals,
+        )
+        # The hot path is the buffers' own method: no extra call layer per event.
+        self.record = self.buffers.record
+        self.record_batch = self.buffers.record_batch
+        self.notifier = Notifier(config.notify_socket)
+        self.pending = Pending(config.ack_timeout, config.max_backoff, config.max_inflight_states)
+        self.outbox: Optional[Outbox] = None
+        self.link: Optional[Link] = None
+        self.inputs: List[Any] = []
+        self.counters: Dict[str, float] = {
+            "messages_sent": 0, "states_sent": 0, "bytes_sent": 0, "acks": 0,
+            "expired_unacked": 0, "commit_errors": 0, "outbox_quarantined": 0, "restored": 0,
+        }
+        self._acks: queue.Queue = queue.Queue()
+        self._state_topic = state_topic(config.site, config.device_id)
+        self._seq = 0
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._reconnected = threading.Event()
+        self._cond = threading.Condition()
+        self._requested = 0
+        self._served = 0
+        self._thread: Optional[threading.Thread] = None
+        self._ack_lags: List[float] = []
+        self._last_ack_lag = 0.0
+        self._rate_mark = (time.monotonic(), 0)
+        self._events_per_s = 0.0
+
+    # -- startup -------------------------------------------------------------------------
+
+    def start(self) -> Agent:
+        """Open and restore the outbox, start the link, the inputs and the main loop."""
+        from .inputs import build_inputs  # inputs import the agent's types only at run time
+
+        cfg = self.config
+        self.outbox = Outbox(os.path.join(cfg.state_dir, OUTBOX_FILE))
+        if self.outbox.quarantined:
+            self.counters["outbox_quarantined"] = 1
+        lower = self._lower_slot()
+        values, unacked = self.outbox.load(lower)
+        self.counters["restored"] = self.buffers.restore(values)
+        for state, committed_at in unacked:
+            self.pending.add([state], committed_at)
+        log.info("outbox %s: %d slot(s) restored, %d unacked, revisions continue above %d",
+                 self.outbox.path, len(values), len(unacked), self.outbox.rev)
+        if cfg.mqtt is not None:
+            self.link = Link(cfg.mqtt, cfg.site, cfg.device_id, on_ack=self._on_ack,
+                             on_connect=self._on_connect)
+            self.link.start()
+        try:
+            self.inputs = build_inputs(cfg, self)
+            for inp in self.inputs:
+                inp.start()
+        except BaseException:
+            self._shutdown_io()
+            raise
+        self._thread = threading.Thread(target=self._loop, name="edge-main-loop", daemon=True)
+        self._thread.start()
+        self.notifier.ready("site %s device %s" % (cfg.site, cfg.device_id))
+        return self
+
+    # -- the in-process API beyond record() ------------------------------------------------
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Commit and publish now; True once a full loop pass started after this call is done."""
+        with self._cond:
+            self._requested += 1
+            ticket = self._requested
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._served < ticket:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._thread is None or not self._thread.is_alive():
+                    return False
+                self._cond.wait(min(remaining, 0.1))
+        return True
+
+    def wait_acked(self, timeout: float = 10.0) -> bool:
+        """Commit what is recorded so far and wait until central has acked all of it."""
+        deadline = time.monotonic() + timeout
+        if not self.flush(timeout):
+            return False
+        with self._cond:
+            while len(self.pending):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(min(remaining, 0.1))
+        return True
+
+    def stats(self) -> Dict[str, float]:
+        """Counters as sent in the Stats message (at most 64 names)."""
+        out: Dict[str, float] = {
+            "events_per_s": round(self._events_per_s, 3),
+            "events_total": self.buffers.accepted,
+            "refused_total": self.refusals.total(),
+            "outbox_backlog": len(self.pending),
+            "oldest_unacked_age_s": round(self.pending.oldest_age(), 3),
+            "ack_lag_s": round(self._last_ack_lag, 3),
+            "states_resent": self.pending.resent,
+            "connected": int(self.link is not None and self.link.connected.is_set()),
+            "cameras": len(self.buffers.cameras()),
+        }
+        out.update(self.counters)
+        if self.link is not None:
+            out["bad_acks"] = self.link.bad_acks
+            out["connects"] = self.link.connects
+        for inp in self.inputs:
+            out.update(inp.stats())
+        for reason, n in sorted(self.refusals.snapshot().items()):
+            out["refused_" + reason] = n
+        return dict(list(out.items())[:MAX_STATS])
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop inputs, commit, make a last publish attempt, say "stopped", close. Idempotent."""
+        self.notifier.stopping()
+        for inp in self.inputs:
+            inp.stop()
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.error("main loop did not finish within %.1f s", timeout)
+        self._shutdown_io()
+        self.notifier.close()
+
+    def _shutdown_io(self) -> None:
+        for inp in self.inputs:
+            inp.close()
+        if self.link is not None:
+            self.link.close()
+        if self.outbox is not None:
+            self._apply_acks()
+            self.outbox.close()
+
+    # -- the main loop -------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        cfg = self.config
+        now = time.monotonic()
+        next_commit = now + cfg.commit_interval
+        next_publish = now + min(cfg.publish_interval, 1.0)
+        next_stats = now + cfg.stats_interval
+        next_prune = now
+        next_ping = now
+        while True:
+            stopping = self._stop.is_set()
+            with self._cond:
+                ticket = self._requested
+            forced = ticket > self._served
+            self._wake.clear()
+            try:
+                now = time.monotonic()
+                if now >= next_prune:
+                    self._prune()
+                    next_prune = now + _PRUNE_EVERY
+                self._apply_acks()
+                if forced or stopping or now >= next_commit:
+                    self._commit()
+                    next_commit = now + cfg.commit_interval
+                if self._reconnected.is_set():
+                    self._reconnected.clear()
+                    self.pending.resend_all()
+                    next_publish = now
+                if forced or stopping or now >= next_publish:
+                    infos = self._publish()
+                    next_publish = now + cfg.publish_interval
+                    if stopping and infos:
+                        got = Link.wait_published(infos, _STOP_PUBLISH_WAIT)
+                        log.info("last publish: %d of %d message(s) reached the broker", got, len(infos))
+                if now >= next_stats:
+                    self._send_stats(now)
+                    next_stats = now + cfg.stats_interval
+            except Exception:
+                log.exception("main loop pass failed; continuing")
+            if cfg.watchdog_interval is not None and now >= next_ping:
+                self.notifier.watchdog()
+                next_ping = now + cfg.watchdog_interval
+            with self._cond:
+                self._served = max(self._served, ticket)
+                self._cond.notify_all()
+            if stopping:
+                return
+            wait = min(next_commit, next_publish, next_stats) - time.monotonic()
+            if cfg.watchdog_interval is not None:
+                wait = min(wait, next_ping - time.monotonic())
+            self._wake.wait(max(wait, 0.0))
+
+    def _commit(self) -> None:
+        assert self.outbox is not None
+        # Marks first: every message an input marks was recorded before collect() runs.
+        marks = [inp.mark() for inp in self.inputs]
+        changes = self.buffers.collect()
+        if changes:
+            try:
+                states = self.outbox.commit(changes)
+            except Exception:
+                self.counters["commit_errors"] += 1
+                self.buffers.redirty(changes)
+                raise
+            self.pending.add(states, time.time())
+        for inp, mark in zip(self.inputs, marks):
+            inp.committed(mark)
+
+    def _publish(self) -> list:
+        if self.link is None or not self.link.connected.is_set():
+            return []
+        due = self.pending.due()
+        infos = []
+        size = self.config.max_states_per_message
+        for i in range(0, len(due), size):
+            for chunk, payload in self._encode(due[i:i + size]):
+                info = self.link.publish(self._state_topic, payload, qos=1)
+                if info is None:
+                    return infos  # the link went down; the rest stays due
+                self.pending.mark_sent(chunk)
+                infos.append(info)
+                self.counters["messages_sent"] += 1
+                self.counters["states_sent"] += len(chunk)
+                self.counters["bytes_sent"] += len(payload)
+        return infos
+
+    def _encode(self, states: List[SlotState]) -> list:
+        """Compressed StateBatch payloads for ``states``, halved until each fits the cap."""
+        self._seq += 1
+        batch = StateBatch(site=self.config.site, device=self.config.device_id, seq=self._seq,
+                           sent_at=time.time(), states=tuple(states))
+        try:
+            payload = encode(batch, compress=True)
+        except ProtocolError as exc:
+            if exc.code != "too_large" or len(states) == 1:
+                raise
+            payload = b""
+        if payload and len(payload) <= self.config.max_message_bytes:
+            return [(states, payload)]
+        if len(states) == 1:
+            log.error("one state does not fit in %d bytes; it stays unsent", self.config.max_message_bytes)
+            return []
+        half = len(states) // 2
+        return self._encode(states[:half]) + self._encode(states[half:])
+
+    def _apply_acks(self) -> None:
+        items = []
+        while True:
+            try:
+                msg: Ack = self._acks.get_nowait()
+            except queue.Empty:
+                break
+            for a in msg.acks:
+                items.append((a.camera, a.slot, a.rev))
+                lag = self.pending.ack(a.camera, a.slot, a.rev)
+                if lag is not None:
+                    self._last_ack_lag = lag
+        if items and self.outbox is not None:
+            self.outbox.ack(items)
+            self.counters["acks"] += len(items)
+
+    def _prune(self) -> None:
+        assert self.outbox is not None
+        lower = self._lower_slot()
+        expired = self.pending.expire(lower)
+        self.outbox.prune(lower)
+        if expired:
+            self.counters["expired_unacked"] += expired
+            log.warning("%d unacked state(s) left the %.1f-day window unacknowledged",
+                        expired, self.config.retention_days)
+
+    def _send_stats(self, now: float) -> None:
+        mark, count = self._rate_mark
+        accepted = self.buffers.accepted
+        if now > mark:
+            self._events_per_s = (accepted - count) / (now - mark)
+        self._rate_mark = (now, accepted)
+        stats = self.stats()
+        log.debug("stats %s", stats)
+        if self.link is not None:
+            payload = encode(Stats(site=self.config.site, device=self.config.device_id,
+                                   ts=time.time(), stats=stats))
+            self.link.publish_stats(payload)
+
+    def _lower_slot(self) -> int:
+        return int((time.time() - self.config.retention_seconds) // SLOT_SECONDS) * SLOT_SECONDS
+
+    # -- link callbacks (paho's thread) ------------------------------------------------------
+
+    def _on_ack(self, msg: Ack) -> None:
+        self._acks.put(msg)
+        self._wake.set()
+
+    def _on_connect(self) -> None:
+        self._reconnected.set()
+        self._wake.set()

@@ -1,0 +1,336 @@
+"""The agent's one frozen configuration, and the only reader of ``os.environ``.
+
+Every setting has a ``HEATMAP_*`` environment variable and a ``--flag``; the flag wins.
+Secrets (the MQTT password, client key) may also come from files in systemd's
+``$CREDENTIALS_DIRECTORY`` (``LoadCredential=``). :meth:`Config.load` turns anything wrong
+into one :class:`ConfigError` line; nothing here opens files beyond reading those secrets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Mapping, Optional, Tuple
+from urllib.parse import unquote, urlsplit
+
+from shared.names import check_name
+from shared.protocol import MAX_PAYLOAD_BYTES, MAX_STATES
+
+from .exceptions import ConfigError
+
+__all__ = ["Config", "MqttTarget", "Setting", "SETTINGS", "add_arguments", "parse_mapping"]
+
+#: Fields of an event a local-MQTT field mapping may fill.
+MAPPABLE = ("camera", "people_count", "timestamp", "triggers")
+
+#: Variables of the same prefix that belong to central (a one-box install shares one
+#: environment); they are ignored here rather than refused.
+_CENTRAL_VARS = frozenset(
+    {
+        "HEATMAP_CLICKHOUSE_URL",
+        "HEATMAP_DATA_DIR",
+        "HEATMAP_HTTP_ADDR",
+        "HEATMAP_SITES_FILE",
+        "HEATMAP_READ_TOKEN",
+        "HEATMAP_INGEST_TOKEN",
+        "HEATMAP_CORS_ORIGINS",
+        "HEATMAP_MQTT_SHARE_GROUP",
+    }
+)
+
+
+@dataclass(frozen=True)
+class MqttTarget:
+    """Where and how to connect: parsed from ``mqtt://`` / ``mqtts://`` URLs."""
+
+    host: str
+    port: int
+    tls: bool
+    username: Optional[str] = None
+    password: Optional[str] = field(default=None, repr=False)
+    ca_file: Optional[str] = None
+    cert_file: Optional[str] = None
+    key_file: Optional[str] = None
+
+    def describe(self) -> str:
+        return "%s://%s:%d" % ("mqtts" if self.tls else "mqtt", self.host, self.port)
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    parse: Callable[[str], object]
+    default: object
+    help: str
+
+    @property
+    def env(self) -> str:
+        return "HEATMAP_" + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _count(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError("must be in %d..%d" % (low, high))
+        return value
+
+    return parse
+
+
+def _name(text: str) -> str:
+    return check_name(text, "name")
+
+
+def _text(text: str) -> str:
+    return text
+
+
+def _level(text: str) -> str:
+    level = text.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+    return level
+
+
+SETTINGS: Tuple[Setting, ...] = (
+    Setting("site", _name, None, "site name (required)"),
+    Setting("device_id", _name, None, "this device's name (required)"),
+    Setting("mqtt_url", _text, None, "central broker, mqtt://host[:port] or mqtts://host[:port]"),
+    Setting("mqtt_username", _text, None, "broker user name (or in the URL)"),
+    Setting("mqtt_password_file", _text, None, "file holding the broker password"),
+    Setting("mqtt_ca_file", _text, None, "CA bundle for mqtts:// (default: system CAs)"),
+    Setting("mqtt_cert_file", _text, None, "client certificate for mqtts://"),
+    Setting("mqtt_key_file", _text, None, "client key for mqtts://"),
+    Setting("state_dir", _text, None, "outbox directory (default $STATE_DIRECTORY or ./var/edge)"),
+    Setting("udp_addr", _text, None, "UDP datagram input, host:port (loopback)"),
+    Setting("unix_socket", _text, None, "Unix datagram input socket path"),
+    Setting("local_mqtt_url", _text, None, "local broker with the pipeline's detections"),
+    Setting("local_mqtt_topic", _text, "deepstream/detections", "topic filter on the local broker"),
+    Setting("local_mqtt_mapping", _text, None, "field mapping, e.g. camera=sensorId,people_count=objects#"),
+    Setting("commit_interval", _positive, 1.0, "seconds between outbox commits (the crash loss window)"),
+    Setting("publish_interval", _positive, 5.0, "seconds between publishes of changed states"),
+    Setting("ack_timeout", _positive, 30.0, "seconds before an unacked state is resent (doubles per try)"),
+    Setting("max_backoff", _positive, 600.0, "longest wait between resends of one state"),
+    Setting("stats_interval", _positive, 60.0, "seconds between statistics messages"),
+    Setting("retention_days", _positive, 7.0, "days of slots kept in memory and the outbox"),
+    Setting("max_future", _positive, 300.0, "seconds an event may be ahead of this clock"),
+    Setting("max_message_bytes", _count(4096, MAX_PAYLOAD_BYTES), 64 * 1024, "cap of one state message"),
+    Setting("max_states_per_message", _count(1, MAX_STATES), MAX_STATES, "states per message"),
+    Setting("max_inflight_states", _count(1, 10**7), 20000, "sent and not yet acked states"),
+    Setting("max_cameras", _count(1, 4096), 256, "distinct cameras before new ones are refused"),
+    Setting("max_triggers", _count(1, 1024), 64, "distinct trigger names before new ones are refused"),
+    Setting("log_level", _level, "INFO", "DEBUG, INFO, WARNING or ERROR"),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting; defaults stay None so the environment can fill them."""
+    for s in SETTINGS:
+        shown = "" if s.default is None else " [%s]" % (s.default,)
+        parser.add_argument(s.flag, dest=s.name, default=None, metavar=s.name.split("_")[-1].upper(),
+                            help="%s; env %s%s" % (s.help, s.env, shown))
+
+
+@dataclass(frozen=True)
+class Config:
+    site: str
+    device_id: str
+    mqtt: Optional[MqttTarget] = None
+    state_dir: str = "./var/edge"
+    udp_addr: Optional[Tuple[str, int]] = None
+    unix_socket: Optional[str] = None
+    local_mqtt: Optional[MqttTarget] = None
+    local_mqtt_topic: str = "deepstream/detections"
+    local_mqtt_mapping: Optional[Mapping[str, str]] = None
+    commit_interval: float = 1.0
+    publish_interval: float = 5.0
+    ack_timeout: float = 30.0
+    max_backoff: float = 600.0
+    stats_interval: float = 60.0
+    retention_days: float = 7.0
+    max_future: float = 300.0
+    max_message_bytes: int = 64 * 1024
+    max_states_per_message: int = MAX_STATES
+    max_inflight_states: int = 20000
+    max_cameras: int = 256
+    max_triggers: int = 64
+    log_level: str = "INFO"
+    notify_socket: Optional[str] = None
+    watchdog_interval: Optional[float] = None  # seconds between WATCHDOG=1 pings
+    ignored_env: Tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Also guards Config(...) built directly by tests and the simulator.
+        check_name(self.site, "site")
+        check_name(self.device_id, "device_id")
+
+    @property
+    def retention_seconds(self) -> float:
+        return self.retention_days * 86400.0
+
+    @classmethod
+    def load(cls, args: Optional[argparse.Namespace] = None,
+             environ: Optional[Mapping[str, str]] = None) -> Config:
+        """Build the config from flags over ``HEATMAP_*`` variables; one ConfigError line if wrong."""
+        env = os.environ if environ is None else environ
+        known = {s.env for s in SETTINGS} | {"HEATMAP_MQTT_PASSWORD"}
+        unknown = sorted(k for k in env if k.startswith("HEATMAP_") and k not in known)
+        ignored = tuple(k for k in unknown if k in _CENTRAL_VARS)
+        refused = [k for k in unknown if k not in _CENTRAL_VARS]
+        if refused:
+            raise ConfigError("unknown setting %s (see python -m edge run --help)" % refused[0])
+        values: Dict[str, object] = {}
+        for s in SETTINGS:
+            raw = getattr(args, s.name, None) if args is not None else None
+            source = s.flag
+            if raw is None:
+                raw, source = env.get(s.env), s.env
+            if raw is None or raw == "":
+                values[s.name] = s.default
+                continue
+            try:
+                values[s.name] = s.parse(raw)
+            except Exception as exc:  # noqa: BLE001 - any parse failure is one config line
+                raise ConfigError("%s=%r: %s" % (source, raw, exc)) from None
+        for required in ("site", "device_id"):
+            if values[required] is None:
+                raise ConfigError("HEATMAP_%s (or --%s) is required"
+                                  % (required.upper(), required.replace("_", "-")))
+        creds = env.get("CREDENTIALS_DIRECTORY")
+        mqtt = None
+        if values["mqtt_url"]:
+            mqtt = _target(str(values["mqtt_url"]), "HEATMAP_MQTT_URL", values, env, creds)
+        local = None
+        if values["local_mqtt_url"]:
+            local = _target(str(values["local_mqtt_url"]), "HEATMAP_LOCAL_MQTT_URL", {}, {}, None)
+        mapping = None
+        if values["local_mqtt_mapping"]:
+            mapping = parse_mapping(str(values["local_mqtt_mapping"]))
+        udp = _udp(str(values["udp_addr"])) if values["udp_addr"] else None
+        state_dir = values["state_dir"] or env.get("STATE_DIRECTORY", "").split(":")[0] or "./var/edge"
+        if float(values["publish_interval"]) < float(values["commit_interval"]):  # type: ignore[arg-type]
+            raise ConfigError("HEATMAP_PUBLISH_INTERVAL must not be below HEATMAP_COMMIT_INTERVAL")
+        plain = {k: values[k] for k in (
+            "commit_interval", "publish_interval", "ack_timeout", "max_backoff", "stats_interval",
+            "retention_days", "max_future", "max_message_bytes", "max_states_per_message",
+            "max_inflight_states", "max_cameras", "max_triggers", "log_level")}
+        return cls(
+            site=str(values["site"]),
+            device_id=str(values["device_id"]),
+            mqtt=mqtt,
+            state_dir=str(state_dir),
+            udp_addr=udp,
+            unix_socket=values["unix_socket"] or None,  # type: ignore[arg-type]
+            local_mqtt=local,
+            local_mqtt_topic=str(values["local_mqtt_topic"]),
+            local_mqtt_mapping=mapping,
+            notify_socket=env.get("NOTIFY_SOCKET") or None,
+            watchdog_interval=_watchdog(env),
+            ignored_env=ignored,
+            **plain,  # type: ignore[arg-type]
+        )
+
+
+def parse_mapping(text: str) -> Dict[str, str]:
+    """``camera=sensorId,people_count=objects#`` -> {field: dotted path}; ``#`` = list length."""
+    mapping: Dict[str, str] = {}
+    for part in text.split(","):
+        key, sep, path = part.strip().partition("=")
+        key, path = key.strip(), path.strip()
+        if not sep or key not in MAPPABLE or not path:
+            raise ConfigError("HEATMAP_LOCAL_MQTT_MAPPING: %r is not field=path with field one of %s"
+                              % (part.strip(), ", ".join(MAPPABLE)))
+        if key in mapping:
+            raise ConfigError("HEATMAP_LOCAL_MQTT_MAPPING: %s mapped twice" % key)
+        mapping[key] = path
+    for required in ("camera", "people_count"):
+        if required not in mapping:
+            raise ConfigError("HEATMAP_LOCAL_MQTT_MAPPING must map %s" % required)
+    return mapping
+
+
+def _target(url: str, var: str, values: Mapping[str, object], env: Mapping[str, str],
+            creds: Optional[str]) -> MqttTarget:
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ConfigError("%s=%r: expected mqtt://host[:port] or mqtts://host[:port]" % (var, url))
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError("%s=%r: no path or query expected" % (var, url))
+    try:
+        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+    except ValueError:
+        raise ConfigError("%s=%r: bad port" % (var, url)) from None
+    tls = parts.scheme == "mqtts"
+    username = unquote(parts.username) if parts.username else values.get("mqtt_username")
+    password = unquote(parts.password) if parts.password else env.get("HEATMAP_MQTT_PASSWORD")
+    pw_file = values.get("mqtt_password_file") or _credential(creds, "mqtt_password")
+    if password is None and pw_file:
+        password = _read_secret(str(pw_file))
+    files = {}
+    for key, cred in (("ca_file", "mqtt_ca.pem"), ("cert_file", "mqtt_cert.pem"), ("key_file", "mqtt_key.pem")):
+        path = values.get("mqtt_" + key) or _credential(creds, cred)
+        if path and not os.access(str(path), os.R_OK):
+            raise ConfigError("HEATMAP_MQTT_%s=%s: not a readable file" % (key.upper(), path))
+        files[key] = str(path) if path else None
+    if not tls and any(files.values()):
+        raise ConfigError("%s: certificate files need an mqtts:// URL" % var)
+    if bool(files["cert_file"]) != bool(files["key_file"]):
+        raise ConfigError("HEATMAP_MQTT_CERT_FILE and HEATMAP_MQTT_KEY_FILE go together")
+    if password is not None and username is None:
+        raise ConfigError("a broker password needs a user name (HEATMAP_MQTT_USERNAME)")
+    return MqttTarget(parts.hostname, port, tls, username and str(username), password, **files)
+
+
+def _credential(creds: Optional[str], name: str) -> Optional[str]:
+    if not creds:
+        return None
+    path = os.path.join(creds, name)
+    return path if os.path.exists(path) else None
+
+
+def _read_secret(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip("\r\n")
+    except OSError as exc:
+        raise ConfigError("cannot read %s: %s" % (path, exc.strerror)) from None
+
+
+def _udp(text: str) -> Tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+        number = int(port)
+        if not sep or not 0 <= number <= 65535:
+            raise ValueError
+    except ValueError:
+        raise ConfigError("HEATMAP_UDP_ADDR=%r: expected ip:port, e.g. 127.0.0.1:7777" % text) from None
+    return host, number
+
+
+def _watchdog(env: Mapping[str, str]) -> Optional[float]:
+    usec = env.get("WATCHDOG_USEC")
+    pid = env.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    try:
+        return max(int(usec) / 1e6 / 2.0, 0.05)
+    except ValueError:
+        return None
+

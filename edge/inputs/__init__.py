@@ -1,0 +1,29 @@
+"""The agent's event inputs besides the in-process API: one module per kind.
+
+Every input has the same small surface, so the agent treats them alike: ``start()``,
+``stop()`` (take no more events), ``close()`` (release sockets and connections),
+``mark()`` / ``committed(mark)`` (an input that can replay acknowledges its source only for
+what the outbox has committed) and ``stats()``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List
+
+from ..config import Config
+from .datagram import DatagramInput
+from .local_mqtt import LocalMqttInput
+
+__all__ = ["DatagramInput", "LocalMqttInput", "build_inputs"]
+
+
+def build_inputs(config: Config, agent: Any) -> List[Any]:
+    inputs: List[Any] = []
+    if config.udp_addr is not None:
+        inputs.append(DatagramInput(agent, udp=config.udp_addr))
+    if config.unix_socket is not None:
+        inputs.append(DatagramInput(agent, unix=config.unix_socket))
+    if config.local_mqtt is not None:
+        inputs.append(LocalMqttInput(agent, config.local_mqtt, config.local_mqtt_topic,
+                                     config.local_mqtt_mapping))
+    return inputs

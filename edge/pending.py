@@ -1,0 +1,103 @@
+"""Committed states that central has not acknowledged yet, and when to (re)send them.
+
+One entry per (camera, slot): the latest committed state. A new commit of the slot replaces
+the entry and makes it due at once. A sent entry is *in flight* until its timeout
+(``ack_timeout`` doubling per attempt up to ``max_backoff``); then it is due again. An ack
+of revision ``r`` retires the entry if its revision is ``<= r``. Memory is bounded by the
+retention window: :meth:`expire` drops entries of slots that have left it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Dict, List, Optional, Tuple
+
+from shared.protocol import SlotState
+
+__all__ = ["Pending"]
+
+Key = Tuple[str, int]
+
+
+class _Entry:
+    __slots__ = ("attempts", "committed_at", "sent_at", "state")
+
+    def __init__(self, state: SlotState, committed_at: float) -> None:
+        self.state = state
+        self.committed_at = committed_at  # wall clock, for "oldest unacked age"
+        self.sent_at: Optional[float] = None  # monotonic
+        self.attempts = 0
+
+
+class Pending:
+    def __init__(self, ack_timeout: float = 30.0, max_backoff: float = 600.0,
+                 max_inflight: int = 20000) -> None:
+        self.ack_timeout = ack_timeout
+        self.max_backoff = max_backoff
+        self.max_inflight = max_inflight
+        self._entries: Dict[Key, _Entry] = {}
+        self.resent = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, states: List[SlotState], committed_at: float) -> None:
+        for s in states:
+            old = self._entries.get((s.camera, s.slot))
+            if old is None or old.state.rev < s.rev:
+                self._entries[(s.camera, s.slot)] = _Entry(s, committed_at)
+
+    def _timeout(self, attempts: int) -> float:
+        return min(self.ack_timeout * (2 ** min(attempts - 1, 30)), self.max_backoff)
+
+    def due(self, now: Optional[float] = None) -> List[SlotState]:
+        """States to send now, oldest revision first, within the in-flight bound."""
+        now = time.monotonic() if now is None else now
+        inflight = 0
+        ready = []
+        for e in self._entries.values():
+            if e.sent_at is None or now - e.sent_at >= self._timeout(e.attempts):
+                ready.append(e)
+            else:
+                inflight += 1
+        room = max(self.max_inflight - inflight, 0)
+        ready.sort(key=lambda e: e.state.rev)
+        return [e.state for e in ready[:room]]
+
+    def mark_sent(self, states: List[SlotState], now: Optional[float] = None) -> None:
+        now = time.monotonic() if now is None else now
+        for s in states:
+            e = self._entries.get((s.camera, s.slot))
+            if e is not None and e.state.rev == s.rev:
+                if e.attempts:
+                    self.resent += 1
+                e.attempts += 1
+                e.sent_at = now
+
+    def resend_all(self) -> None:
+        """After a reconnect: whatever was in flight may be lost with the old connection."""
+        for e in self._entries.values():
+            e.sent_at = None
+
+    def ack(self, camera: str, slot: int, rev: int, now: Optional[float] = None) -> Optional[float]:
+        """Retire (camera, slot) if its revision is <= ``rev``; returns the ack lag in seconds."""
+        e = self._entries.get((camera, slot))
+        if e is None or e.state.rev > rev:
+            return None
+        del self._entries[(camera, slot)]
+        if e.sent_at is None:
+            return None
+        return (time.monotonic() if now is None else now) - e.sent_at
+
+    def expire(self, lower_slot: int) -> int:
+        """Drop entries of slots before ``lower_slot``; returns how many (never acked)."""
+        gone = [k for k in self._entries if k[1] < lower_slot]
+        for k in gone:
+            del self._entries[k]
+        return len(gone)
+
+    def oldest_age(self, wall_now: Optional[float] = None) -> float:
+        if not self._entries:
+            return 0.0
+        now = time.time() if wall_now is None else wall_now
+        return max(0.0, now - min(e.committed_at for e in self._entries.values()))

@@ -1,0 +1,91 @@
+"""The demo's three sites, and the sites file (TOML) central reads for them.
+
+Three time zones that exercise the day rules: Kolkata (+05:30, no DST), London (DST on
+the EU rule) and New York (DST on the US rule). Each site has 4-8 cameras with a capacity,
+a profile for the simulator and a position on the page's floor plan.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["DemoCamera", "DemoSite", "SITES", "sites_toml", "write_sites_file"]
+
+
+@dataclass(frozen=True)
+class DemoCamera:
+    name: str
+    display_name: str
+    capacity: int
+    profile: str
+    x: int
+    y: int
+    w: int = 1
+    h: int = 1
+
+
+@dataclass(frozen=True)
+class DemoSite:
+    name: str
+    display_name: str
+    timezone: str
+    utc_offset: str  # standard offset, for the simulator (Python 3.8: no zoneinfo)
+    dst: str  # the simulator's DST rule: none, eu or us
+    device: str
+    cameras: tuple[DemoCamera, ...]
+
+    def camera_spec(self) -> str:
+        return ",".join("%s:%d:%s" % (c.name, c.capacity, c.profile) for c in self.cameras)
+
+
+SITES = (
+    DemoSite("HEAD_OFFICE", "Head office, Bengaluru", "Asia/Kolkata", "+05:30", "none", "jetson-blr-01", (
+        DemoCamera("EMPLOYEE_AREA", "Employee Area", 10, "office", 0, 0, 2, 1),
+        DemoCamera("RECEPTION_AREA", "Reception Area", 5, "reception", 2, 0),
+        DemoCamera("CAFETERIA", "Cafeteria", 12, "cafeteria", 0, 1),
+        DemoCamera("BOSS_CABIN", "Boss Cabin", 3, "restricted", 1, 1),
+        DemoCamera("CONFERENCE_ROOM", "Conference Room", 8, "office", 2, 1),
+        DemoCamera("SERVER_ROOM", "Server Room", 2, "restricted", 3, 0, 1, 2),
+    )),
+    DemoSite("LONDON_STORE", "Store, London", "Europe/London", "+00:00", "eu", "jetson-lon-01", (
+        DemoCamera("SHOP_FLOOR", "Shop Floor", 18, "office", 0, 0, 2, 2),
+        DemoCamera("ENTRANCE", "Entrance", 8, "reception", 2, 0),
+        DemoCamera("TILLS", "Tills", 6, "reception", 2, 1),
+        DemoCamera("STOCK_ROOM", "Stock Room", 3, "restricted", 3, 0),
+        DemoCamera("STAFF_ROOM", "Staff Room", 6, "cafeteria", 3, 1),
+    )),
+    DemoSite("NYC_WAREHOUSE", "Warehouse, New Jersey", "America/New_York", "-05:00", "us", "jetson-nyc-01", (
+        DemoCamera("DOCK_1", "Dock 1", 6, "reception", 0, 0),
+        DemoCamera("DOCK_2", "Dock 2", 6, "reception", 1, 0),
+        DemoCamera("PICKING_AREA", "Picking Area", 14, "office", 0, 1, 2, 1),
+        DemoCamera("PACKING", "Packing", 10, "office", 2, 1),
+        DemoCamera("OFFICE", "Office", 5, "office", 2, 0),
+        DemoCamera("BREAK_ROOM", "Break Room", 9, "cafeteria", 3, 0),
+        DemoCamera("CAGE", "Secure Cage", 2, "restricted", 3, 1),
+    )),
+)
+
+
+def _s(text: str) -> str:
+    # A JSON string of printable ASCII is a valid TOML basic string.
+    return json.dumps(text, ensure_ascii=True)
+
+
+def sites_toml(sites: tuple[DemoSite, ...] = SITES) -> str:
+    lines = ["# Written by python -m demo.", "[defaults]", 'timezone = "UTC"', "high = 7", "medium = 4", ""]
+    for site in sites:
+        lines += ["[sites.%s]" % site.name, "display_name = %s" % _s(site.display_name),
+                  "timezone = %s" % _s(site.timezone), ""]
+        for cam in site.cameras:
+            lines += ["[sites.%s.zones.%s]" % (site.name, cam.name), "display_name = %s" % _s(cam.display_name)]
+            if cam.profile == "restricted":
+                lines += ["high = 2", "medium = 1"]  # anyone in there is worth a look
+            lines += ["x = %d" % cam.x, "y = %d" % cam.y, "w = %d" % cam.w, "h = %d" % cam.h, ""]
+    return "\n".join(lines)
+
+
+def write_sites_file(path: Path, sites: tuple[DemoSite, ...] = SITES) -> Path:
+    path.write_text(sites_toml(sites))
+    return path

@@ -75,7 +75,9 @@ class SlotBuffers:
                 cell = self._hot[camera]
                 if people_count.__class__ is int and cell[0] <= timestamp < cell[1] and 0 <= people_count <= 65535:
                     if triggers:
-                        if triggers.__class__ is not tuple and triggers.__class__ is not list:
+                        if (triggers.__class__ is not tuple and triggers.__class__ is not list) or len(
+                            triggers
+                        ) > MAX_EVENT_TRIGGERS:
                             raise TypeError
                         tc = cell[4]
                         for t in triggers:

@@ -1,0 +1,162 @@
+"""The agent against a real mosquitto: publish, acks, resend, restart, broker outage."""
+
+from __future__ import annotations
+
+import time
+import zlib
+
+from edge.agent import Agent
+from shared.slots import slot_of
+from tests.edge.central_double import CentralDouble
+
+
+def total_events(central, camera=None) -> int:
+    return sum(s.events for s in central.latest().values() if camera in (None, s.camera))
+
+
+def test_publish_path_batches_compressed_states_and_acks_retire_them(central, make_config):
+    agent = Agent(make_config()).start()
+    try:
+        for i in range(16):
+            agent.record("CAM%02d" % i, i % 9, None, ["UNAUTHORIZED_STRANGER"] * (i % 3))
+        assert agent.wait_acked(10)
+        assert central.wait_for(lambda: any(s.state == "online" for s in central.statuses))
+        latest = central.latest()
+        assert len(latest) == 16
+        state = latest[("CAM05", slot_of(time.time()))]
+        assert (state.peak, state.events, dict(state.triggers)) == (5, 1, {"UNAUTHORIZED_STRANGER": 2})
+        # All changed cameras of the device travel in one compressed message.
+        assert len(central.batches) == 1
+        raw = central.raw[0]
+        assert raw[:1] == b"\x78" and len(raw) < len(zlib.decompress(raw)) / 2
+        stats = agent.stats()
+        assert stats["outbox_backlog"] == 0 and stats["acks"] == 16
+        assert agent.outbox.backlog() == 0
+
+        agent.record("CAM05", 7)
+        assert agent.wait_acked(10)
+        newer = central.latest()[("CAM05", state.slot)]
+        assert (newer.peak, newer.events) == (7, 2) and newer.rev > state.rev
+    finally:
+        agent.stop()
+    assert central.wait_for(lambda: central.statuses and central.statuses[-1].state == "stopped")
+
+
+def test_unacked_states_are_resent_with_backoff_and_an_older_ack_does_not_retire(central, make_config):
+    central.auto_ack = False
+    agent = Agent(make_config(ack_timeout=0.4, max_backoff=0.8)).start()
+    try:
+        agent.record("CAM", 3)
+        assert agent.flush()
+        assert central.wait_for(lambda: len(central.states()) >= 3, 10), "no resends"
+        first = central.states()[0]
+        assert all(s.rev == first.rev for s in central.states())
+        assert agent.stats()["states_resent"] >= 2
+
+        agent.record("CAM", 4)
+        assert agent.flush()
+        assert central.wait_for(lambda: max(s.rev for s in central.states()) > first.rev)
+        central.ack("HEAD_OFFICE", "jetson-01", [("CAM", first.slot, first.rev)])  # stale ack
+        time.sleep(0.5)
+        assert len(agent.pending) == 1
+        newest = max(s.rev for s in central.states())
+        central.ack("HEAD_OFFICE", "jetson-01", [("CAM", first.slot, newest)])
+        assert central.wait_for(lambda: len(agent.pending) == 0, 5)
+        sent = len(central.states())
+        time.sleep(1.0)
+        assert len(central.states()) == sent  # acked: no more resends
+    finally:
+        agent.stop()
+
+
+def test_in_flight_is_bounded(central, make_config):
+    central.auto_ack = False
+    agent = Agent(make_config(max_inflight_states=5, ack_timeout=30)).start()
+    try:
+        for i in range(12):
+            agent.record("CAM%02d" % i, 1)
+        assert agent.flush()
+        time.sleep(0.8)
+        assert len(central.states()) == 5
+        central.ack("HEAD_OFFICE", "jetson-01", [(s.camera, s.slot, s.rev) for s in central.states()])
+        assert central.wait_for(lambda: len(central.states()) == 10, 5)
+    finally:
+        agent.stop()
+
+
+def test_restart_restores_from_the_outbox_and_continues_revisions(central, make_config):
+    central.auto_ack = False
+    cfg = make_config()
+    agent = Agent(cfg).start()
+    agent.record("CAM", 5, None, ["A"])
+    agent.record("CAM", 2)
+    assert agent.flush()
+    assert central.wait_for(lambda: len(central.states()) == 1)
+    agent.stop()
+    before = central.states()[0]
+
+    central.auto_ack = True
+    agent = Agent(cfg).start()
+    try:
+        assert agent.stats()["restored"] == 1
+        # The unacked state is published again after the restart, then acked.
+        assert agent.wait_acked(10)
+        agent.record("CAM", 1, None, ["A"])
+        assert agent.wait_acked(10)
+        after = central.latest()[before.key()]
+        assert (after.peak, after.events, dict(after.triggers)) == (5, 3, {"A": 2})
+        assert after.rev > before.rev
+    finally:
+        agent.stop()
+
+
+def test_broker_goes_away_and_comes_back(central, mosquitto, make_config):
+    agent = Agent(make_config(ack_timeout=1.0)).start()
+    try:
+        agent.record("CAM", 1)
+        assert agent.wait_acked(10)
+        central.stop()
+        mosquitto.stop()
+        assert central.wait_for(lambda: not agent.link.connected.is_set(), 5)
+        for n in range(2, 6):
+            agent.record("CAM", n)
+            agent.record("CAF", n)
+        assert agent.flush()
+        assert agent.stats()["outbox_backlog"] == 2
+        assert agent.outbox.backlog() == 2  # committed while the broker was away
+        mosquitto.start()
+        central = CentralDouble(mosquitto).start()
+        assert agent.wait_acked(30)
+        central.stop()
+        got = central.latest()
+        assert got[("CAM", slot_of(time.time()))].events == 5
+        assert got[("CAF", slot_of(time.time()))].events == 4
+        assert agent.stats()["connects"] >= 2
+    finally:
+        agent.stop()
+
+
+def test_agent_without_a_broker_still_commits(make_config, tmp_path):
+    agent = Agent(make_config(mqtt=None)).start()
+    try:
+        agent.record("CAM", 1)
+        assert agent.flush()
+        assert agent.outbox.backlog() == 1
+        assert not agent.wait_acked(0.3)
+    finally:
+        agent.stop()
+
+
+def test_corrupt_outbox_is_quarantined_and_the_agent_runs(central, make_config, tmp_path):
+    cfg = make_config()
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "outbox.sqlite").write_bytes(b"\x00garbage" * 1000)
+    agent = Agent(cfg).start()
+    try:
+        assert agent.stats()["outbox_quarantined"] == 1
+        assert [p.name.startswith("outbox.sqlite.corrupt-") for p in state.iterdir()].count(True) == 1
+        agent.record("CAM", 2)
+        assert agent.wait_acked(10)
+    finally:
+        agent.stop()

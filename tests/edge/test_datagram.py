@@ -1,0 +1,84 @@
+"""The datagram input over real UDP and Unix sockets: good events, NDJSON, and bad datagrams."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+from edge.agent import Agent
+from shared.slots import slot_of
+
+
+def committed(agent) -> dict:
+    assert agent.flush()
+    values, _ = agent.outbox.load(0)
+    return {(c, s): (p, e, t) for c, s, p, e, t in values}
+
+
+def send_all(sock, address, datagrams) -> None:
+    for d in datagrams:
+        sock.sendto(d, address)
+
+
+def wait_datagrams(inp, n, timeout=5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while inp.datagrams < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert inp.datagrams == n
+
+
+def test_udp_events_ndjson_and_bad_datagrams_never_stop_the_input(make_config):
+    agent = Agent(make_config(mqtt=None, udp_addr=("127.0.0.1", 0))).start()
+    try:
+        inp = agent.inputs[0]
+        now = time.time()
+        ev = {"camera": "EMPLOYEE_AREA", "people_count": 4, "timestamp": now, "triggers": ["UNAUTHORIZED_STRANGER"]}
+        customer = {"cam_name": "EMPLOYEE_AREA", "people_count": 6, "event_timestamp": now,
+                    "event_triggers": ["UNAUTHORIZED_STRANGER", "UNAUTHORIZED_STRANGER"], "site_name": "HEAD_OFFICE"}
+        good_line = json.dumps(ev).encode()
+        datagrams = [
+            good_line,                                                        # 1 accepted
+            b"\n".join([good_line, json.dumps(customer).encode(), b""]),       # 2 accepted (NDJSON)
+            b"\xff\xfe not utf-8",                                            # bad_json
+            b"{\"camera\": ",                                                 # bad_json
+            b"[1, 2]",                                                        # 2 x bad_event
+            json.dumps(dict(ev, people_count=-3)).encode(),                   # bad_count
+            json.dumps(dict(ev, camera="bad/name")).encode(),                 # bad_camera
+            json.dumps(dict(ev, site="OTHER_SITE")).encode(),                 # wrong_site
+            json.dumps(dict(ev, colour="red")).encode(),                      # bad_event
+            json.dumps(dict(ev, timestamp=now - 30 * 86400)).encode(),        # too_old
+            b"\n".join([good_line, b"{oops", good_line]),                     # 2 accepted + bad_json
+            json.dumps(dict(ev, timestamp="2026-01-05T10:00:00")).encode(),   # bad_timestamp (no offset)
+            b"",                                                              # empty
+            b"{\"camera\": \"A\"},{\"camera\": \"B\"}\n" + good_line,        # bad_json, 1 accepted
+        ]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            send_all(sock, inp.address, datagrams)
+            wait_datagrams(inp, len(datagrams))
+        got = committed(agent)
+        assert got == {("EMPLOYEE_AREA", slot_of(now)): (6, 6, {"UNAUTHORIZED_STRANGER": 7})}
+        refused = agent.refusals.snapshot()
+        assert refused == {"bad_json": 5, "bad_event": 3, "bad_timestamp": 1, "bad_count": 1, "bad_camera": 1,
+                           "wrong_site": 1, "too_old": 1}
+        assert agent.stats()["refused_bad_json"] == 5
+    finally:
+        agent.stop()
+
+
+def test_unix_datagram_socket(make_config, tmp_path):
+    path = str(tmp_path / "events.sock")
+    agent = Agent(make_config(mqtt=None, unix_socket=path)).start()
+    try:
+        inp = agent.inputs[0]
+        lines = "\n".join(json.dumps({"camera": "CAM%d" % (i % 4), "people_count": i}) for i in range(100))
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(lines.encode(), path)
+            sock.sendto(b"garbage", path)
+            wait_datagrams(inp, 2)
+        got = committed(agent)
+        assert sorted((c, p, e) for (c, _), (p, e, _) in got.items()) == [
+            ("CAM0", 96, 25), ("CAM1", 97, 25), ("CAM2", 98, 25), ("CAM3", 99, 25)]
+    finally:
+        agent.stop()
+    assert not (tmp_path / "events.sock").exists()

@@ -1,0 +1,92 @@
+"""The SQLite outbox: commits with growing revisions, acks, restore, pruning, quarantine."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from edge.outbox import Outbox
+
+SLOT = 1_767_600_000
+
+
+def test_revisions_grow_and_survive_reopening(tmp_path):
+    path = str(tmp_path / "outbox.sqlite")
+    box = Outbox(path)
+    first = box.rev
+    states = box.commit([("CAM", SLOT, 3, 5, {"A": 2}), ("CAF", SLOT, 1, 1, {})])
+    assert [s.rev for s in states] == [first + 1, first + 2]
+    again = box.commit([("CAM", SLOT, 4, 6, {"A": 2})])
+    assert again[0].rev == first + 3
+    box.ack([("CAF", SLOT, first + 2), ("CAM", SLOT, first + 1)])  # an ack of an older rev
+    box.close()
+
+    box = Outbox(path)
+    assert box.rev == first + 3
+    values, unacked = box.load(SLOT)
+    assert sorted(values) == [("CAF", SLOT, 1, 1, {}), ("CAM", SLOT, 4, 6, {"A": 2})]
+    assert [(s.camera, s.rev, s.events) for s, _ in unacked] == [("CAM", first + 3, 6)]
+    assert box.backlog() == 1
+    box.close()
+
+
+def test_a_fresh_outbox_seeds_revisions_from_the_clock(tmp_path):
+    box = Outbox(str(tmp_path / "a.sqlite"), clock=lambda: 1_767_600_000.25)
+    assert box.rev == 1_767_600_000_250_000
+    box.close()
+
+
+def test_prune_counts_what_aged_out_unacked(tmp_path):
+    box = Outbox(str(tmp_path / "outbox.sqlite"))
+    states = box.commit([("CAM", SLOT - 900, 1, 1, {}), ("CAM", SLOT - 1800, 1, 1, {}), ("CAM", SLOT, 1, 1, {})])
+    box.ack([("CAM", SLOT - 900, states[0].rev)])
+    assert box.prune(SLOT) == (2, 1)
+    assert [v[1] for v in box.load(0)[0]] == [SLOT]
+    box.close()
+
+
+def test_wal_and_full_sync(tmp_path):
+    path = str(tmp_path / "outbox.sqlite")
+    box = Outbox(path)
+    box.commit([("CAM", SLOT, 1, 1, {})])
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
+    assert box._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    box.close()
+
+
+def test_garbage_file_is_moved_aside_and_a_fresh_outbox_starts(tmp_path):
+    path = tmp_path / "outbox.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    box = Outbox(str(path))
+    assert box.quarantined is not None and os.path.exists(box.quarantined)
+    assert Path(box.quarantined).read_bytes().startswith(b"this is not")
+    assert box.commit([("CAM", SLOT, 1, 1, {})])[0].rev > 1
+    box.close()
+
+
+def test_truncated_file_is_moved_aside(tmp_path):
+    path = tmp_path / "outbox.sqlite"
+    box = Outbox(str(path))
+    box.commit([("CAM%d" % i, SLOT, 1, 1, {"T": i}) for i in range(2000)])
+    box.close()  # checkpoints the WAL into the main file
+    data = path.read_bytes()
+    assert len(data) > 16384
+    path.write_bytes(data[: len(data) // 2 + 100])
+    box = Outbox(str(path))
+    assert box.quarantined is not None
+    assert box.load(0) == ([], [])
+    box.close()
+
+
+def test_a_foreign_database_is_not_adopted(tmp_path):
+    path = str(tmp_path / "outbox.sqlite")
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE something_else (x)")
+    db.commit()
+    db.close()
+    box = Outbox(path)
+    assert box.quarantined is not None
+    box.close()

@@ -1,0 +1,98 @@
+"""The demo's supervisor: children in their own process groups, SIGTERM then SIGKILL,
+nothing left behind, even when a child ignores SIGTERM or the demo itself is killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from demo.procs import ChildFailed, Supervisor
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes.
+    try:
+        return Path("/proc/%d/stat" % pid).read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _wait_file(path: Path, timeout: float = 10) -> str:
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.read_text().strip()):
+        assert time.monotonic() < deadline, "%s never written" % path
+        time.sleep(0.05)
+    return path.read_text().strip()
+
+
+STUBBORN = textwrap.dedent("""
+    import os, signal, subprocess, sys, time
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    child = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"])
+    open(sys.argv[1], "w").write("%d %d" % (os.getpid(), child.pid))
+    time.sleep(600)
+""")
+
+
+def test_stop_kills_a_stubborn_child_and_its_grandchild(tmp_path):
+    sup = Supervisor(tmp_path, ROOT)
+    pids = tmp_path / "pids"
+    child = sup.start("stubborn", [sys.executable, "-c", STUBBORN, str(pids)], dict(os.environ), stop_timeout=0.5)
+    parent_pid, grandchild = map(int, _wait_file(pids).split())
+    assert parent_pid == child.pid and os.getpgid(child.pid) == child.pid != os.getpgid(0)
+    started = time.monotonic()
+    sup.stop_all()
+    assert time.monotonic() - started < 5
+    assert not _alive(child.pid) and not _alive(grandchild)
+
+
+def test_cooperative_child_stops_on_sigterm_and_failures_are_reported(tmp_path):
+    sup = Supervisor(tmp_path, ROOT)
+    ok = sup.start("sleeper", [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(600)"], dict(os.environ))
+    sup.wait_for("sleeper", lambda: ok.log_contains("up"), 10)
+    bad = sup.start("crasher", [sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"], dict(os.environ))
+    bad.proc.wait(10)
+    with pytest.raises(ChildFailed, match=r"(?s)crasher exited with code 3.*boom"):
+        sup.check()
+    sup.stop_all()
+    assert ok.proc.returncode == -signal.SIGTERM
+
+
+KILLED_PARENT = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+    from demo.procs import Supervisor
+    sup = Supervisor(Path(sys.argv[1]), Path.cwd())
+    c = sup.start("orphan", [sys.executable, "-c", "import time; time.sleep(600)"], dict(os.environ))
+    open(sys.argv[2], "w").write(str(c.pid))
+    time.sleep(600)
+""")
+
+
+def test_children_stop_when_the_demo_is_killed(tmp_path):
+    pidfile = tmp_path / "pid"
+    demo = subprocess.Popen([sys.executable, "-c", KILLED_PARENT, str(tmp_path), str(pidfile)], cwd=ROOT)
+    orphan = int(_wait_file(pidfile))
+    assert _alive(orphan)
+    demo.kill()
+    demo.wait()
+    deadline = time.monotonic() + 5
+    while _alive(orphan) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = _alive(orphan)
+    if alive:
+        os.kill(orphan, signal.SIGKILL)
+    assert not alive, "the child outlived a SIGKILLed demo"

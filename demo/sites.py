@@ -56,7 +56,7 @@ SITES = (
         DemoCamera("STOCK_ROOM", "Stock Room", 3, "restricted", 3, 0),
         DemoCamera("STAFF_ROOM", "Staff Room", 6, "cafeteria", 3, 1),
     )),
-    DemoSite("NYC_WAREHOUSE", "Warehouse, New Jersey", "America/New_York", "-05:00", "us", "jetson-nyc-01", (
+    DemoSite("NYC_WAREHOUSE", "Warehouse, New Jersey", "America/New_York", "UTC-05:00", "us", "jetson-nyc-01", (
         DemoCamera("DOCK_1", "Dock 1", 6, "reception", 0, 0),
         DemoCamera("DOCK_2", "Dock 2", 6, "reception", 1, 0),
         DemoCamera("PICKING_AREA", "Picking Area", 14, "office", 0, 1, 2, 1),

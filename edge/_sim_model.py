@@ -125,8 +125,15 @@ _OFFSET_RE = re.compile(r"([+-])(\d{1,2})(?::?(\d{2}))?\Z")
 
 
 def parse_offset(text: str) -> int:
-    """``+05:30`` / ``-0500`` / ``+1`` -> seconds east of UTC, a multiple of 15 minutes."""
-    m = _OFFSET_RE.match(text.strip())
+    """``+05:30`` / ``-0500`` / ``UTC-5`` -> seconds east of UTC, a multiple of 15 minutes.
+
+    The ``UTC`` prefix lets a negative offset stand as its own command-line word
+    (``--utc-offset UTC-05:00``; ``--utc-offset=-05:00`` works too).
+    """
+    text = text.strip()
+    if text[:3].upper() == "UTC":
+        text = text[3:] or "+00:00"
+    m = _OFFSET_RE.match(text)
     if m is None:
         raise ValueError("--utc-offset must look like +05:30 or -05:00, not %r" % text)
     seconds = int(m.group(2)) * 3600 + int(m.group(3) or 0) * 60

@@ -123,7 +123,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a count, or NAME[:CAPACITY[:PROFILE]],... with PROFILE one of "
                         "office, reception, cafeteria, restricted (default: 6)")
     parser.add_argument("--utc-offset", default="+00:00",
-                        help="the site's standard offset from UTC, e.g. +05:30 (default: +00:00)")
+                        help="the site's standard offset from UTC: +05:30, UTC-05:00 or =-05:00 "
+                        "(default: +00:00)")
     parser.add_argument("--dst", default="none", choices=DST_RULES,
                         help="daylight-saving rule: eu (last Sun Mar..last Sun Oct, 01:00 UTC), "
                         "us (2nd Sun Mar..1st Sun Nov, 02:00 local) or none (default)")

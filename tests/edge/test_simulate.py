@@ -49,7 +49,8 @@ def test_parse_offset():
     assert parse_offset("-0500") == -18000
     assert parse_offset("+5") == 18000
     assert parse_offset("+05:45") == 20700
-    for bad in ("05:30", "+05:10", "+15:00", "UTC", ""):
+    assert parse_offset("UTC-05:00") == -18000 and parse_offset("UTC") == 0
+    for bad in ("05:30", "+05:10", "+15:00", "UTC+", "GMT", ""):
         with pytest.raises(ValueError):
             parse_offset(bad)
 
@@ -320,15 +321,16 @@ def test_cli_fast_forward_to_udp_writes_the_truth(tmp_path):
          "udp://127.0.0.1:%d" % sock.getsockname()[1], "--truth", str(truth_file)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    sock.settimeout(0.2)
     try:
         while True:
             try:
                 data = sock.recv(65536)
             except socket.timeout:
-                break
+                if proc.poll() is not None:
+                    break
+                continue
             received.extend(json.loads(x) for x in data.decode().splitlines())
-            if proc.poll() is not None and not received:
-                break
     finally:
         _, err = proc.communicate(timeout=30)
         sock.close()
@@ -347,11 +349,11 @@ def test_cli_live_mode_sends_in_real_time(tmp_path):
     sock = _receiver()
     truth_file = tmp_path / "truth.json"
     started = time.time()
-    res = _cli("--site", "HQ", "--cameras", "A:1000", "--rate-scale", "100", "--live", "--duration", "2",
+    res = _cli("--site", "HQ", "--cameras", "A:1000", "--rate-scale", "100", "--live", "--duration", "1.5",
                "--to-agent", "udp://127.0.0.1:%d" % sock.getsockname()[1], "--truth", str(truth_file))
     assert res.returncode == 0, res.stderr
     events = []
-    sock.settimeout(0.5)
+    sock.settimeout(0.2)
     try:
         while True:
             events.extend(json.loads(x) for x in sock.recv(65536).decode().splitlines())
@@ -389,3 +391,52 @@ def test_cli_fails_when_central_refuses(tmp_path):
                "--retry-for", "0.3", "--truth", str(tmp_path / "t.json"))
     assert res.returncode == 1 and "unreachable" in res.stderr
     assert json.loads((tmp_path / "t.json").read_text())["events"] == 0
+
+
+# -- with the real agent -------------------------------------------------------------------
+
+
+def test_simulated_history_through_a_real_agent_matches_the_truth(tmp_path, mosquitto, central):
+    """simulate --to-agent -> python -m edge run -> mosquitto: the highest revision of every
+    (camera, slot) the agent publishes equals the simulator's truth."""
+    import os
+    import time
+
+    udp = _receiver()
+    port = udp.getsockname()[1]
+    udp.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEATMAP_")}
+    env.update(HEATMAP_SITE="HQ", HEATMAP_DEVICE_ID="jetson-sim", HEATMAP_MQTT_URL=mosquitto.url,
+               HEATMAP_STATE_DIR=str(tmp_path / "state"), HEATMAP_UDP_ADDR="127.0.0.1:%d" % port,
+               HEATMAP_PUBLISH_INTERVAL="0.3", HEATMAP_COMMIT_INTERVAL="0.2", HEATMAP_RETENTION_DAYS="4")
+    agent = subprocess.Popen([sys.executable, "-m", "edge", "run"], cwd=ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not any(s.state == "online" for s in central.statuses):
+            assert agent.poll() is None and time.monotonic() < deadline, "agent did not come online"
+            time.sleep(0.05)
+        truth_file = tmp_path / "truth.json"
+        res = _cli("--site", "HQ", "--cameras", "EMPLOYEE_AREA:8,CAFETERIA:6,BOSS_CABIN:3:restricted",
+                   "--utc-offset", "UTC-05:00", "--dst", "us", "--days", "3", "--seed", "4",
+                   "--to-agent", "udp://127.0.0.1:%d" % port, "--truth", str(truth_file))
+        assert res.returncode == 0, res.stderr
+        truth = json.loads(truth_file.read_text())
+        want = {(s["camera"], s["slot"]): (s["peak"], s["events"], s["triggers"]) for s in truth["slots"]}
+        deadline = time.monotonic() + 30
+        while True:
+            with central.lock:
+                best: dict = {}
+                for batch in central.batches:
+                    for s in batch.states:
+                        if s.rev > best.get(s.key(), (0,))[0]:
+                            best[s.key()] = (s.rev, (s.peak, s.events, dict(s.triggers)))
+            got = {k: v[1] for k, v in best.items()}
+            if got == want or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert got == want
+        assert sum(v[1] for v in got.values()) == truth["events"] > 3000
+    finally:
+        agent.terminate()
+        agent.wait(15)

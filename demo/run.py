@@ -160,6 +160,9 @@ class Demo:
     def _env(self, **values: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HEATMAP_")}
         env["PYTHONUNBUFFERED"] = "1"
+        # Not a setting (the programs refuse unknown HEATMAP_* names): it marks every
+        # process of this demo, so that one can be found in /proc/*/environ.
+        env["DEMO_DIR"] = str(self.config.dir)
         env.update({"HEATMAP_" + k.upper(): v for k, v in values.items()})
         return env
 

@@ -1,0 +1,146 @@
+"""``python -m demo`` end to end: the embedded broker, central, three agents and their
+simulators start; every backfilled local day of every site shows exactly the simulator's
+truth, from edge aggregates; Ctrl-C (SIGINT) stops it all and leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from demo.config import ConfigError, DemoConfig
+from demo.sites import SITES, sites_toml
+from tests.harness import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+
+
+def test_sites_file_follows_the_contract():
+    data = tomllib.loads(sites_toml())
+    assert data["defaults"] == {"timezone": "UTC", "high": 7, "medium": 4}
+    assert {s: data["sites"][s]["timezone"] for s in data["sites"]} == {
+        "HEAD_OFFICE": "Asia/Kolkata", "LONDON_STORE": "Europe/London", "NYC_WAREHOUSE": "America/New_York"}
+    for site in SITES:
+        zones = data["sites"][site.name]["zones"]
+        assert 4 <= len(zones) <= 8 and set(zones) == {c.name for c in site.cameras}
+        for zone in zones.values():
+            assert {"display_name", "x", "y", "w", "h"} <= set(zone)
+
+
+def test_demo_config():
+    cfg = DemoConfig.load([], {"HEATMAP_MQTT_URL": "mqtt://broker:1883", "HEATMAP_HTTP_ADDR": "0.0.0.0:9000"})
+    assert cfg.mqtt_url == "mqtt://broker:1883" and cfg.page_url == "http://127.0.0.1:9000/"
+    assert cfg.days == 14 and cfg.live and cfg.broker == "amqtt"
+    assert DemoConfig.load(["--http-addr", "127.0.0.1:1234"], {"HEATMAP_HTTP_ADDR": "x:1"}).http_port == 1234
+    for argv, env in ((["--http-addr", "nowhere"], {}), ([], {"HEATMAP_MQTT_URL": "http://x"}), (["--days", "0"], {})):
+        with pytest.raises(ConfigError):
+            DemoConfig.load(argv, env)
+
+
+def _get(url: str):
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        body = resp.read()
+        return json.loads(body) if resp.headers.get_content_type() == "application/json" else body.decode()
+
+
+def _comparable(day: dict) -> dict:
+    return {
+        "zones": {z: (v["peak"], v["events"]) for z, v in day["zones"].items()},
+        "hourly": [(h["hour"], h["count"]) for h in day["hourly"]],
+        "critical_events": dict(day["critical_events"]),
+    }
+
+
+def _processes_mentioning(text: str) -> list:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmd = Path("/proc/%s/cmdline" % pid).read_bytes()
+            env = Path("/proc/%s/environ" % pid).read_bytes()
+            state = Path("/proc/%s/stat" % pid).read_text().split(") ")[1][0]
+        except OSError:
+            continue
+        if state != "Z" and (text.encode() in cmd or text.encode() in env):
+            found.append((pid, cmd.replace(b"\0", b" ").decode(errors="replace")[:200]))
+    return found
+
+
+@pytest.mark.slow
+def test_demo_backfills_matches_the_truth_and_stops_clean(tmp_path):
+    demo_dir = tmp_path / "demo"
+    port = free_port()
+    base = "http://127.0.0.1:%d" % port
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEATMAP_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "demo", "--dir", str(demo_dir), "--http-addr", "127.0.0.1:%d" % port,
+         "--days", "1.5", "--no-live", "--publish-interval", "1", "--ready-timeout", "150"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )
+    lines: list = []
+    ready = threading.Event()
+
+    def read():
+        for line in proc.stdout:
+            lines.append(line)
+            if "Press Ctrl-C" in line:
+                ready.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert ready.wait(180), "demo not ready:\n" + "".join(lines[-40:])
+        assert any(base + "/" in line for line in lines)
+
+        deadline = time.monotonic() + 90
+        pending = {}
+        for site in SITES:
+            truth = json.loads((demo_dir / "truth" / ("%s.json" % site.name)).read_text())
+            assert truth["events"] > 1000
+            for date, want in truth["days"].items():
+                pending[(site.name, date)] = want
+        results = {}
+        while pending and time.monotonic() < deadline:
+            for (site, date), want in list(pending.items()):
+                got = _get("%s/api/v1/dashboard/%s?date=%s" % (base, site, date))
+                results[(site, date)] = (got["meta"]["source"], _comparable(got) == _comparable(want))
+                if results[(site, date)] == ("edge", True):
+                    del pending[(site, date)]
+            time.sleep(0.5)
+        assert not pending, {k: results.get(k) for k in pending}
+
+        sites = {s["site_name"]: s for s in _get(base + "/api/v1/sites")["sites"]}
+        assert sites["NYC_WAREHOUSE"]["timezone"] == "America/New_York"
+        assert sites["HEAD_OFFICE"]["zones"]["BOSS_CABIN"]["display_name"] == "Boss Cabin"
+        assert {d["device_id"] for s in sites.values() for d in s["devices"]} >= {s.device for s in SITES}
+        assert "<html" in _get(base + "/").lower()
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(90)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            code = "hung"
+        reader.join(5)
+    assert code == 0, "".join(lines[-40:])
+    deadline = time.monotonic() + 5
+    while _processes_mentioning(str(demo_dir)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_mentioning(str(demo_dir)) == []
+    assert any("stopped;" in line for line in lines)

@@ -116,19 +116,21 @@ class Demo:
         fresh = self._prepare_dir()
         sites_file = write_sites_file(cfg.dir / "sites.toml")
         self._start_broker()
+        if self.stop_event.is_set():
+            return
         base = self._central(sites_file)
-        backfill = fresh and not self.stop_event.is_set()
+        backfill = fresh
         sims = []
         for site in SITES:
             if self.stop_event.is_set():
                 return
-            udp = self._agent(site, backfill)
+            udp = self._agent(site)
+            if self.stop_event.is_set():
+                return
             sims.append(self._simulator(site, udp, base, backfill))
         what = "%g days of history backfilled" % cfg.days if backfill else "history kept from the last run"
-        self.sup.wait_for(
-            "the simulators' backfill", lambda: all(self._sim_done(c) for c in sims) or self.stop_event.is_set(),
-            cfg.ready_timeout, interval=0.25,
-        )
+        self._wait("the simulators' backfill", lambda: all(self._sim_done(c) for c in sims),
+                   cfg.ready_timeout, interval=0.25)
         if self.stop_event.is_set():
             return
         self.announce("")
@@ -141,6 +143,10 @@ class Demo:
         self.announce("Press Ctrl-C to stop.")
 
     # -- steps ----------------------------------------------------------------------------
+
+    def _wait(self, what: str, ready: Callable[[], bool], timeout: float, interval: float = 0.1) -> None:
+        """Wait for ``ready``; Ctrl-C ends the wait (startup then returns early)."""
+        self.sup.wait_for(what, lambda: self.stop_event.is_set() or ready(), timeout, interval)
 
     def _prepare_dir(self) -> bool:
         """Create the state directory; wipe it unless --keep. True if it starts empty."""
@@ -176,7 +182,7 @@ class Demo:
         if cfg.broker == "amqtt":
             broker = self.sup.python("broker", ["demo.broker", "--port", str(port)], self._env(), stop_timeout=5)
             # Its own log line, not a port probe: amqtt logs a bare TCP probe as an error.
-            self.sup.wait_for("the amqtt broker", lambda: broker.log_contains("amqtt broker on"), 30)
+            self._wait("the amqtt broker", lambda: broker.log_contains("amqtt broker on"), 30)
         else:
             binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
             conf = cfg.dir / "mosquitto.conf"
@@ -187,7 +193,8 @@ class Demo:
                 lines.append("user root")  # else it switches to 'mosquitto', who cannot write here
             conf.write_text("\n".join(lines) + "\n")
             self.sup.start("broker", [binary, "-c", str(conf)], self._env(), stop_timeout=5)
-        self.sup.wait_for("the %s broker on port %d" % (cfg.broker, port), lambda: _port_open(port), 30)
+        if cfg.broker != "amqtt":
+            self._wait("the %s broker on port %d" % (cfg.broker, port), lambda: _port_open(port), 30)
         self.mqtt_url = "mqtt://127.0.0.1:%d" % port
 
     def _central(self, sites_file: Path) -> str:
@@ -199,10 +206,10 @@ class Demo:
             stop_timeout=cfg.stop_timeout,
         )
         base = cfg.page_url
-        self.sup.wait_for("central on %s" % base, lambda: _http_ok(base + "healthz"), cfg.ready_timeout)
+        self._wait("central on %s" % base, lambda: _http_ok(base + "healthz"), cfg.ready_timeout)
         return base.rstrip("/")
 
-    def _agent(self, site: DemoSite, backfill: bool) -> int:
+    def _agent(self, site: DemoSite) -> int:
         cfg = self.config
         udp = free_port(socket.SOCK_DGRAM)
         state = cfg.dir / "edge" / site.name
@@ -216,7 +223,7 @@ class Demo:
                       publish_interval="%g" % cfg.publish_interval, ack_timeout="10"),
             stop_timeout=cfg.stop_timeout,
         )
-        self.sup.wait_for("agent %s on udp %d" % (site.name, udp), lambda: _udp_bound(udp), cfg.ready_timeout)
+        self._wait("agent %s on udp %d" % (site.name, udp), lambda: _udp_bound(udp), cfg.ready_timeout)
         return udp
 
     def _simulator(self, site: DemoSite, udp: int, base: str, backfill: bool):

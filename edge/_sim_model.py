@@ -8,7 +8,8 @@ around the expected occupancy and triggers at plausible rates.
 
 The timeline is a pure function of (seed, site, camera, UTC day): any time window is a
 slice of it, so a backfill followed by a live run neither overlaps nor leaves a gap, and a
-rerun with the same seed sends the same events. Timestamps are whole seconds, which is what
+rerun with the same seed sends the same events (with the same numpy version: numpy does not
+promise the same random streams across versions). Timestamps are whole seconds, which is what
 ``camera_events.event_timestamp`` keeps, so raw and edge totals agree exactly.
 
 Local time without zoneinfo (Python 3.8 on the Jetson): a fixed UTC offset plus an

@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import logging
 import sys
 
-__all__ = ["main"]
+from .config import Config, add_arguments
+from .exceptions import CentralError, ConfigError
+
+__all__ = ["main", "EXIT_OK", "EXIT_CONFIG", "EXIT_STORAGE"]
+
+EXIT_OK = 0
+EXIT_STORAGE = 1
+EXIT_CONFIG = 2
+
+
+def _reconcile_module():
+    try:
+        return importlib.import_module("central.reconcile")
+    except ImportError:
+        return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,10 +31,44 @@ def build_parser() -> argparse.ArgumentParser:
         "the dashboard API and page.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("serve", help="run the HTTP service and MQTT consumer (not built yet)")
-    sub.add_parser("migrate", help="create or upgrade the ClickHouse schema (not built yet)")
-    sub.add_parser("reconcile", help="compare edge aggregates with raw events (not built yet)")
+    serve = sub.add_parser("serve", help="run the HTTP API, the page and (with HEATMAP_MQTT_URL) the MQTT consumer")
+    add_arguments(serve)
+    migrate = sub.add_parser("migrate", help="create or upgrade the ClickHouse schema (idempotent)")
+    add_arguments(migrate)
+    migrate.add_argument("--print-ddl", action="store_true", help="print the DDL instead of running it")
+    reconcile = _reconcile_module()
+    if reconcile is not None:
+        rec = sub.add_parser("reconcile", help="compare edge aggregates with raw events; report or repair")
+        reconcile.add_arguments(rec)
+    else:
+        sub.add_parser("reconcile", help="compare edge aggregates with raw events (not installed)")
     return parser
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _migrate(config: Config, print_ddl: bool) -> int:
+    from . import schema
+    from .store import open_store
+
+    if print_ddl:
+        for version, description, tables in schema.MIGRATIONS:
+            print("-- migration %d: %s" % (version, description))
+            for name in tables:
+                for stmt in schema.table_ddl(schema.TABLES[name], config.clickhouse_cluster):
+                    print(stmt + ";\n")
+        return EXIT_OK
+    store = open_store(config)
+    try:
+        applied = schema.migrate(store, config.clickhouse_cluster)
+        raw = schema.detect_raw_time(store, config.event_timestamp_expr)
+    finally:
+        store.close()
+    print("schema up to date (applied now: %s); camera_events.event_timestamp: %s (%s)"
+          % (", ".join(map(str, applied)) or "none", raw.column_type, raw.kind))
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,9 +76,31 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
-        return 2
-    print("python -m central %s: not built yet" % args.command, file=sys.stderr)
-    return 2
+        return EXIT_CONFIG
+    if args.command == "reconcile":
+        reconcile = _reconcile_module()
+        if reconcile is None:
+            print("python -m central reconcile: not installed", file=sys.stderr)
+            return EXIT_CONFIG
+        return reconcile.run(args)
+    try:
+        config = Config.load(args)
+    except ConfigError as exc:
+        print("python -m central %s: %s" % (args.command, exc), file=sys.stderr)
+        return EXIT_CONFIG
+    _setup_logging(config.log_level)
+    try:
+        if args.command == "migrate":
+            return _migrate(config, args.print_ddl)
+        from .server import serve
+
+        return serve(config)
+    except ConfigError as exc:
+        print("python -m central %s: %s" % (args.command, exc), file=sys.stderr)
+        return EXIT_CONFIG
+    except CentralError as exc:
+        print("python -m central %s: %s" % (args.command, exc), file=sys.stderr)
+        return EXIT_STORAGE
 
 
 if __name__ == "__main__":

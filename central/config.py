@@ -1,0 +1,286 @@
+"""The one frozen configuration of a central process, and the only reader of os.environ.
+
+Every setting has an environment variable (``HEATMAP_*``) and a command-line flag; a flag
+overrides the variable, the variable overrides the default. Secrets (tokens) may also come
+from systemd credentials (``$CREDENTIALS_DIRECTORY/<name>``). An unknown ``HEATMAP_*``
+variable or an invalid value raises :class:`ConfigError` with one line naming it, and the
+entry point exits non-zero. ``docs/central.md`` lists every setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from shared.names import is_valid_name
+
+from .exceptions import ConfigError
+
+__all__ = ["Config", "MqttSettings", "SETTINGS", "add_arguments"]
+
+# Variables the edge agent and tools read; a one-box install may set them in the same
+# environment, so central tolerates them instead of calling them unknown.
+_FOREIGN = frozenset(
+    {"HEATMAP_SITE", "HEATMAP_DEVICE_ID", "HEATMAP_STATE_DIR", "HEATMAP_UDP_ADDR"}
+)
+_FOREIGN_PREFIXES = ("HEATMAP_EDGE_", "HEATMAP_DEMO_", "HEATMAP_RECONCILE_", "HEATMAP_TEST_")
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    """A parsed ``mqtt://`` / ``mqtts://`` URL."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+def _str(value: str) -> str:
+    return value
+
+
+def _opt_str(value: str) -> str | None:
+    return value or None
+
+
+def _int(low: int, high: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError("%r is not a whole number" % value) from None
+        if not low <= number <= high:
+            raise ValueError("%d is outside %d..%d" % (number, low, high))
+        return number
+
+    return parse
+
+
+def _float(low: float, high: float) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError("%r is not a number" % value) from None
+        if not low <= number <= high:
+            raise ValueError("%g is outside %g..%g" % (number, low, high))
+        return number
+
+    return parse
+
+
+def _http_addr(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError("%r is not host:port" % value)
+    host = host.strip("[]")
+    return host, _int(0, 65535)(port)
+
+
+def _mqtt_url(value: str) -> MqttSettings | None:
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise ValueError("%r must start with mqtt:// or mqtts://" % value)
+    if not parts.hostname:
+        raise ValueError("%r has no host" % value)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("%r has a bad port" % value) from None
+    tls = parts.scheme == "mqtts"
+    return MqttSettings(
+        host=parts.hostname,
+        port=port or (8883 if tls else 1883),
+        tls=tls,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+def _clickhouse_url(value: str) -> str:
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    if scheme not in ("chdb", "http", "https", "clickhouse", "clickhouses"):
+        raise ValueError("%r must be chdb:///path or http(s)://user:pass@host:port/db" % value)
+    return value
+
+
+def _origins(value: str) -> tuple[str, ...]:
+    out = []
+    for item in value.split(","):
+        item = item.strip().rstrip("/")
+        if not item:
+            continue
+        if item != "*" and not item.startswith(("http://", "https://")):
+            raise ValueError("%r is not an origin (scheme://host[:port]) or *" % item)
+        out.append(item)
+    return tuple(out)
+
+
+def _name(value: str) -> str | None:
+    if not value:
+        return None
+    if not is_valid_name(value):
+        raise ValueError("%r is not a valid name (A-Z a-z 0-9 _ - .)" % value)
+    return value
+
+
+def _log_level(value: str) -> str:
+    level = value.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError("%r is not one of DEBUG, INFO, WARNING, ERROR" % value)
+    return level
+
+
+@dataclass(frozen=True)
+class _Setting:
+    attr: str
+    env: str
+    parse: Callable[[str], Any]
+    default: str
+    help: str
+    secret: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.attr.replace("_", "-")
+
+
+#: Every setting: attribute, environment variable, parser, default (as text), help.
+SETTINGS: tuple[_Setting, ...] = (
+    _Setting("data_dir", "HEATMAP_DATA_DIR", _str, "./var/central", "directory for local state (the embedded ClickHouse lives in <data-dir>/chdb)"),
+    _Setting("clickhouse_url", "HEATMAP_CLICKHOUSE_URL", _str, "", "chdb:///path (embedded engine) or http(s)://user:pass@host:8123/db; default chdb:///<data-dir>/chdb"),
+    _Setting("clickhouse_cluster", "HEATMAP_CLICKHOUSE_CLUSTER", _name, "", "cluster name: migrations create ON CLUSTER Replicated tables behind Distributed ones"),
+    _Setting("event_timestamp_expr", "HEATMAP_EVENT_TIMESTAMP_EXPR", _opt_str, "", "SQL expression giving camera_events' event time as DateTime, for a UInt16 event_timestamp (operator-written SQL)"),
+    _Setting("http_addr", "HEATMAP_HTTP_ADDR", _http_addr, "127.0.0.1:8080", "host:port the HTTP API listens on"),
+    _Setting("sites_file", "HEATMAP_SITES_FILE", _opt_str, "", "TOML file with site time zones, zone names and thresholds"),
+    _Setting("read_token", "HEATMAP_READ_TOKEN", _opt_str, "", "bearer token required by the read API (dashboard, sites); unset = open", secret=True),
+    _Setting("ingest_token", "HEATMAP_INGEST_TOKEN", _opt_str, "", "bearer token required by POST /api/v1/events; unset = open", secret=True),
+    _Setting("cors_origins", "HEATMAP_CORS_ORIGINS", _origins, "", "comma-separated origins allowed by CORS (or *); unset = same origin only"),
+    _Setting("mqtt_url", "HEATMAP_MQTT_URL", _mqtt_url, "", "mqtt://user:pass@host:1883 or mqtts://...; unset = no MQTT consumer", secret=True),
+    _Setting("mqtt_share_group", "HEATMAP_MQTT_SHARE_GROUP", _name, "", "shared-subscription group so several replicas split the stream"),
+    _Setting("mqtt_client_id", "HEATMAP_MQTT_CLIENT_ID", _str, "", "MQTT client id of the persistent session; default heatmap-central-<hostname>"),
+    _Setting("mqtt_ca_file", "HEATMAP_MQTT_CA_FILE", _opt_str, "", "CA bundle for mqtts:// (default: system trust store)"),
+    _Setting("mqtt_inflight", "HEATMAP_MQTT_INFLIGHT", _int(1, 65535), "200", "unacknowledged messages the broker may have out to central (bounds memory)"),
+    _Setting("batch_states", "HEATMAP_BATCH_STATES", _int(1, 1_000_000), "20000", "flush a write batch at this many slot states"),
+    _Setting("batch_seconds", "HEATMAP_BATCH_SECONDS", _float(0.001, 60), "0.2", "flush a write batch after this many seconds"),
+    _Setting("cache_ttl", "HEATMAP_CACHE_TTL", _float(0, 86400), "5", "seconds a dashboard answer for a recent day is reused (raw rows may land without us)"),
+    _Setting("cache_ttl_past", "HEATMAP_CACHE_TTL_PAST", _float(0, 86400), "300", "seconds a dashboard answer for a day over 2 days old is reused"),
+    _Setting("max_body_bytes", "HEATMAP_MAX_BODY_BYTES", _int(1024, 1 << 30), "8388608", "largest POST /api/v1/events body (413 above)"),
+    _Setting("max_batch_events", "HEATMAP_MAX_BATCH_EVENTS", _int(1, 1_000_000), "50000", "most events in one POST /api/v1/events"),
+    _Setting("query_workers", "HEATMAP_QUERY_WORKERS", _int(1, 64), "4", "threads running ClickHouse statements"),
+    _Setting("log_level", "HEATMAP_LOG_LEVEL", _log_level, "INFO", "DEBUG, INFO, WARNING or ERROR"),
+)
+_BY_ENV = {s.env: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings of one central process; build it with :meth:`load`."""
+
+    data_dir: str = "./var/central"
+    clickhouse_url: str = ""
+    clickhouse_cluster: str | None = None
+    event_timestamp_expr: str | None = None
+    http_addr: tuple[str, int] = ("127.0.0.1", 8080)
+    sites_file: str | None = None
+    read_token: str | None = field(default=None, repr=False)
+    ingest_token: str | None = field(default=None, repr=False)
+    cors_origins: tuple[str, ...] = ()
+    mqtt_url: MqttSettings | None = None
+    mqtt_share_group: str | None = None
+    mqtt_client_id: str = ""
+    mqtt_ca_file: str | None = None
+    mqtt_inflight: int = 200
+    batch_states: int = 20000
+    batch_seconds: float = 0.2
+    cache_ttl: float = 5.0
+    cache_ttl_past: float = 300.0
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_batch_events: int = 50000
+    query_workers: int = 4
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        # Derived defaults, so that Config(data_dir=...) alone is complete.
+        if not self.clickhouse_url:
+            path = Path(self.data_dir).absolute() / "chdb"
+            object.__setattr__(self, "clickhouse_url", "chdb://%s" % path)
+        if not self.mqtt_client_id:
+            object.__setattr__(self, "mqtt_client_id", "heatmap-central-%s" % socket.gethostname())
+
+    @property
+    def engine(self) -> str:
+        """``chdb`` (embedded, one process per directory) or ``server``."""
+        return "chdb" if self.clickhouse_url.startswith("chdb:") else "server"
+
+    @classmethod
+    def load(
+        cls, args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None
+    ) -> Config:
+        """Build the config from ``environ`` (default os.environ) and parsed flags."""
+        env = os.environ if environ is None else environ
+        unknown = sorted(
+            k
+            for k in env
+            if k.startswith("HEATMAP_")
+            and k not in _BY_ENV
+            and k not in _FOREIGN
+            and not k.startswith(_FOREIGN_PREFIXES)
+        )
+        if unknown:
+            raise ConfigError(
+                "unknown setting %s (known: see python -m central serve --help)" % unknown[0]
+            )
+        values: dict[str, Any] = {}
+        creds = env.get("CREDENTIALS_DIRECTORY")
+        for setting in SETTINGS:
+            raw = getattr(args, setting.attr, None) if args is not None else None
+            source = setting.flag
+            if raw is None:
+                raw = env.get(setting.env)
+                source = setting.env
+            if raw is None and setting.secret and creds:
+                path = Path(creds) / setting.env.lower()
+                if path.is_file():
+                    raw = path.read_text().strip()
+                    source = str(path)
+            if raw is None:
+                raw, source = setting.default, setting.env + " default"
+            try:
+                values[setting.attr] = setting.parse(raw.strip())
+            except ValueError as exc:
+                raise ConfigError("invalid %s: %s" % (source, exc)) from None
+        if values["clickhouse_url"]:
+            try:
+                _clickhouse_url(values["clickhouse_url"])
+            except ValueError as exc:
+                raise ConfigError("invalid HEATMAP_CLICKHOUSE_URL: %s" % exc) from None
+        if values["sites_file"] and not Path(values["sites_file"]).is_file():
+            raise ConfigError("HEATMAP_SITES_FILE %s does not exist" % values["sites_file"])
+        if values["mqtt_ca_file"] and not Path(values["mqtt_ca_file"]).is_file():
+            raise ConfigError("HEATMAP_MQTT_CA_FILE %s does not exist" % values["mqtt_ca_file"])
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per setting; unset flags leave the environment (or default) in force."""
+    group = parser.add_argument_group("settings (flag overrides environment variable)")
+    for setting in SETTINGS:
+        group.add_argument(
+            setting.flag,
+            dest=setting.attr,
+            default=None,
+            metavar="VALUE",
+            help="%s [%s, default %r]" % (setting.help, setting.env, setting.default),
+        )

@@ -1,0 +1,359 @@
+"""The ClickHouse schema: versioned idempotent migrations and the raw table's time column.
+
+Central owns ``slot_states`` (edge aggregates), ``slot_repairs`` (slots pinned to raw by
+reconciliation), ``dead_letters`` (refused MQTT messages), ``device_status`` (availability
+and last contact per device) and ``ingest_batches`` (idempotency keys of the raw ingest
+API). ``camera_events`` is the customer's table: it is created only where absent, and an
+existing one is inspected, not changed; :func:`detect_raw_time` reads the type of its
+``event_timestamp`` and says how to filter and bucket it.
+
+Migrations are numbered; ``heatmap_schema`` records the applied ones. Every statement is
+``IF NOT EXISTS``, so running them twice, or from two replicas at once, is harmless. With a
+cluster name the same tables are generated ``ON CLUSTER`` as Replicated* engines
+(``<table>_local``) behind Distributed tables of the plain name, so the queries do not change.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from .exceptions import SchemaError, StorageError
+from .store import Storage
+
+__all__ = [
+    "TABLES",
+    "MIGRATIONS",
+    "RawTime",
+    "TableDef",
+    "table_ddl",
+    "migrate",
+    "applied_versions",
+    "detect_raw_time",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TableDef:
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    engine: str  # MergeTree family name without "Replicated"
+    engine_args: str  # e.g. "rev" for ReplacingMergeTree(rev)
+    order_by: str
+    shard_key: str = "rand()"
+    ttl: str = ""
+    #: Settings of the non-replicated table (replicated tables deduplicate by default).
+    settings: str = ""
+
+
+_NAME_MAP = "Map(LowCardinality(String), UInt32)"
+
+TABLES: dict[str, TableDef] = {
+    t.name: t
+    for t in (
+        TableDef(
+            "camera_events",
+            (
+                ("site_name", "LowCardinality(String)"),
+                ("cam_name", "LowCardinality(String)"),
+                ("people_count", "UInt16"),
+                ("event_timestamp", "DateTime('UTC')"),
+                ("event_triggers", "Array(String)"),
+            ),
+            "MergeTree",
+            "",
+            "(site_name, event_timestamp, cam_name)",
+            shard_key="cityHash64(site_name)",
+            # Lets an Idempotency-Key (insert_deduplication_token) make a retried batch a no-op.
+            settings="non_replicated_deduplication_window = 10000",
+        ),
+        TableDef(
+            "slot_states",
+            (
+                ("site_name", "LowCardinality(String)"),
+                ("device_id", "LowCardinality(String)"),
+                ("cam_name", "LowCardinality(String)"),
+                ("slot", "DateTime('UTC')"),
+                ("peak", "UInt16"),
+                ("events", "UInt32"),
+                ("triggers", _NAME_MAP),
+                ("rev", "UInt64"),
+                ("received_at", "DateTime64(3, 'UTC')"),
+            ),
+            "ReplacingMergeTree",
+            "rev",
+            "(site_name, cam_name, slot, device_id)",
+            shard_key="cityHash64(site_name)",
+        ),
+        TableDef(
+            "slot_repairs",
+            (
+                ("site_name", "LowCardinality(String)"),
+                ("cam_name", "LowCardinality(String)"),
+                ("slot", "DateTime('UTC')"),
+                ("run_id", "String"),
+                ("repaired_at", "DateTime64(3, 'UTC')"),
+                ("repaired_by", "String"),
+                ("reason", "String"),
+                ("edge_peak", "UInt16"),
+                ("edge_events", "UInt32"),
+                ("edge_triggers", _NAME_MAP),
+                ("edge_rev", "UInt64"),
+                ("raw_peak", "UInt16"),
+                ("raw_events", "UInt32"),
+                ("raw_triggers", _NAME_MAP),
+            ),
+            "ReplacingMergeTree",
+            "repaired_at",
+            "(site_name, cam_name, slot)",
+            shard_key="cityHash64(site_name)",
+        ),
+        TableDef(
+            "dead_letters",
+            (
+                ("received_at", "DateTime64(3, 'UTC')"),
+                ("topic", "String"),
+                ("site_name", "String"),
+                ("device_id", "String"),
+                ("reason", "LowCardinality(String)"),
+                ("field", "String"),
+                ("message", "String"),
+                ("payload", "String"),
+                ("payload_bytes", "UInt32"),
+            ),
+            "MergeTree",
+            "",
+            "(received_at)",
+            ttl="toDateTime(received_at) + INTERVAL 30 DAY",
+        ),
+        TableDef(
+            "device_status",
+            (
+                ("site_name", "LowCardinality(String)"),
+                ("device_id", "LowCardinality(String)"),
+                ("kind", "LowCardinality(String)"),  # 'status' (availability) or 'seen'
+                ("status", "LowCardinality(String)"),
+                ("seen_at", "DateTime64(3, 'UTC')"),
+                ("stats", "Map(LowCardinality(String), Float64)"),
+            ),
+            "ReplacingMergeTree",
+            "seen_at",
+            "(site_name, device_id, kind)",
+            shard_key="cityHash64(site_name)",
+        ),
+        TableDef(
+            "ingest_batches",
+            (
+                ("idempotency_key", "String"),
+                ("body_sha256", "String"),
+                ("accepted", "UInt32"),
+                ("created_at", "DateTime64(3, 'UTC')"),
+            ),
+            "ReplacingMergeTree",
+            "created_at",
+            "(idempotency_key)",
+            shard_key="cityHash64(idempotency_key)",
+            ttl="toDateTime(created_at) + INTERVAL 7 DAY",
+        ),
+    )
+}
+
+#: (version, description, tables it creates). Append only; never edit an applied entry.
+MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+    (1, "edge aggregates, repairs, dead letters, device status, ingest batches",
+     ("slot_states", "slot_repairs", "dead_letters", "device_status", "ingest_batches")),
+    (2, "camera_events where absent (the customer's raw table)", ("camera_events",)),
+)
+
+_VERSION_TABLE = TableDef(
+    "heatmap_schema",
+    (("version", "UInt32"), ("description", "String"), ("applied_at", "DateTime64(3, 'UTC')")),
+    "ReplacingMergeTree",
+    "applied_at",
+    "(version)",
+)
+
+
+def _columns(table: TableDef) -> str:
+    return ",\n    ".join("%s %s" % col for col in table.columns)
+
+
+def table_ddl(table: TableDef, cluster: str | None = None, distributed: bool = True) -> list[str]:
+    """CREATE statements for ``table``; with ``cluster``, Replicated local + Distributed."""
+    tail = "ORDER BY %s" % table.order_by
+    if table.ttl:
+        tail += "\nTTL %s" % table.ttl
+    if cluster is None:
+        engine = "%s(%s)" % (table.engine, table.engine_args)
+        settings = "\nSETTINGS %s" % table.settings if table.settings else ""
+        return [
+            "CREATE TABLE IF NOT EXISTS %s\n(\n    %s\n)\nENGINE = %s\n%s%s"
+            % (table.name, _columns(table), engine, tail, settings)
+        ]
+    local = table.name + "_local" if distributed else table.name
+    args = "'/clickhouse/tables/{shard}/{database}/%s', '{replica}'" % local
+    if table.engine_args:
+        args += ", " + table.engine_args
+    stmts = [
+        "CREATE TABLE IF NOT EXISTS %s ON CLUSTER %s\n(\n    %s\n)\nENGINE = Replicated%s(%s)\n%s"
+        % (local, cluster, _columns(table), table.engine, args, tail)
+    ]
+    if distributed:
+        stmts.append(
+            "CREATE TABLE IF NOT EXISTS %s ON CLUSTER %s AS %s\nENGINE = Distributed(%s, currentDatabase(), %s, %s)"
+            % (table.name, cluster, local, cluster, local, table.shard_key)
+        )
+    return stmts
+
+
+def applied_versions(store: Storage) -> set[int]:
+    rows = store.query("SELECT version FROM heatmap_schema FINAL")
+    return {int(r[0]) for r in rows}
+
+
+def migrate(store: Storage, cluster: str | None = None) -> list[int]:
+    """Apply the migrations not yet recorded; returns the versions applied now."""
+    for stmt in table_ddl(_VERSION_TABLE, cluster, distributed=False):
+        store.command(stmt)
+    done = applied_versions(store)
+    applied = []
+    for version, description, tables in MIGRATIONS:
+        if version in done:
+            continue
+        for name in tables:
+            if name == "camera_events" and _table_exists(store, name):
+                logger.info("camera_events exists: using it as it is")
+                continue
+            for stmt in table_ddl(TABLES[name], cluster):
+                store.command(stmt)
+        store.insert(
+            "heatmap_schema",
+            [[version, description, datetime.now(timezone.utc)]],
+            ["version", "description", "applied_at"],
+        )
+        logger.info("migration %d applied: %s", version, description)
+        applied.append(version)
+    return applied
+
+
+def _table_exists(store: Storage, name: str) -> bool:
+    rows = store.query(
+        "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = {name:String}",
+        parameters={"name": name},
+    )
+    return bool(rows and rows[0][0])
+
+
+# -- camera_events' time column ----------------------------------------------------------
+
+_UNIX_TYPES = ("UInt32", "Int32", "Int64", "UInt64")
+_WRAPPER_RE = re.compile(r"^(?:Nullable|LowCardinality)\((.*)\)$")
+_REQUIRED = ("site_name", "cam_name", "people_count", "event_timestamp", "event_triggers")
+
+
+@dataclass(frozen=True)
+class RawTime:
+    """How to filter, bucket and write ``camera_events.event_timestamp`` of one table.
+
+    ``kind`` is ``datetime`` (DateTime), ``datetime64``, ``unix`` (integer Unix seconds) or
+    ``expr`` (an operator-configured SQL expression giving a DateTime).
+    """
+
+    column_type: str
+    kind: str
+    expr: str | None = None
+
+    @property
+    def _as_datetime(self) -> str:
+        if self.kind == "expr":
+            return "(%s)" % self.expr
+        if self.kind == "unix":
+            return "toDateTime(event_timestamp, 'UTC')"
+        return "event_timestamp"
+
+    def where(self, start: str = "start", end: str = "end") -> str:
+        """A range condition on parameters ``{start:UInt32}`` and ``{end:UInt32}`` that keeps
+        the primary-key index usable (the column is compared in its own type)."""
+        if self.kind == "unix":
+            return "event_timestamp >= {%s:Int64} AND event_timestamp < {%s:Int64}" % (start, end)
+        if self.kind == "datetime64":
+            return (
+                "event_timestamp >= toDateTime64({%s:UInt32}, 3, 'UTC') AND "
+                "event_timestamp < toDateTime64({%s:UInt32}, 3, 'UTC')" % (start, end)
+            )
+        col = self._as_datetime
+        return "%s >= toDateTime({%s:UInt32}, 'UTC') AND %s < toDateTime({%s:UInt32}, 'UTC')" % (
+            col, start, col, end,
+        )
+
+    @property
+    def slot(self) -> str:
+        """SQL giving the 15-minute slot start (UInt32 Unix seconds) of each row."""
+        if self.kind == "unix":
+            return "toUInt32(intDiv(event_timestamp, 900) * 900)"
+        return "toUInt32(intDiv(toUnixTimestamp(%s), 900) * 900)" % self._as_datetime
+
+    @property
+    def writable(self) -> bool:
+        return self.kind != "expr"
+
+    def value(self, ts: float) -> Any:
+        """The value to insert for Unix time ``ts``."""
+        if self.kind == "datetime64":
+            return datetime.fromtimestamp(ts, timezone.utc)
+        if self.kind == "expr":
+            raise SchemaError("camera_events.event_timestamp is computed by an expression; cannot write it")
+        return int(ts)
+
+
+def _unwrap(type_name: str) -> str:
+    while True:
+        match = _WRAPPER_RE.match(type_name)
+        if not match:
+            return type_name
+        type_name = match.group(1)
+
+
+def detect_raw_time(store: Storage, expression: str | None = None) -> RawTime:
+    """Inspect camera_events and return how to read its time column.
+
+    Raises :class:`SchemaError` when the table lacks a column the dashboard needs, or when
+    ``event_timestamp`` is ``UInt16`` and no expression is configured.
+    """
+    try:
+        rows = store.query(
+            "SELECT name, type FROM system.columns WHERE database = currentDatabase() "
+            "AND table = 'camera_events'"
+        )
+    except StorageError:
+        raise
+    columns = {name: type_name for name, type_name in rows}
+    if not columns:
+        raise SchemaError("camera_events does not exist; run: python -m central migrate")
+    missing = [c for c in _REQUIRED if c not in columns]
+    if missing:
+        raise SchemaError("camera_events lacks column(s) %s" % ", ".join(missing))
+    type_name = _unwrap(columns["event_timestamp"])
+    if expression:
+        return RawTime(type_name, "expr", expression)
+    if type_name.startswith("DateTime64"):
+        return RawTime(type_name, "datetime64")
+    if type_name.startswith("DateTime"):
+        return RawTime(type_name, "datetime")
+    if type_name in _UNIX_TYPES:
+        return RawTime(type_name, "unix")
+    if type_name == "UInt16":
+        raise SchemaError(
+            "camera_events.event_timestamp is UInt16, which can hold neither a Unix time "
+            "(max 65535) nor seconds since midnight (86400): set HEATMAP_EVENT_TIMESTAMP_EXPR "
+            "to an SQL expression giving the event time as DateTime"
+        )
+    raise SchemaError(
+        "camera_events.event_timestamp has type %s; expected DateTime, DateTime64 or Unix "
+        "seconds (UInt32/Int64), or set HEATMAP_EVENT_TIMESTAMP_EXPR" % type_name
+    )

@@ -1,0 +1,214 @@
+"""The ClickHouse store: one clickhouse-connect client, a thread executor, error translation.
+
+Two engines sit behind the same :class:`Storage` protocol and the same SQL:
+
+* ``chdb:///path``: the embedded ClickHouse engine (chDB) in this process. Limits: one
+  process per data directory (a second process cannot open it), one directory per process
+  (opening another path raises until the first client is closed), no async client, and the
+  engine shares this process's CPU and memory. Good for one box and for tests.
+* ``http(s)://user:pass@host:8123/db``: a ClickHouse server or cluster. Connection errors and
+  overload are :class:`StorageUnavailable` and reads are retried briefly; the client is
+  created lazily, so central starts (degraded) while the server is down.
+
+clickhouse-connect is synchronous, so the asyncio side runs statements in this store's own
+thread pool (``aquery``/``ainsert``/``acommand``); CLI tools call the plain methods. Values
+always travel as server-side parameters (``{name:Type}``), never formatted into SQL.
+This module is the only place that catches clickhouse-connect's exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+import clickhouse_connect
+from clickhouse_connect.driver import exceptions as ch_errors
+
+from .exceptions import StorageError, StorageUnavailable
+
+__all__ = ["Storage", "Store", "open_store"]
+
+logger = logging.getLogger(__name__)
+
+# ClickHouse error codes that mean "try again later", not "your statement is wrong".
+_TRANSIENT_CODES = frozenset(
+    {
+        3,  # UNEXPECTED_END_OF_FILE
+        159,  # TIMEOUT_EXCEEDED
+        164,  # READONLY
+        202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+        209,  # SOCKET_TIMEOUT
+        210,  # NETWORK_ERROR
+        236,  # ABORTED
+        241,  # MEMORY_LIMIT_EXCEEDED
+        242,  # TABLE_IS_READ_ONLY
+        252,  # TOO_MANY_PARTS
+        279,  # ALL_CONNECTION_TRIES_FAILED
+        285,  # TOO_FEW_LIVE_REPLICAS
+        319,  # UNKNOWN_STATUS_OF_INSERT
+        425,  # SYSTEM_ERROR
+        999,  # KEEPER_EXCEPTION
+    }
+)
+_CODE_RE = re.compile(r"Code:\s*(\d+)")
+_READ_RETRIES = (0.05, 0.25)
+
+
+class Storage(Protocol):
+    """What central needs from a ClickHouse engine; :class:`Store` implements it."""
+
+    engine: str
+
+    def query(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> list[tuple]: ...
+
+    def command(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> Any: ...
+
+    def insert(
+        self, table: str, rows: Sequence[Sequence[Any]], column_names: Sequence[str], settings: dict | None = None
+    ) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _translate(exc: BaseException, what: str) -> StorageError:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = text if len(text) <= 300 else text[:297] + "..."
+    match = _CODE_RE.search(str(exc))
+    code = int(match.group(1)) if match else None
+    if isinstance(exc, OSError) or (
+        isinstance(exc, ch_errors.OperationalError) and (code is None or code in _TRANSIENT_CODES)
+    ):
+        return StorageUnavailable("%s: ClickHouse unavailable: %s" % (what, text))
+    if code in _TRANSIENT_CODES:
+        return StorageUnavailable("%s: %s" % (what, text))
+    return StorageError("%s: %s" % (what, text))
+
+
+class Store:
+    """A clickhouse-connect client for one URL, with its own executor for asyncio callers."""
+
+    def __init__(self, url: str, workers: int = 4):
+        self.url = url
+        self.engine = "chdb" if url.startswith("chdb:") else "server"
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max(1, workers), thread_name_prefix="clickhouse")
+        self._closed = False
+        #: Time of the last statement that failed as unavailable (0 = none since success).
+        self.last_failure = 0.0
+
+    # -- connection -------------------------------------------------------------------
+
+    def _get(self) -> Any:
+        client = self._client
+        if client is not None:
+            return client
+        with self._lock:
+            if self._closed:
+                raise StorageUnavailable("the store is closed")
+            if self._client is None:
+                try:
+                    self._client = clickhouse_connect.get_client(
+                        dsn=self.url, settings={"max_execution_time": 60} if self.engine == "server" else None
+                    )
+                except (ch_errors.ClickHouseError, OSError) as exc:
+                    raise self._failed(exc, "connect") from None
+                except RuntimeError as exc:  # chdb: a busy path or a second directory
+                    raise StorageUnavailable("connect: cannot open %s: %s" % (self._safe_url(), exc)) from None
+            return self._client
+
+    def _safe_url(self) -> str:
+        return re.sub(r"//[^@/]*@", "//***@", self.url)
+
+    def _failed(self, exc: BaseException, what: str) -> StorageError:
+        err = _translate(exc, what)
+        if isinstance(err, StorageUnavailable):
+            self.last_failure = time.monotonic()
+            if self.engine == "server":
+                # Drop the client: the next call reconnects (and re-checks the server).
+                with self._lock:
+                    self._client = None
+        return err
+
+    # -- synchronous API (CLI tools, background threads) ------------------------------
+
+    def query(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> list[tuple]:
+        """Rows of a SELECT; transient failures are retried briefly, then raised."""
+        for attempt, pause in enumerate((*_READ_RETRIES, None)):
+            try:
+                rows = self._get().query(sql, parameters=parameters, settings=settings).result_rows
+                self.last_failure = 0.0
+                return rows
+            except StorageError as err:
+                if not isinstance(err, StorageUnavailable) or pause is None:
+                    raise
+            except (ch_errors.ClickHouseError, OSError) as exc:
+                err = self._failed(exc, "query")
+                if not isinstance(err, StorageUnavailable) or pause is None:
+                    raise err from None
+            logger.debug("query retry %d after: %s", attempt + 1, err)
+            time.sleep(pause)
+        raise AssertionError("unreachable")
+
+    def command(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> Any:
+        """Run DDL or another statement once (no retry: the caller knows if it is idempotent)."""
+        try:
+            result = self._get().command(sql, parameters=parameters, settings=settings)
+        except (ch_errors.ClickHouseError, OSError) as exc:
+            raise self._failed(exc, "command") from None
+        self.last_failure = 0.0
+        return result
+
+    def insert(
+        self, table: str, rows: Sequence[Sequence[Any]], column_names: Sequence[str], settings: dict | None = None
+    ) -> None:
+        """Insert rows once; pass ``insert_deduplication_token`` in settings to make retries safe."""
+        if not rows:
+            return
+        try:
+            self._get().insert(table, rows, column_names=list(column_names), settings=settings)
+        except (ch_errors.ClickHouseError, OSError) as exc:
+            raise self._failed(exc, "insert into %s" % table) from None
+        self.last_failure = 0.0
+
+    def ping(self) -> bool:
+        try:
+            self.query("SELECT 1")
+        except StorageError:
+            return False
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            client, self._client = self._client, None
+        self._executor.shutdown(wait=True)
+        if client is not None:
+            client.close()
+
+    # -- asyncio API ------------------------------------------------------------------
+
+    async def aquery(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> list[tuple]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.query, sql, parameters, settings)
+
+    async def acommand(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.command, sql, parameters, settings)
+
+    async def ainsert(
+        self, table: str, rows: Sequence[Sequence[Any]], column_names: Sequence[str], settings: dict | None = None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self.insert, table, rows, column_names, settings)
+
+
+def open_store(config: Any) -> Store:
+    """The store a :class:`~central.config.Config` describes (connects lazily)."""
+    return Store(config.clickhouse_url, workers=config.query_workers)

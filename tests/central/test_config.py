@@ -1,0 +1,75 @@
+"""Config: environment, flags over environment, one clear error for bad settings."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+
+from central.config import Config, add_arguments
+from central.exceptions import ConfigError
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_defaults_and_derived_chdb_url(tmp_path):
+    config = Config.load(environ={"HEATMAP_DATA_DIR": str(tmp_path)})
+    assert config.clickhouse_url == "chdb://%s/chdb" % tmp_path
+    assert config.engine == "chdb"
+    assert config.http_addr == ("127.0.0.1", 8080)
+    assert config.mqtt_url is None
+
+
+def test_flag_overrides_environment():
+    env = {"HEATMAP_HTTP_ADDR": "0.0.0.0:9000", "HEATMAP_MQTT_URL": "mqtts://u:p%40ss@broker"}
+    config = Config.load(_args("--http-addr", "[::1]:81"), environ=env)
+    assert config.http_addr == ("::1", 81)
+    assert config.mqtt_url.host == "broker" and config.mqtt_url.port == 8883 and config.mqtt_url.tls
+    assert config.mqtt_url.password == "p@ss"
+    assert "p@ss" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"HEATMAP_NOPE": "1"}, "HEATMAP_NOPE"),
+        ({"HEATMAP_HTTP_ADDR": "8080"}, "HEATMAP_HTTP_ADDR"),
+        ({"HEATMAP_MQTT_URL": "tcp://x"}, "HEATMAP_MQTT_URL"),
+        ({"HEATMAP_CLICKHOUSE_URL": "mysql://x"}, "HEATMAP_CLICKHOUSE_URL"),
+        ({"HEATMAP_BATCH_STATES": "0"}, "HEATMAP_BATCH_STATES"),
+        ({"HEATMAP_CORS_ORIGINS": "example.com"}, "HEATMAP_CORS_ORIGINS"),
+        ({"HEATMAP_MQTT_SHARE_GROUP": "a/b"}, "HEATMAP_MQTT_SHARE_GROUP"),
+        ({"HEATMAP_SITES_FILE": "/nonexistent.toml"}, "HEATMAP_SITES_FILE"),
+    ],
+)
+def test_invalid_settings_name_the_variable(env, needle):
+    with pytest.raises(ConfigError, match=needle):
+        Config.load(environ=env)
+
+
+def test_edge_variables_are_tolerated():
+    Config.load(environ={"HEATMAP_SITE": "X", "HEATMAP_DEVICE_ID": "d"})
+
+
+def test_token_from_systemd_credentials(tmp_path):
+    (tmp_path / "heatmap_read_token").write_text("s3cret\n")
+    config = Config.load(environ={"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert config.read_token == "s3cret"
+
+
+def test_cli_exits_with_one_line_on_bad_setting(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "central", "serve"],
+        env={"HEATMAP_HTTP_ADDR": "nope", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "HEATMAP_HTTP_ADDR" in proc.stderr

@@ -1,0 +1,95 @@
+"""Migrations on the real engine (chDB), camera_events type detection, cluster DDL."""
+
+from __future__ import annotations
+
+import pytest
+
+from central import schema
+from central.exceptions import SchemaError
+from central.store import Store
+
+
+@pytest.fixture
+def store(chdb_path):
+    s = Store("chdb://%s" % chdb_path)
+    yield s
+    s.close()
+
+
+def _tables(store):
+    return {r[0] for r in store.query("SELECT name FROM system.tables WHERE database = currentDatabase()")}
+
+
+def test_migrate_creates_every_table_and_is_idempotent(store):
+    assert schema.migrate(store) == [1, 2]
+    assert {"camera_events", "slot_states", "slot_repairs", "dead_letters", "device_status",
+            "ingest_batches", "heatmap_schema"} <= _tables(store)
+    assert schema.migrate(store) == []
+    assert schema.applied_versions(store) == {1, 2}
+    raw = schema.detect_raw_time(store)
+    assert raw.kind == "datetime"
+
+
+def test_contract_columns(store):
+    schema.migrate(store)
+    cols = dict(store.query(
+        "SELECT name, type FROM system.columns WHERE database = currentDatabase() AND table = 'slot_repairs'"))
+    assert cols["edge_triggers"] == "Map(LowCardinality(String), UInt32)"
+    assert cols["repaired_at"] == "DateTime64(3, 'UTC')"
+    engine = store.query("SELECT engine_full FROM system.tables WHERE name = 'slot_states' AND database = currentDatabase()")[0][0]
+    assert engine.startswith("ReplacingMergeTree(rev)")
+
+
+@pytest.mark.parametrize(
+    ("column_type", "kind"),
+    [("DateTime64(3, 'UTC')", "datetime64"), ("UInt32", "unix"), ("Int64", "unix"), ("DateTime", "datetime")],
+)
+def test_existing_camera_events_is_adapted_to(store, column_type, kind):
+    store.command(
+        "CREATE TABLE camera_events (site_name String, cam_name String, people_count UInt16, "
+        "event_timestamp %s, event_triggers Array(String), extra UInt8) ENGINE = MergeTree ORDER BY site_name" % column_type
+    )
+    schema.migrate(store)
+    raw = schema.detect_raw_time(store)
+    assert raw.kind == kind
+    # The filter and slot expressions run on that type and bucket to 15 minutes.
+    store.insert("camera_events", [["S", "C", 3, raw.value(1767600123.0), ["X"]]],
+                 ["site_name", "cam_name", "people_count", "event_timestamp", "event_triggers"])
+    rows = store.query(
+        "SELECT %s FROM camera_events WHERE site_name = {site:String} AND %s" % (raw.slot, raw.where()),
+        parameters={"site": "S", "start": 1767600000, "end": 1767600900},
+    )
+    assert rows == [(1767600000,)]
+
+
+def test_uint16_timestamp_is_refused_unless_an_expression_is_set(store):
+    store.command(
+        "CREATE TABLE camera_events (site_name String, cam_name String, people_count UInt16, "
+        "event_timestamp UInt16, event_date Date, event_triggers Array(String)) ENGINE = MergeTree ORDER BY site_name"
+    )
+    with pytest.raises(SchemaError, match=r"UInt16.*HEATMAP_EVENT_TIMESTAMP_EXPR"):
+        schema.detect_raw_time(store)
+    raw = schema.detect_raw_time(store, "toDateTime(event_date, 'UTC') + event_timestamp")
+    assert raw.kind == "expr" and not raw.writable
+    store.command("INSERT INTO camera_events VALUES ('S', 'C', 1, 3600, '2026-01-05', [])")
+    rows = store.query("SELECT %s FROM camera_events WHERE %s" % (raw.slot, raw.where()),
+                       parameters={"start": 1767571200, "end": 1767657600})
+    assert rows == [(1767571200 + 3600,)]
+
+
+def test_missing_column_is_explained(store):
+    store.command("CREATE TABLE camera_events (site_name String, event_timestamp DateTime) ENGINE = MergeTree ORDER BY site_name")
+    with pytest.raises(SchemaError, match="lacks column"):
+        schema.detect_raw_time(store)
+
+
+def test_cluster_ddl_is_replicated_behind_distributed():
+    stmts = schema.table_ddl(schema.TABLES["slot_states"], cluster="prod")
+    assert len(stmts) == 2
+    assert "slot_states_local ON CLUSTER prod" in stmts[0]
+    assert "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/slot_states_local', '{replica}', rev)" in stmts[0]
+    assert stmts[1].startswith("CREATE TABLE IF NOT EXISTS slot_states ON CLUSTER prod AS slot_states_local")
+    assert "Distributed(prod, currentDatabase(), slot_states_local, cityHash64(site_name))" in stmts[1]
+    plain = schema.table_ddl(schema.TABLES["camera_events"])
+    assert "non_replicated_deduplication_window" in plain[0] and "ON CLUSTER" not in plain[0]
+    assert all("non_replicated" not in s for s in schema.table_ddl(schema.TABLES["camera_events"], "prod"))

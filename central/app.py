@@ -1,0 +1,411 @@
+"""The aiohttp application: ``create_app(config)``, its route table, middlewares and state.
+
+Routes: the page (``/``), ``/api/v1/dashboard/{site_name}``, ``/api/v1/sites``,
+``POST /api/v1/events``, ``/api/v1/openapi.json``, ``/healthz``, ``/readyz``, ``/metrics``.
+Background work lives in cleanup contexts: the store and schema (migrations run at start;
+while ClickHouse is unreachable the app runs degraded and retries), then the MQTT consumer
+when ``HEATMAP_MQTT_URL`` is set. Every error is a JSON body ``{"error": {code, message}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import logging
+import re
+import time
+from datetime import date
+from pathlib import Path
+
+from aiohttp import web
+from shared.names import is_valid_name
+
+from . import schema
+from .config import Config
+from .dashboard import Dashboard, DashboardCache
+from .errors import json_error
+from .exceptions import SchemaError, StorageError, StorageUnavailable
+from .ingest import Ingestor
+from .metrics import CONTENT_TYPE_LATEST, Metrics
+from .registry import Registry
+from .sites import Sites
+from .store import Store, open_store
+
+__all__ = ["create_app", "Services", "SERVICES", "PAGE_PATH", "OPENAPI_PATH"]
+
+logger = logging.getLogger(__name__)
+
+PAGE_PATH = Path(__file__).parent / "static" / "heatmap_v2.html"
+OPENAPI_PATH = Path(__file__).parent / "openapi.json"
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
+_RETRY_SECONDS = 5
+
+
+class Services:
+    """Runtime state of one app (the config stays in ``Config``)."""
+
+    def __init__(self, config: Config, store: Store | None):
+        self.config = config
+        self.sites = Sites.load(config.sites_file)
+        self.metrics = Metrics()
+        self.store = store
+        self.owns_store = store is None
+        self.raw_time: schema.RawTime | None = None
+        self.dashboard: Dashboard | None = None
+        self.registry: Registry | None = None
+        self.ingestor: Ingestor | None = None
+        self.consumer = None
+        self.schema_error: str | None = None
+        self.cache = DashboardCache(config.cache_ttl, config.cache_ttl_past)
+
+    def init_schema(self) -> None:
+        """Migrate and inspect camera_events (blocking; runs in the store's executor)."""
+        assert self.store is not None
+        schema.migrate(self.store, self.config.clickhouse_cluster)
+        self.raw_time = schema.detect_raw_time(self.store, self.config.event_timestamp_expr)
+
+    def ready_services(self) -> None:
+        assert self.store is not None and self.raw_time is not None
+        self.dashboard = Dashboard(self.store, self.sites, self.raw_time, self.cache)
+        logger.info("storage ready (%s); camera_events.event_timestamp is %s",
+                    self.store.engine, self.raw_time.column_type)
+
+    @property
+    def storage_ok(self) -> bool:
+        return self.dashboard is not None and self.store is not None and not self.store.last_failure
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+# -- middlewares --------------------------------------------------------------------------
+
+@web.middleware
+async def _errors(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.content_type == "application/json":
+            raise
+        code = re.sub(r"[^a-z]+", "_", exc.reason.lower()).strip("_")
+        resp = json_error(exc.status, code, exc.reason)
+        if exc.status == 405:
+            resp.headers["Allow"] = exc.headers.get("Allow", "")
+        return resp
+    except StorageUnavailable as exc:
+        logger.warning("%s %s: %s", request.method, request.path, exc)
+        return json_error(503, "storage_unavailable", "storage is unavailable; retry shortly",
+                          retry_after=_RETRY_SECONDS)
+    except StorageError as exc:
+        logger.error("%s %s: %s", request.method, request.path, exc)
+        return json_error(503, "storage_error", "storage refused the request; retry later",
+                          retry_after=_RETRY_SECONDS * 6)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.exception("%s %s failed", request.method, request.path)
+        return json_error(500, "internal", "internal error")
+
+
+def _route_name(request: web.Request) -> str:
+    route = request.match_info.route
+    resource = route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def _metrics(request: web.Request, handler):
+    svc = request.app[SERVICES]
+    started = time.perf_counter()
+    status = 500
+    try:
+        resp = await handler(request)
+        status = resp.status
+        return resp
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        route = _route_name(request)
+        svc.metrics.http_requests.labels(route, str(status)).inc()
+        svc.metrics.http_seconds.labels(route).observe(time.perf_counter() - started)
+
+
+def _token_ok(request: web.Request, token: str | None) -> bool:
+    if not token:
+        return True
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+@web.middleware
+async def _auth(request: web.Request, handler):
+    config = request.app[SERVICES].config
+    path = request.path
+    if request.method != "OPTIONS":
+        token = None
+        if path == "/api/v1/events":
+            token = config.ingest_token
+        elif path.startswith(("/api/v1/dashboard", "/api/v1/sites")):
+            token = config.read_token
+        if not _token_ok(request, token):
+            resp = json_error(401, "unauthorized", "a valid bearer token is required")
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="heatmap"'
+            return resp
+    return await handler(request)
+
+
+def _cors(origins: tuple[str, ...]):
+    allow_all = "*" in origins
+
+    @web.middleware
+    async def cors(request: web.Request, handler):
+        origin = request.headers.get("Origin")
+        allowed = origin is not None and (allow_all or origin.rstrip("/") in origins)
+        if request.method == "OPTIONS" and origin and "Access-Control-Request-Method" in request.headers:
+            if not allowed:
+                return json_error(403, "cors_forbidden", "origin not allowed")
+            resp = web.Response(status=204)
+            resp.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+            resp.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Idempotency-Key"
+            resp.headers["Access-Control-Max-Age"] = "600"
+        else:
+            resp = await handler(request)
+        if allowed and request.path.startswith("/api/"):
+            resp.headers["Access-Control-Allow-Origin"] = "*" if allow_all else origin
+            resp.headers["Vary"] = "Origin"
+        return resp
+
+    return cors
+
+
+# -- handlers -----------------------------------------------------------------------------
+
+def _need_dashboard(svc: Services) -> Dashboard:
+    if svc.dashboard is None:
+        raise StorageUnavailable(svc.schema_error or "storage is not ready yet")
+    return svc.dashboard
+
+
+async def dashboard_handler(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    site_name = request.match_info["site_name"]
+    if not is_valid_name(site_name):
+        return json_error(400, "bad_site_name",
+                          "site names are 1-64 of A-Z a-z 0-9 _ - ., starting with a letter or digit")
+    text = request.query.get("date")
+    site = svc.sites.get(site_name)
+    if text is None:
+        day = site.today()
+    else:
+        try:
+            if not _DATE_RE.match(text):
+                raise ValueError
+            day = date.fromisoformat(text)
+            if not 2000 <= day.year <= 2099:
+                raise ValueError
+        except ValueError:
+            return json_error(400, "bad_date", "date must be YYYY-MM-DD between 2000 and 2099")
+    dash = _need_dashboard(svc)
+    assert svc.registry is not None
+    if not await svc.registry.is_known(site_name):
+        return json_error(404, "unknown_site", "no site %r is configured or has data" % site_name)
+    hits = dash.hits
+    body = await dash.answer(site_name, day)
+    svc.metrics.dashboard_cache.labels("hit" if dash.hits > hits else "miss").inc()
+    return web.Response(body=body, content_type="application/json",
+                        headers={"Cache-Control": "no-cache"})
+
+
+async def sites_handler(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    _need_dashboard(svc)
+    assert svc.registry is not None
+    return web.json_response(await svc.registry.sites_document(), headers={"Cache-Control": "no-cache"})
+
+
+async def events_handler(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    assert svc.ingestor is not None
+    return await svc.ingestor.handle(request)
+
+
+def _health(svc: Services) -> dict:
+    consumer = svc.consumer
+    doc = {
+        "status": "ok",
+        "storage": "ok" if svc.storage_ok else "unavailable",
+        "schema": "ready" if svc.dashboard is not None else (svc.schema_error or "pending"),
+        "engine": svc.store.engine if svc.store is not None else None,
+        "mqtt": "disabled" if consumer is None else ("connected" if consumer.connected else "disconnected"),
+    }
+    if consumer is not None:
+        doc["pending_messages"] = consumer.pending
+        if consumer.degraded:
+            doc["storage"] = "unavailable"
+    if doc["storage"] != "ok" or doc["mqtt"] == "disconnected":
+        doc["status"] = "degraded"
+    return doc
+
+
+async def healthz_handler(request: web.Request) -> web.Response:
+    return web.json_response(_health(request.app[SERVICES]))
+
+
+async def readyz_handler(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    if svc.dashboard is not None and svc.store is not None and svc.store.last_failure:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, svc.store.ping)
+    doc = _health(svc)
+    svc.metrics.storage_up.set(1 if doc["storage"] == "ok" else 0)
+    return web.json_response(doc, status=200 if doc["status"] == "ok" else 503,
+                             headers=None if doc["status"] == "ok" else {"Retry-After": str(_RETRY_SECONDS)})
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    svc.metrics.storage_up.set(1 if svc.storage_ok else 0)
+    if svc.consumer is not None:
+        svc.metrics.pending_messages.set(svc.consumer.pending)
+    resp = web.Response(body=svc.metrics.render())
+    resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return resp
+
+
+async def openapi_handler(request: web.Request) -> web.Response:
+    return web.FileResponse(OPENAPI_PATH, headers={"Content-Type": "application/json"})
+
+
+def _page_csp(text: str) -> str:
+    # Inline scripts are allowed by hash, not by 'unsafe-inline'.
+    hashes = [
+        "'sha256-%s'" % base64.b64encode(hashlib.sha256(m.encode()).digest()).decode()
+        for m in re.findall(r"<script>(.*?)</script>", text, flags=re.S)
+    ]
+    return ("default-src 'none'; script-src 'self' %s; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+            "frame-ancestors 'none'" % " ".join(hashes)).replace("  ", " ")
+
+
+async def page_handler(request: web.Request) -> web.StreamResponse:
+    try:
+        text = PAGE_PATH.read_text(encoding="utf-8")
+    except OSError:
+        return json_error(404, "not_found", "the page is not installed (central/static/heatmap_v2.html)")
+    return web.Response(
+        text=text,
+        content_type="text/html",
+        headers={
+            "Content-Security-Policy": _page_csp(text),
+            "Cache-Control": "no-cache",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+            "X-Frame-Options": "DENY",
+        },
+    )
+
+
+ROUTES = [
+    web.get("/", page_handler),
+    web.get("/heatmap_v2.html", page_handler),
+    web.get("/healthz", healthz_handler),
+    web.get("/readyz", readyz_handler),
+    web.get("/metrics", metrics_handler),
+    web.get("/api/v1/openapi.json", openapi_handler),
+    web.get("/api/v1/sites", sites_handler),
+    web.get("/api/v1/dashboard/{site_name}", dashboard_handler),
+    web.post("/api/v1/events", events_handler),
+]
+
+
+# -- background work ------------------------------------------------------------------------
+
+async def _storage_ctx(app: web.Application):
+    svc = app[SERVICES]
+    if svc.store is None:
+        svc.store = open_store(svc.config)
+    svc.registry = Registry(svc.store, svc.sites)
+    svc.ingestor = Ingestor(svc.store, lambda: svc.raw_time, svc.registry, lambda: svc.dashboard,
+                            svc.metrics, svc.config)
+    loop = asyncio.get_running_loop()
+    retry_task = None
+    try:
+        await loop.run_in_executor(None, svc.init_schema)
+        svc.ready_services()
+    except SchemaError:
+        raise  # a schema central cannot use stops start-up with its explanation
+    except StorageUnavailable as exc:
+        svc.schema_error = str(exc)
+        logger.warning("storage not ready, running degraded and retrying: %s", exc)
+        retry_task = asyncio.create_task(_retry_schema(svc))
+    yield
+    if retry_task is not None:
+        retry_task.cancel()
+        await asyncio.gather(retry_task, return_exceptions=True)
+    if svc.owns_store:
+        await loop.run_in_executor(None, svc.store.close)
+
+
+async def _retry_schema(svc: Services) -> None:
+    loop = asyncio.get_running_loop()
+    delay = 1.0
+    while svc.dashboard is None:
+        await asyncio.sleep(delay)
+        try:
+            await loop.run_in_executor(None, svc.init_schema)
+        except StorageUnavailable as exc:
+            svc.schema_error = str(exc)
+            delay = min(delay * 2, 30.0)
+            continue
+        except StorageError as exc:
+            svc.schema_error = str(exc)
+            logger.error("schema: %s", exc)
+            delay = 30.0
+            continue
+        svc.schema_error = None
+        svc.ready_services()
+
+
+async def _consumer_ctx(app: web.Application):
+    svc = app[SERVICES]
+    if svc.config.mqtt_url is None:
+        yield
+        return
+    from .consumer import Consumer
+
+    loop = asyncio.get_running_loop()
+
+    def written(site: str, slots: set) -> None:
+        def apply() -> None:
+            if svc.registry is not None:
+                svc.registry.saw(site)
+            if svc.dashboard is not None:
+                svc.dashboard.invalidate_slots(site, slots)
+
+        loop.call_soon_threadsafe(apply)
+
+    assert svc.store is not None
+    svc.consumer = Consumer(svc.config, svc.store, svc.metrics, on_written=written)
+    svc.consumer.start()
+    yield
+    # Graceful: stop taking messages, flush, ack what was written, disconnect.
+    await loop.run_in_executor(None, svc.consumer.stop)
+
+
+def create_app(config: Config, store: Store | None = None) -> web.Application:
+    """The central web application; pass ``store`` to share an open one (tests, tools)."""
+    svc = Services(config, store)
+    middlewares = [_errors, _metrics]
+    if config.cors_origins:
+        middlewares.append(_cors(config.cors_origins))
+    middlewares.append(_auth)
+    app = web.Application(middlewares=middlewares, client_max_size=config.max_body_bytes + 1024)
+    app[SERVICES] = svc
+    app.add_routes(ROUTES)
+    app.cleanup_ctx.append(_storage_ctx)
+    app.cleanup_ctx.append(_consumer_ctx)
+    return app

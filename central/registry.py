@@ -1,0 +1,105 @@
+"""Sites and devices as seen in data: which sites exist, and each device's last contact.
+
+A site is known if it is configured or has rows in ``camera_events`` or ``slot_states``.
+Device availability comes from ``device_status`` (written by the MQTT consumer). Lookups are
+cached briefly so that the dashboard's 404 check costs nothing on the hot path.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .dashboard import iso_utc
+from .sites import Sites
+from .store import Store
+
+__all__ = ["Registry"]
+
+_SEEN_SQL = """
+SELECT site_name FROM (
+    SELECT DISTINCT site_name FROM slot_states
+    UNION DISTINCT
+    SELECT DISTINCT toString(site_name) AS site_name FROM camera_events
+) ORDER BY site_name
+"""
+_HAS_SQL = """
+SELECT (SELECT count() FROM (SELECT 1 FROM slot_states WHERE site_name = {site:String} LIMIT 1))
+     + (SELECT count() FROM (SELECT 1 FROM camera_events WHERE site_name = {site:String} LIMIT 1))
+"""
+_DEVICES_SQL = """
+SELECT site_name, device_id,
+       argMaxIf(status, seen_at, kind = 'status') AS status,
+       toFloat64(max(seen_at)) AS last_seen
+FROM device_status FINAL
+GROUP BY site_name, device_id
+ORDER BY site_name, device_id
+"""
+
+
+class Registry:
+    def __init__(self, store: Store, sites: Sites, ttl: float = 10.0):
+        self.store = store
+        self.sites = sites
+        self.ttl = ttl
+        self._known: dict[str, float] = {}  # site -> time it was confirmed
+        self._absent: dict[str, float] = {}
+        self._all: tuple[float, list[str]] | None = None
+
+    def saw(self, site: str) -> None:
+        """Record a site that data just arrived for (ingest, consumer)."""
+        self._known[site] = float("inf")
+        self._absent.pop(site, None)
+        self._all = None
+
+    async def is_known(self, site: str) -> bool:
+        if site in self.sites.configured or site in self._known:
+            return True
+        checked = self._absent.get(site)
+        if checked is not None and time.monotonic() - checked < self.ttl:
+            return False
+        rows = await self.store.aquery(_HAS_SQL, {"site": site})
+        if rows and rows[0][0]:
+            self._known[site] = time.monotonic()
+            return True
+        if len(self._absent) > 10000:
+            self._absent.clear()
+        self._absent[site] = time.monotonic()
+        return False
+
+    async def site_names(self) -> list[str]:
+        cached = self._all
+        if cached is None or time.monotonic() - cached[0] > self.ttl:
+            rows = await self.store.aquery(_SEEN_SQL)
+            cached = self._all = (time.monotonic(), [r[0] for r in rows])
+        return sorted(set(cached[1]) | set(self.sites.configured))
+
+    async def devices(self) -> dict[str, list[dict]]:
+        out: dict[str, list[dict]] = {}
+        for site, device, status, last_seen in await self.store.aquery(_DEVICES_SQL):
+            out.setdefault(site, []).append({
+                "device_id": device,
+                "status": status or "unknown",
+                "last_seen": iso_utc(last_seen, millis=True) if last_seen else None,
+            })
+        return out
+
+    async def sites_document(self) -> dict:
+        devices = await self.devices()
+        names = sorted(set(await self.site_names()) | set(devices))
+        out = []
+        for name in names:
+            site = self.sites.get(name)
+            out.append({
+                "site_name": name,
+                "display_name": site.display_name,
+                "timezone": site.timezone,
+                "thresholds": site.thresholds.as_json(),
+                "configured": site.configured,
+                "zones": {
+                    cam: {"display_name": z.display_name, "thresholds": z.thresholds.as_json(),
+                          "position": z.position}
+                    for cam, z in site.zones.items()
+                },
+                "devices": devices.get(name, []),
+            })
+        return {"sites": out}

@@ -1,0 +1,190 @@
+"""Site settings from the TOML sites file: time zones, display names, thresholds, positions.
+
+The file is read once at start-up. Sites that appear in data but not in the file get the
+``[defaults]`` (time zone, thresholds) and zones named after their camera. Time zones are
+IANA names resolved with zoneinfo; an unknown zone or key stops start-up with one line.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from shared.names import is_valid_name
+
+from .exceptions import SitesFileError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["Thresholds", "Zone", "Site", "Sites", "intensity", "local_day"]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    high: int = 7
+    medium: int = 4
+
+    def as_json(self) -> dict[str, int]:
+        return {"high": self.high, "medium": self.medium}
+
+
+def intensity(value: int, thresholds: Thresholds) -> str:
+    """high if value >= high, medium if >= medium, else low (the handoff's rule)."""
+    if value >= thresholds.high:
+        return "high"
+    if value >= thresholds.medium:
+        return "medium"
+    return "low"
+
+
+@dataclass(frozen=True)
+class Zone:
+    name: str
+    display_name: str
+    thresholds: Thresholds
+    position: dict[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    display_name: str
+    timezone: str
+    thresholds: Thresholds
+    zones: dict[str, Zone] = field(default_factory=dict)
+    configured: bool = True
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def zone(self, cam: str) -> Zone:
+        zone = self.zones.get(cam)
+        if zone is None:
+            return Zone(cam, cam, self.thresholds)
+        return zone
+
+    def today(self, now: datetime | None = None) -> date:
+        return (now or datetime.now(self.tz)).astimezone(self.tz).date()
+
+
+def local_day(day: date, tz: ZoneInfo) -> tuple[int, int]:
+    """[start, end) in Unix seconds of the local calendar ``day`` in ``tz`` (23-25 hours)."""
+    start = datetime(day.year, day.month, day.day, tzinfo=tz)
+    nxt = day + timedelta(days=1)
+    end = datetime(nxt.year, nxt.month, nxt.day, tzinfo=tz)
+    return int(start.timestamp()), int(end.timestamp())
+
+
+_SITE_KEYS = {"display_name", "timezone", "high", "medium", "zones"}
+_ZONE_KEYS = {"display_name", "high", "medium", "x", "y", "w", "h"}
+_DEFAULT_KEYS = {"timezone", "high", "medium"}
+
+
+def _int(table: dict, key: str, where: str, default: int | None, low: int = 0) -> int | None:
+    value = table.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 65535:
+        raise SitesFileError("%s.%s must be a whole number in %d..65535" % (where, key, low))
+    return value
+
+
+def _thresholds(table: dict, where: str, base: Thresholds) -> Thresholds:
+    high = _int(table, "high", where, base.high, 1)
+    medium = _int(table, "medium", where, base.medium)
+    if medium > high:
+        raise SitesFileError("%s: medium (%d) is above high (%d)" % (where, medium, high))
+    return Thresholds(high, medium)
+
+
+def _timezone(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise SitesFileError("%s.timezone must be an IANA name like Asia/Kolkata" % where)
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SitesFileError("%s.timezone %r is not a known IANA time zone" % (where, value)) from None
+    return value
+
+
+def _check_keys(table: Any, allowed: set, where: str) -> dict:
+    if not isinstance(table, dict):
+        raise SitesFileError("%s must be a table" % where)
+    extra = sorted(set(table) - allowed)
+    if extra:
+        raise SitesFileError("%s: unknown key %r" % (where, extra[0]))
+    return table
+
+
+def _text(table: dict, key: str, where: str, default: str) -> str:
+    value = table.get(key, default)
+    if not isinstance(value, str) or not 1 <= len(value) <= 200:
+        raise SitesFileError("%s.%s must be text of 1-200 characters" % (where, key))
+    return value
+
+
+class Sites:
+    """The configured sites, plus defaults for sites seen only in data."""
+
+    def __init__(self, sites: dict[str, Site] | None = None, timezone: str = "UTC",
+                 thresholds: Thresholds | None = None):
+        self.configured = dict(sites or {})
+        self.default_timezone = timezone
+        self.default_thresholds = thresholds or Thresholds()
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> Sites:
+        if not path:
+            return cls()
+        try:
+            with open(path, "rb") as fh:
+                doc = tomllib.load(fh)
+        except OSError as exc:
+            raise SitesFileError("cannot read sites file %s: %s" % (path, exc.strerror)) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SitesFileError("sites file %s: %s" % (path, exc)) from None
+        _check_keys(doc, {"defaults", "sites"}, "sites file")
+        defaults = _check_keys(doc.get("defaults", {}), _DEFAULT_KEYS, "[defaults]")
+        tz = _timezone(defaults.get("timezone", "UTC"), "defaults")
+        base = _thresholds(defaults, "defaults", Thresholds())
+        sites: dict[str, Site] = {}
+        for name, table in _check_keys(doc.get("sites", {}), set(doc.get("sites", {})), "[sites]").items():
+            where = "sites.%s" % name
+            if not is_valid_name(name):
+                raise SitesFileError("%s: not a valid site name" % where)
+            _check_keys(table, _SITE_KEYS, where)
+            thresholds = _thresholds(table, where, base)
+            zones = {}
+            for cam, ztable in _check_keys(table.get("zones", {}), set(table.get("zones", {})), where + ".zones").items():
+                zwhere = "%s.zones.%s" % (where, cam)
+                if not is_valid_name(cam):
+                    raise SitesFileError("%s: not a valid camera name" % zwhere)
+                _check_keys(ztable, _ZONE_KEYS, zwhere)
+                pos = None
+                if any(k in ztable for k in "xywh"):
+                    pos = {k: _int(ztable, k, zwhere, 1 if k in "wh" else 0) for k in "xywh"}
+                zones[cam] = Zone(cam, _text(ztable, "display_name", zwhere, cam),
+                                  _thresholds(ztable, zwhere, thresholds), pos)
+            sites[name] = Site(
+                name=name,
+                display_name=_text(table, "display_name", where, name),
+                timezone=_timezone(table.get("timezone", tz), where),
+                thresholds=thresholds,
+                zones=zones,
+            )
+        return cls(sites, tz, base)
+
+    def get(self, name: str) -> Site:
+        """The configured site, or one built from the defaults for a site seen in data."""
+        site = self.configured.get(name)
+        if site is not None:
+            return site
+        return Site(name, name, self.default_timezone, self.default_thresholds, {}, configured=False)

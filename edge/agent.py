@@ -22,6 +22,7 @@ from shared.protocol import MAX_STATS, Ack, SlotState, StateBatch, Stats, encode
 from shared.slots import SLOT_SECONDS
 from shared.topics import state_topic
 
+from ._memory import trim
 from .buffers import SlotBuffers
 from .config import Config
 from .link import Link
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 OUTBOX_FILE = "outbox.sqlite"
 _PRUNE_EVERY = 60.0
 _STOP_PUBLISH_WAIT = 2.0
+_COMMIT_CHUNK = 500
+_CATCH_UP_EVERY = 1.0
 
 
 class Agent:
@@ -88,12 +91,12 @@ class Agent:
         if self.outbox.quarantined:
             self.counters["outbox_quarantined"] = 1
         lower = self._lower_slot()
-        values, unacked = self.outbox.load(lower)
-        self.counters["restored"] = self.buffers.restore(values)
-        for state, committed_at in unacked:
-            self.pending.add([state], committed_at)
+        self.counters["restored"] = self.buffers.restore(self.outbox.iter_values(lower))
+        unacked = self.outbox.unacked(lower)
+        for camera, slot, rev, committed_at in unacked:
+            self.pending.add([(camera, slot, rev)], committed_at)
         log.info("outbox %s: %d slot(s) restored, %d unacked, revisions continue above %d",
-                 self.outbox.path, len(values), len(unacked), self.outbox.rev)
+                 self.outbox.path, self.counters["restored"], len(unacked), self.outbox.rev)
         if cfg.mqtt is not None:
             self.link = Link(cfg.mqtt, cfg.site, cfg.device_id, on_ack=self._on_ack,
                              on_connect=self._on_connect)
@@ -198,6 +201,7 @@ class Agent:
         next_stats = now + cfg.stats_interval
         next_prune = now
         next_ping = now
+        last_publish = now
         while True:
             stopping = self._stop.is_set()
             with self._cond:
@@ -209,7 +213,9 @@ class Agent:
                 if now >= next_prune:
                     self._prune()
                     next_prune = now + _PRUNE_EVERY
-                self._apply_acks()
+                acked = self._apply_acks()
+                if acked and self.pending.throttled and now - last_publish >= _CATCH_UP_EVERY:
+                    next_publish = now  # a backlog drains at the pace of acks, not of ticks
                 if forced or stopping or now >= next_commit:
                     self._commit()
                     next_commit = now + cfg.commit_interval
@@ -219,6 +225,7 @@ class Agent:
                     next_publish = now
                 if forced or stopping or now >= next_publish:
                     infos = self._publish()
+                    last_publish = now
                     next_publish = now + cfg.publish_interval
                     if stopping and infos:
                         got = Link.wait_published(infos, _STOP_PUBLISH_WAIT)
@@ -245,34 +252,44 @@ class Agent:
         assert self.outbox is not None
         # Marks first: every message an input marks was recorded before collect() runs.
         marks = [inp.mark() for inp in self.inputs]
-        changes = self.buffers.collect()
-        if changes:
+        total = 0
+        while True:
+            # In chunks: a full window of changed slots never sits in memory at once.
+            changes = self.buffers.collect(limit=_COMMIT_CHUNK)
+            if not changes:
+                break
             try:
-                states = self.outbox.commit(changes)
+                items = self.outbox.commit(changes)
             except Exception:
                 self.counters["commit_errors"] += 1
                 self.buffers.redirty(changes)
                 raise
-            self.pending.add(states, time.time())
+            self.pending.add(items, time.time())
+            total += len(items)
+        if total > _COMMIT_CHUNK:
+            trim()
         for inp, mark in zip(self.inputs, marks):
             inp.committed(mark)
 
     def _publish(self) -> list:
-        if self.link is None or not self.link.connected.is_set():
+        if self.link is None or not self.link.connected.is_set() or self.outbox is None:
             return []
         due = self.pending.due()
         infos = []
         size = self.config.max_states_per_message
         for i in range(0, len(due), size):
-            for chunk, payload in self._encode(due[i:i + size]):
+            states = self.outbox.states((c, s) for c, s, _ in due[i:i + size])
+            for chunk, payload in self._encode(states):
                 info = self.link.publish(self._state_topic, payload, qos=1)
                 if info is None:
                     return infos  # the link went down; the rest stays due
-                self.pending.mark_sent(chunk)
+                self.pending.mark_sent([(st.camera, st.slot, st.rev) for st in chunk])
                 infos.append(info)
                 self.counters["messages_sent"] += 1
                 self.counters["states_sent"] += len(chunk)
                 self.counters["bytes_sent"] += len(payload)
+        if len(due) > _COMMIT_CHUNK:
+            trim()
         return infos
 
     def _encode(self, states: List[SlotState]) -> list:
@@ -294,7 +311,7 @@ class Agent:
         half = len(states) // 2
         return self._encode(states[:half]) + self._encode(states[half:])
 
-    def _apply_acks(self) -> None:
+    def _apply_acks(self) -> int:
         items = []
         while True:
             try:
@@ -309,6 +326,7 @@ class Agent:
         if items and self.outbox is not None:
             self.outbox.ack(items)
             self.counters["acks"] += len(items)
+        return len(items)
 
     def _prune(self) -> None:
         assert self.outbox is not None

@@ -261,8 +261,11 @@ class SlotBuffers:
             for t in names:
                 trig[f * tcap + self._triggers[t]] += 1
 
-    def collect(self) -> List[SlotValues]:
-        """Fold hot cells in and return every slot changed since the last call."""
+    def collect(self, limit: Optional[int] = None) -> List[SlotValues]:
+        """Fold hot cells in and return slots changed since they were last collected.
+
+        With ``limit``, at most that many; the rest stay marked for the next call.
+        """
         with self.lock:
             now = self.clock()
             current = int(now // SLOT_SECONDS)
@@ -274,6 +277,8 @@ class SlotBuffers:
                     cell[_HI] = min((current + 1) * SLOT_SECONDS, now + self.max_future)
             ncam = len(self._camera_names)
             rows, cols = np.nonzero(self._dirty[:, :ncam])
+            if limit is not None:
+                rows, cols = rows[:limit], cols[:limit]
             out: List[SlotValues] = []
             for row, col in zip(rows.tolist(), cols.tolist()):
                 trig = self._trig[row, col]
@@ -285,7 +290,7 @@ class SlotBuffers:
                     min(int(self._events[row, col]), MAX_COUNT),
                     {self._trigger_names[i]: int(trig[i]) for i in nz},
                 ))
-            self._dirty[:] = False
+            self._dirty[rows, cols] = False
             return out
 
     def redirty(self, changes: Iterable[SlotValues]) -> None:

@@ -123,15 +123,15 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("local_mqtt_topic", _text, "deepstream/detections", "topic filter on the local broker"),
     Setting("local_mqtt_mapping", _text, None, "field mapping, e.g. camera=sensorId,people_count=objects#"),
     Setting("commit_interval", _positive, 1.0, "seconds between outbox commits (the crash loss window)"),
-    Setting("publish_interval", _positive, 5.0, "seconds between publishes of changed states"),
+    Setting("publish_interval", _positive, 15.0, "seconds between publishes of changed states"),
     Setting("ack_timeout", _positive, 30.0, "seconds before an unacked state is resent (doubles per try)"),
     Setting("max_backoff", _positive, 600.0, "longest wait between resends of one state"),
     Setting("stats_interval", _positive, 60.0, "seconds between statistics messages"),
     Setting("retention_days", _positive, 7.0, "days of slots kept in memory and the outbox"),
     Setting("max_future", _positive, 300.0, "seconds an event may be ahead of this clock"),
     Setting("max_message_bytes", _count(4096, MAX_PAYLOAD_BYTES), 64 * 1024, "cap of one state message"),
-    Setting("max_states_per_message", _count(1, MAX_STATES), MAX_STATES, "states per message"),
-    Setting("max_inflight_states", _count(1, 10**7), 20000, "sent and not yet acked states"),
+    Setting("max_states_per_message", _count(1, MAX_STATES), 250, "states per message (small keeps memory low)"),
+    Setting("max_inflight_states", _count(1, 10**7), 2000, "sent and not yet acked states"),
     Setting("max_cameras", _count(1, 4096), 256, "distinct cameras before new ones are refused"),
     Setting("max_triggers", _count(1, 1024), 64, "distinct trigger names before new ones are refused"),
     Setting("log_level", _level, "INFO", "DEBUG, INFO, WARNING or ERROR"),
@@ -158,15 +158,15 @@ class Config:
     local_mqtt_topic: str = "deepstream/detections"
     local_mqtt_mapping: Optional[Mapping[str, str]] = None
     commit_interval: float = 1.0
-    publish_interval: float = 5.0
+    publish_interval: float = 15.0
     ack_timeout: float = 30.0
     max_backoff: float = 600.0
     stats_interval: float = 60.0
     retention_days: float = 7.0
     max_future: float = 300.0
     max_message_bytes: int = 64 * 1024
-    max_states_per_message: int = MAX_STATES
-    max_inflight_states: int = 20000
+    max_states_per_message: int = 250
+    max_inflight_states: int = 2000
     max_cameras: int = 256
     max_triggers: int = 64
     log_level: str = "INFO"

@@ -20,7 +20,7 @@ import os
 import sqlite3
 import threading
 import time
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Iterable, Iterator, List, Optional, Tuple
 
 from shared.protocol import MAX_REV, SlotState
 
@@ -115,17 +115,17 @@ class Outbox:
         with self._lock:
             return int(self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()[0])
 
-    def commit(self, changes: List[SlotValues]) -> List[SlotState]:
-        """Give each changed slot a new revision and store it durably; returns the states."""
+    def commit(self, changes: List[SlotValues]) -> List[Tuple[str, int, int]]:
+        """Give each changed slot a new revision and store it durably; returns (camera, slot, rev)."""
         if not changes:
             return []
         now = self.clock()
-        states = []
+        items = []
         rev = self.rev
         rows = []
         for camera, slot, peak, events, triggers in changes:
             rev += 1
-            states.append(SlotState(camera=camera, slot=slot, peak=peak, events=events, rev=rev, triggers=triggers))
+            items.append((camera, slot, rev))
             rows.append((camera, slot, peak, events, json.dumps(triggers, separators=(",", ":")), rev, now))
         with self._lock:
             try:
@@ -143,7 +143,7 @@ class Outbox:
                 self._rollback()
                 raise OutboxError("commit failed: %s" % exc) from None
         self.rev = rev
-        return states
+        return items
 
     def ack(self, items: Iterable[Tuple[str, int, int]]) -> None:
         """Record acks: revision ``r`` of (camera, slot) and everything below it are delivered."""
@@ -160,20 +160,46 @@ class Outbox:
                 self._rollback()
                 raise OutboxError("ack failed: %s" % exc) from None
 
-    def load(self, lower_slot: int) -> Tuple[List[SlotValues], List[Tuple[SlotState, float]]]:
-        """Every state from ``lower_slot`` on, and the unacked ones with their commit time."""
-        values: List[SlotValues] = []
-        unacked: List[Tuple[SlotState, float]] = []
+    def iter_values(self, lower_slot: int, chunk: int = 1000) -> Iterator[SlotValues]:
+        """Every committed state from ``lower_slot`` on, in chunks (for restoring the buffers)."""
+        after: Tuple[str, int] = ("", 0)
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT camera, slot, peak, events, triggers FROM slots"
+                    " WHERE slot >= ? AND (camera, slot) > (?, ?) ORDER BY camera, slot LIMIT ?",
+                    (lower_slot, after[0], after[1], chunk)).fetchall()
+            if not rows:
+                return
+            for camera, slot, peak, events, triggers in rows:
+                yield camera, slot, peak, events, json.loads(triggers)
+            after = (rows[-1][0], rows[-1][1])
+
+    def unacked(self, lower_slot: int) -> List[Tuple[str, int, int, float]]:
+        """(camera, slot, rev, committed_at) of every state central has not acked."""
         with self._lock:
-            cursor = self._db.execute(
-                "SELECT camera, slot, peak, events, triggers, rev, acked_rev, committed_at"
-                " FROM slots WHERE slot >= ? ORDER BY rev", (lower_slot,))
-            for camera, slot, peak, events, triggers, rev, acked, at in cursor:
-                trig: Dict[str, int] = json.loads(triggers)
-                values.append((camera, slot, peak, events, trig))
-                if rev > acked:
-                    unacked.append((SlotState(camera, slot, peak, events, rev, trig), at))
-        return values, unacked
+            return self._db.execute(
+                "SELECT camera, slot, rev, committed_at FROM slots WHERE slot >= ? AND rev > acked_rev"
+                " ORDER BY rev", (lower_slot,)).fetchall()
+
+    def states(self, keys: Iterable[Tuple[str, int]]) -> List[SlotState]:
+        """The committed states of (camera, slot) ``keys``, read back for sending."""
+        out = []
+        with self._lock:
+            for camera, slot in keys:
+                row = self._db.execute(
+                    "SELECT peak, events, triggers, rev FROM slots WHERE camera=? AND slot=?",
+                    (camera, slot)).fetchone()
+                if row is not None:
+                    out.append(SlotState(camera, slot, row[0], row[1], row[3], json.loads(row[2])))
+        return out
+
+    def load(self, lower_slot: int) -> Tuple[List[SlotValues], List[Tuple[SlotState, float]]]:
+        """Everything from ``lower_slot`` on, and the unacked states (for tests and tools)."""
+        values = sorted(self.iter_values(lower_slot), key=lambda v: (v[0], v[1]))
+        unacked = self.unacked(lower_slot)
+        states = self.states((c, s) for c, s, _, _ in unacked)
+        return values, [(st, at) for st, (_, _, _, at) in zip(states, unacked)]
 
     def prune(self, lower_slot: int) -> Tuple[int, int]:
         """Drop slots older than the window; returns (dropped, of which never acked)."""

@@ -1,6 +1,7 @@
 """Committed states that central has not acknowledged yet, and when to (re)send them.
 
-One entry per (camera, slot): the latest committed state. A new commit of the slot replaces
+One small entry per (camera, slot): the latest committed revision (the state itself stays
+in the outbox and is read back when sent, so a long outage costs little memory). A new commit of the slot replaces
 the entry and makes it due at once. A sent entry is *in flight* until its timeout
 (``ack_timeout`` doubling per attempt up to ``max_backoff``); then it is due again. An ack
 of revision ``r`` retires the entry if its revision is ``<= r``. Memory is bounded by the
@@ -12,18 +13,18 @@ from __future__ import annotations
 import time
 from typing import Dict, List, Optional, Tuple
 
-from shared.protocol import SlotState
-
 __all__ = ["Pending"]
 
 Key = Tuple[str, int]
+#: (camera, slot, rev)
+Item = Tuple[str, int, int]
 
 
 class _Entry:
-    __slots__ = ("attempts", "committed_at", "sent_at", "state")
+    __slots__ = ("attempts", "committed_at", "rev", "sent_at")
 
-    def __init__(self, state: SlotState, committed_at: float) -> None:
-        self.state = state
+    def __init__(self, rev: int, committed_at: float) -> None:
+        self.rev = rev
         self.committed_at = committed_at  # wall clock, for "oldest unacked age"
         self.sent_at: Optional[float] = None  # monotonic
         self.attempts = 0
@@ -37,38 +38,41 @@ class Pending:
         self.max_inflight = max_inflight
         self._entries: Dict[Key, _Entry] = {}
         self.resent = 0
+        #: True when the last due() held states back for the in-flight bound.
+        self.throttled = False
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def add(self, states: List[SlotState], committed_at: float) -> None:
-        for s in states:
-            old = self._entries.get((s.camera, s.slot))
-            if old is None or old.state.rev < s.rev:
-                self._entries[(s.camera, s.slot)] = _Entry(s, committed_at)
+    def add(self, items: List[Item], committed_at: float) -> None:
+        for camera, slot, rev in items:
+            old = self._entries.get((camera, slot))
+            if old is None or old.rev < rev:
+                self._entries[(camera, slot)] = _Entry(rev, committed_at)
 
     def _timeout(self, attempts: int) -> float:
         return min(self.ack_timeout * (2 ** min(attempts - 1, 30)), self.max_backoff)
 
-    def due(self, now: Optional[float] = None) -> List[SlotState]:
-        """States to send now, oldest revision first, within the in-flight bound."""
+    def due(self, now: Optional[float] = None) -> List[Item]:
+        """(camera, slot, rev) to send now, oldest revision first, within the in-flight bound."""
         now = time.monotonic() if now is None else now
         inflight = 0
         ready = []
-        for e in self._entries.values():
+        for key, e in self._entries.items():
             if e.sent_at is None or now - e.sent_at >= self._timeout(e.attempts):
-                ready.append(e)
+                ready.append((e.rev, key))
             else:
                 inflight += 1
         room = max(self.max_inflight - inflight, 0)
-        ready.sort(key=lambda e: e.state.rev)
-        return [e.state for e in ready[:room]]
+        self.throttled = len(ready) > room
+        ready.sort()
+        return [(key[0], key[1], rev) for rev, key in ready[:room]]
 
-    def mark_sent(self, states: List[SlotState], now: Optional[float] = None) -> None:
+    def mark_sent(self, items: List[Item], now: Optional[float] = None) -> None:
         now = time.monotonic() if now is None else now
-        for s in states:
-            e = self._entries.get((s.camera, s.slot))
-            if e is not None and e.state.rev == s.rev:
+        for camera, slot, rev in items:
+            e = self._entries.get((camera, slot))
+            if e is not None and e.rev == rev:
                 if e.attempts:
                     self.resent += 1
                 e.attempts += 1
@@ -82,7 +86,7 @@ class Pending:
     def ack(self, camera: str, slot: int, rev: int, now: Optional[float] = None) -> Optional[float]:
         """Retire (camera, slot) if its revision is <= ``rev``; returns the ack lag in seconds."""
         e = self._entries.get((camera, slot))
-        if e is None or e.state.rev > rev:
+        if e is None or e.rev > rev:
             return None
         del self._entries[(camera, slot)]
         if e.sent_at is None:

@@ -15,10 +15,9 @@ def test_revisions_grow_and_survive_reopening(tmp_path):
     path = str(tmp_path / "outbox.sqlite")
     box = Outbox(path)
     first = box.rev
-    states = box.commit([("CAM", SLOT, 3, 5, {"A": 2}), ("CAF", SLOT, 1, 1, {})])
-    assert [s.rev for s in states] == [first + 1, first + 2]
-    again = box.commit([("CAM", SLOT, 4, 6, {"A": 2})])
-    assert again[0].rev == first + 3
+    items = box.commit([("CAM", SLOT, 3, 5, {"A": 2}), ("CAF", SLOT, 1, 1, {})])
+    assert items == [("CAM", SLOT, first + 1), ("CAF", SLOT, first + 2)]
+    assert box.commit([("CAM", SLOT, 4, 6, {"A": 2})]) == [("CAM", SLOT, first + 3)]
     box.ack([("CAF", SLOT, first + 2), ("CAM", SLOT, first + 1)])  # an ack of an older rev
     box.close()
 
@@ -39,8 +38,8 @@ def test_a_fresh_outbox_seeds_revisions_from_the_clock(tmp_path):
 
 def test_prune_counts_what_aged_out_unacked(tmp_path):
     box = Outbox(str(tmp_path / "outbox.sqlite"))
-    states = box.commit([("CAM", SLOT - 900, 1, 1, {}), ("CAM", SLOT - 1800, 1, 1, {}), ("CAM", SLOT, 1, 1, {})])
-    box.ack([("CAM", SLOT - 900, states[0].rev)])
+    items = box.commit([("CAM", SLOT - 900, 1, 1, {}), ("CAM", SLOT - 1800, 1, 1, {}), ("CAM", SLOT, 1, 1, {})])
+    box.ack([items[0]])
     assert box.prune(SLOT) == (2, 1)
     assert [v[1] for v in box.load(0)[0]] == [SLOT]
     box.close()
@@ -63,7 +62,7 @@ def test_garbage_file_is_moved_aside_and_a_fresh_outbox_starts(tmp_path):
     box = Outbox(str(path))
     assert box.quarantined is not None and os.path.exists(box.quarantined)
     assert Path(box.quarantined).read_bytes().startswith(b"this is not")
-    assert box.commit([("CAM", SLOT, 1, 1, {})])[0].rev > 1
+    assert box.commit([("CAM", SLOT, 1, 1, {})])[0][2] > 1
     box.close()
 
 

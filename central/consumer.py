@@ -1,0 +1,297 @@
+"""The MQTT consumer: slot states, device status and stats from the broker into ClickHouse.
+
+paho-mqtt 2.x, MQTT 5, a persistent session (fixed client id, ``clean_start=False``, a
+session expiry) and ``manual_ack=True``. paho's network thread only queues what arrives; a
+writer thread validates each message (``shared.protocol.decode`` and ``check_identity``
+against the topic), writes a batch (flushed by size or time) and only after the inserts
+returned acks each MQTT message to the broker, in arrival order, then publishes an ``Ack``
+to each device's ack topic. Refused messages go to ``dead_letters`` with their reason and
+are acked too (they will not get better by redelivery).
+
+While ClickHouse is unreachable the batch is retried with backoff and nothing is acked; the
+broker sends at most ``HEATMAP_MQTT_INFLIGHT`` unacked messages (MQTT 5 Receive Maximum),
+so memory stays bounded. Acks for messages of an earlier connection are never sent (their
+packet ids are void); the broker redelivers them and rewriting a state is harmless because
+the highest revision wins.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from shared import protocol, topics
+from shared.exceptions import HeatmapError
+
+from .config import Config
+from .exceptions import StorageError
+from .metrics import Metrics
+from .store import Store
+
+__all__ = ["Consumer", "SESSION_EXPIRY"]
+
+logger = logging.getLogger(__name__)
+
+#: How long the broker keeps our session (and queues QoS 1 messages) while we are away.
+SESSION_EXPIRY = 7 * 24 * 3600
+_MAX_DEAD_PAYLOAD = 65536
+_STATE_COLUMNS = ["site_name", "device_id", "cam_name", "slot", "peak", "events", "triggers", "rev", "received_at"]
+_DEVICE_COLUMNS = ["site_name", "device_id", "kind", "status", "seen_at", "stats"]
+_DEAD_COLUMNS = ["received_at", "topic", "site_name", "device_id", "reason", "field", "message", "payload",
+                 "payload_bytes"]
+
+
+@dataclass
+class _Item:
+    generation: int
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    received_at: float
+
+
+@dataclass
+class _Batch:
+    items: list
+    states: list
+    devices: list
+    dead: list
+    acks: dict  # (site, device) -> [AckItem]
+    slots: dict  # site -> {slot}
+
+
+class Consumer:
+    def __init__(self, config: Config, store: Store, metrics: Metrics,
+                 on_written: Callable[[str, set], None] | None = None, shutdown_timeout: float = 10.0):
+        if config.mqtt_url is None:
+            raise ValueError("no MQTT URL configured")
+        self.config = config
+        self.store = store
+        self.metrics = metrics
+        self.on_written = on_written
+        self.shutdown_timeout = shutdown_timeout
+        self.connected = False
+        self.degraded = False
+        self._queue: queue.Queue[_Item] = queue.Queue()
+        self._in_batch = 0
+        self._generation = 0
+        self._stopping = threading.Event()
+        self._writer = threading.Thread(target=self._write_loop, name="mqtt-writer", daemon=True)
+        self._client = self._make_client()
+
+    # -- MQTT side (paho's thread) ------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        url = self.config.mqtt_url
+        assert url is not None
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self.config.mqtt_client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if url.username:
+            client.username_pw_set(url.username, url.password)
+        if url.tls:
+            client.tls_set(ca_certs=self.config.mqtt_ca_file, cert_reqs=ssl.CERT_REQUIRED)
+        client.reconnect_delay_set(1, 30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize() + self._in_batch
+
+    def start(self) -> None:
+        url = self.config.mqtt_url
+        assert url is not None
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY
+        props.ReceiveMaximum = self.config.mqtt_inflight
+        self._writer.start()
+        self._client.connect_async(url.host, url.port, keepalive=30, clean_start=False, properties=props)
+        self._client.loop_start()
+        logger.info("MQTT consumer connecting to %s:%d as %s", url.host, url.port, self.config.mqtt_client_id)
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            logger.warning("MQTT connection refused: %s", reason_code)
+            return
+        self._generation += 1
+        self.connected = True
+        self.metrics.mqtt_connected.set(1)
+        group = self.config.mqtt_share_group
+        subs = [
+            (topics.subscription("state", share_group=group), 1),
+            (topics.subscription("stats", share_group=group), 0),
+            # Retained status is not delivered to shared subscriptions: every replica reads
+            # it; writing the same availability twice is harmless.
+            (topics.subscription("status"), 1),
+        ]
+        client.subscribe(subs)
+        logger.info("MQTT connected (session present: %s)", flags.session_present)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected = False
+        self.metrics.mqtt_connected.set(0)
+        if not self._stopping.is_set():
+            logger.warning("MQTT disconnected: %s", reason_code)
+
+    def _on_message(self, client, userdata, msg) -> None:
+        if self._stopping.is_set():
+            return  # not acked: the broker keeps it for the next session
+        self._queue.put(_Item(self._generation, msg.mid, msg.qos, msg.topic, msg.payload, time.time()))
+
+    # -- writer thread ------------------------------------------------------------------
+
+    def _collect(self) -> _Batch | None:
+        """Wait for a message, then keep decoding arrivals into a batch until it holds
+        ``batch_states`` states or ``batch_seconds`` have passed."""
+        try:
+            first = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            return None
+        batch = _Batch([], [], [], [], {}, {})
+        seen: dict[tuple[str, str], datetime] = {}
+        self._add(batch, first, seen)
+        deadline = time.monotonic() + self.config.batch_seconds
+        while len(batch.states) < self.config.batch_states:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if self._stopping.is_set():
+                # Shutting down: write what was taken now; new arrivals are not taken.
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            else:
+                try:
+                    item = self._queue.get(timeout=min(remaining, 0.1))
+                except queue.Empty:
+                    continue
+            self._add(batch, item, seen)
+        for (site, device), when in seen.items():
+            batch.devices.append([site, device, "seen", "", when, {}])
+        return batch
+
+    def _add(self, batch: _Batch, item: _Item, seen: dict) -> None:
+        batch.items.append(item)
+        self._in_batch = len(batch.items)
+        received = datetime.fromtimestamp(item.received_at, timezone.utc)
+        site = device = ""
+        try:
+            topic = topics.parse_topic(item.topic)
+            site, device = topic.site, topic.device
+            msg = protocol.decode(item.payload)
+            protocol.check_identity(msg, topic)
+        except HeatmapError as exc:
+            self.metrics.dead_letters.labels(exc.code).inc()
+            self.metrics.mqtt_messages.labels("unknown", "dead").inc()
+            batch.dead.append([received, item.topic[:512], site, device, exc.code, exc.field or "",
+                               exc.reason[:1000], bytes(item.payload[:_MAX_DEAD_PAYLOAD]), len(item.payload)])
+            logger.debug("dead letter on %s: %s", item.topic, exc)
+            return
+        self.metrics.mqtt_messages.labels(msg.type, "accepted").inc()
+        seen[(site, device)] = received
+        if isinstance(msg, protocol.StateBatch):
+            acks = batch.acks.setdefault((site, device), [])
+            slots = batch.slots.setdefault(site, set())
+            for s in msg.states:
+                batch.states.append([site, device, s.camera, s.slot, s.peak, s.events, dict(s.triggers),
+                                     s.rev, received])
+                acks.append(protocol.AckItem(s.camera, s.slot, s.rev))
+                slots.add(s.slot)
+        elif isinstance(msg, protocol.Status):
+            batch.devices.append([site, device, "status", msg.state, received, {}])
+        elif isinstance(msg, protocol.Stats):
+            batch.devices.append([site, device, "stats", "", received,
+                                  {k: float(v) for k, v in msg.stats.items()}])
+
+    def _insert(self, batch: _Batch) -> None:
+        started = time.perf_counter()
+        self.store.insert("slot_states", batch.states, _STATE_COLUMNS)
+        self.store.insert("device_status", batch.devices, _DEVICE_COLUMNS)
+        self.store.insert("dead_letters", batch.dead, _DEAD_COLUMNS)
+        self.metrics.insert_seconds.observe(time.perf_counter() - started)
+
+    def _write(self, batch: _Batch) -> bool:
+        """Insert with retries; False if giving up because of shutdown."""
+        delay = 0.2
+        give_up_at = None
+        while True:
+            try:
+                self._insert(batch)
+                if self.degraded:
+                    logger.info("storage is back; %d messages written", len(batch.items))
+                self.degraded = False
+                return True
+            except StorageError as exc:
+                self.degraded = True
+                self.metrics.insert_failures.labels(type(exc).__name__).inc()
+                logger.warning("batch insert failed (retrying in %.1f s, nothing acked): %s", delay, exc)
+            if self._stopping.is_set():
+                give_up_at = give_up_at or time.monotonic() + self.shutdown_timeout
+                if time.monotonic() >= give_up_at:
+                    logger.error("shutting down with %d messages unwritten; the broker keeps them",
+                                 len(batch.items))
+                    return False
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    def _acknowledge(self, batch: _Batch) -> None:
+        generation = self._generation
+        for item in batch.items:  # in arrival order, as MQTT requires
+            if item.qos > 0 and item.generation == generation:
+                self._client.ack(item.mid, item.qos)
+        for (site, device), acks in batch.acks.items():
+            for i in range(0, len(acks), protocol.MAX_STATES):
+                payload = protocol.encode(protocol.Ack(site, device, tuple(acks[i:i + protocol.MAX_STATES])),
+                                          compress=True)
+                self._client.publish(topics.ack_topic(site, device), payload, qos=1)
+                self.metrics.device_acks.inc()
+        self.metrics.states_written.inc(len(batch.states))
+        if self.on_written is not None:
+            for site, slots in batch.slots.items():
+                self.on_written(site, slots)
+
+    def _write_loop(self) -> None:
+        while True:
+            try:
+                batch = self._collect()
+                if batch is None:
+                    if self._stopping.is_set() and self._queue.empty():
+                        return
+                    continue
+                if not self._write(batch):
+                    return
+                self._acknowledge(batch)
+            except Exception:  # a bug must not kill the writer silently; nothing is acked
+                logger.exception("consumer batch failed; its messages stay unacked")
+                time.sleep(1)
+            finally:
+                self._in_batch = 0
+
+    # -- shutdown ---------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop taking messages, write and ack what was taken, then disconnect."""
+        self._stopping.set()
+        self._writer.join(self.shutdown_timeout + 35)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self.connected = False
+        self.metrics.mqtt_connected.set(0)
+        logger.info("MQTT consumer stopped")

@@ -1,0 +1,68 @@
+"""Fixtures for central: a Config on a temp chDB store, and the app on a real aiohttp server."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from central.app import SERVICES, create_app
+from central.config import Config
+
+SITES_TOML = """
+[defaults]
+timezone = "UTC"
+high = 7
+medium = 4
+
+[sites.HEAD_OFFICE]
+display_name = "Head office"
+timezone = "UTC"
+
+[sites.HEAD_OFFICE.zones.EMPLOYEE_AREA]
+display_name = "Employee Area"
+high = 10
+medium = 5
+x = 0
+y = 0
+w = 2
+h = 1
+
+[sites.KOLKATA]
+timezone = "Asia/Kolkata"
+
+[sites.LONDON]
+timezone = "Europe/London"
+
+[sites.KATHMANDU]
+timezone = "Asia/Kathmandu"
+"""
+
+
+@pytest.fixture
+def config(tmp_path, chdb_path) -> Config:
+    sites = tmp_path / "sites.toml"
+    sites.write_text(SITES_TOML)
+    return Config(data_dir=str(tmp_path), clickhouse_url="chdb://%s" % chdb_path,
+                  sites_file=str(sites), cache_ttl=0, cache_ttl_past=0)
+
+
+@pytest.fixture
+def make_client(aiohttp_client, config):
+    """``await make_client(**config_overrides)``: a test client on a real server."""
+
+    async def make(**overrides):
+        app = create_app(dataclasses.replace(config, **overrides))
+        client = await aiohttp_client(app)
+        return client
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client):
+    return await make_client()
+
+
+def services(client):
+    return client.server.app[SERVICES]

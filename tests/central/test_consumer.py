@@ -1,0 +1,245 @@
+"""The MQTT consumer end to end: a real mosquitto, the real engine, the real app.
+
+A test "device" is a plain paho client publishing protocol messages on its topics and
+listening on its ack topic, as the edge agent does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import threading
+import time
+import zlib
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from central.consumer import Consumer
+from central.metrics import Metrics
+from central.store import Store
+from shared import protocol, topics
+from tests.central.conftest import services
+
+SLOT = 1767600000  # 2026-01-05T08:00:00Z
+
+
+class Device:
+    def __init__(self, broker, site="HEAD_OFFICE", device="jetson-01"):
+        self.site, self.device = site, device
+        self.acks: queue.Queue = queue.Queue()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="dev-" + device,
+                                  protocol=mqtt.MQTTv311)
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.on_message = lambda c, u, m: self.acks.put(protocol.decode(m.payload))
+        connected = threading.Event()
+        self.client.on_connect = lambda *a: connected.set()
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.loop_start()
+        assert connected.wait(5)
+        self.client.subscribe(topics.ack_topic(site, device), qos=1)
+        assert subscribed.wait(5)
+
+    def publish(self, payload: bytes, kind="state", topic=None, retain=False):
+        info = self.client.publish(topic or str(topics.Topic(self.site, self.device, kind)), payload, qos=1,
+                                   retain=retain)
+        info.wait_for_publish(5)
+
+    def states(self, states, seq=1):
+        return protocol.encode(protocol.StateBatch(self.site, self.device, seq, time.time(), tuple(states)),
+                               compress=True)
+
+    def ack_items(self, timeout):
+        out = set()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                ack = self.acks.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            out.update((a.camera, a.slot, a.rev) for a in ack.acks)
+        return out
+
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def state(camera="EMPLOYEE_AREA", slot=SLOT, peak=5, events=10, rev=1, triggers=None):
+    return protocol.SlotState(camera, slot, peak, events, rev, triggers or {})
+
+
+async def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in %.0f s" % timeout)
+
+
+async def wait_connected(client):
+    await wait_for(lambda: services(client).consumer.connected)
+    await asyncio.sleep(0.3)  # SUBACK
+
+
+@pytest.fixture
+async def central(mosquitto, make_client):
+    from central.config import MqttSettings
+
+    client = await make_client(mqtt_url=MqttSettings("127.0.0.1", mosquitto.port, False),
+                               mqtt_client_id="central-test", batch_seconds=0.05)
+    await wait_connected(client)
+    return client
+
+
+async def test_states_are_written_then_acked_end_to_end(central, mosquitto, chdb_client):
+    dev = Device(mosquitto)
+    try:
+        dev.publish(dev.states([state(rev=1), state("CAFETERIA", peak=2, events=3, rev=2, triggers={"X": 1})]))
+        dev.publish(dev.states([state(rev=3, peak=7, events=12)], seq=2))
+        dev.publish(dev.states([state(rev=1)], seq=3))  # a stale duplicate after the newer one
+        acks = await asyncio.get_running_loop().run_in_executor(None, dev.ack_items, 3.0)
+        assert {("EMPLOYEE_AREA", SLOT, 1), ("CAFETERIA", SLOT, 2), ("EMPLOYEE_AREA", SLOT, 3)} <= acks
+        resp = await central.get("/api/v1/dashboard/HEAD_OFFICE?date=2026-01-05")
+        doc = await resp.json()
+        assert doc["zones"]["EMPLOYEE_AREA"]["events"] == 12 and doc["zones"]["EMPLOYEE_AREA"]["peak"] == 7
+        assert doc["critical_events"] == {"X": 1, "total_events": 15}
+        assert doc["meta"]["source"] == "edge"
+        rows = chdb_client.query("SELECT cam_name, max(rev) FROM slot_states GROUP BY cam_name ORDER BY cam_name")
+        assert rows.result_rows == [("CAFETERIA", 2), ("EMPLOYEE_AREA", 3)]
+        # Availability and last contact show in /api/v1/sites.
+        dev.publish(protocol.encode(protocol.Status(dev.site, dev.device, "online", time.time())), "status",
+                    retain=True)
+        async def device_listed():
+            doc = await (await central.get("/api/v1/sites")).json()
+            site = next(s for s in doc["sites"] if s["site_name"] == "HEAD_OFFICE")
+            return site["devices"] and site["devices"][0]["status"] == "online" and site["devices"][0]
+        for _ in range(100):
+            listed = await device_listed()
+            if listed:
+                break
+            await asyncio.sleep(0.05)
+        assert listed and listed["device_id"] == "jetson-01" and listed["last_seen"].endswith("Z")
+    finally:
+        dev.close()
+
+
+async def test_bad_messages_go_to_dead_letters_with_reasons(central, mosquitto, chdb_client):
+    dev = Device(mosquitto)
+    other = protocol.encode(protocol.StateBatch("HEAD_OFFICE", "someone-else", 1, time.time(), (state(),)))
+    try:
+        dev.publish(b"{not json")
+        dev.publish(other)  # identity mismatch: payload names another device
+        dev.publish(json.dumps({"v": 9, "type": "state"}).encode())
+        dev.publish(zlib.compress(b"[" * 10) + b"junk")
+        dev.publish(dev.states([state(rev=7)]))  # a good one after the bad ones still flows
+        acks = await asyncio.get_running_loop().run_in_executor(None, dev.ack_items, 2.0)
+        assert acks == {("EMPLOYEE_AREA", SLOT, 7)}
+        reasons = await wait_for(lambda: sorted(r[0] for r in chdb_client.query(
+            "SELECT reason FROM dead_letters").result_rows) or None)
+        assert reasons == ["bad_encoding", "bad_json", "identity_mismatch", "unsupported_version"]
+        row = chdb_client.query("SELECT topic, device_id, field, payload FROM dead_letters "
+                                "WHERE reason = 'bad_json'").result_rows[0]
+        assert row[0] == topics.state_topic("HEAD_OFFICE", "jetson-01") and row[1] == "jetson-01"
+        metrics = await (await central.get("/metrics")).text()
+        assert 'heatmap_dead_letters_total{reason="identity_mismatch"} 1.0' in metrics
+        assert "heatmap_slot_states_written_total 1.0" in metrics
+    finally:
+        dev.close()
+
+
+@pytest.mark.slow
+async def test_storage_outage_acks_nothing_until_the_insert_succeeds(central, mosquitto, chdb_client):
+    dev = Device(mosquitto)
+    try:
+        chdb_client.command("DETACH TABLE slot_states")
+        dev.publish(dev.states([state(rev=11)]))
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(None, dev.ack_items, 1.5) == set()
+        health = await (await central.get("/healthz")).json()
+        assert health["status"] == "degraded" and health["pending_messages"] >= 1
+        assert (await central.get("/readyz")).status == 503
+        chdb_client.command("ATTACH TABLE slot_states")
+        acks = await loop.run_in_executor(None, dev.ack_items, 4.0)
+        assert ("EMPLOYEE_AREA", SLOT, 11) in acks
+        assert (await (await central.get("/healthz")).json())["status"] == "ok"
+    finally:
+        dev.close()
+
+
+def test_graceful_stop_writes_and_acks_what_was_taken(config, mosquitto, chdb_path):
+    """A long batch window: stop() must flush the batch, ack it, and leave nothing unacked
+    in the broker session (a new consumer with the same id receives nothing)."""
+    from dataclasses import replace
+
+    from central import schema
+    from central.config import MqttSettings
+
+    store = Store("chdb://%s" % chdb_path)
+    schema.migrate(store)
+    cfg = replace(config, mqtt_url=MqttSettings("127.0.0.1", mosquitto.port, False),
+                  mqtt_client_id="central-graceful", batch_seconds=30)
+    consumer = Consumer(cfg, store, Metrics())
+    consumer.start()
+    dev = Device(mosquitto)
+    try:
+        deadline = time.monotonic() + 5
+        while not consumer.connected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        dev.publish(dev.states([state(rev=21)]))
+        deadline = time.monotonic() + 5
+        while consumer.pending == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert consumer.pending == 1
+        consumer.stop()
+        assert store.query("SELECT max(rev) FROM slot_states")[0][0] == 21
+        assert ("EMPLOYEE_AREA", SLOT, 21) in dev.ack_items(1.0)
+        again = Consumer(cfg, store, Metrics())
+        again.start()
+        time.sleep(1.5)
+        assert again.pending == 0 and again.metrics.mqtt_messages.labels("state", "accepted")._value.get() == 0
+        again.stop()
+    finally:
+        dev.close()
+        store.close()
+
+
+@pytest.mark.slow
+def test_unacked_messages_come_back_after_a_restart(config, mosquitto, chdb_path):
+    """Messages taken but not written (storage down at shutdown) are redelivered."""
+    from dataclasses import replace
+
+    from central import schema
+    from central.config import MqttSettings
+
+    store = Store("chdb://%s" % chdb_path)
+    schema.migrate(store)
+    cfg = replace(config, mqtt_url=MqttSettings("127.0.0.1", mosquitto.port, False),
+                  mqtt_client_id="central-redeliver", batch_seconds=0.05)
+    consumer = Consumer(cfg, store, Metrics(), shutdown_timeout=0.5)
+    consumer.start()
+    dev = Device(mosquitto)
+    try:
+        deadline = time.monotonic() + 5
+        while not consumer.connected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        store.command("DETACH TABLE slot_states")
+        dev.publish(dev.states([state(rev=31)]))
+        time.sleep(0.5)
+        consumer.stop()  # cannot write: gives up without acking
+        store.command("ATTACH TABLE slot_states")
+        assert dev.ack_items(0.3) == set()
+        again = Consumer(cfg, store, Metrics())
+        again.start()
+        assert ("EMPLOYEE_AREA", SLOT, 31) in dev.ack_items(4.0)
+        again.stop()
+        assert store.query("SELECT max(rev) FROM slot_states")[0][0] == 31
+    finally:
+        dev.close()
+        store.close()

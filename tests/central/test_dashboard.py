@@ -1,0 +1,208 @@
+"""The dashboard against the handoff's reference SQL and local-day rules, on the real engine.
+
+Raw events go in through ``POST /api/v1/events``; edge states and repairs are inserted as
+the consumer and reconciliation write them. Expected values come from the handoff's own
+queries run by chDB on the same rows, or from local times worked out by hand.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timezone
+
+from tests.central.conftest import services
+
+DAY = "2026-01-05"
+
+
+def ts(text: str) -> int:
+    return int(datetime.fromisoformat(text).timestamp())
+
+
+async def post(client, events, key=None):
+    headers = {"Idempotency-Key": key} if key else {}
+    resp = await client.post("/api/v1/events", json=events, headers=headers)
+    assert resp.status in (200, 201), await resp.text()
+    return await resp.json()
+
+
+async def get(client, site, day=DAY):
+    resp = await client.get("/api/v1/dashboard/%s?date=%s" % (site, day))
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+def edge_rows(site, device, cam, slot, peak, events, rev, triggers=None):
+    return [site, device, cam, slot, peak, events, triggers or {}, rev, datetime.now(timezone.utc)]
+
+
+STATE_COLUMNS = ["site_name", "device_id", "cam_name", "slot", "peak", "events", "triggers", "rev", "received_at"]
+
+
+def level(v):
+    return "high" if v >= 7 else "medium" if v >= 4 else "low"
+
+
+async def test_utc_site_equals_the_handoff_reference_sql(client, chdb_client):
+    rng = random.Random(4)
+    base = ts("2026-01-05T00:00:00+00:00")
+    cams = ["EMPLOYEE_AREA", "RECEPTION_AREA", "CAFETERIA", "BOSS_CABIN"]
+    triggers = ["UNAUTHORIZED_STRANGER", "RESTRICTED_ACCESS", "CROWD_VIOLATION"]
+    events = []
+    for _ in range(600):
+        # Some events fall just outside the day on either side.
+        t = base + rng.randrange(-3600, 86400 + 3600)
+        trig = [rng.choice(triggers) for _ in range(rng.choice([0, 0, 0, 1, 2]))]
+        events.append({"site": "PLAZA", "camera": rng.choice(cams), "timestamp": t,
+                       "people_count": rng.randrange(0, 12), "triggers": trig})
+    events.append({"site": "OTHER", "camera": "X", "timestamp": base + 5, "people_count": 50})
+    await post(client, events)
+    got = await get(client, "PLAZA")
+
+    where = "site_name = {site:String} AND toDate(toDateTime(event_timestamp)) = {day:Date}"
+    p = {"site": "PLAZA", "day": DAY}
+    zones = chdb_client.query(
+        "SELECT cam_name AS zone, max(people_count) AS peak, count() AS events FROM camera_events "
+        "WHERE %s GROUP BY cam_name" % where, parameters=p).result_rows
+    hourly = chdb_client.query(
+        "SELECT toHour(toDateTime(event_timestamp)) AS hour, max(people_count) AS peak FROM camera_events "
+        "WHERE %s GROUP BY hour ORDER BY hour" % where, parameters=p).result_rows
+    crit = chdb_client.query(
+        "SELECT trigger, count() AS count FROM camera_events ARRAY JOIN event_triggers AS trigger "
+        "WHERE %s GROUP BY trigger" % where, parameters=p).result_rows
+    total = chdb_client.query("SELECT count() FROM camera_events WHERE %s" % where, parameters=p).result_rows[0][0]
+
+    assert got["site_name"] == "PLAZA" and got["date"] == DAY
+    assert got["zones"] == {z: {"peak": pk, "events": n, "intensity": level(pk)} for z, pk, n in zones}
+    assert got["hourly"] == [{"hour": h, "count": c, "intensity": level(c)} for h, c in hourly]
+    assert got["critical_events"] == {**dict(crit), "total_events": total}
+    assert list(got["critical_events"])[-1] == "total_events"
+    assert got["meta"]["source"] == "raw" and got["meta"]["coverage"] == 0.0
+    assert got["meta"]["hours"] == 24 and got["meta"]["timezone"] == "UTC"
+    # zone_hourly agrees with zones and hourly.
+    for zone, rows in got["zone_hourly"].items():
+        assert sum(r["events"] for r in rows) == got["zones"][zone]["events"]
+        assert max(r["count"] for r in rows) == got["zones"][zone]["peak"]
+
+
+async def test_kolkata_local_day_and_hours(client):
+    await post(client, [
+        {"site": "KOLKATA", "camera": "GATE", "timestamp": "2026-01-05T00:15:00+05:30", "people_count": 2},
+        {"site": "KOLKATA", "camera": "GATE", "timestamp": "2026-01-05T10:40:00+05:30", "people_count": 8,
+         "triggers": ["UNAUTHORIZED_STRANGER"]},
+        {"site": "KOLKATA", "camera": "GATE", "timestamp": "2026-01-05T23:50:00+05:30", "people_count": 5},
+        {"site": "KOLKATA", "camera": "GATE", "timestamp": "2026-01-06T00:05:00+05:30", "people_count": 9},
+        {"site": "KOLKATA", "camera": "GATE", "timestamp": "2026-01-04T23:59:00+05:30", "people_count": 9},
+    ])
+    got = await get(client, "KOLKATA")
+    assert got["meta"]["day_start"] == "2026-01-04T18:30:00Z"
+    assert got["meta"]["day_end"] == "2026-01-05T18:30:00Z"
+    assert [(h["hour"], h["count"]) for h in got["hourly"]] == [(0, 2), (10, 8), (23, 5)]
+    assert got["zones"]["GATE"] == {"peak": 8, "events": 3, "intensity": "high"}
+    assert got["critical_events"] == {"UNAUTHORIZED_STRANGER": 1, "total_events": 3}
+
+
+async def test_london_dst_days(client):
+    await post(client, [
+        # 2026-03-29: clocks go 01:00 GMT -> 02:00 BST; local hour 1 does not exist.
+        {"site": "LONDON", "camera": "HALL", "timestamp": "2026-03-29T00:30:00Z", "people_count": 3},
+        {"site": "LONDON", "camera": "HALL", "timestamp": "2026-03-29T01:30:00Z", "people_count": 4},
+        {"site": "LONDON", "camera": "HALL", "timestamp": "2026-03-29T22:59:00Z", "people_count": 1},
+        {"site": "LONDON", "camera": "HALL", "timestamp": "2026-03-29T23:00:00Z", "people_count": 9},
+        # 2026-10-25: 01:00-02:00 local happens twice (BST, then GMT): one merged hour.
+        {"site": "LONDON", "camera": "HALL", "timestamp": "2026-10-25T00:30:00Z", "people_count": 2},
+        {"site": "LONDON", "camera": "HALL", "timestamp": "2026-10-25T01:30:00Z", "people_count": 6},
+        {"site": "LONDON", "camera": "HALL", "timestamp": "2026-10-25T23:30:00Z", "people_count": 7},
+    ])
+    spring = await get(client, "LONDON", "2026-03-29")
+    assert spring["meta"]["hours"] == 23
+    assert spring["meta"]["day_start"] == "2026-03-29T00:00:00Z"
+    assert spring["meta"]["day_end"] == "2026-03-29T23:00:00Z"
+    assert [(h["hour"], h["count"]) for h in spring["hourly"]] == [(0, 3), (2, 4), (23, 1)]
+    autumn = await get(client, "LONDON", "2026-10-25")
+    assert autumn["meta"]["hours"] == 25
+    assert autumn["meta"]["day_start"] == "2026-10-24T23:00:00Z"
+    assert [(h["hour"], h["count"]) for h in autumn["hourly"]] == [(1, 6), (23, 7)]
+    assert autumn["zone_hourly"]["HALL"][0] == {"hour": 1, "count": 6, "events": 2, "intensity": "medium"}
+
+
+async def test_kathmandu_quarter_hour_offset(client):
+    await post(client, [
+        {"site": "KATHMANDU", "camera": "C", "timestamp": "2026-01-04T18:14:59Z", "people_count": 9},
+        {"site": "KATHMANDU", "camera": "C", "timestamp": "2026-01-04T18:15:00Z", "people_count": 1},
+        {"site": "KATHMANDU", "camera": "C", "timestamp": "2026-01-05T04:14:00Z", "people_count": 4},
+        {"site": "KATHMANDU", "camera": "C", "timestamp": "2026-01-05T18:14:59Z", "people_count": 2},
+    ])
+    got = await get(client, "KATHMANDU")
+    assert got["meta"]["day_start"] == "2026-01-04T18:15:00Z"
+    assert [(h["hour"], h["count"]) for h in got["hourly"]] == [(0, 1), (9, 4), (23, 2)]
+    assert got["zones"]["C"]["events"] == 3
+
+
+async def test_mixed_edge_and_raw_coverage_and_revisions(client, chdb_client):
+    slot = ts("2026-01-05T10:00:00+00:00")
+    # Raw rows for CAM_A in the edge-covered slot are ignored; CAM_B is raw only.
+    await post(client, [
+        {"site": "MIX", "camera": "CAM_A", "timestamp": slot + 60, "people_count": 30},
+        {"site": "MIX", "camera": "CAM_B", "timestamp": slot + 60, "people_count": 3, "triggers": ["T1"]},
+        {"site": "MIX", "camera": "CAM_A", "timestamp": slot + 3600, "people_count": 2},
+    ])
+    store = services(client).store
+    rows = [
+        edge_rows("MIX", "dev1", "CAM_A", slot, 8, 20, 5, {"T1": 2}),
+        edge_rows("MIX", "dev1", "CAM_A", slot, 2, 5, 3, {"T1": 9}),  # older revision, later
+        edge_rows("MIX", "dev1", "CAM_A", slot, 8, 20, 5, {"T1": 2}),  # duplicate
+        edge_rows("MIX", "dev2", "CAM_A", slot, 3, 4, 1, {"T2": 1}),  # second device: sums
+    ]
+    for row in rows:  # separate inserts: separate parts, as retries would make
+        store.insert("slot_states", [row], STATE_COLUMNS)
+    got = await get(client, "MIX")
+    assert got["zones"]["CAM_A"] == {"peak": 8, "events": 24 + 1, "intensity": "high"}
+    assert got["zones"]["CAM_B"] == {"peak": 3, "events": 1, "intensity": "low"}
+    assert got["critical_events"] == {"T1": 3, "T2": 1, "total_events": 26}
+    assert got["meta"]["source"] == "mixed"
+    assert got["meta"]["slots"] == {"edge": 1, "raw": 2, "repaired": 0}
+    assert got["meta"]["coverage"] == round(1 / 3, 4)
+    chdb_client.command("OPTIMIZE TABLE slot_states FINAL")
+    assert (await get(client, "MIX"))["zones"] == got["zones"]
+
+    # A repair pins the slot to raw: later edge revisions change nothing.
+    store.insert("slot_repairs", [["MIX", "CAM_A", slot, "run1", datetime.now(timezone.utc), "test", "drift",
+                                   8, 24, {}, 5, 30, 1, {}]],
+                 ["site_name", "cam_name", "slot", "run_id", "repaired_at", "repaired_by", "reason", "edge_peak",
+                  "edge_events", "edge_triggers", "edge_rev", "raw_peak", "raw_events", "raw_triggers"])
+    store.insert("slot_states", [edge_rows("MIX", "dev1", "CAM_A", slot, 9, 99, 6)], STATE_COLUMNS)
+    got = await get(client, "MIX")
+    assert got["zones"]["CAM_A"] == {"peak": 30, "events": 2, "intensity": "high"}
+    assert got["meta"]["slots"] == {"edge": 0, "raw": 2, "repaired": 1}
+    assert got["meta"]["source"] == "raw"
+
+
+async def test_edge_only_and_zone_thresholds(client):
+    slot = ts("2026-01-05T08:00:00+00:00")
+    store = services(client).store
+    store.insert("slot_states", [edge_rows("HEAD_OFFICE", "d", "EMPLOYEE_AREA", slot, 8, 3, 1),
+                                 edge_rows("HEAD_OFFICE", "d", "EMPTY_CAM", slot, 0, 0, 1)], STATE_COLUMNS)
+    got = await get(client, "HEAD_OFFICE")
+    # Zone thresholds (high 10, medium 5) for the zone; site thresholds for hourly.
+    assert got["zones"] == {"EMPLOYEE_AREA": {"peak": 8, "events": 3, "intensity": "medium"}}
+    assert got["hourly"] == [{"hour": 8, "count": 8, "intensity": "high"}]
+    assert got["meta"]["source"] == "edge" and got["meta"]["coverage"] == 1.0
+    assert got["meta"]["zone_names"]["EMPLOYEE_AREA"] == "Employee Area"
+
+
+async def test_empty_day_of_a_known_site(client):
+    got = await get(client, "HEAD_OFFICE", "2026-02-01")
+    assert got["zones"] == {} and got["hourly"] == [] and got["critical_events"] == {"total_events": 0}
+    assert got["meta"]["source"] == "none"
+
+
+async def test_cache_is_invalidated_by_new_data(make_client):
+    client = await make_client(cache_ttl=3600, cache_ttl_past=3600)
+    await post(client, [{"site": "CACHED", "camera": "C", "timestamp": "2026-01-05T10:00:00Z", "people_count": 1}])
+    first = await get(client, "CACHED")
+    assert first == await get(client, "CACHED")  # served from the cache
+    assert services(client).dashboard.hits == 1
+    await post(client, [{"site": "CACHED", "camera": "C", "timestamp": "2026-01-05T11:00:00Z", "people_count": 2}])
+    second = await get(client, "CACHED")
+    assert second["critical_events"]["total_events"] == 2

@@ -213,9 +213,10 @@ class Agent:
                 if now >= next_prune:
                     self._prune()
                     next_prune = now + _PRUNE_EVERY
-                acked = self._apply_acks()
-                if acked and self.pending.throttled and now - last_publish >= _CATCH_UP_EVERY:
-                    next_publish = now  # a backlog drains at the pace of acks, not of ticks
+                if self._apply_acks() and self.pending.throttled:
+                    # A backlog held back by the in-flight bound drains at the pace of acks.
+                    next_publish = min(next_publish, last_publish + _CATCH_UP_EVERY)
+                    now = time.monotonic()
                 if forced or stopping or now >= next_commit:
                     self._commit()
                     next_commit = now + cfg.commit_interval

@@ -17,7 +17,7 @@ from typing import Callable, Dict, Mapping, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
 from shared.names import check_name
-from shared.protocol import MAX_PAYLOAD_BYTES, MAX_STATES
+from shared.protocol import MAX_PAYLOAD_BYTES, MAX_STATES, MAX_TRIGGERS
 
 from .exceptions import ConfigError
 
@@ -133,7 +133,7 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("max_states_per_message", _count(1, MAX_STATES), 250, "states per message (small keeps memory low)"),
     Setting("max_inflight_states", _count(1, 10**7), 2000, "sent and not yet acked states"),
     Setting("max_cameras", _count(1, 4096), 256, "distinct cameras before new ones are refused"),
-    Setting("max_triggers", _count(1, 1024), 64, "distinct trigger names before new ones are refused"),
+    Setting("max_triggers", _count(1, MAX_TRIGGERS), MAX_TRIGGERS, "distinct trigger names before new ones are refused"),
     Setting("log_level", _level, "INFO", "DEBUG, INFO, WARNING or ERROR"),
 )
 

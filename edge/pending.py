@@ -104,4 +104,8 @@ class Pending:
         if not self._entries:
             return 0.0
         now = time.time() if wall_now is None else wall_now
-        return max(0.0, now - min(e.committed_at for e in self._entries.values()))
+        # list() copies in one step, so another thread may ask while the loop mutates.
+        entries = list(self._entries.values())
+        if not entries:
+            return 0.0
+        return max(0.0, now - min(e.committed_at for e in entries))

@@ -1,0 +1,407 @@
+"""The heatmap page in a real headless Chromium against a real ``python -m central serve``.
+
+One central process (embedded chDB in a temp dir, no MQTT) serves the page and the API for
+the whole module, with a read token and an ingest token; raw events are seeded through
+``POST /api/v1/events``. The browser is Debian's Chromium driven by Playwright's sync API.
+Numbers on the page are compared with the API's own JSON, fetched by the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from tests.harness import free_port, wait_for_port
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO / "screenshots"
+READ_TOKEN = "read-secret-1"
+INGEST_TOKEN = "ingest-secret-1"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+HOSTILE_NAME = 'Dock <b id="injected">&amp;</b> yard'
+
+SITES_TOML = """
+[defaults]
+timezone = "UTC"
+high = 7
+medium = 4
+
+[sites.HEAD_OFFICE]
+display_name = "Head office"
+timezone = "Asia/Kolkata"
+
+[sites.HEAD_OFFICE.zones.EMPLOYEE_AREA]
+display_name = "Employee Area"
+x = 0
+y = 0
+w = 2
+h = 1
+
+[sites.HEAD_OFFICE.zones.RECEPTION_AREA]
+display_name = "Reception"
+high = 10
+medium = 5
+x = 2
+y = 0
+w = 1
+h = 2
+
+[sites.HEAD_OFFICE.zones.CAFETERIA]
+display_name = "Cafeteria"
+x = 0
+y = 1
+w = 1
+h = 1
+
+[sites.HEAD_OFFICE.zones.BOSS_CABIN]
+display_name = "Boss cabin"
+
+[sites.WAREHOUSE]
+display_name = "Warehouse"
+timezone = "America/New_York"
+
+[sites.WAREHOUSE.zones.DOCK]
+display_name = %s
+""" % json.dumps(HOSTILE_NAME)
+
+
+def _events() -> list[dict]:
+    """Raw events on two local days at HEAD_OFFICE (+05:30) and one at WAREHOUSE."""
+    out = []
+
+    def add(site, camera, when, count, triggers=()):
+        out.append({"site": site, "camera": camera, "timestamp": when,
+                    "people_count": count, "triggers": list(triggers)})
+
+    for minute, count in ((5, 3), (20, 8), (40, 6)):
+        add("HEAD_OFFICE", "EMPLOYEE_AREA", "2026-01-05T10:%02d:00+05:30" % minute, count,
+            ["UNAUTHORIZED_STRANGER"] if count == 8 else [])
+    add("HEAD_OFFICE", "RECEPTION_AREA", "2026-01-05T09:10:00+05:30", 6, ["RESTRICTED_ACCESS"])
+    add("HEAD_OFFICE", "RECEPTION_AREA", "2026-01-05T09:50:00+05:30", 11,
+        ["CROWD_VIOLATION", "RESTRICTED_ACCESS"])
+    add("HEAD_OFFICE", "CAFETERIA", "2026-01-05T00:15:00+05:30", 2)  # 18:45 UTC the day before
+    add("HEAD_OFFICE", "CAFETERIA", "2026-01-05T23:45:00+05:30", 1)
+    add("HEAD_OFFICE", "SIDE_DOOR", "2026-01-05T14:00:00+05:30", 4, ["UNAUTHORIZED_STRANGER"])
+    add("HEAD_OFFICE", "EMPLOYEE_AREA", "2026-01-06T11:00:00+05:30", 2)
+    add("HEAD_OFFICE", "CAFETERIA", "2026-01-06T13:30:00+05:30", 9, ["CROWD_VIOLATION"])
+    add("WAREHOUSE", "DOCK", "2026-01-05T07:30:00-05:00", 5)
+    add("WAREHOUSE", "YARD", "2026-01-05T22:30:00-05:00", 12, ["RESTRICTED_ACCESS"])
+    return out
+
+
+def _request(url, token=None, body=None, headers=None):
+    req = urllib.request.Request(url, data=body, headers=dict(headers or {}))
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read()
+
+
+def post_events(base: str, events: list[dict], key: str) -> None:
+    status, body = _request(base + "/api/v1/events", INGEST_TOKEN, json.dumps(events).encode(),
+                            {"Content-Type": "application/json", "Idempotency-Key": key})
+    assert status in (200, 201), body
+    assert json.loads(body)["accepted"] == len(events)
+
+
+def api_json(base: str, path: str) -> dict:
+    status, body = _request(base + path, READ_TOKEN)
+    assert status == 200, (path, status, body)
+    return json.loads(body)
+
+
+@pytest.fixture(scope="module")
+def central(tmp_path_factory):
+    """``python -m central serve`` on a free port with seeded raw events; yields its base URL."""
+    tmp = tmp_path_factory.mktemp("page")
+    sites = tmp / "sites.toml"
+    sites.write_text(SITES_TOML)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEATMAP_")}
+    env.update(HEATMAP_DATA_DIR=str(tmp / "central"), HEATMAP_HTTP_ADDR="127.0.0.1:%d" % port,
+               HEATMAP_SITES_FILE=str(sites), HEATMAP_READ_TOKEN=READ_TOKEN,
+               HEATMAP_INGEST_TOKEN=INGEST_TOKEN)
+    log_path = tmp / "central.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "central", "serve"], cwd=REPO, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    base = "http://127.0.0.1:%d" % port
+    try:
+        try:
+            wait_for_port(port, timeout=60)
+        except TimeoutError:
+            pytest.fail("central did not start:\n" + log_path.read_text()[-4000:])
+        post_events(base, _events(), "page-seed-1")
+        yield base
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    pw = sync_playwright().start()
+    try:
+        chromium = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+    finally:
+        pw.stop()
+
+
+class Page:
+    """A browser tab plus every console error and uncaught exception it produced."""
+
+    def __init__(self, browser, width=1280, height=900, token=READ_TOKEN):
+        self.context = browser.new_context(viewport={"width": width, "height": height})
+        if token:
+            self.context.add_init_script(
+                "sessionStorage.setItem('heatmap.token', %s)" % json.dumps(token))
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.dashboard_requests: list[str] = []
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.errors.append("uncaught: %s" % e))
+        self.page.on("request", lambda r: "/api/v1/dashboard/" in r.url
+                     and self.dashboard_requests.append(r.url))
+
+    def open(self, url: str, state: str = "ready"):
+        self.page.goto(url)
+        return self.wait(state)
+
+    def wait(self, state: str = "ready", **attrs):
+        sel = "#main[data-state=%s]" % state + "".join(
+            "[data-%s=%s]" % (k, json.dumps(v)) for k, v in attrs.items())
+        self.page.wait_for_selector(sel, timeout=15000)
+        return self.page
+
+    def close(self):
+        self.context.close()
+
+
+@pytest.fixture
+def tab(browser):
+    opened: list[Page] = []
+
+    def make(**kw) -> Page:
+        opened.append(Page(browser, **kw))
+        return opened[-1]
+
+    yield make
+    for p in opened:
+        p.close()
+
+
+def digits(text: str | None) -> int:
+    assert text is not None and re.search(r"\d", text), text
+    return int(re.sub(r"\D", "", text))
+
+
+def assert_page_matches(page, data: dict) -> None:
+    """Every number the dashboard JSON holds is on the page, and nothing else is."""
+    assert page.get_attribute("#main", "data-date") == data["date"]
+    tiles = {t.get_attribute("data-zone"): t for t in page.query_selector_all("#plan .zone")}
+    assert set(data["zones"]) <= set(tiles)
+    for zone, tile in tiles.items():
+        z = data["zones"].get(zone)
+        if z is None:
+            assert tile.get_attribute("data-intensity") == "none", zone
+            assert "no events" in tile.inner_text()
+            continue
+        assert digits(tile.query_selector(".z-peak").text_content()) == z["peak"], zone
+        assert digits(tile.query_selector(".z-events").text_content()) == z["events"], zone
+        assert tile.get_attribute("data-intensity") == z["intensity"], zone
+        assert z["intensity"] in tile.inner_text().lower()
+    by_hour = {h["hour"]: h for h in data["hourly"]}
+    cells = page.query_selector_all("#strip li")
+    assert len(cells) == 24
+    for li in cells:
+        hour = int(li.get_attribute("data-hour"))
+        text = li.query_selector(".h-count").text_content()
+        if hour in by_hour:
+            assert digits(text) == by_hour[hour]["count"], hour
+            assert li.get_attribute("data-intensity") == by_hour[hour]["intensity"]
+        else:
+            assert text == "", hour
+    crit = dict(data["critical_events"])
+    total = crit.pop("total_events")
+    assert digits(page.text_content("#total-events")) == total
+    shown = {li.get_attribute("data-trigger"): digits(li.query_selector(".c-count").text_content())
+             for li in page.query_selector_all("#critical li")}
+    assert shown == crit
+    matrix = {}
+    for td in page.query_selector_all("#matrix-body td"):
+        if td.text_content().strip() not in ("", "\u00b7"):
+            zone = td.evaluate("c => c.parentElement.dataset.zone")
+            matrix[(zone, int(td.get_attribute("data-hour")))] = (
+                digits(td.text_content()), int(td.get_attribute("data-events")))
+    expected = {(zone, r["hour"]): (r["count"], r["events"])
+                for zone, rows in data["zone_hourly"].items() for r in rows}
+    assert matrix == expected
+    assert page.get_attribute("#meta-source", "data-source") == data["meta"]["source"]
+    # computed_at changes between two answers; the page shows the one it got.
+    shown_at = page.get_attribute("#meta-computed", "datetime")
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", shown_at), shown_at
+    assert re.search(r"\d\d:\d\d:\d\d", page.text_content("#meta-computed"))
+
+
+def test_numbers_on_the_page_equal_the_api(central, tab):
+    t = tab()
+    page = t.open(central + "/?site=HEAD_OFFICE&date=2026-01-05")
+    data = api_json(central, "/api/v1/dashboard/HEAD_OFFICE?date=2026-01-05")
+    assert data["critical_events"]["total_events"] > 0
+    assert_page_matches(page, data)
+    # Floor plan from the sites file: positions become grid areas; names are display names.
+    assert page.get_attribute("#plan", "data-layout") == "floor"
+    employee = page.query_selector("[data-zone=EMPLOYEE_AREA]")
+    assert employee.evaluate("b => b.style.gridArea") == "1 / 1 / span 1 / span 2"
+    assert employee.query_selector(".z-name").text_content() == "Employee Area"
+    assert page.query_selector("[data-zone=BOSS_CABIN]").get_attribute("data-intensity") == "none"
+    assert page.text_content("#meta-tz") == "Asia/Kolkata"
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "page-desktop.png"), full_page=True)
+    assert t.errors == []
+
+
+def test_changing_date_and_site_refetches(central, tab):
+    t = tab()
+    page = t.open(central + "/heatmap_v2.html?site=HEAD_OFFICE&date=2026-01-05")
+    first = digits(page.text_content("#total-events"))
+    page.fill("#date", "2026-01-06")
+    t.wait(date="2026-01-06")
+    assert t.dashboard_requests[-1].endswith("/HEAD_OFFICE?date=2026-01-06")
+    data = api_json(central, "/api/v1/dashboard/HEAD_OFFICE?date=2026-01-06")
+    assert data["critical_events"]["total_events"] != first
+    assert_page_matches(page, data)
+    assert "date=2026-01-06" in page.url
+
+    page.click("#prev-day")
+    t.wait(date="2026-01-05")
+    assert digits(page.text_content("#total-events")) == first
+
+    page.select_option("#site", "WAREHOUSE")
+    t.wait(site="WAREHOUSE", date="2026-01-05")
+    assert t.dashboard_requests[-1].endswith("/WAREHOUSE?date=2026-01-05")
+    assert_page_matches(page, api_json(central, "/api/v1/dashboard/WAREHOUSE?date=2026-01-05"))
+    assert page.get_attribute("#plan", "data-layout") == "grid"
+    assert page.text_content("#meta-tz") == "America/New_York"
+    # Untrusted display names are text, never markup.
+    assert page.text_content("[data-zone=DOCK] .z-name") == HOSTILE_NAME
+    assert page.query_selector("#injected") is None
+    assert t.errors == []
+
+
+def test_unknown_site_shows_the_error_state(central, tab):
+    t = tab()
+    page = t.open(central + "/?site=NOPE&date=2026-01-05", state="error")
+    assert page.get_attribute("#main", "data-error-status") == "404"
+    assert page.is_visible("#error") and not page.is_visible("#view")
+    assert "Unknown site" in page.text_content("#error-title")
+    # The only console line is Chromium's own note of the 404 response.
+    assert all("404" in e for e in t.errors), t.errors
+    # Picking a real site from the selector recovers.
+    page.select_option("#site", "HEAD_OFFICE")
+    t.wait(site="HEAD_OFFICE")
+
+
+def test_empty_day_shows_the_empty_state(central, tab):
+    t = tab()
+    page = t.open(central + "/?site=WAREHOUSE&date=2025-06-01", state="empty")
+    assert page.is_visible("#empty") and not page.is_visible("#panels")
+    assert t.errors == []
+
+
+def test_unauthorised_until_a_token_is_given(central, tab):
+    t = tab(token=None)
+    page = t.open(central + "/?site=HEAD_OFFICE&date=2026-01-05", state="unauthorised")
+    assert page.is_visible("#auth") and not page.is_visible("#view")
+    assert "needed" in page.text_content("#auth-title")
+    page.fill("#token", "wrong")
+    page.press("#token", "Enter")
+    page.wait_for_selector("#auth-title:has-text('refused')")
+    page.fill("#token", READ_TOKEN)
+    page.press("#token", "Enter")
+    t.wait(date="2026-01-05")
+    assert page.evaluate("sessionStorage.getItem('heatmap.token')") == READ_TOKEN
+    assert all(re.search(r"\b40[13]\b", e) for e in t.errors), t.errors
+
+
+def test_today_refreshes_in_place(central, tab):
+    t = tab()
+    # Nothing was seeded for today: the view starts empty and fills in on its own.
+    page = t.open(central + "/?site=HEAD_OFFICE&refresh=1", state="empty")
+    today = page.get_attribute("#main", "data-date")
+    assert page.input_value("#date") == today
+    assert "?date" not in page.url and "&date" not in page.url
+    page.evaluate("""() => { window.__states = [];
+        new MutationObserver(() => window.__states.push(document.getElementById('main').dataset.state))
+            .observe(document.getElementById('main'), {attributes: true, attributeFilter: ['data-state']}); }""")
+    post_events(central, [{"site": "HEAD_OFFICE", "camera": "LOBBY_NOW", "people_count": 5,
+                           "timestamp": time.time() - 30, "triggers": ["RESTRICTED_ACCESS"]}], "page-today-1")
+    page.wait_for_selector("[data-zone=LOBBY_NOW][data-events='1']", timeout=15000)
+    tile = page.query_selector("[data-zone=LOBBY_NOW]")
+    tile.focus()
+    renders = int(page.get_attribute("#main", "data-renders"))
+    post_events(central, [{"site": "HEAD_OFFICE", "camera": "LOBBY_NOW", "people_count": 7,
+                           "timestamp": time.time() - 20}], "page-today-2")
+    page.wait_for_selector("[data-zone=LOBBY_NOW][data-events='2']", timeout=15000)
+    assert int(page.get_attribute("#main", "data-renders")) > renders
+    # Updated in place: the same element, still focused; no loading state in between.
+    assert tile.evaluate("b => b.isConnected && document.activeElement === b")
+    assert "loading" not in page.evaluate("window.__states")
+    assert_page_matches(page, api_json(central, "/api/v1/dashboard/HEAD_OFFICE?date=" + today))
+    assert t.errors == []
+
+
+def test_phone_width_and_keyboard(central, tab):
+    t = tab(width=390, height=844)
+    page = t.open(central + "/?site=HEAD_OFFICE&date=2026-01-05")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "page-phone.png"), full_page=True)
+    # Tab from the controls to the first zone, select it with the keyboard.
+    page.focus("#refresh")
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.classList.contains('zone')"):
+            break
+    zone = page.evaluate("document.activeElement.dataset.zone")
+    assert zone == "EMPLOYEE_AREA"
+    page.keyboard.press("Enter")
+    assert page.get_attribute("[data-zone=EMPLOYEE_AREA]", "aria-pressed") == "true"
+    assert "Employee Area" in page.text_content("#hourly-title")
+    rows = api_json(central, "/api/v1/dashboard/HEAD_OFFICE?date=2026-01-05")["zone_hourly"][zone]
+    shown = {int(li.get_attribute("data-hour")): int(li.get_attribute("data-count"))
+             for li in page.query_selector_all("#strip li[data-count]:not([data-count=''])")}
+    assert shown == {r["hour"]: r["count"] for r in rows}
+    page.keyboard.press("Escape")
+    assert page.get_attribute("[data-zone=EMPLOYEE_AREA]", "aria-pressed") == "false"
+    assert t.errors == []

@@ -106,6 +106,10 @@ def _events() -> list[dict]:
     add("HEAD_OFFICE", "CAFETERIA", "2026-01-06T13:30:00+05:30", 9, ["CROWD_VIOLATION"])
     add("WAREHOUSE", "DOCK", "2026-01-05T07:30:00-05:00", 5)
     add("WAREHOUSE", "YARD", "2026-01-05T22:30:00-05:00", 12, ["RESTRICTED_ACCESS"])
+    # New York clock changes: 02:00 is skipped on 2026-03-08, 01:00 happens twice on 2026-11-01.
+    add("WAREHOUSE", "DOCK", "2026-03-08T10:00:00-04:00", 3)
+    add("WAREHOUSE", "DOCK", "2026-11-01T01:30:00-04:00", 2)
+    add("WAREHOUSE", "YARD", "2026-11-01T01:30:00-05:00", 6)
     return out
 
 
@@ -404,4 +408,20 @@ def test_phone_width_and_keyboard(central, tab):
     assert shown == {r["hour"]: r["count"] for r in rows}
     page.keyboard.press("Escape")
     assert page.get_attribute("[data-zone=EMPLOYEE_AREA]", "aria-pressed") == "false"
+    assert t.errors == []
+
+
+@pytest.mark.parametrize(("date", "hours", "hour", "kind"), [
+    ("2026-03-08", 23, 2, "skipped"),
+    ("2026-11-01", 25, 1, "repeated"),
+])
+def test_clock_change_days(central, tab, date, hours, hour, kind):
+    t = tab()
+    page = t.open(central + "/?site=WAREHOUSE&date=" + date)
+    data = api_json(central, "/api/v1/dashboard/WAREHOUSE?date=" + date)
+    assert data["meta"]["hours"] == hours
+    assert_page_matches(page, data)
+    assert page.text_content("#meta-hours") == "%d-hour day (clock change)" % hours
+    marked = page.query_selector_all("#strip li.%s" % kind)
+    assert [li.get_attribute("data-hour") for li in marked] == [str(hour)]
     assert t.errors == []

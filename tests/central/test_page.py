@@ -19,10 +19,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.harness import free_port, wait_for_port
+from shared.protocol import SlotState, StateBatch, Status, encode
+from shared.topics import state_topic, status_topic
+from tests.harness import Mosquitto, free_port, wait_for_port
 
 pytestmark = pytest.mark.slow
 
@@ -113,6 +116,31 @@ def _events() -> list[dict]:
     return out
 
 
+# One edge device reports EMPLOYEE_AREA 10:00-10:15 local on 2026-01-05 (04:30 UTC) itself,
+# with other numbers than the raw rows of that slot: the page must show the edge ones.
+EDGE_SLOT = 1767587400
+EDGE_STATE = SlotState("EMPLOYEE_AREA", EDGE_SLOT, peak=9, events=4, rev=1,
+                       triggers={"UNAUTHORIZED_STRANGER": 2})
+
+
+def publish_edge(broker: Mosquitto) -> None:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="page-jetson-01")
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        now = time.time()
+        for topic, payload, retain in (
+            (status_topic("HEAD_OFFICE", "jetson-01"),
+             encode(Status("HEAD_OFFICE", "jetson-01", "online", now)), True),
+            (state_topic("HEAD_OFFICE", "jetson-01"),
+             encode(StateBatch("HEAD_OFFICE", "jetson-01", 1, now, (EDGE_STATE,))), False),
+        ):
+            client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
 def _request(url, token=None, body=None, headers=None):
     req = urllib.request.Request(url, data=body, headers=dict(headers or {}))
     if token:
@@ -145,10 +173,12 @@ def central(tmp_path_factory):
     sites = tmp / "sites.toml"
     sites.write_text(SITES_TOML)
     port = free_port()
+    broker = Mosquitto(tmp / "mosquitto").start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEATMAP_")}
     env.update(HEATMAP_DATA_DIR=str(tmp / "central"), HEATMAP_HTTP_ADDR="127.0.0.1:%d" % port,
                HEATMAP_SITES_FILE=str(sites), HEATMAP_READ_TOKEN=READ_TOKEN,
-               HEATMAP_INGEST_TOKEN=INGEST_TOKEN)
+               HEATMAP_INGEST_TOKEN=INGEST_TOKEN, HEATMAP_MQTT_URL=broker.url,
+               HEATMAP_MQTT_CLIENT_ID="page-central")
     log_path = tmp / "central.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "central", "serve"], cwd=REPO, env=env,
@@ -160,6 +190,11 @@ def central(tmp_path_factory):
         except TimeoutError:
             pytest.fail("central did not start:\n" + log_path.read_text()[-4000:])
         post_events(base, _events(), "page-seed-1")
+        publish_edge(broker)
+        deadline = time.monotonic() + 20
+        while api_json(base, "/api/v1/dashboard/HEAD_OFFICE?date=2026-01-05")["meta"]["source"] != "mixed":
+            assert time.monotonic() < deadline, "the edge state never reached the dashboard"
+            time.sleep(0.2)
         yield base
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -168,6 +203,7 @@ def central(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        broker.stop()
 
 
 @pytest.fixture(scope="module")
@@ -290,6 +326,14 @@ def test_numbers_on_the_page_equal_the_api(central, tab):
     assert employee.query_selector(".z-name").text_content() == "Employee Area"
     assert page.query_selector("[data-zone=BOSS_CABIN]").get_attribute("data-intensity") == "none"
     assert page.text_content("#meta-tz") == "Asia/Kolkata"
+    # Provenance: the edge slot makes the day mixed; its numbers, not the raw ones, are shown.
+    assert data["meta"]["source"] == "mixed" and data["meta"]["slots"]["edge"] == 1
+    assert data["zones"]["EMPLOYEE_AREA"]["peak"] == EDGE_STATE.peak
+    assert "mixed" in page.text_content("#meta-source")
+    coverage = int(data["meta"]["coverage"] * 100 + 0.5)  # JavaScript rounds half up
+    assert page.text_content("#meta-coverage") == "%d %%" % coverage
+    assert page.text_content("#meta-devices") == "Devices: 1 online"
+    assert "jetson-01" in page.get_attribute("#meta-devices", "title")
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "page-desktop.png"), full_page=True)
     assert t.errors == []

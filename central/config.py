@@ -64,6 +64,12 @@ def _int(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _mqtt_protocol(value: str) -> str:
+    if value not in ("5", "3.1.1"):
+        raise ValueError("%r is not 5 or 3.1.1" % value)
+    return value
+
+
 def _float(low: float, high: float) -> Callable[[str], float]:
     def parse(value: str) -> float:
         try:
@@ -170,6 +176,7 @@ SETTINGS: tuple[_Setting, ...] = (
     _Setting("mqtt_share_group", "HEATMAP_MQTT_SHARE_GROUP", _name, "", "shared-subscription group so several replicas split the stream"),
     _Setting("mqtt_client_id", "HEATMAP_MQTT_CLIENT_ID", _str, "", "MQTT client id of the persistent session; default heatmap-central-<hostname>"),
     _Setting("mqtt_ca_file", "HEATMAP_MQTT_CA_FILE", _opt_str, "", "CA bundle for mqtts:// (default: system trust store)"),
+    _Setting("mqtt_protocol", "HEATMAP_MQTT_PROTOCOL", _mqtt_protocol, "5", "MQTT version: 5, or 3.1.1 for a broker without MQTT 5 (the demo's amqtt; no session expiry or Receive Maximum then)"),
     _Setting("mqtt_inflight", "HEATMAP_MQTT_INFLIGHT", _int(1, 65535), "200", "unacknowledged messages the broker may have out to central (bounds memory)"),
     _Setting("batch_states", "HEATMAP_BATCH_STATES", _int(1, 1_000_000), "20000", "flush a write batch at this many slot states"),
     _Setting("batch_seconds", "HEATMAP_BATCH_SECONDS", _float(0.001, 60), "0.2", "flush a write batch after this many seconds"),
@@ -200,6 +207,7 @@ class Config:
     mqtt_share_group: str | None = None
     mqtt_client_id: str = ""
     mqtt_ca_file: str | None = None
+    mqtt_protocol: str = "5"
     mqtt_inflight: int = 200
     batch_states: int = 20000
     batch_seconds: float = 0.2

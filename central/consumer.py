@@ -94,10 +94,14 @@ class Consumer:
     def _make_client(self) -> mqtt.Client:
         url = self.config.mqtt_url
         assert url is not None
+        # MQTT 3.1.1 (HEATMAP_MQTT_PROTOCOL) for brokers without 5, such as the demo's amqtt:
+        # the persistent session is clean_session=False, without expiry or Receive Maximum.
+        v311 = {"clean_session": False} if self.config.mqtt_protocol == "3.1.1" else {}
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=self.config.mqtt_client_id,
-            protocol=mqtt.MQTTv5,
+            protocol=mqtt.MQTTv311 if v311 else mqtt.MQTTv5,
+            **v311,
             manual_ack=True,
         )
         if url.username:
@@ -121,7 +125,10 @@ class Consumer:
         props.SessionExpiryInterval = SESSION_EXPIRY
         props.ReceiveMaximum = self.config.mqtt_inflight
         self._writer.start()
-        self._client.connect_async(url.host, url.port, keepalive=30, clean_start=False, properties=props)
+        if self.config.mqtt_protocol == "3.1.1":
+            self._client.connect_async(url.host, url.port, keepalive=30)
+        else:
+            self._client.connect_async(url.host, url.port, keepalive=30, clean_start=False, properties=props)
         self._client.loop_start()
         logger.info("MQTT consumer connecting to %s:%d as %s", url.host, url.port, self.config.mqtt_client_id)
 

@@ -81,6 +81,7 @@ class Demo:
         self.stop_event = threading.Event()
         self.sup = Supervisor(config.dir / "logs", ROOT)
         self.mqtt_url = ""
+        self._embedded_amqtt = False
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -180,6 +181,7 @@ class Demo:
             return
         port = free_port()
         if cfg.broker == "amqtt":
+            self._embedded_amqtt = True
             broker = self.sup.python("broker", ["demo.broker", "--port", str(port)], self._env(), stop_timeout=5)
             # Its own log line, not a port probe: amqtt logs a bare TCP probe as an error.
             self._wait("the amqtt broker", lambda: broker.log_contains("amqtt broker on"), 30)
@@ -202,7 +204,9 @@ class Demo:
         self.sup.python(
             "central", ["central", "serve"],
             self._env(data_dir=str(cfg.dir / "central"), http_addr="%s:%d" % (cfg.http_host, cfg.http_port),
-                      sites_file=str(sites_file), mqtt_url=_with_user(self.mqtt_url, "heatmap-central")),
+                      sites_file=str(sites_file), mqtt_url=_with_user(self.mqtt_url, "heatmap-central"),
+                      # amqtt speaks MQTT 3.1.1 only.
+                      **({"mqtt_protocol": "3.1.1"} if self._embedded_amqtt else {})),
             stop_timeout=cfg.stop_timeout,
         )
         base = cfg.page_url

@@ -127,7 +127,7 @@ class HttpSink:
 
     def __init__(self, base_url: str, token: Optional[str] = None, batch: int = 5000,
                  retry_for: float = 120.0, timeout: float = 30.0,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], Optional[bool]] = time.sleep):
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise SinkError("--to-central %r: expected http(s)://HOST:PORT" % base_url)
@@ -172,7 +172,9 @@ class HttpSink:
                 raise SinkError("central unreachable for %.0f s: %s" % (self.retry_for, detail[:300]))
             self.retries += 1
             log.warning("central: %s; retrying in %.1f s", detail[:200], retry_after or delay)
-            self.sleep(retry_after or delay)
+            # ``sleep`` may be a threading.Event's wait: True means "stop now".
+            if self.sleep(retry_after or delay):
+                raise SinkError("stopped while retrying a batch of %d events" % len(lines))
             delay = min(delay * 2, 10.0)
 
     def _request(self, body: bytes, key: str):

@@ -187,7 +187,8 @@ def run(config: SimConfig, stop: Optional[threading.Event] = None) -> int:
         if config.to_agent:
             sinks.append(DatagramSink(config.to_agent, config.max_rate))
         if config.to_central:
-            sinks.append(HttpSink(config.to_central, config.token, config.batch, config.retry_for))
+            sinks.append(HttpSink(config.to_central, config.token, config.batch, config.retry_for,
+                                  sleep=stop.wait))
     except (SinkError, OSError) as exc:
         log.error("invalid configuration: %s", exc)
         return EXIT_CONFIG

@@ -138,6 +138,7 @@ def test_demo_backfills_matches_the_truth_and_stops_clean(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             code = "hung"
         reader.join(5)
+        proc.stdout.close()
     assert code == 0, "".join(lines[-40:])
     deadline = time.monotonic() + 5
     while _processes_mentioning(str(demo_dir)) and time.monotonic() < deadline:

@@ -440,3 +440,28 @@ def test_simulated_history_through_a_real_agent_matches_the_truth(tmp_path, mosq
     finally:
         agent.terminate()
         agent.wait(15)
+
+
+def test_cli_stops_promptly_on_sigterm_while_central_is_down(tmp_path):
+    import signal
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge", "simulate", "--site", "HQ", "--days", "1",
+         "--to-central", "http://127.0.0.1:%d" % port, "--truth", str(tmp_path / "t.json")],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 20
+    err = ""
+    while "retrying" not in err:  # it is in its retry loop
+        assert time.monotonic() < deadline and proc.poll() is None
+        err += proc.stderr.readline()
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.communicate(timeout=10)[1]
+    assert time.monotonic() - started < 3
+    assert proc.returncode == 1 and "stopped while retrying" in rest
+    assert json.loads((tmp_path / "t.json").read_text())["events"] == 0

@@ -325,6 +325,10 @@ def test_numbers_on_the_page_equal_the_api(central, tab):
     assert employee.evaluate("b => b.style.gridArea") == "1 / 1 / span 1 / span 2"
     assert employee.query_selector(".z-name").text_content() == "Employee Area"
     assert page.query_selector("[data-zone=BOSS_CABIN]").get_attribute("data-intensity") == "none"
+    # A tile has its legend swatch's colour, also under the mouse.
+    employee.hover()
+    colour = "e => getComputedStyle(e).backgroundColor"
+    assert employee.evaluate(colour) == page.eval_on_selector("#legend .i-high", colour)
     assert page.text_content("#meta-tz") == "Asia/Kolkata"
     # Provenance: the edge slot makes the day mixed; its numbers, not the raw ones, are shown.
     assert data["meta"]["source"] == "mixed" and data["meta"]["slots"]["edge"] == 1

@@ -465,3 +465,54 @@ def test_cli_stops_promptly_on_sigterm_while_central_is_down(tmp_path):
     assert time.monotonic() - started < 3
     assert proc.returncode == 1 and "stopped while retrying" in rest
     assert json.loads((tmp_path / "t.json").read_text())["events"] == 0
+
+
+def test_cli_to_a_real_central_gives_the_truth_and_retries_do_not_double(tmp_path):
+    """simulate --to-central -> python -m central serve (raw ingest into chDB): every local
+    day's dashboard equals the truth; running the same backfill again changes nothing
+    (each batch's Idempotency-Key is derived from its body)."""
+    import os
+    import time
+    import urllib.request
+
+    from tests.harness import free_port
+
+    port = free_port()
+    base = "http://127.0.0.1:%d" % port
+    (tmp_path / "sites.toml").write_text('[defaults]\ntimezone = "UTC"\n\n[sites.HQ]\ntimezone = "Asia/Kolkata"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEATMAP_")}
+    env.update(HEATMAP_DATA_DIR=str(tmp_path / "central"), HEATMAP_HTTP_ADDR="127.0.0.1:%d" % port,
+               HEATMAP_SITES_FILE=str(tmp_path / "sites.toml"), HEATMAP_INGEST_TOKEN="s3cret")
+    central = subprocess.Popen([sys.executable, "-m", "central", "serve"], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=2).close()
+                break
+            except OSError:
+                assert central.poll() is None and time.monotonic() < deadline, "central did not start"
+                time.sleep(0.2)
+        args = ["--site", "HQ", "--cameras", "EMPLOYEE_AREA:8,CAFETERIA:6", "--utc-offset", "+05:30",
+                "--start", "2026-01-04T00:00:00Z", "--end", "2026-01-06T00:00:00Z", "--seed", "3",
+                "--to-central", base, "--token", "s3cret", "--batch", "1000"]
+        for run in (1, 2):
+            res = _cli(*args, "--truth", str(tmp_path / ("truth%d.json" % run)))
+            assert res.returncode == 0, res.stderr
+        truth = json.loads((tmp_path / "truth1.json").read_text())
+        assert truth == json.loads((tmp_path / "truth2.json").read_text())
+        assert sorted(truth["days"]) == ["2026-01-04", "2026-01-05", "2026-01-06"]
+        for date, want in truth["days"].items():
+            with urllib.request.urlopen("%s/api/v1/dashboard/HQ?date=%s" % (base, date), timeout=10) as resp:
+                got = json.loads(resp.read())
+            assert got["meta"]["source"] == "raw"
+            assert {z: (v["peak"], v["events"]) for z, v in got["zones"].items()} == {
+                z: (v["peak"], v["events"]) for z, v in want["zones"].items()}
+            assert [(h["hour"], h["count"]) for h in got["hourly"]] == [(h["hour"], h["count"]) for h in want["hourly"]]
+            assert got["critical_events"] == want["critical_events"]
+        bad = _cli(*args, "--token", "wrong")
+        assert bad.returncode == 1 and "HTTP 401" in bad.stderr
+    finally:
+        central.terminate()
+        central.wait(30)

@@ -166,43 +166,58 @@ def api_json(base: str, path: str) -> dict:
     return json.loads(body)
 
 
+class Central:
+    """A ``python -m central serve`` subprocess on a free port, its data and log under ``tmp``."""
+
+    def __init__(self, tmp: Path, **settings: str):
+        self.tmp = tmp
+        self.port = free_port()
+        self.base = "http://127.0.0.1:%d" % self.port
+        sites = tmp / "sites.toml"
+        sites.write_text(SITES_TOML)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HEATMAP_")}
+        env.update(HEATMAP_DATA_DIR=str(tmp / "central"), HEATMAP_SITES_FILE=str(sites),
+                   HEATMAP_HTTP_ADDR="127.0.0.1:%d" % self.port, **settings)
+        self.log_path = tmp / "central.log"
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "central", "serve"], cwd=REPO,
+                                         env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_port(self.port, timeout=60)
+        except TimeoutError:
+            self.stop()
+            pytest.fail("central did not start:\n" + self.log_path.read_text()[-4000:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
 @pytest.fixture(scope="module")
 def central(tmp_path_factory):
-    """``python -m central serve`` on a free port with seeded raw events; yields its base URL."""
+    """Central with tokens and MQTT, seeded with raw events and one edge state; its base URL."""
     tmp = tmp_path_factory.mktemp("page")
-    sites = tmp / "sites.toml"
-    sites.write_text(SITES_TOML)
-    port = free_port()
     broker = Mosquitto(tmp / "mosquitto").start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEATMAP_")}
-    env.update(HEATMAP_DATA_DIR=str(tmp / "central"), HEATMAP_HTTP_ADDR="127.0.0.1:%d" % port,
-               HEATMAP_SITES_FILE=str(sites), HEATMAP_READ_TOKEN=READ_TOKEN,
-               HEATMAP_INGEST_TOKEN=INGEST_TOKEN, HEATMAP_MQTT_URL=broker.url,
-               HEATMAP_MQTT_CLIENT_ID="page-central")
-    log_path = tmp / "central.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "central", "serve"], cwd=REPO, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-    base = "http://127.0.0.1:%d" % port
     try:
+        server = Central(tmp, HEATMAP_READ_TOKEN=READ_TOKEN, HEATMAP_INGEST_TOKEN=INGEST_TOKEN,
+                         HEATMAP_MQTT_URL=broker.url, HEATMAP_MQTT_CLIENT_ID="page-central")
         try:
-            wait_for_port(port, timeout=60)
-        except TimeoutError:
-            pytest.fail("central did not start:\n" + log_path.read_text()[-4000:])
-        post_events(base, _events(), "page-seed-1")
-        publish_edge(broker)
-        deadline = time.monotonic() + 20
-        while api_json(base, "/api/v1/dashboard/HEAD_OFFICE?date=2026-01-05")["meta"]["source"] != "mixed":
-            assert time.monotonic() < deadline, "the edge state never reached the dashboard"
-            time.sleep(0.2)
-        yield base
+            post_events(server.base, _events(), "page-seed-1")
+            publish_edge(broker)
+            deadline = time.monotonic() + 20
+            path = "/api/v1/dashboard/HEAD_OFFICE?date=2026-01-05"
+            while api_json(server.base, path)["meta"]["source"] != "mixed":
+                assert time.monotonic() < deadline, "the edge state never reached the dashboard"
+                time.sleep(0.2)
+            yield server.base
+        finally:
+            server.stop()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         broker.stop()
 
 
@@ -478,3 +493,22 @@ def test_clock_change_days(central, tab, date, hours, hour, kind):
     marked = page.query_selector_all("#strip li.%s" % kind)
     assert [li.get_attribute("data-hour") for li in marked] == [str(hour)]
     assert t.errors == []
+
+
+def test_central_going_away_keeps_the_numbers_and_says_so(tmp_path, tab):
+    """A failed refresh keeps today's view with a warning; a new view shows the error state."""
+    server = Central(tmp_path)  # no tokens, no MQTT
+    try:
+        t = tab(token=None)
+        page = t.open(server.base + "/?site=WAREHOUSE&refresh=1", state="empty")
+        renders = page.get_attribute("#main", "data-renders")
+    finally:
+        server.stop()
+    page.wait_for_selector("#meta-warning:has-text('Refresh failed')", timeout=15000)
+    assert page.get_attribute("#main", "data-state") == "empty"
+    assert page.get_attribute("#main", "data-renders") == renders
+    page.click("#prev-day")
+    t.wait("error")
+    assert page.get_attribute("#main", "data-error-status") == "0"
+    assert "Cannot reach the API" in page.text_content("#error-title")
+    assert t.errors and all("ERR_CONNECTION_REFUSED" in e for e in t.errors), t.errors

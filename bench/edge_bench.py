@@ -168,6 +168,7 @@ class Acker:
         self.states = 0
         self.bytes = 0  # every message of the device both ways: state, ack, status, stats
         self.messages = 0
+        self.by_kind: dict = {}
         self.lock = threading.Lock()
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-central", protocol=mqtt.MQTTv311)
         self.c.on_message = self.on_message
@@ -180,6 +181,7 @@ class Acker:
         with self.lock:
             # payload + topic + MQTT fixed header, length and packet id: about 4 bytes
             self.bytes += len(message.payload) + len(message.topic) + 4
+            self.by_kind[msg.type] = self.by_kind.get(msg.type, 0) + len(message.payload) + len(message.topic) + 4
             self.messages += 1
             if not isinstance(msg, StateBatch):
                 return
@@ -246,6 +248,7 @@ def bench_load(seconds: float) -> dict:
             state_bytes = acker.bytes - bytes0
             raw_mqtt = raw_bytes + i * (len("heatmap/v1/BENCH/jetson-01/raw") + 4)
             out["load_mqtt_bytes_per_s"] = round(state_bytes / wall, 1)
+            out["load_mqtt_bytes_by_kind"] = dict(acker.by_kind)
             out["bandwidth_ratio_at_30_ev_s"] = round(state_bytes / raw_mqtt, 5)
             out["bandwidth_ratio_at_1_ev_s_estimate"] = round(30 * state_bytes / raw_mqtt, 4)
 

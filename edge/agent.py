@@ -349,7 +349,7 @@ class Agent:
         log.debug("stats %s", stats)
         if self.link is not None:
             payload = encode(Stats(site=self.config.site, device=self.config.device_id,
-                                   ts=time.time(), stats=stats))
+                                   ts=time.time(), stats=stats), compress=True)
             self.link.publish_stats(payload)
 
     def _lower_slot(self) -> int:

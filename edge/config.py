@@ -123,7 +123,7 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("local_mqtt_topic", _text, "deepstream/detections", "topic filter on the local broker"),
     Setting("local_mqtt_mapping", _text, None, "field mapping, e.g. camera=sensorId,people_count=objects#"),
     Setting("commit_interval", _positive, 1.0, "seconds between outbox commits (the crash loss window)"),
-    Setting("publish_interval", _positive, 15.0, "seconds between publishes of changed states"),
+    Setting("publish_interval", _positive, 20.0, "seconds between publishes of changed states"),
     Setting("ack_timeout", _positive, 30.0, "seconds before an unacked state is resent (doubles per try)"),
     Setting("max_backoff", _positive, 600.0, "longest wait between resends of one state"),
     Setting("stats_interval", _positive, 60.0, "seconds between statistics messages"),
@@ -158,7 +158,7 @@ class Config:
     local_mqtt_topic: str = "deepstream/detections"
     local_mqtt_mapping: Optional[Mapping[str, str]] = None
     commit_interval: float = 1.0
-    publish_interval: float = 15.0
+    publish_interval: float = 20.0
     ack_timeout: float = 30.0
     max_backoff: float = 600.0
     stats_interval: float = 60.0
@@ -315,12 +315,15 @@ def _udp(text: str) -> Tuple[str, int]:
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
     try:
-        ipaddress.ip_address(host)
+        address = ipaddress.ip_address(host)
         number = int(port)
         if not sep or not 0 <= number <= 65535:
             raise ValueError
     except ValueError:
         raise ConfigError("HEATMAP_UDP_ADDR=%r: expected ip:port, e.g. 127.0.0.1:7777" % text) from None
+    if not address.is_loopback:
+        # The input has no authentication: anyone who can reach it can add counts.
+        raise ConfigError("HEATMAP_UDP_ADDR=%r: must be a loopback address (127.0.0.1 or ::1)" % text)
     return host, number
 
 

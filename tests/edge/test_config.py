@@ -60,6 +60,7 @@ def test_mqtt_urls_users_and_tls(tmp_path):
         ({"HEATMAP_PUBLISH_INTERVAL": "nan"}, "HEATMAP_PUBLISH_INTERVAL"),
         ({"HEATMAP_PUBLISH_INTERVAL": "0.5"}, "below"),
         ({"HEATMAP_UDP_ADDR": "localhost"}, "HEATMAP_UDP_ADDR"),
+        ({"HEATMAP_UDP_ADDR": "0.0.0.0:7777"}, "loopback"),
         ({"HEATMAP_MAX_MESSAGE_BYTES": "10"}, "HEATMAP_MAX_MESSAGE_BYTES"),
         ({"HEATMAP_LOG_LEVEL": "chatty"}, "HEATMAP_LOG_LEVEL"),
         ({"HEATMAP_RETENTON_DAYS": "7"}, "unknown setting HEATMAP_RETENTON_DAYS"),

@@ -25,6 +25,7 @@ from shared.topics import state_topic
 from ._memory import trim
 from .buffers import SlotBuffers
 from .config import Config
+from .exceptions import OutboxError
 from .link import Link
 from .notify import Notifier
 from .outbox import Outbox
@@ -75,7 +76,7 @@ class Agent:
         self._requested = 0
         self._served = 0
         self._thread: Optional[threading.Thread] = None
-        self._ack_lags: List[float] = []
+        self._error_logged = -1e18
         self._last_ack_lag = 0.0
         self._rate_mark = (time.monotonic(), 0)
         self._events_per_s = 0.0
@@ -208,34 +209,32 @@ class Agent:
                 ticket = self._requested
             forced = ticket > self._served
             self._wake.clear()
-            try:
+            # Each step is guarded on its own: a failing one never holds the others back.
+            now = time.monotonic()
+            if now >= next_prune:
+                self._guard(self._prune)
+                next_prune = now + _PRUNE_EVERY
+            if self._guard(self._apply_acks) and self.pending.throttled:
+                # A backlog held back by the in-flight bound drains at the pace of acks.
+                next_publish = min(next_publish, last_publish + _CATCH_UP_EVERY)
                 now = time.monotonic()
-                if now >= next_prune:
-                    self._prune()
-                    next_prune = now + _PRUNE_EVERY
-                if self._apply_acks() and self.pending.throttled:
-                    # A backlog held back by the in-flight bound drains at the pace of acks.
-                    next_publish = min(next_publish, last_publish + _CATCH_UP_EVERY)
-                    now = time.monotonic()
-                if forced or stopping or now >= next_commit:
-                    self._commit()
-                    next_commit = now + cfg.commit_interval
-                if self._reconnected.is_set():
-                    self._reconnected.clear()
-                    self.pending.resend_all()
-                    next_publish = now
-                if forced or stopping or now >= next_publish:
-                    infos = self._publish()
-                    last_publish = now
-                    next_publish = now + cfg.publish_interval
-                    if stopping and infos:
-                        got = Link.wait_published(infos, _STOP_PUBLISH_WAIT)
-                        log.info("last publish: %d of %d message(s) reached the broker", got, len(infos))
-                if now >= next_stats:
-                    self._send_stats(now)
-                    next_stats = now + cfg.stats_interval
-            except Exception:
-                log.exception("main loop pass failed; continuing")
+            if forced or stopping or now >= next_commit:
+                self._guard(self._commit)
+                next_commit = now + cfg.commit_interval
+            if self._reconnected.is_set():
+                self._reconnected.clear()
+                self.pending.resend_all()
+                next_publish = now
+            if forced or stopping or now >= next_publish:
+                infos = self._guard(self._publish) or []
+                last_publish = now
+                next_publish = now + cfg.publish_interval
+                if stopping and infos:
+                    got = Link.wait_published(infos, _STOP_PUBLISH_WAIT)
+                    log.info("last publish: %d of %d message(s) reached the broker", got, len(infos))
+            if now >= next_stats:
+                self._guard(self._send_stats, now)
+                next_stats = now + cfg.stats_interval
             if cfg.watchdog_interval is not None and now >= next_ping:
                 self.notifier.watchdog()
                 next_ping = now + cfg.watchdog_interval
@@ -248,6 +247,19 @@ class Agent:
             if cfg.watchdog_interval is not None:
                 wait = min(wait, next_ping - time.monotonic())
             self._wake.wait(max(wait, 0.0))
+
+    def _guard(self, step: Any, *args: Any) -> Any:
+        """Run one step of the loop; log its failure (an outbox one once a minute), go on."""
+        try:
+            return step(*args)
+        except OutboxError as exc:
+            # A full or failing disk: counts stay in memory and every pass retries.
+            if time.monotonic() - self._error_logged > 60.0:
+                self._error_logged = time.monotonic()
+                log.error("outbox: %s (retrying; counts stay in memory)", exc)
+        except Exception:
+            log.exception("%s failed; the main loop goes on", getattr(step, "__name__", step))
+        return None
 
     def _commit(self) -> None:
         assert self.outbox is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 import zlib
 
@@ -158,5 +159,25 @@ def test_corrupt_outbox_is_quarantined_and_the_agent_runs(central, make_config, 
         assert [p.name.startswith("outbox.sqlite.corrupt-") for p in state.iterdir()].count(True) == 1
         agent.record("CAM", 2)
         assert agent.wait_acked(10)
+    finally:
+        agent.stop()
+
+
+def test_a_failing_outbox_keeps_the_counts_for_the_next_commit(make_config, caplog):
+    agent = Agent(make_config(mqtt=None)).start()
+    try:
+        agent.record("CAM", 3)
+        db = agent.outbox._db
+        dead = sqlite3.connect(":memory:", check_same_thread=False)
+        dead.close()
+        agent.outbox._db = dead  # every statement now fails, as on a dead disk
+        assert agent.flush()
+        assert agent.stats()["commit_errors"] >= 1
+        assert "retrying; counts stay in memory" in caplog.text
+        agent.outbox._db = db
+        agent.record("CAM", 5)
+        assert agent.flush()
+        values, _ = agent.outbox.load(0)
+        assert [(c, p, e) for c, _, p, e, _ in values] == [("CAM", 5, 2)]
     finally:
         agent.stop()

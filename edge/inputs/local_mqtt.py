@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import threading
 import time
 from typing import Any, Dict, List, Mapping, Optional
@@ -25,6 +26,7 @@ from shared.events import parse_event
 from shared.exceptions import EventError
 
 from ..config import MqttTarget
+from ..exceptions import InputError
 
 __all__ = ["LocalMqttInput", "apply_mapping"]
 
@@ -84,12 +86,18 @@ class LocalMqttInput:
         if target.username is not None:
             c.username_pw_set(target.username, target.password)
         if target.tls:
-            c.tls_set(ca_certs=target.ca_file, certfile=target.cert_file, keyfile=target.key_file)
+            try:
+                c.tls_set(ca_certs=target.ca_file, certfile=target.cert_file, keyfile=target.key_file)
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                raise InputError("TLS setup for the local broker failed: %s" % exc) from None
         c.on_connect = self._on_connect
         c.on_message = self._on_message
 
     def start(self) -> None:
-        self._client.connect_async(self.target.host, self.target.port, keepalive=30)
+        try:
+            self._client.connect_async(self.target.host, self.target.port, keepalive=30)
+        except (OSError, ValueError) as exc:
+            raise InputError("cannot connect to the local broker: %s" % exc) from None
         self._client.loop_start()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:

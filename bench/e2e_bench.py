@@ -311,11 +311,16 @@ def pct(values: list, q: float) -> float:
 
 
 def measure_bytes(agg: ByteProxy, raw: ByteProxy, seconds: float) -> tuple:
+    """Bytes per camera per day: aggregates both ways, of which agent -> broker, and raw."""
+    with agg.lock:
+        up0 = agg.up
     a0, r0, t0 = agg.total(), raw.total(), time.monotonic()
     time.sleep(seconds)
     a1, r1, t1 = agg.total(), raw.total(), time.monotonic()
+    with agg.lock:
+        up1 = agg.up
     per_day = 86400.0 / (t1 - t0) / len(CAMERAS)
-    return (a1 - a0) * per_day, (r1 - r0) * per_day
+    return (a1 - a0) * per_day, (up1 - up0) * per_day, (r1 - r0) * per_day
 
 
 def main() -> int:
@@ -368,11 +373,12 @@ def main() -> int:
                         })
                         log("freshness p50 %.3f s p99 %.3f s", results["freshness_p50_s"], results["freshness_p99_s"])
                     window = max(args.min_window, args.cycles * interval)
-                    agg, raw = measure_bytes(agg_proxy, raw_proxy, window)
+                    agg, agg_up, raw = measure_bytes(agg_proxy, raw_proxy, window)
                 finally:
                     load.close()
                 key = "%gs" % interval
                 results["agg_bytes_per_camera_day_%s" % key] = int(agg)
+                results["agg_up_bytes_per_camera_day_%s" % key] = int(agg_up)
                 results["agg_pct_of_raw_%s" % key] = round(100.0 * agg / raw, 3)
                 results.setdefault("raw_bytes_per_camera_day", int(raw))
                 log("interval %s: aggregates %d B/camera/day, raw %d B/camera/day (%.2f%%)",

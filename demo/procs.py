@@ -121,6 +121,10 @@ class Supervisor:
         self._signal(child, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             child.proc.wait(5)
+        # SIGKILL is delivered asynchronously: give the group a moment to be gone.
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and self._group_alive(child.pid):
+            time.sleep(0.01)
         if child._log_file is not None:
             child._log_file.close()  # type: ignore[attr-defined]
             child._log_file = None
@@ -128,6 +132,27 @@ class Supervisor:
     def stop_all(self) -> None:
         for child in reversed(self.children):
             self.stop(child)
+
+    @staticmethod
+    def _group_alive(pgid: int) -> bool:
+        """True while a process of the group exists that is not a zombie (Linux /proc)."""
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        proc = Path("/proc")
+        if not proc.is_dir():
+            return True
+        for entry in proc.iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(") ", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+        return False
 
     @staticmethod
     def _signal(child: Child, sig: int) -> None:

@@ -399,7 +399,7 @@ async def _consumer_ctx(app: web.Application):
 def create_app(config: Config, store: Store | None = None) -> web.Application:
     """The central web application; pass ``store`` to share an open one (tests, tools)."""
     svc = Services(config, store)
-    middlewares = [_errors, _metrics]
+    middlewares = [_metrics, _errors]
     if config.cors_origins:
         middlewares.append(_cors(config.cors_origins))
     middlewares.append(_auth)

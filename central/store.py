@@ -97,7 +97,7 @@ class Store:
         self.url = url
         self.engine = "chdb" if url.startswith("chdb:") else "server"
         self._client: Any = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._executor = ThreadPoolExecutor(max(1, workers), thread_name_prefix="clickhouse")
         self._closed = False
         #: Time of the last statement that failed as unavailable (0 = none since success).
@@ -145,14 +145,13 @@ class Store:
                 rows = self._get().query(sql, parameters=parameters, settings=settings).result_rows
                 self.last_failure = 0.0
                 return rows
-            except StorageError as err:
-                if not isinstance(err, StorageUnavailable) or pause is None:
-                    raise
+            except StorageError as exc:
+                failure = exc
             except (ch_errors.ClickHouseError, OSError) as exc:
-                err = self._failed(exc, "query")
-                if not isinstance(err, StorageUnavailable) or pause is None:
-                    raise err from None
-            logger.debug("query retry %d after: %s", attempt + 1, err)
+                failure = self._failed(exc, "query")
+            if not isinstance(failure, StorageUnavailable) or pause is None:
+                raise failure
+            logger.debug("query retry %d after: %s", attempt + 1, failure)
             time.sleep(pause)
         raise AssertionError("unreachable")
 

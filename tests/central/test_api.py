@@ -1,0 +1,189 @@
+"""The HTTP API: bad requests, tokens, CORS, ingest limits and idempotency, the page, health,
+and every real response checked against the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from central.app import OPENAPI_PATH
+from tests.central._openapi import check, response_schema
+from tests.central.conftest import services
+
+DOC = json.loads(OPENAPI_PATH.read_text())
+EVENT = {"site": "HEAD_OFFICE", "camera": "CAFETERIA", "timestamp": "2026-01-05T10:00:00Z", "people_count": 3,
+         "triggers": ["CROWD_VIOLATION"]}
+
+
+async def conforms(resp, path, method="get"):
+    """Assert the response's status is documented and its JSON body matches the schema."""
+    body = await resp.json() if resp.content_type == "application/json" else None
+    schema = response_schema(DOC, path, method, resp.status)
+    if schema:
+        assert check(DOC, schema, body) == [], body
+    return body
+
+
+async def test_dashboard_responses_match_the_openapi_document(client):
+    resp = await client.post("/api/v1/events", json=[EVENT])
+    assert (await conforms(resp, "/api/v1/events", "post")) == {"accepted": 1}
+    dash = "/api/v1/dashboard/{site_name}"
+    body = await conforms(await client.get("/api/v1/dashboard/HEAD_OFFICE?date=2026-01-05"), dash)
+    assert body["zones"]["CAFETERIA"]["peak"] == 3
+    await conforms(await client.get("/api/v1/dashboard/HEAD_OFFICE"), dash)  # today
+    body = await conforms(await client.get("/api/v1/sites"), "/api/v1/sites")
+    head = next(s for s in body["sites"] if s["site_name"] == "HEAD_OFFICE")
+    assert head["zones"]["EMPLOYEE_AREA"]["position"] == {"x": 0, "y": 0, "w": 2, "h": 1}
+    assert head["configured"] and head["display_name"] == "Head office"
+    await conforms(await client.get("/healthz"), "/healthz")
+    await conforms(await client.get("/readyz"), "/readyz")
+    resp = await client.get("/api/v1/openapi.json")
+    assert resp.status == 200 and (await resp.json())["openapi"] == "3.1.0"
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [
+        ("/api/v1/dashboard/HEAD_OFFICE?date=2026-1-5", 400, "bad_date"),
+        ("/api/v1/dashboard/HEAD_OFFICE?date=2026-02-30", 400, "bad_date"),
+        ("/api/v1/dashboard/HEAD_OFFICE?date=1999-12-31", 400, "bad_date"),
+        ("/api/v1/dashboard/HEAD_OFFICE?date=%EF%BC%92026-01-05", 400, "bad_date"),
+        ("/api/v1/dashboard/..%2Fetc%2Fpasswd", 400, "bad_site_name"),
+        ("/api/v1/dashboard/x'%20OR%201=1%20--", 400, "bad_site_name"),
+        ("/api/v1/dashboard/%3Cscript%3E", 400, "bad_site_name"),
+        ("/api/v1/dashboard/" + "A" * 65, 400, "bad_site_name"),
+        ("/api/v1/dashboard/_LEADING", 400, "bad_site_name"),
+        ("/api/v1/dashboard/NEVER_SEEN", 404, "unknown_site"),
+    ],
+)
+async def test_bad_dashboard_requests(client, path, status, code):
+    resp = await client.get(path)
+    body = await conforms(resp, "/api/v1/dashboard/{site_name}")
+    assert resp.status == status and body["error"]["code"] == code
+
+
+async def test_unknown_paths_and_methods_are_json(client):
+    resp = await client.get("/api/v1/nope")
+    assert resp.status == 404 and (await resp.json())["error"]["code"] == "not_found"
+    resp = await client.delete("/api/v1/sites")
+    assert resp.status == 405 and "error" in await resp.json()
+
+
+async def test_tokens(make_client):
+    client = await make_client(read_token="r3ad", ingest_token="1ngest")
+    assert (await client.get("/api/v1/dashboard/HEAD_OFFICE")).status == 401
+    resp = await client.get("/api/v1/sites", headers={"Authorization": "Bearer 1ngest"})
+    assert resp.status == 401 and resp.headers["WWW-Authenticate"].startswith("Bearer")
+    await conforms(resp, "/api/v1/sites")
+    assert (await client.get("/api/v1/sites", headers={"Authorization": "Bearer r3ad"})).status == 200
+    resp = await client.post("/api/v1/events", json=[EVENT], headers={"Authorization": "Bearer r3ad"})
+    assert resp.status == 401
+    resp = await client.post("/api/v1/events", json=[EVENT], headers={"Authorization": "Bearer 1ngest"})
+    assert resp.status == 201
+    # The page and health stay open; the page fetches the API with the token it is given.
+    assert (await client.get("/healthz")).status == 200
+
+
+async def test_cors_allow_list(make_client):
+    client = await make_client(cors_origins=("https://ok.example",))
+    resp = await client.options("/api/v1/dashboard/HEAD_OFFICE", headers={
+        "Origin": "https://ok.example", "Access-Control-Request-Method": "GET"})
+    assert resp.status == 204 and resp.headers["Access-Control-Allow-Origin"] == "https://ok.example"
+    assert "Authorization" in resp.headers["Access-Control-Allow-Headers"]
+    resp = await client.get("/api/v1/sites", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in resp.headers
+    resp = await client.options("/api/v1/sites", headers={
+        "Origin": "https://evil.example", "Access-Control-Request-Method": "GET"})
+    assert resp.status == 403
+
+
+async def test_ingest_is_all_or_nothing_with_item_errors(client, chdb_client):
+    bad = [EVENT, {**EVENT, "people_count": -1}, {"camera": "X", "people_count": 1}, {**EVENT, "camera": "a b"},
+           {**EVENT, "triggers": ["total_events"]}, {**EVENT, "timestamp": "2026-01-05T10:00:00"}, "nope"]
+    resp = await client.post("/api/v1/events", json=bad)
+    body = await conforms(resp, "/api/v1/events", "post")
+    assert resp.status == 422 and body["error"]["code"] == "invalid_events"
+    assert [(i["index"], i["field"]) for i in body["error"]["items"]] == [
+        (1, "people_count"), (2, "site"), (3, "camera"), (4, "triggers"), (5, "timestamp"), (6, "event")]
+    assert chdb_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [(b"", "empty"), (b"[]", "empty"), (b"{not json", "bad_json"), (b"\xff\xfe", "bad_encoding"),
+     (b"[" * 100000, "bad_json"), (b'{"a": 1}', "invalid_events")],
+)
+async def test_ingest_bad_bodies(client, body, code):
+    resp = await client.post("/api/v1/events", data=body)
+    doc = await conforms(resp, "/api/v1/events", "post")
+    assert doc["error"]["code"] == code
+
+
+async def test_ingest_ndjson_and_size_limits(make_client, chdb_client):
+    client = await make_client(max_body_bytes=4096, max_batch_events=3)
+    lines = "\n".join(json.dumps({**EVENT, "timestamp": 1767607200 + i}) for i in range(3)) + "\n"
+    resp = await client.post("/api/v1/events", data=lines, headers={"Content-Type": "application/x-ndjson"})
+    assert resp.status == 201 and (await resp.json()) == {"accepted": 3}
+    resp = await client.post("/api/v1/events", data=lines * 2)
+    assert resp.status == 413 and (await conforms(resp, "/api/v1/events", "post"))["error"]["code"] == "too_many"
+    resp = await client.post("/api/v1/events", data=b"[" + b" " * 5000 + b"]")
+    assert resp.status == 413 and (await resp.json())["error"]["code"] == "too_large"
+
+    async def chunks():
+        for _ in range(10):
+            yield b" " * 1000
+
+    resp = await client.post("/api/v1/events", data=chunks())  # chunked, no Content-Length
+    assert resp.status == 413
+    assert chdb_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 3
+
+
+async def test_idempotent_retries_never_double_rows(client, chdb_client):
+    events = [{**EVENT, "timestamp": 1767607200 + i} for i in range(5)]
+    headers = {"Idempotency-Key": "batch-0001"}
+    first = await client.post("/api/v1/events", json=events, headers=headers)
+    assert first.status == 201
+    again = await client.post("/api/v1/events", json=events, headers=headers)
+    assert again.status == 200 and (await again.json()) == {"accepted": 5}
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = await client.post("/api/v1/events", json=events[:2], headers=headers)
+    assert other.status == 409 and (await conforms(other, "/api/v1/events", "post"))["error"]["code"] == "idempotency_conflict"
+    # A retry that races past the batch record (lost response, record not yet written)
+    # is still a no-op: the insert carries the key as its deduplication token.
+    chdb_client.command("TRUNCATE TABLE ingest_batches")
+    assert (await client.post("/api/v1/events", json=events, headers=headers)).status == 201
+    assert chdb_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 5
+    bad_key = await client.post("/api/v1/events", json=events, headers={"Idempotency-Key": "a b"})
+    assert bad_key.status == 400
+
+
+async def test_page_is_served_with_a_content_security_policy(client):
+    resp = await client.get("/")
+    if not services(client).config or resp.status == 404:
+        pytest.skip("central/static/heatmap_v2.html is not installed")
+    assert resp.status == 200 and resp.content_type == "text/html"
+    csp = resp.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "connect-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "'unsafe-inline'" not in csp.split("script-src")[1].split(";")[0]
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert (await client.get("/heatmap_v2.html")).status == 200
+
+
+async def test_metrics_and_unavailable_storage(make_client, tmp_path):
+    from tests.harness import free_port
+
+    client = await make_client(clickhouse_url="http://127.0.0.1:%d" % free_port())
+    resp = await client.get("/api/v1/dashboard/HEAD_OFFICE?date=2026-01-05")
+    body = await conforms(resp, "/api/v1/dashboard/{site_name}")
+    assert resp.status == 503 and resp.headers["Retry-After"] and body["error"]["code"] == "storage_unavailable"
+    resp = await client.post("/api/v1/events", json=[EVENT])
+    assert resp.status == 503 and "Retry-After" in resp.headers
+    health = await conforms(await client.get("/healthz"), "/healthz")
+    assert health["status"] == "degraded"
+    resp = await client.get("/readyz")
+    assert resp.status == 503
+    await conforms(resp, "/readyz")
+    text = await (await client.get("/metrics")).text()
+    assert "heatmap_storage_up 0.0" in text
+    assert 'heatmap_http_requests_total{route="/api/v1/dashboard/{site_name}",status="503"} 1.0' in text

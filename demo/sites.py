@@ -76,12 +76,19 @@ def _s(text: str) -> str:
 def sites_toml(sites: tuple[DemoSite, ...] = SITES) -> str:
     lines = ["# Written by python -m demo.", "[defaults]", 'timezone = "UTC"', "high = 7", "medium = 4", ""]
     for site in sites:
+        # Thresholds scaled to the rooms, so that the heatmap shows all three intensities:
+        # the hourly strip is the busiest room's count, each zone its own.
+        biggest = max(c.capacity for c in site.cameras)
         lines += ["[sites.%s]" % site.name, "display_name = %s" % _s(site.display_name),
-                  "timezone = %s" % _s(site.timezone), ""]
+                  "timezone = %s" % _s(site.timezone),
+                  "high = %d" % max(2, round(biggest * 0.9)), "medium = %d" % max(1, round(biggest * 0.45)), ""]
         for cam in site.cameras:
             lines += ["[sites.%s.zones.%s]" % (site.name, cam.name), "display_name = %s" % _s(cam.display_name)]
             if cam.profile == "restricted":
                 lines += ["high = 2", "medium = 1"]  # anyone in there is worth a look
+            else:
+                lines += ["high = %d" % max(2, round(cam.capacity * 0.9)),
+                          "medium = %d" % max(1, round(cam.capacity * 0.45))]
             lines += ["x = %d" % cam.x, "y = %d" % cam.y, "w = %d" % cam.w, "h = %d" % cam.h, ""]
     return "\n".join(lines)
 

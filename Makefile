@@ -6,11 +6,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 REQS := requirements-edge.txt requirements-central.txt requirements-dev.txt
 
-.PHONY: help venv test lint compat units pytest bench demo clean
+.PHONY: help venv test test-fault lint compat units pytest bench demo clean
 
 help:
 	@echo "make demo    one-box demo: central, embedded broker, simulated agents"
 	@echo "make test    ruff, Python 3.8 check of edge/ and shared/, the whole pytest suite"
+	@echo "make test-fault  the fault, abuse and security scenarios (docs/faults.md)"
 	@echo "make bench   benchmarks under bench/ (each prints one JSON line of figures)"
 
 venv: $(STAMP)
@@ -39,7 +40,11 @@ units:
 	else echo "units: nothing to verify or no systemd-analyze; skipped"; fi
 
 pytest: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not fault" $(PYTEST_ARGS)
+
+# End-to-end fault, abuse and security scenarios (docs/faults.md): minutes, so not in make test.
+test-fault: $(STAMP)
+	$(PY) -m pytest -m fault tests/fault $(PYTEST_ARGS)
 
 test: lint compat units pytest
 

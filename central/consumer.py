@@ -83,9 +83,14 @@ class Consumer:
         self.connected = False
         self.degraded = False
         self._queue: queue.Queue[_Item] = queue.Queue()
-        self._in_batch = 0
+        # Decoding the next batch overlaps the insert of the previous one.
+        self._batches: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)
+        self._in_batch = 0  # items in the batch being decoded
+        self._handed = 0  # items in decoded batches not yet written and acked
         self._generation = 0
         self._stopping = threading.Event()
+        self._writer_done = threading.Event()
+        self._decoder = threading.Thread(target=self._decode_loop, name="mqtt-decoder", daemon=True)
         self._writer = threading.Thread(target=self._write_loop, name="mqtt-writer", daemon=True)
         self._client = self._make_client()
 
@@ -116,7 +121,7 @@ class Consumer:
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize() + self._in_batch
+        return self._queue.qsize() + self._in_batch + self._handed
 
     def start(self) -> None:
         url = self.config.mqtt_url
@@ -124,6 +129,7 @@ class Consumer:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY
         props.ReceiveMaximum = self.config.mqtt_inflight
+        self._decoder.start()
         self._writer.start()
         if self.config.mqtt_protocol == "3.1.1":
             self._client.connect_async(url.host, url.port, keepalive=30)
@@ -274,28 +280,58 @@ class Consumer:
             for site, slots in batch.slots.items():
                 self.on_written(site, slots)
 
-    def _write_loop(self) -> None:
-        while True:
+    def _decode_loop(self) -> None:
+        while not self._writer_done.is_set():
             try:
                 batch = self._collect()
-                if batch is None:
-                    if self._stopping.is_set() and self._queue.empty():
-                        return
-                    continue
-                if not self._write(batch):
-                    return
-                self._acknowledge(batch)
-            except Exception:  # a bug must not kill the writer silently; nothing is acked
-                logger.exception("consumer batch failed; its messages stay unacked")
-                time.sleep(1)
-            finally:
+            except Exception:  # a bug must not kill the thread silently; nothing is acked
+                logger.exception("decoding a consumer batch failed; its messages stay unacked")
                 self._in_batch = 0
+                time.sleep(1)
+                continue
+            if batch is None:
+                if self._stopping.is_set() and self._queue.empty():
+                    break
+                continue
+            self._handed += len(batch.items)
+            self._in_batch = 0
+            while not self._writer_done.is_set():
+                try:
+                    self._batches.put(batch, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+        while not self._writer_done.is_set():
+            try:
+                self._batches.put(None, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _write_loop(self) -> None:
+        try:
+            while True:
+                batch = self._batches.get()
+                if batch is None:
+                    return
+                try:
+                    if not self._write(batch):
+                        return
+                    self._acknowledge(batch)
+                except Exception:  # a bug must not kill the writer silently; nothing is acked
+                    logger.exception("consumer batch failed; its messages stay unacked")
+                    time.sleep(1)
+                finally:
+                    self._handed -= len(batch.items)
+        finally:
+            self._writer_done.set()
 
     # -- shutdown ---------------------------------------------------------------------
 
     def stop(self) -> None:
         """Stop taking messages, write and ack what was taken, then disconnect."""
         self._stopping.set()
+        self._decoder.join(self.shutdown_timeout + 35)
         self._writer.join(self.shutdown_timeout + 35)
         self._client.disconnect()
         self._client.loop_stop()

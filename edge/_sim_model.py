@@ -58,9 +58,11 @@ _CURVES = {
                   0.95, 1.0, 0.5, 0.3, 0.4, 0.2, 0.1, 0.05, 0.02, 0.01, 0.0, 0.0],
     "restricted": [0.03, 0.03, 0.03, 0.03, 0.03, 0.03, 0.05, 0.1, 0.2, 0.3, 0.3, 0.3,
                    0.2, 0.25, 0.3, 0.3, 0.25, 0.15, 0.08, 0.05, 0.04, 0.03, 0.03, 0.03],
+    # Half full around the clock, every day: a steady load for tests and benchmarks.
+    "flat": [0.5] * 24,
 }
 #: Weekend occupancy as a share of a weekday's.
-_WEEKEND = {"office": 0.1, "reception": 0.2, "cafeteria": 0.15, "restricted": 0.4}
+_WEEKEND = {"office": 0.1, "reception": 0.2, "cafeteria": 0.15, "restricted": 0.4, "flat": 1.0}
 PROFILES = tuple(_CURVES)
 _KEYWORDS = (
     ("cafeteria", ("CAFE", "CANTEEN", "KITCHEN", "PANTRY", "FOOD")),

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_SINK = 1
 EXIT_CONFIG = 2
+MAX_EVENTS_PER_DAY = 20 * 10**6
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,11 @@ class SimConfig:
             SiteModel(site, cameras, Clock(0), rate_scale=args.rate_scale)
         except HeatmapError as exc:
             raise ValueError(str(exc)) from None
+        # The model draws whole days at a time: keep a day within memory's reach.
+        per_day = sum(args.rate_scale * (0.01 + 0.25 * 2.5 * c.capacity) * 1440 for c in cameras)
+        if per_day > MAX_EVENTS_PER_DAY:
+            raise ValueError("up to %.0f million events a day; the limit is %d million: lower "
+                             "--rate-scale or the capacities" % (per_day / 1e6, MAX_EVENTS_PER_DAY // 10**6))
         offset = parse_offset(args.utc_offset)
         if args.dst not in DST_RULES:
             raise ValueError("--dst must be one of %s" % ", ".join(DST_RULES))
@@ -121,7 +127,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--site", help="site name (default: HEATMAP_SITE)")
     parser.add_argument("--cameras", default="6",
                         help="a count, or NAME[:CAPACITY[:PROFILE]],... with PROFILE one of "
-                        "office, reception, cafeteria, restricted (default: 6)")
+                        "office, reception, cafeteria, restricted, or flat (a steady load) (default: 6)")
     parser.add_argument("--utc-offset", default="+00:00",
                         help="the site's standard offset from UTC: +05:30, UTC-05:00 or =-05:00 "
                         "(default: +00:00)")

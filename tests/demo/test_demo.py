@@ -145,3 +145,25 @@ def test_demo_backfills_matches_the_truth_and_stops_clean(tmp_path):
         time.sleep(0.1)
     assert _processes_mentioning(str(demo_dir)) == []
     assert any("stopped;" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_demo_fails_cleanly_when_central_cannot_start(tmp_path):
+    """A child that dies during start-up (central: its port is taken) ends the demo with
+    exit 1, the child's last log lines, and nothing left running."""
+    import socket
+
+    demo_dir = tmp_path / "demo"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HEATMAP_")}
+        res = subprocess.run(
+            [sys.executable, "-m", "demo", "--dir", str(demo_dir), "--http-addr", "127.0.0.1:%d" % port,
+             "--days", "1", "--no-live", "--ready-timeout", "60"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        )
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "central exited" in res.stderr and "address already in use" in res.stderr
+    assert _processes_mentioning(str(demo_dir)) == []

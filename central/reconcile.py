@@ -14,8 +14,9 @@ error as one line on stderr.
 from __future__ import annotations
 
 import argparse
-import getpass
 import logging
+import os
+import pwd
 import sys
 import time
 import uuid
@@ -122,10 +123,13 @@ def _date(value: str | None, flag: str) -> date | None:
 
 
 def _os_user() -> str:
+    # From the password database, not $USER/$LOGNAME: Config is the only reader of the
+    # environment, and the audit should name the account that really ran the repair.
+    uid = os.getuid()
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (containers)
-        return "unknown"
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:  # no passwd entry (containers with an arbitrary uid)
+        return "uid-%d" % uid
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,6 +11,7 @@ import argparse
 import io
 import json
 import os
+import pwd
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -223,6 +224,8 @@ def test_open_slots_are_left_to_the_agents(env):
     assert store.query("SELECT count() FROM slot_repairs")[0][0] == 0
     code, doc = report(flags, *args, "--grace", "1800", now=T + 900 + 3600)
     assert code == EXIT_DRIFT and doc["sites"][0]["slots"]["repaired"] == 1
+    # Without --by the audit names the OS account that ran it.
+    assert store.query("SELECT repaired_by FROM slot_repairs") == [(pwd.getpwuid(os.getuid()).pw_name,)]
 
 
 async def test_dashboard_honours_repairs_against_later_edge_updates(env, tmp_path, aiohttp_client):

@@ -243,3 +243,39 @@ def test_unacked_messages_come_back_after_a_restart(config, mosquitto, chdb_path
     finally:
         dev.close()
         store.close()
+
+
+def test_shared_subscription_splits_the_stream(config, mosquitto, chdb_path):
+    from dataclasses import replace
+
+    from central import schema
+    from central.config import MqttSettings
+
+    store = Store("chdb://%s" % chdb_path)
+    schema.migrate(store)
+    consumers = []
+    dev = None
+    try:
+        for name in ("replica-a", "replica-b"):
+            cfg = replace(config, mqtt_url=MqttSettings("127.0.0.1", mosquitto.port, False),
+                          mqtt_client_id=name, mqtt_share_group="central", batch_seconds=0.02)
+            consumer = Consumer(cfg, store, Metrics())
+            consumer.start()
+            consumers.append(consumer)
+        deadline = time.monotonic() + 5
+        while not all(c.connected for c in consumers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        dev = Device(mosquitto)
+        for i in range(20):
+            dev.publish(dev.states([state(slot=SLOT + 900 * i, rev=100 + i)], seq=i))
+        acks = dev.ack_items(3.0)
+        assert len(acks) == 20
+        taken = [c.metrics.mqtt_messages.labels("state", "accepted")._value.get() for c in consumers]
+        assert sum(taken) == 20 and all(t > 0 for t in taken), taken
+    finally:
+        for c in consumers:
+            c.stop()
+        if dev is not None:
+            dev.close()
+        store.close()

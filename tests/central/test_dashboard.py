@@ -206,3 +206,33 @@ async def test_cache_is_invalidated_by_new_data(make_client):
     await post(client, [{"site": "CACHED", "camera": "C", "timestamp": "2026-01-05T11:00:00Z", "people_count": 2}])
     second = await get(client, "CACHED")
     assert second["critical_events"]["total_events"] == 2
+
+
+async def test_existing_unix_seconds_table_is_bucketed_in_local_time(make_client, chdb_client):
+    chdb_client.command(
+        "CREATE TABLE camera_events (site_name LowCardinality(String), cam_name LowCardinality(String), "
+        "people_count UInt16, event_timestamp UInt32, event_triggers Array(String)) "
+        "ENGINE = MergeTree ORDER BY (site_name, event_timestamp)")
+    client = await make_client()
+    assert services(client).raw_time.kind == "unix"
+    await post(client, [
+        {"site": "KOLKATA", "camera": "GATE", "timestamp": "2026-01-05T00:15:00+05:30", "people_count": 2},
+        {"site": "KOLKATA", "camera": "GATE", "timestamp": "2026-01-04T23:59:00+05:30", "people_count": 9},
+    ])
+    assert chdb_client.query("SELECT max(event_timestamp) FROM camera_events").result_rows[0][0] == ts(
+        "2026-01-05T00:15:00+05:30")
+    got = await get(client, "KOLKATA")
+    assert got["hourly"] == [{"hour": 0, "count": 2, "intensity": "low"}]
+
+
+async def test_existing_datetime64_table(make_client, chdb_client):
+    chdb_client.command(
+        "CREATE TABLE camera_events (site_name String, cam_name String, people_count UInt16, "
+        "event_timestamp DateTime64(3, 'UTC'), event_triggers Array(String)) "
+        "ENGINE = MergeTree ORDER BY (site_name, event_timestamp)")
+    client = await make_client()
+    await post(client, [{"site": "LONDON", "camera": "HALL", "timestamp": "2026-10-25T01:30:00.500Z",
+                         "people_count": 4, "triggers": ["A", "A"]}])
+    got = await get(client, "LONDON", "2026-10-25")
+    assert got["hourly"] == [{"hour": 1, "count": 4, "intensity": "medium"}]
+    assert got["critical_events"] == {"A": 2, "total_events": 1}

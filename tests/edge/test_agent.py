@@ -170,11 +170,13 @@ def test_a_failing_outbox_keeps_the_counts_for_the_next_commit(make_config, capl
         db = agent.outbox._db
         dead = sqlite3.connect(":memory:", check_same_thread=False)
         dead.close()
-        agent.outbox._db = dead  # every statement now fails, as on a dead disk
+        with agent.outbox._lock:  # between transactions, never inside one
+            agent.outbox._db = dead  # every statement now fails, as on a dead disk
         assert agent.flush()
         assert agent.stats()["commit_errors"] >= 1
         assert "retrying; counts stay in memory" in caplog.text
-        agent.outbox._db = db
+        with agent.outbox._lock:
+            agent.outbox._db = db
         agent.record("CAM", 5)
         assert agent.flush()
         values, _ = agent.outbox.load(0)

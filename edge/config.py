@@ -31,6 +31,7 @@ MAPPABLE = ("camera", "people_count", "timestamp", "triggers")
 _CENTRAL_VARS = frozenset(
     {
         "HEATMAP_CLICKHOUSE_URL",
+        "HEATMAP_CLICKHOUSE_CLUSTER",
         "HEATMAP_DATA_DIR",
         "HEATMAP_HTTP_ADDR",
         "HEATMAP_SITES_FILE",
@@ -38,8 +39,21 @@ _CENTRAL_VARS = frozenset(
         "HEATMAP_INGEST_TOKEN",
         "HEATMAP_CORS_ORIGINS",
         "HEATMAP_MQTT_SHARE_GROUP",
+        "HEATMAP_MQTT_PROTOCOL",
+        "HEATMAP_MQTT_CLIENT_ID",
+        "HEATMAP_MQTT_INFLIGHT",
+        "HEATMAP_BATCH_SECONDS",
+        "HEATMAP_BATCH_STATES",
+        "HEATMAP_CACHE_TTL",
+        "HEATMAP_CACHE_TTL_PAST",
+        "HEATMAP_EVENT_TIMESTAMP_EXPR",
+        "HEATMAP_MAX_BATCH_EVENTS",
+        "HEATMAP_MAX_BODY_BYTES",
+        "HEATMAP_QUERY_WORKERS",
     }
 )
+#: Prefixes of other programs' variables (central's reconcile, the demo, the tests).
+_FOREIGN_PREFIXES = ("HEATMAP_CENTRAL_", "HEATMAP_DEMO_", "HEATMAP_RECONCILE_", "HEATMAP_TEST_")
 
 
 @dataclass(frozen=True)
@@ -190,8 +204,8 @@ class Config:
         env = os.environ if environ is None else environ
         known = {s.env for s in SETTINGS} | {"HEATMAP_MQTT_PASSWORD"}
         unknown = sorted(k for k in env if k.startswith("HEATMAP_") and k not in known)
-        ignored = tuple(k for k in unknown if k in _CENTRAL_VARS)
-        refused = [k for k in unknown if k not in _CENTRAL_VARS]
+        ignored = tuple(k for k in unknown if k in _CENTRAL_VARS or k.startswith(_FOREIGN_PREFIXES))
+        refused = [k for k in unknown if k not in ignored]
         if refused:
             raise ConfigError("unknown setting %s (see python -m edge run --help)" % refused[0])
         values: Dict[str, object] = {}

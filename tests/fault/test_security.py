@@ -53,6 +53,7 @@ class _Client:
         self.connack: ReasonCode | None = None
         self.pubacks: dict[int, ReasonCode] = {}
         self.subacks: list = []
+        self.received: list = []
         self.connected = threading.Event()
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sec-%s-%d" % (user, id(self)),
                              protocol=mqtt.MQTTv5)
@@ -61,6 +62,7 @@ class _Client:
         self.c.on_connect = self._on_connect
         self.c.on_publish = lambda c, u, mid, rc, props: self.pubacks.__setitem__(mid, rc)
         self.c.on_subscribe = lambda c, u, mid, rcs, props: self.subacks.extend(rcs)
+        self.c.on_message = lambda c, u, msg: self.received.append(msg.topic)
         self.c.connect_async("127.0.0.1", broker.port)
         self.c.loop_start()
 
@@ -107,11 +109,19 @@ def test_acl_confines_devices_and_central_rejects_identity_mismatch(secured_brok
         assert rogue.connected.wait(10) and not rogue.connack.is_failure
         denied = [rogue.publish(str(topics.Topic(OTHER, "jetson-01", "state")), _state(OTHER, "jetson-01")),
                   rogue.publish(str(topics.Topic(SITE, "jetson-02", "state")), _state(SITE, "jetson-02")),
-                  rogue.publish(str(topics.Topic(SITE, "jetson-01", "ack")) + "/x", b"{}")]
+                  rogue.publish(topics.ack_topic(OTHER, "jetson-02"), b"{}")]
         assert all(rc.value == 0x87 for rc in denied), [str(rc) for rc in denied]
+        # mosquitto grants the SUBSCRIBE but delivers nothing the ACL does not let it read.
         rogue.c.subscribe(topics.ack_topic(OTHER, "jetson-02"), qos=1)
         wait_until("SUBACK", lambda: rogue.subacks, 10)
-        assert rogue.subacks[0].value == 0x87
+        central_user = _Client(broker, "heatmap-central")
+        try:
+            assert central_user.connected.wait(10)
+            assert not central_user.publish(topics.ack_topic(OTHER, "jetson-02"), b"{}").is_failure
+        finally:
+            central_user.close()
+        time.sleep(1)
+        assert rogue.received == []
         # Allowed by the broker (its own topic) but lying about who it is: central refuses.
         mismatch = [rogue.publish(topics.state_topic(SITE, "jetson-01"), _state(OTHER, "jetson-01")),
                     rogue.publish(topics.state_topic(SITE, "jetson-01"), _state(SITE, "jetson-02"))]

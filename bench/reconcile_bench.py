@@ -10,7 +10,9 @@ extra trigger, a second device double-reporting, and edge slots with no raw even
 
 The timed part is the real command in a subprocess, ``python -m central reconcile
 --all-sites --from 2026-01-01 --to 2026-01-30 --json``; its report must find exactly the
-seeded drift. The last line printed is one JSON object with the figures.
+seeded drift. Then (unless ``--no-repair``) the same with ``--repair``, and once more, which
+must find every difference pinned and nothing else; the pins are removed afterwards so the
+dataset stays reusable. The last line printed is one JSON object with the figures.
 """
 
 from __future__ import annotations
@@ -167,6 +169,8 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=50_000_000)
     parser.add_argument("--every", type=int, default=1000,
                         help="one slot in EVERY gets each kind of seeded drift")
+    parser.add_argument("--no-repair", dest="repair", action="store_false",
+                        help="skip the --repair run and the second run (which must find nothing)")
     args = parser.parse_args()
     data = Path(args.data_dir)
 
@@ -175,25 +179,30 @@ def main() -> int:
 
     info = generate(data, args.rows, args.every, log)
     log("dataset: %d raw rows, %d state rows" % (info["raw_rows"], info["state_rows"]))
+    unpin(data)  # a run cut off during --repair must not leave its pins behind
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEATMAP_")}
     cmd = [sys.executable, "-m", "central", "reconcile", "--all-sites",
            "--from", "2026-01-01", "--to", "2026-01-30", "--json", "--limit", "5",
            "--clickhouse-url", "chdb://%s" % (data / "chdb"),
            "--sites-file", str(data / "sites.toml"), "--log-level", "WARNING"]
-    t = time.monotonic()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    seconds = time.monotonic() - t
-    if proc.returncode not in (0, 1):
-        log("reconcile failed (%d): %s" % (proc.returncode, proc.stderr.strip()))
-        return 1
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    def reconcile(*extra: str) -> tuple[dict, float, int]:
+        t = time.monotonic()
+        proc = subprocess.run([*cmd, *extra], cwd=ROOT, env=env, capture_output=True, text=True,
+                              check=False)
+        seconds = time.monotonic() - t
+        if proc.returncode not in (0, 1):
+            raise SystemExit("reconcile failed (%d): %s" % (proc.returncode, proc.stderr.strip()))
+        return json.loads(proc.stdout.strip().splitlines()[-1]), seconds, proc.returncode
+
+    report, seconds, code = reconcile()
     totals = report["totals"]
     found = {"missing_on_edge": totals["missing_on_edge"], "drift": totals["drifted"],
              "missing_on_raw": totals["missing_on_raw"]}
     exact = found == info["expected"]
     if not exact:
         log("MISMATCH: expected %s, found %s" % (info["expected"], found))
-    print(json.dumps({
+    figures = {
         "name": "reconcile",
         "rows": info["raw_rows"],
         "state_rows": info["state_rows"],
@@ -202,12 +211,37 @@ def main() -> int:
         "slots_checked": totals["checked"],
         "differences": report["differences"],
         "found_exactly_seeded": exact,
-        "exit_code": proc.returncode,
+        "exit_code": code,
         "seconds": round(seconds, 2),
         "reconcile_seconds_in_process": report["seconds"],
         "rows_per_second": round(info["raw_rows"] / seconds),
-    }))
+    }
+    if args.repair:
+        try:
+            repaired, repair_seconds, _ = reconcile("--repair", "--by", "bench")
+            again, again_seconds, again_code = reconcile()
+        finally:
+            unpin(data)
+        figures.update({
+            "repaired": repaired["totals"]["repaired"],
+            "repair_seconds": round(repair_seconds, 2),
+            "second_run_pinned": again["totals"]["pinned"],
+            "second_run_differences": again["differences"],
+            "second_run_exit_code": again_code,
+            "second_run_seconds": round(again_seconds, 2),
+        })
+        exact = exact and again["differences"] == 0 and again["totals"]["pinned"] == report["differences"]
+    print(json.dumps(figures))
     return 0 if exact else 1
+
+
+def unpin(data: Path) -> None:
+    """Remove every pin, so the dataset is back to its seeded state."""
+    store = Store("chdb://%s" % (data / "chdb"))
+    try:
+        store.command("TRUNCATE TABLE slot_repairs")
+    finally:
+        store.close()
 
 
 if __name__ == "__main__":

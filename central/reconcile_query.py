@@ -36,8 +36,11 @@ __all__ = [
     "Comparison",
     "compare",
     "chunks",
+    "compare_sql",
     "seen_sites",
+    "known_in_data",
     "repair",
+    "DRIFT_KINDS",
     "REPAIR_COLUMNS",
 ]
 
@@ -262,7 +265,7 @@ class Comparison:
 def _fragments(raw_time: RawTime) -> dict[str, str]:
     edge_sites = _SITE_FILTER % {"slot": _STATE_SLOT}
     raw_sites = _SITE_FILTER % {"slot": raw_time.slot}
-    frag = {
+    return {
         "state_slot": _STATE_SLOT,
         "state_range": _STATE_RANGE,
         "raw_slot": raw_time.slot,
@@ -270,7 +273,6 @@ def _fragments(raw_time: RawTime) -> dict[str, str]:
         "edge_sites": edge_sites,
         "raw_sites": raw_sites,
     }
-    return frag
 
 
 def compare_sql(raw_time: RawTime) -> str:

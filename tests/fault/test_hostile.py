@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import re
 import socket
 import subprocess
 import sys
@@ -194,10 +195,11 @@ def test_schemathesis_every_endpoint_no_5xx_no_accepted_garbage(spawn, tmp_path:
         [str(st_bin), "run", central.base + "/api/v1/openapi.json", "--checks",
          "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
          "negative_data_rejection", "-H", "Authorization: Bearer " + TOKEN, "--max-examples", "40",
-         "--workers", "1", "--max-time", "150", "--request-timeout", "30", "--no-color",
+         "--workers", "1", "--max-time", "60", "--request-timeout", "30", "--no-color",
          "--suppress-health-check", "all"],
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     tail = (proc.stdout + proc.stderr)[-6000:]
+    cases = re.search(r"(\d+) generated", proc.stdout)
     assert central.proc.running, "central died under schemathesis:\n" + central.proc.log()
     assert central.stop() == 0
     client = clickhouse_connect.get_client(dsn="chdb://%s" % central.chdb_dir)
@@ -209,9 +211,13 @@ def test_schemathesis_every_endpoint_no_5xx_no_accepted_garbage(spawn, tmp_path:
     bad = [r for r in rows if not (is_valid_name(r[0]) and is_valid_name(r[1])
                                    and 946684800 <= r[3] < 4102444800 and all(is_valid_name(t) for t in r[4]))]
     row = {"sent": len(rows), "got": len(rows), "lost": 0, "doubled": 0}
-    record("schemathesis (all endpoints)", row, None, exit=proc.returncode, raw_rows=len(rows))
+    record("schemathesis (all endpoints)", row, None, exit=proc.returncode, raw_rows=len(rows),
+           cases=cases.group(1) if cases else "?")
     assert bad == [], "garbage stored: %r" % bad[:5]
     assert proc.returncode == 0, tail
+    total = re.search(r"Selected: (\d+)/(\d+)", proc.stdout)
+    tested = re.search(r"Tested: (\d+)", proc.stdout)
+    assert total and tested and tested.group(1) == total.group(2), "not every operation was tested:\n" + tail
 
 
 def _post(central, body: bytes, chunked: bool = False, token: str | None = TOKEN) -> tuple[int, bytes]:

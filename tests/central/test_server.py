@@ -33,7 +33,7 @@ def test_serve_consumes_and_stops_cleanly_on_sigterm(tmp_path, mosquitto):
     try:
         wait_for_port(port, timeout=60)
         base = "http://127.0.0.1:%d" % port
-        for _ in range(100):
+        for _ in range(300):
             health = json.loads(urllib.request.urlopen(base + "/healthz", timeout=5).read())
             if health["mqtt"] == "connected":
                 break
@@ -42,7 +42,7 @@ def test_serve_consumes_and_stops_cleanly_on_sigterm(tmp_path, mosquitto):
         time.sleep(0.3)
         dev = Device(mosquitto)
         dev.publish(dev.states([state(rev=5)]))
-        assert ("EMPLOYEE_AREA", SLOT, 5) in dev.ack_items(3.0)
+        assert ("EMPLOYEE_AREA", SLOT, 5) in dev.ack_items(20.0, {("EMPLOYEE_AREA", SLOT, 5)})
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
         text = log.read_text()

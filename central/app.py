@@ -12,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import hmac
 import logging
 import re
-import time
 from datetime import date
 from pathlib import Path
 
@@ -29,6 +27,13 @@ from .errors import json_error
 from .exceptions import SchemaError, StorageError, StorageUnavailable
 from .ingest import Ingestor
 from .metrics import CONTENT_TYPE_LATEST, Metrics
+from .middleware import (
+    RETRY_SECONDS,
+    auth_middleware,
+    cors_middleware,
+    errors_middleware,
+    metrics_middleware,
+)
 from .registry import Registry
 from .sites import Sites
 from .store import Store, open_store
@@ -40,7 +45,6 @@ logger = logging.getLogger(__name__)
 PAGE_PATH = Path(__file__).parent / "static" / "heatmap_v2.html"
 OPENAPI_PATH = Path(__file__).parent / "openapi.json"
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
-_RETRY_SECONDS = 5
 
 
 class Services:
@@ -78,108 +82,6 @@ class Services:
 
 
 SERVICES = web.AppKey("services", Services)
-
-
-# -- middlewares --------------------------------------------------------------------------
-
-@web.middleware
-async def _errors(request: web.Request, handler):
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.content_type == "application/json":
-            raise
-        code = re.sub(r"[^a-z]+", "_", exc.reason.lower()).strip("_")
-        resp = json_error(exc.status, code, exc.reason)
-        if exc.status == 405:
-            resp.headers["Allow"] = exc.headers.get("Allow", "")
-        return resp
-    except StorageUnavailable as exc:
-        logger.warning("%s %s: %s", request.method, request.path, exc)
-        return json_error(503, "storage_unavailable", "storage is unavailable; retry shortly",
-                          retry_after=_RETRY_SECONDS)
-    except StorageError as exc:
-        logger.error("%s %s: %s", request.method, request.path, exc)
-        return json_error(503, "storage_error", "storage refused the request; retry later",
-                          retry_after=_RETRY_SECONDS * 6)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        logger.exception("%s %s failed", request.method, request.path)
-        return json_error(500, "internal", "internal error")
-
-
-def _route_name(request: web.Request) -> str:
-    route = request.match_info.route
-    resource = route.resource
-    return resource.canonical if resource is not None else "unmatched"
-
-
-@web.middleware
-async def _metrics(request: web.Request, handler):
-    svc = request.app[SERVICES]
-    started = time.perf_counter()
-    status = 500
-    try:
-        resp = await handler(request)
-        status = resp.status
-        return resp
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        route = _route_name(request)
-        svc.metrics.http_requests.labels(route, str(status)).inc()
-        svc.metrics.http_seconds.labels(route).observe(time.perf_counter() - started)
-
-
-def _token_ok(request: web.Request, token: str | None) -> bool:
-    if not token:
-        return True
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
-
-
-@web.middleware
-async def _auth(request: web.Request, handler):
-    config = request.app[SERVICES].config
-    path = request.path
-    if request.method != "OPTIONS":
-        token = None
-        if path == "/api/v1/events":
-            token = config.ingest_token
-        elif path.startswith(("/api/v1/dashboard", "/api/v1/sites")):
-            token = config.read_token
-        if not _token_ok(request, token):
-            resp = json_error(401, "unauthorized", "a valid bearer token is required")
-            resp.headers["WWW-Authenticate"] = 'Bearer realm="heatmap"'
-            return resp
-    return await handler(request)
-
-
-def _cors(origins: tuple[str, ...]):
-    allow_all = "*" in origins
-
-    @web.middleware
-    async def cors(request: web.Request, handler):
-        origin = request.headers.get("Origin")
-        allowed = origin is not None and (allow_all or origin.rstrip("/") in origins)
-        if request.method == "OPTIONS" and origin and "Access-Control-Request-Method" in request.headers:
-            if not allowed:
-                return json_error(403, "cors_forbidden", "origin not allowed")
-            resp = web.Response(status=204)
-            resp.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-            resp.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Idempotency-Key"
-            resp.headers["Access-Control-Max-Age"] = "600"
-        else:
-            resp = await handler(request)
-        if allowed and request.path.startswith("/api/"):
-            resp.headers["Access-Control-Allow-Origin"] = "*" if allow_all else origin
-            resp.headers["Vary"] = "Origin"
-        return resp
-
-    return cors
 
 
 # -- handlers -----------------------------------------------------------------------------
@@ -263,7 +165,7 @@ async def readyz_handler(request: web.Request) -> web.Response:
     doc = _health(svc)
     svc.metrics.storage_up.set(1 if doc["storage"] == "ok" else 0)
     return web.json_response(doc, status=200 if doc["status"] == "ok" else 503,
-                             headers=None if doc["status"] == "ok" else {"Retry-After": str(_RETRY_SECONDS)})
+                             headers=None if doc["status"] == "ok" else {"Retry-After": str(RETRY_SECONDS)})
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
@@ -399,10 +301,10 @@ async def _consumer_ctx(app: web.Application):
 def create_app(config: Config, store: Store | None = None) -> web.Application:
     """The central web application; pass ``store`` to share an open one (tests, tools)."""
     svc = Services(config, store)
-    middlewares = [_metrics, _errors]
+    middlewares = [metrics_middleware(svc.metrics), errors_middleware]
     if config.cors_origins:
-        middlewares.append(_cors(config.cors_origins))
-    middlewares.append(_auth)
+        middlewares.append(cors_middleware(config.cors_origins))
+    middlewares.append(auth_middleware(config))
     app = web.Application(middlewares=middlewares, client_max_size=config.max_body_bytes + 1024)
     app[SERVICES] = svc
     app.add_routes(ROUTES)

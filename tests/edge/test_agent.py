@@ -183,3 +183,16 @@ def test_a_failing_outbox_keeps_the_counts_for_the_next_commit(make_config, capl
         assert [(c, p, e) for c, _, p, e, _ in values] == [("CAM", 5, 2)]
     finally:
         agent.stop()
+
+
+def test_periodic_stats_are_published(central, make_config):
+    agent = Agent(make_config(stats_interval=0.3)).start()
+    try:
+        agent.record("CAM", 1)
+        agent.record("CAM", -1)  # refused
+        assert central.wait_for(lambda: any(m.stats.get("events_total") == 1 for m in central.stats), 10)
+        stats = [m for m in central.stats if m.stats.get("events_total") == 1][-1].stats
+        assert stats["refused_bad_count"] == 1 and stats["connected"] == 1
+        assert {"events_per_s", "outbox_backlog", "oldest_unacked_age_s", "ack_lag_s"} <= set(stats)
+    finally:
+        agent.stop()

@@ -17,6 +17,7 @@ import pytest
 
 from edge.agent import Agent
 from edge.config import Config
+from tests.edge.central_double import CentralDouble
 from tests.harness import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,3 +149,21 @@ def test_local_mqtt_input_replays_after_sigkill_and_acks_after_commit(tmp_path, 
         assert [e for _, _, _, e, _ in values] == [3]
     finally:
         agent.stop()
+
+
+def test_sigkill_leaves_the_retained_last_will_offline(tmp_path, mosquitto, central):
+    proc = spawn(agent_env(tmp_path, HEATMAP_MQTT_URL=mosquitto.url))
+    try:
+        assert central.wait_for(lambda: any(s.state == "online" for s in central.statuses), 15)
+        proc.kill()
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert central.wait_for(lambda: central.statuses[-1].state == "offline", 10)
+    late = CentralDouble(mosquitto).start()  # a subscriber that comes later gets it retained
+    try:
+        assert late.wait_for(lambda: late.statuses and late.statuses[-1].state == "offline", 5)
+    finally:
+        late.stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -176,3 +178,31 @@ def test_batch_and_single_records_agree(evs):
         cams, counts, ts, trig = zip(*evs)
         many.record_batch(list(cams), np.array(counts), np.array(ts), triggers=list(trig))
     assert by_key(one.collect()) == by_key(many.collect())
+
+
+def test_concurrent_recorders_and_a_collector_lose_nothing():
+    b = SlotBuffers(clock=Clock())
+    totals: dict = {}
+    stop = threading.Event()
+
+    def collector():
+        while not stop.is_set():
+            for c, s, p, e, t in b.collect():
+                totals[(c, s)] = (p, e, t)
+
+    def recorder(cam):
+        for i in range(20000):
+            b.record(cam, i % 50, NOW, ["A"] if i % 2 else ())
+
+    threads = [threading.Thread(target=recorder, args=("CAM%d" % (k % 2),)) for k in range(4)]
+    col = threading.Thread(target=collector)
+    col.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    col.join()
+    for c, s, p, e, t in b.collect():
+        totals[(c, s)] = (p, e, t)
+    assert totals == {("CAM0", SLOT): (49, 40000, {"A": 20000}), ("CAM1", SLOT): (49, 40000, {"A": 20000})}

@@ -26,6 +26,7 @@ from ._memory import trim
 from .buffers import SlotBuffers
 from .config import Config
 from .exceptions import OutboxError
+from .inputs import build_inputs
 from .link import Link
 from .notify import Notifier
 from .outbox import Outbox
@@ -85,8 +86,6 @@ class Agent:
 
     def start(self) -> Agent:
         """Open and restore the outbox, start the link, the inputs and the main loop."""
-        from .inputs import build_inputs  # inputs import the agent's types only at run time
-
         cfg = self.config
         self.outbox = Outbox(os.path.join(cfg.state_dir, OUTBOX_FILE))
         if self.outbox.quarantined:
@@ -98,11 +97,11 @@ class Agent:
             self.pending.add([(camera, slot, rev)], committed_at)
         log.info("outbox %s: %d slot(s) restored, %d unacked, revisions continue above %d",
                  self.outbox.path, self.counters["restored"], len(unacked), self.outbox.rev)
-        if cfg.mqtt is not None:
-            self.link = Link(cfg.mqtt, cfg.site, cfg.device_id, on_ack=self._on_ack,
-                             on_connect=self._on_connect)
-            self.link.start()
         try:
+            if cfg.mqtt is not None:
+                self.link = Link(cfg.mqtt, cfg.site, cfg.device_id, on_ack=self._on_ack,
+                                 on_connect=self._on_connect)
+                self.link.start()
             self.inputs = build_inputs(cfg, self)
             for inp in self.inputs:
                 inp.start()
@@ -171,6 +170,8 @@ class Agent:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop inputs, commit, make a last publish attempt, say "stopped", close. Idempotent."""
+        if self._stop.is_set():
+            return
         self.notifier.stopping()
         for inp in self.inputs:
             inp.stop()
@@ -189,7 +190,7 @@ class Agent:
         if self.link is not None:
             self.link.close()
         if self.outbox is not None:
-            self._apply_acks()
+            self._guard(self._apply_acks)  # acks that came in during the last publish
             self.outbox.close()
 
     # -- the main loop -------------------------------------------------------------------

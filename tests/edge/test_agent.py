@@ -196,3 +196,10 @@ def test_periodic_stats_are_published(central, make_config):
         assert {"events_per_s", "outbox_backlog", "oldest_unacked_age_s", "ack_lag_s"} <= set(stats)
     finally:
         agent.stop()
+
+
+def test_stop_twice_is_harmless(make_config):
+    agent = Agent(make_config(mqtt=None)).start()
+    agent.stop()
+    agent.stop()
+    assert agent.record("CAM", 1)  # recording still counts in memory; nothing is committed

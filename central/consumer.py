@@ -165,6 +165,11 @@ class Consumer:
     def _on_message(self, client, userdata, msg) -> None:
         if self._stopping.is_set():
             return  # not acked: the broker keeps it for the next session
+        if msg.qos == 0 and self._queue.qsize() >= 4 * self.config.mqtt_inflight:
+            # QoS 0 (stats) is outside the broker's in-flight window: shed it rather than
+            # let a stalled writer's queue grow without bound.
+            self.metrics.mqtt_messages.labels("unknown", "shed").inc()
+            return
         self._queue.put(_Item(self._generation, msg.mid, msg.qos, msg.topic, msg.payload, time.time()))
 
     # -- writer thread ------------------------------------------------------------------

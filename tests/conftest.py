@@ -1,7 +1,8 @@
-"""Fixtures that start real services: mosquitto on a free port, chDB in a temp dir."""
+"""Fixtures that start real services: mosquitto on a free port, a chDB database per test."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import clickhouse_connect
@@ -34,22 +35,41 @@ def mosquitto_factory(tmp_path: Path):
         broker.stop()
 
 
-@pytest.fixture
-def chdb_path(tmp_path: Path) -> Path:
-    """A fresh directory for an embedded ClickHouse (chDB) store."""
-    path = tmp_path / "chdb"
-    path.mkdir()
-    return path
+@pytest.fixture(scope="session")
+def chdb_engine(tmp_path_factory):
+    """The one embedded ClickHouse engine (chDB) of this pytest process.
 
-
-@pytest.fixture
-def chdb_client(chdb_path: Path):
-    """A clickhouse-connect client on a fresh chDB store.
-
-    chDB runs one engine per process and per data directory, so the client is closed at
-    teardown; code under test that opens the same path in this process shares the engine.
+    chDB runs one engine per process and per data directory, and an engine that is closed
+    and reopened on a new directory leaves threads and file descriptors behind (about 15 a
+    time). Past descriptor 1024, paho-mqtt's select() loop silently never connects, so every
+    test shares this engine and gets a database of its own instead (``chdb_url``).
     """
-    client = clickhouse_connect.get_client(dsn="chdb://%s" % chdb_path)
+    path = tmp_path_factory.mktemp("chdb")
+    admin = clickhouse_connect.get_client(dsn="chdb://%s" % path)
+    yield path, admin
+    admin.close()
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture
+def chdb_url(chdb_engine) -> str:
+    """A clickhouse-connect URL of a fresh, empty database on the process's chDB engine.
+
+    Code under test opens it like any store URL; the database is dropped at teardown.
+    """
+    path, admin = chdb_engine
+    database = "test_%d" % next(_databases)
+    admin.command("CREATE DATABASE %s" % database)
+    yield "chdb://%s?database=%s" % (path, database)
+    admin.command("DROP DATABASE IF EXISTS %s SYNC" % database)
+
+
+@pytest.fixture
+def chdb_client(chdb_url: str):
+    """A clickhouse-connect client on this test's fresh chDB database."""
+    client = clickhouse_connect.get_client(dsn=chdb_url)
     yield client
     client.close()
 

@@ -101,23 +101,22 @@ def test_broker_stop_refuses_connections(mosquitto):
 
 
 def test_chdb_create_insert_query(chdb_client):
-    chdb_client.command("CREATE DATABASE IF NOT EXISTS t")
     chdb_client.command(
-        "CREATE TABLE t.e (site LowCardinality(String), n UInt16, ts DateTime('UTC')) "
+        "CREATE TABLE e (site LowCardinality(String), n UInt16, ts DateTime('UTC')) "
         "ENGINE = MergeTree ORDER BY (site, ts)"
     )
     chdb_client.insert(
-        "t.e",
+        "e",
         [["A", 3, 1767571200], ["A", 7, 1767571260], ["B", 1, 1767571200]],
         column_names=["site", "n", "ts"],
     )
     rows = chdb_client.query(
-        "SELECT max(n), count() FROM t.e WHERE site = {site:String}", parameters={"site": "A"}
+        "SELECT max(n), count() FROM e WHERE site = {site:String}", parameters={"site": "A"}
     ).result_rows
     assert rows == [(7, 2)]
     # A hostile value stays a value: server-side parameters, never formatted into SQL.
     rows = chdb_client.query(
-        "SELECT count() FROM t.e WHERE site = {site:String}", parameters={"site": "A' OR 1=1 --"}
+        "SELECT count() FROM e WHERE site = {site:String}", parameters={"site": "A' OR 1=1 --"}
     ).result_rows
     assert rows == [(0,)]
 

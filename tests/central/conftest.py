@@ -40,10 +40,10 @@ timezone = "Asia/Kathmandu"
 
 
 @pytest.fixture
-def config(tmp_path, chdb_path) -> Config:
+def config(tmp_path, chdb_url) -> Config:
     sites = tmp_path / "sites.toml"
     sites.write_text(SITES_TOML)
-    return Config(data_dir=str(tmp_path), clickhouse_url="chdb://%s" % chdb_path,
+    return Config(data_dir=str(tmp_path), clickhouse_url=chdb_url,
                   sites_file=str(sites), cache_ttl=0, cache_ttl_past=0)
 
 

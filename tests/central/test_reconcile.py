@@ -50,13 +50,13 @@ STATE_COLS = ["site_name", "device_id", "cam_name", "slot", "peak", "events", "t
 
 
 @pytest.fixture
-def env(tmp_path: Path, chdb_path: Path):
+def env(tmp_path: Path, chdb_url: str):
     """A migrated store, a sites file, and the flags that point the CLI at them."""
     sites = tmp_path / "sites.toml"
     sites.write_text(SITES_TOML)
-    store = Store("chdb://%s" % chdb_path)
+    store = Store(chdb_url)
     schema.migrate(store)
-    flags = ["--clickhouse-url", "chdb://%s" % chdb_path, "--sites-file", str(sites)]
+    flags = ["--clickhouse-url", chdb_url, "--sites-file", str(sites)]
     yield store, flags
     store.close()
 
@@ -265,8 +265,8 @@ async def test_dashboard_honours_repairs_against_later_edge_updates(env, tmp_pat
     assert code == EXIT_CONSISTENT and doc["sites"][0]["slots"]["pinned"] == 1
 
 
-def test_unix_seconds_event_timestamp(tmp_path, chdb_path):
-    store = Store("chdb://%s" % chdb_path)
+def test_unix_seconds_event_timestamp(tmp_path, chdb_url):
+    store = Store(chdb_url)
     try:
         store.command("CREATE TABLE camera_events (site_name LowCardinality(String), cam_name "
                       "LowCardinality(String), people_count UInt16, event_timestamp UInt32, "
@@ -275,7 +275,7 @@ def test_unix_seconds_event_timestamp(tmp_path, chdb_path):
         raw(store, "SHOP", "TILL", T + 10, 2, ["CROWD_VIOLATION"])
         raw(store, "SHOP", "TILL", T + 900, 1)
         state(store, "SHOP", "d", "TILL", T, 2, 1, {"CROWD_VIOLATION": 1})
-        flags = ["--clickhouse-url", "chdb://%s" % chdb_path]
+        flags = ["--clickhouse-url", chdb_url]
         code, doc = report(flags, "--site", "SHOP", "--from", "2026-01-05", "--to", "2026-01-05")
     finally:
         store.close()
@@ -307,25 +307,32 @@ def test_storage_down_exits_2_with_one_line():
     assert len(err.strip().splitlines()) == 1 and "ClickHouse unavailable" in err
 
 
-def test_uint16_timestamp_is_refused(chdb_path):
-    store = Store("chdb://%s" % chdb_path)
+def test_uint16_timestamp_is_refused(chdb_url):
+    store = Store(chdb_url)
     try:
         store.command("CREATE TABLE camera_events (site_name LowCardinality(String), cam_name String, "
                       "people_count UInt16, event_timestamp UInt16, event_triggers Array(String)) "
                       "ENGINE = MergeTree ORDER BY site_name")
         schema.migrate(store)
-        code, _, err = reconcile(["--clickhouse-url", "chdb://%s" % chdb_path], "--site", "HQ")
+        code, _, err = reconcile(["--clickhouse-url", chdb_url], "--site", "HQ")
     finally:
         store.close()
     assert code == EXIT_ERROR and "UInt16" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.slow
-def test_real_subprocess_with_progress(env, tmp_path):
-    store, flags = env
-    seed_every_kind(store)
-    store.close()  # chDB: one process per data directory
+def test_real_subprocess_with_progress(tmp_path):
+    # chDB allows one process per data directory and this test process keeps its engine
+    # open for the other tests, so a child seeds a directory of its own first.
+    sites = tmp_path / "sites.toml"
+    sites.write_text(SITES_TOML)
+    url = "chdb://%s" % (tmp_path / "chdb")
+    flags = ["--clickhouse-url", url, "--sites-file", str(sites)]
     environ = {k: v for k, v in os.environ.items() if not k.startswith("HEATMAP_")}
+    seed = ("import sys; from central import schema; from central.store import Store; "
+            "from tests.central.test_reconcile import seed_every_kind; "
+            "s = Store(sys.argv[1]); schema.migrate(s); seed_every_kind(s); s.close()")
+    subprocess.run([sys.executable, "-c", seed, url], cwd=ROOT, env=environ, check=True, timeout=120)
     base = [sys.executable, "-m", "central", "reconcile", "--site", "HQ", "--from", "2025-12-20",
             "--to", "2026-01-05", "--log-level", "WARNING", *flags]
     proc = subprocess.run([*base, "--progress"], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120)

@@ -10,8 +10,8 @@ from central.store import Store
 
 
 @pytest.fixture
-def store(chdb_path):
-    s = Store("chdb://%s" % chdb_path)
+def store(chdb_url):
+    s = Store(chdb_url)
     yield s
     s.close()
 

@@ -56,13 +56,13 @@ def test_serve_consumes_and_stops_cleanly_on_sigterm(tmp_path, mosquitto):
 
 
 def test_migrate_refuses_a_uint16_timestamp_with_an_explanation(tmp_path):
-    import clickhouse_connect
-
     path = tmp_path / "chdb"
-    client = clickhouse_connect.get_client(dsn="chdb://%s" % path)
-    client.command("CREATE TABLE camera_events (site_name String, cam_name String, people_count UInt16, "
-                   "event_timestamp UInt16, event_triggers Array(String)) ENGINE = MergeTree ORDER BY site_name")
-    client.close()
+    # In a child process: this test process keeps its one chDB engine for the other tests.
+    create = ("import clickhouse_connect, sys; c = clickhouse_connect.get_client(dsn=sys.argv[1]); "
+              "c.command('CREATE TABLE camera_events (site_name String, cam_name String, "
+              "people_count UInt16, event_timestamp UInt16, event_triggers Array(String)) "
+              "ENGINE = MergeTree ORDER BY site_name'); c.close()")
+    subprocess.run([sys.executable, "-c", create, "chdb://%s" % path], check=True, timeout=120)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEATMAP_")}
     env["HEATMAP_CLICKHOUSE_URL"] = "chdb://%s" % path
     proc = subprocess.run([sys.executable, "-m", "central", "migrate"], cwd=REPO, env=env,

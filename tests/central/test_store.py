@@ -9,8 +9,8 @@ from central.store import Store
 from tests.harness import free_port
 
 
-async def test_async_and_sync_calls_on_chdb(chdb_path):
-    store = Store("chdb://%s" % chdb_path)
+async def test_async_and_sync_calls_on_chdb(chdb_url):
+    store = Store(chdb_url)
     try:
         assert store.engine == "chdb"
         store.command("CREATE TABLE t (a String, n UInt32) ENGINE = MergeTree ORDER BY a")

@@ -292,13 +292,22 @@ class Feeder:
     def run(self, target, per_second: float, stop: threading.Event | None = None,
             pause: threading.Event | None = None, tick: float = 0.1) -> None:
         """Send everything at ``per_second`` (blocking); ``pause`` set = hold back."""
-        per_tick = max(1, int(per_second * tick))
+        budget = 0.0
+        began, ticks = time.monotonic(), 0
         while not self.done and not (stop and stop.is_set()):
             with self.lock:
                 paused = pause is not None and pause.is_set()
                 if not paused:
-                    self.send(target, per_tick)
-            time.sleep(tick / 2 if paused else tick)
+                    budget += per_second * tick
+                    if budget >= 1:
+                        self.send(target, int(budget))
+                        budget -= int(budget)
+            if paused:
+                time.sleep(tick / 2)
+                began, ticks = time.monotonic(), 0
+            else:
+                ticks += 1  # paced by the clock, so slow sends do not stretch the run
+                time.sleep(max(0.0, began + ticks * tick - time.monotonic()))
 
     def sent_between(self, t0: float, t1: float) -> int:
         return sum(n for t, n in self.timeline if t0 <= t <= t1)

@@ -236,3 +236,28 @@ async def test_existing_datetime64_table(make_client, chdb_client):
     got = await get(client, "LONDON", "2026-10-25")
     assert got["hourly"] == [{"hour": 1, "count": 4, "intensity": "medium"}]
     assert got["critical_events"] == {"A": 2, "total_events": 1}
+
+
+async def test_raw_rows_from_another_path_show_after_the_ttl(make_client, chdb_client):
+    import asyncio
+
+    client = await make_client(cache_ttl=0.5, cache_ttl_past=0.5)
+    await post(client, [{"site": "TTL", "camera": "C", "timestamp": "2026-01-05T10:00:00Z", "people_count": 1}])
+    assert (await get(client, "TTL"))["critical_events"]["total_events"] == 1
+    # The customer's own pipeline writes straight into camera_events: no invalidation.
+    chdb_client.command("INSERT INTO camera_events VALUES ('TTL', 'C', 2, '2026-01-05 11:00:00', [])")
+    assert (await get(client, "TTL"))["critical_events"]["total_events"] == 1  # cached
+    await asyncio.sleep(0.6)
+    assert (await get(client, "TTL"))["critical_events"]["total_events"] == 2
+
+
+async def test_concurrent_misses_share_one_computation(make_client):
+    import asyncio
+
+    client = await make_client(cache_ttl=60, cache_ttl_past=60)
+    await post(client, [{"site": "FLIGHT", "camera": "C", "timestamp": "2026-01-05T10:00:00Z", "people_count": 1}])
+    dash = services(client).dashboard
+    before = dash.misses
+    answers = await asyncio.gather(*(get(client, "FLIGHT") for _ in range(20)))
+    assert all(a == answers[0] for a in answers)
+    assert dash.misses - before == 1

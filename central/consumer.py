@@ -66,7 +66,7 @@ class _Batch:
     states: list
     devices: list
     dead: list
-    acks: dict  # (site, device) -> {(camera, slot): highest rev written}
+    acks: dict  # (site, device) -> [AckItem], one per state written
     slots: dict  # site -> {slot}
 
 
@@ -225,14 +225,12 @@ class Consumer:
         self.metrics.mqtt_messages.labels(msg.type, "accepted").inc()
         seen[(site, device)] = received
         if isinstance(msg, protocol.StateBatch):
-            acks = batch.acks.setdefault((site, device), {})
+            acks = batch.acks.setdefault((site, device), [])
             slots = batch.slots.setdefault(site, set())
             for s in msg.states:
                 batch.states.append([site, device, s.camera, s.slot, s.peak, s.events, dict(s.triggers),
                                      s.rev, received])
-                key = (s.camera, s.slot)
-                if acks.get(key, 0) < s.rev:
-                    acks[key] = s.rev
+                acks.append(protocol.AckItem(s.camera, s.slot, s.rev))
                 slots.add(s.slot)
         elif isinstance(msg, protocol.Status):
             batch.devices.append([site, device, "status", msg.state, received, {}])
@@ -276,9 +274,8 @@ class Consumer:
         for item in batch.items:  # in arrival order, as MQTT requires
             if item.qos > 0 and item.generation == generation:
                 self._client.ack(item.mid, item.qos)
-        for (site, device), revs in batch.acks.items():
-            # An ack of revision r retires every revision <= r of that (camera, slot).
-            acks = [protocol.AckItem(cam, slot, rev) for (cam, slot), rev in revs.items()]
+        for (site, device), acks in batch.acks.items():
+            # One ack item per state written (also for repeats), so a sender can count them.
             for i in range(0, len(acks), protocol.MAX_STATES):
                 payload = protocol.encode(protocol.Ack(site, device, tuple(acks[i:i + protocol.MAX_STATES])),
                                           compress=True)

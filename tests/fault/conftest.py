@@ -26,7 +26,6 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-import clickhouse_connect
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
@@ -41,6 +40,14 @@ REPO = Path(__file__).resolve().parents[2]
 SITE = "FAULT_SITE"
 CAMERAS = "ENTRANCE:8:reception,OPEN_DESK:10:office,CAFETERIA:12:cafeteria,SERVER_ROOM:3:restricted"
 REPORT: list[dict] = []
+_QUERY_SCRIPT = """
+import json, sys
+import clickhouse_connect
+client = clickhouse_connect.get_client(dsn="chdb://" + sys.argv[1])
+rows = client.query(sys.argv[2], parameters=json.loads(sys.argv[3])).result_rows
+client.close()
+print(json.dumps([list(r) for r in rows], default=str))
+"""
 
 
 def child_env(**extra: str) -> dict:
@@ -170,22 +177,35 @@ class Central:
         except (urllib.error.URLError, OSError):
             return 0, b""
 
+    def metric(self, name: str) -> float:
+        """A counter from /metrics (summed over its labels); 0 if absent."""
+        status, body = self.get("/metrics")
+        assert status == 200, status
+        return sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines()
+                   if line.startswith(name) and line[len(name):len(name) + 1] in (" ", "{"))
+
     def dashboard(self, site: str, date: str, token: str | None = None) -> dict | None:
         status, body = self.get("/api/v1/dashboard/%s?date=%s" % (site, date), token)
         return json.loads(body) if status == 200 else None
 
+    def query(self, sql: str, parameters: dict | None = None) -> list[list]:
+        """Rows of ``sql`` on this central's chDB directory, read by a child process once
+        central has stopped (one process per directory; and reopening chDB on new
+        directories leaks descriptors in the pytest process)."""
+        assert self.proc is None or not self.proc.running, "stop central first (one process per chDB dir)"
+        out = subprocess.run([sys.executable, "-c", _QUERY_SCRIPT, str(self.chdb_dir), sql,
+                              json.dumps(parameters or {})], capture_output=True, text=True, timeout=120,
+                             cwd=REPO, env=child_env())
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout)
+
     def slot_states(self) -> dict:
         """(camera, slot) -> (peak, events, triggers) with the highest rev per device, summed
         over devices; central must be stopped. Also checks one row per key after FINAL."""
-        assert self.proc is None or not self.proc.running, "stop central first (one process per chDB dir)"
-        client = clickhouse_connect.get_client(dsn="chdb://%s" % self.chdb_dir)
-        try:
-            rows = client.query(
-                "SELECT device_id, cam_name, toUInt32(slot), argMax(peak, rev), argMax(events, rev), "
-                "argMax(triggers, rev), count() FROM slot_states FINAL WHERE site_name = {s:String} "
-                "GROUP BY device_id, cam_name, slot", parameters={"s": SITE}).result_rows
-        finally:
-            client.close()
+        rows = self.query(
+            "SELECT device_id, cam_name, toUInt32(slot), argMax(peak, rev), argMax(events, rev), "
+            "argMax(triggers, rev), count() FROM slot_states FINAL WHERE site_name = {s:String} "
+            "GROUP BY device_id, cam_name, slot", {"s": SITE})
         out: dict = {}
         for _device, cam, slot, peak, events, trig, n in rows:
             assert n == 1, "%d rows for one key after FINAL" % n

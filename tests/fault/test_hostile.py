@@ -19,7 +19,6 @@ import zlib
 from pathlib import Path
 from urllib.parse import quote
 
-import clickhouse_connect
 import paho.mqtt.client as mqtt
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -165,12 +164,8 @@ def test_fuzzed_datagrams_and_mqtt_payloads_change_nothing(mosquitto, spawn, fee
     assert agent.proc.running and central.proc.running
     assert agent.stop() == 0
     assert central.stop() == 0
-    client = clickhouse_connect.get_client(dsn="chdb://%s" % central.chdb_dir)
-    try:
-        dead = client.query("SELECT count() FROM dead_letters").result_rows[0][0]
-        sites = {r[0] for r in client.query("SELECT DISTINCT site_name FROM slot_states").result_rows}
-    finally:
-        client.close()
+    dead = central.query("SELECT count() FROM dead_letters")[0][0]
+    sites = {r[0] for r in central.query("SELECT DISTINCT site_name FROM slot_states")}
     result = compare(feed.expected(), central.slot_states())
     record("fuzzed datagrams + MQTT payloads", result, recover, bad_lines=counts["bad_lines"],
            mqtt_fuzz=counts["mqtt"], refused=int(refused), dead_letters=int(dead), bad_acks=int(bad_acks))
@@ -202,12 +197,8 @@ def test_schemathesis_every_endpoint_no_5xx_no_accepted_garbage(spawn, tmp_path:
     cases = re.search(r"(\d+) generated", proc.stdout)
     assert central.proc.running, "central died under schemathesis:\n" + central.proc.log()
     assert central.stop() == 0
-    client = clickhouse_connect.get_client(dsn="chdb://%s" % central.chdb_dir)
-    try:
-        rows = client.query("SELECT site_name, cam_name, people_count, toUnixTimestamp(event_timestamp), "
-                            "event_triggers FROM camera_events").result_rows
-    finally:
-        client.close()
+    rows = central.query("SELECT site_name, cam_name, people_count, toUnixTimestamp(event_timestamp), "
+                         "event_triggers FROM camera_events")
     bad = [r for r in rows if not (is_valid_name(r[0]) and is_valid_name(r[1])
                                    and 946684800 <= r[3] < 4102444800 and all(is_valid_name(t) for t in r[4]))]
     row = {"sent": len(rows), "got": len(rows), "lost": 0, "doubled": 0}
@@ -265,12 +256,8 @@ def test_oversized_bodies_get_413_and_sql_looking_names_4xx(spawn):
     dash = central.dashboard(SITE, time.strftime("%Y-%m-%d", time.gmtime(now)), TOKEN)
     assert dash is not None and dash["critical_events"]["total_events"] == 1
     assert central.stop() == 0
-    client = clickhouse_connect.get_client(dsn="chdb://%s" % central.chdb_dir)
-    try:
-        rows = client.query("SELECT count() FROM camera_events").result_rows[0][0]
-        tables = {r[0] for r in client.query("SHOW TABLES").result_rows}
-    finally:
-        client.close()
+    rows = central.query("SELECT count() FROM camera_events")[0][0]
+    tables = {r[0] for r in central.query("SHOW TABLES")}
     assert rows == 1
     assert {"camera_events", "slot_states", "slot_repairs"} <= tables
     record("413 + SQL-looking names", {"sent": 1, "got": rows, "lost": 0, "doubled": 0}, None,

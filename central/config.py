@@ -27,7 +27,14 @@ __all__ = ["Config", "MqttSettings", "SETTINGS", "add_arguments"]
 # Variables the edge agent and tools read; a one-box install may set them in the same
 # environment, so central tolerates them instead of calling them unknown.
 _FOREIGN = frozenset(
-    {"HEATMAP_SITE", "HEATMAP_DEVICE_ID", "HEATMAP_STATE_DIR", "HEATMAP_UDP_ADDR"}
+    "HEATMAP_" + name
+    for name in (
+        "ACK_TIMEOUT", "COMMIT_INTERVAL", "DEVICE_ID", "LOCAL_MQTT_MAPPING", "LOCAL_MQTT_TOPIC",
+        "LOCAL_MQTT_URL", "MAX_BACKOFF", "MAX_CAMERAS", "MAX_FUTURE", "MAX_INFLIGHT_STATES",
+        "MAX_MESSAGE_BYTES", "MAX_STATES_PER_MESSAGE", "MAX_TRIGGERS", "MQTT_CERT_FILE",
+        "MQTT_KEY_FILE", "MQTT_PASSWORD_FILE", "MQTT_USERNAME", "PUBLISH_INTERVAL",
+        "RETENTION_DAYS", "SITE", "STATE_DIR", "STATS_INTERVAL", "UDP_ADDR", "UNIX_SOCKET",
+    )
 )
 _FOREIGN_PREFIXES = ("HEATMAP_EDGE_", "HEATMAP_DEMO_", "HEATMAP_RECONCILE_", "HEATMAP_TEST_")
 

@@ -54,7 +54,8 @@ def test_invalid_settings_name_the_variable(env, needle):
 
 
 def test_edge_variables_are_tolerated():
-    Config.load(environ={"HEATMAP_SITE": "X", "HEATMAP_DEVICE_ID": "d"})
+    Config.load(environ={"HEATMAP_SITE": "X", "HEATMAP_DEVICE_ID": "d", "HEATMAP_PUBLISH_INTERVAL": "5",
+                         "HEATMAP_DEMO_X": "1"})
 
 
 def test_token_from_systemd_credentials(tmp_path):

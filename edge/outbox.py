@@ -8,7 +8,9 @@ after a restart revisions continue above everything ever published.
 
 A file that SQLite cannot read (corrupt, truncated, not a database, a foreign schema) is
 moved aside as ``<name>.corrupt-<UTC time>`` with its WAL, reported, and a fresh outbox is
-started. A fresh outbox seeds its counter from the clock in microseconds, so a device whose
+started. An OperationalError at open (locked by another process, disk I/O error, disk full)
+says nothing about the file: it is retried briefly, then the open fails with a clear
+:class:`OutboxError` and the file stays as it is. A fresh outbox seeds its counter from the clock in microseconds, so a device whose
 state was lost still publishes revisions above the ones central already holds.
 """
 
@@ -47,7 +49,8 @@ _SCHEMA = (
 class Outbox:
     """One SQLite file; every method may be called from any thread (a lock serialises)."""
 
-    def __init__(self, path: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: str, clock: Callable[[], float] = time.time, attempts: int = 3,
+                 timeout: float = 5.0) -> None:
         self.path = path
         self.clock = clock
         self.quarantined: Optional[str] = None
@@ -57,20 +60,37 @@ class Outbox:
             os.makedirs(directory, exist_ok=True)
         except OSError as exc:
             raise OutboxError("cannot create %s: %s" % (directory, exc.strerror)) from None
+        self.fresh = False
         try:
-            self._db = self._open()
+            self._db = self._open_retrying(attempts, timeout)
+        except sqlite3.OperationalError as exc:
+            # Locked, disk I/O error, disk full, no permission: the file may be healthy, so
+            # it is never moved aside for this; startup fails and systemd tries again.
+            raise OutboxError("cannot open %s: %s" % (path, exc)) from None
         except sqlite3.DatabaseError as exc:
             self.quarantined = self._quarantine(exc)
             try:
-                self._db = self._open()
+                self._db = self._open_retrying(attempts, timeout)
             except sqlite3.Error as again:
                 raise OutboxError("cannot open a fresh outbox at %s: %s" % (path, again)) from None
-        except sqlite3.Error as exc:  # pragma: no cover - e.g. a read-only directory
+        except sqlite3.Error as exc:  # pragma: no cover
             raise OutboxError("cannot open %s: %s" % (path, exc)) from None
         self.rev = self._meta("rev")
 
-    def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
+    def _open_retrying(self, attempts: int, timeout: float) -> sqlite3.Connection:
+        """:meth:`_open`, retried briefly on an OperationalError (e.g. another process's lock)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._open(timeout)
+            except sqlite3.OperationalError as exc:
+                if attempt == attempts:
+                    raise
+                log.warning("outbox %s: %s (attempt %d of %d, retrying)", self.path, exc, attempt, attempts)
+                time.sleep(min(timeout, 1.0))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _open(self, timeout: float) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=timeout)
         try:
             mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode != "wal":
@@ -89,6 +109,7 @@ class Outbox:
             if row is None:
                 seed = min(int(self.clock() * 1e6), MAX_REV // 2)
                 db.executemany("INSERT INTO meta VALUES (?, ?)", [("schema", SCHEMA_VERSION), ("rev", seed)])
+                self.fresh = True
             elif row[0] != SCHEMA_VERSION:
                 db.execute("ROLLBACK")
                 raise sqlite3.DatabaseError("outbox schema %r, this agent writes %d" % (row[0], SCHEMA_VERSION))

@@ -6,6 +6,9 @@ import os
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from edge.exceptions import OutboxError
 from edge.outbox import Outbox
 
 SLOT = 1_767_600_000
@@ -88,4 +91,35 @@ def test_a_foreign_database_is_not_adopted(tmp_path):
     db.close()
     box = Outbox(path)
     assert box.quarantined is not None
+    box.close()
+
+
+def test_a_locked_outbox_is_retried_then_refused_and_never_quarantined(tmp_path):
+    path = str(tmp_path / "outbox.sqlite")
+    box = Outbox(path)
+    items = box.commit([("CAM", SLOT, 3, 10, {})])
+    box.close()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        with pytest.raises(OutboxError, match="locked"):
+            Outbox(path, attempts=2, timeout=0.1)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert sorted(os.listdir(str(tmp_path))) == ["outbox.sqlite"]
+    box = Outbox(path)  # the lock is gone: everything is still there, unacked
+    assert box.quarantined is None and not box.fresh
+    assert box.rev == items[0][2]
+    assert [(s.camera, s.events) for s, _ in box.load(0)[1]] == [("CAM", 10)]
+    box.close()
+
+
+def test_only_a_new_file_is_fresh(tmp_path):
+    path = str(tmp_path / "outbox.sqlite")
+    box = Outbox(path)
+    assert box.fresh and box.quarantined is None
+    box.close()
+    box = Outbox(path)
+    assert not box.fresh
     box.close()

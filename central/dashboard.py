@@ -8,7 +8,9 @@ concurrently, then a merge in Python over at most cameras x 100 slots.
 
 Answers are cached per (site, date) as ready JSON bytes. Writers invalidate the dates they
 touch; a time-to-live covers raw rows that land through other ingestion paths (short for
-recent days, longer for old ones). Concurrent misses for one key share one computation.
+recent days, longer for old ones). Concurrent misses for one key share one computation, as
+long as no write invalidated the key since it started; it runs as a task of its own, so a
+caller that is cancelled does not cancel it for the others.
 """
 
 from __future__ import annotations
@@ -163,7 +165,12 @@ def compute(site: Site, day: date, edge: Iterable, repairs: Iterable, raw: Itera
 
 
 class DashboardCache:
-    """Ready answers per (site, date) with a time to live; bounded, oldest dropped first."""
+    """Ready answers per (site, date) with a time to live; bounded, oldest dropped first.
+
+    Versions come from one counter that only grows, so a computation that captured a
+    version before an invalidation can never match again, even after the version table is
+    trimmed (trimmed keys read as the counter's value at the trim).
+    """
 
     def __init__(self, ttl: float, ttl_past: float, max_entries: int = 20000):
         self.ttl = ttl
@@ -171,6 +178,8 @@ class DashboardCache:
         self.max_entries = max_entries
         self._entries: dict[tuple[str, str], tuple[float, bytes]] = {}
         self._versions: dict[tuple[str, str], int] = {}
+        self._counter = 0
+        self._floor = 0  # the version of every key not in _versions
 
     def ttl_for(self, day: date) -> float:
         age_days = (datetime.now(timezone.utc).date() - day).days
@@ -186,10 +195,10 @@ class DashboardCache:
         return entry[1]
 
     def version(self, key: tuple[str, str]) -> int:
-        return self._versions.get(key, 0)
+        return self._versions.get(key, self._floor)
 
     def put(self, key: tuple[str, str], body: bytes, ttl: float, version: int) -> None:
-        if ttl <= 0 or self._versions.get(key, 0) != version:
+        if ttl <= 0 or self.version(key) != version:
             return  # invalidated while it was being computed
         if len(self._entries) >= self.max_entries:
             self._entries.pop(next(iter(self._entries)))
@@ -198,9 +207,13 @@ class DashboardCache:
     def invalidate(self, site: str, day: str) -> None:
         key = (site, day)
         self._entries.pop(key, None)
-        self._versions[key] = self._versions.get(key, 0) + 1
-        if len(self._versions) > 4 * self.max_entries:
-            self._versions.clear()  # versions only need to outlive in-flight computations
+        self._counter += 1
+        if len(self._versions) >= 4 * self.max_entries:
+            # Every version handed out so far is below the counter: none matches again.
+            self._versions.clear()
+            self._floor = self._counter
+        else:
+            self._versions[key] = self._counter
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -214,7 +227,7 @@ class Dashboard:
         self.sites = sites
         self.raw_time = raw_time
         self.cache = cache
-        self._inflight: dict[tuple[str, str], asyncio.Future] = {}
+        self._inflight: dict[tuple[str, str], tuple[int, asyncio.Task]] = {}
         self._raw_sql = RAW_SQL % {"slot": raw_time.slot, "where": raw_time.where()}
         self.hits = 0
         self.misses = 0
@@ -225,25 +238,27 @@ class Dashboard:
         if body is not None:
             self.hits += 1
             return body
-        pending = self._inflight.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        self.misses += 1
-        future = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
         version = self.cache.version(key)
+        pending = self._inflight.get(key)
+        if pending is None or pending[0] != version:
+            # None in flight, or the one in flight started before an invalidation.
+            self.misses += 1
+            task = asyncio.create_task(self._compute(key, site_name, day, version))
+            task.add_done_callback(_retrieve)
+            pending = self._inflight[key] = (version, task)
+        # The computation is a task of its own: a caller cancelled leaves it to the others.
+        return await asyncio.shield(pending[1])
+
+    async def _compute(self, key: tuple[str, str], site_name: str, day: date, version: int) -> bytes:
         try:
             doc = await self.document(site_name, day)
             body = json.dumps(doc, separators=(",", ":")).encode()
             self.cache.put(key, body, self.cache.ttl_for(day), version)
-            future.set_result(body)
             return body
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # marks it retrieved when nobody else waits
-            raise
         finally:
-            self._inflight.pop(key, None)
+            entry = self._inflight.get(key)
+            if entry is not None and entry[1] is asyncio.current_task():
+                del self._inflight[key]
 
     async def document(self, site_name: str, day: date) -> dict:
         site = self.sites.get(site_name)
@@ -261,3 +276,10 @@ class Dashboard:
         tz = self.sites.get(site_name).tz
         for day in {datetime.fromtimestamp(s, tz).date().isoformat() for s in slots}:
             self.cache.invalidate(site_name, day)
+            self._inflight.pop((site_name, day), None)  # later requests must not join it
+
+
+def _retrieve(task: asyncio.Task) -> None:
+    """Marks a computation's exception retrieved when every caller has gone."""
+    if not task.cancelled():
+        task.exception()

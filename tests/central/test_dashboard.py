@@ -261,3 +261,76 @@ async def test_concurrent_misses_share_one_computation(make_client):
     answers = await asyncio.gather(*(get(client, "FLIGHT") for _ in range(20)))
     assert all(a == answers[0] for a in answers)
     assert dash.misses - before == 1
+
+
+def gate_first_document(dash):
+    """Holds the first computation's answer (read already) until the returned event is set."""
+    import asyncio
+
+    gate, real, calls = asyncio.Event(), dash.store.aquery, []
+
+    async def aquery(sql, params):
+        rows = await real(sql, params)
+        calls.append(sql)
+        if len(calls) <= 3:  # one document is three queries
+            await gate.wait()
+        return rows
+
+    dash.store.aquery = aquery
+    return gate
+
+
+async def test_a_request_after_a_write_does_not_join_an_older_computation(make_client):
+    import asyncio
+
+    client = await make_client(cache_ttl=60, cache_ttl_past=60)
+    event = {"site": "RACE", "camera": "C", "timestamp": "2026-01-05T10:00:00Z", "people_count": 1}
+    await post(client, [event])
+    gate = gate_first_document(services(client).dashboard)
+    try:
+        before = asyncio.create_task(get(client, "RACE"))
+        await asyncio.sleep(0.3)  # its queries ran: it holds one event
+        await post(client, [dict(event, timestamp="2026-01-05T11:00:00Z")])
+        after = await asyncio.wait_for(get(client, "RACE"), 10)
+        assert after["critical_events"]["total_events"] == 2
+    finally:
+        gate.set()
+    assert (await before)["critical_events"]["total_events"] == 1
+    # The older answer was not cached over the newer one.
+    assert (await get(client, "RACE"))["critical_events"]["total_events"] == 2
+
+
+async def test_cancelling_one_caller_does_not_fail_the_others(make_client):
+    import asyncio
+    from datetime import date
+
+    client = await make_client(cache_ttl=60, cache_ttl_past=60)
+    await post(client, [{"site": "CANCEL", "camera": "C", "timestamp": "2026-01-05T10:00:00Z", "people_count": 3}])
+    dash = services(client).dashboard
+    gate = gate_first_document(dash)
+    first = asyncio.create_task(dash.answer("CANCEL", date(2026, 1, 5)))
+    await asyncio.sleep(0.3)
+    second = asyncio.create_task(dash.answer("CANCEL", date(2026, 1, 5)))
+    await asyncio.sleep(0.05)
+    first.cancel()
+    await asyncio.sleep(0.05)
+    gate.set()
+    body = await asyncio.wait_for(second, 10)
+    assert b'"total_events":1' in body
+    assert first.cancelled() and dash.misses == 1
+
+
+def test_a_trimmed_version_table_never_readmits_a_stale_answer():
+    from central.dashboard import DashboardCache
+
+    cache = DashboardCache(60, 60, max_entries=1)
+    key = ("S", "2026-01-05")
+    captured = cache.version(key)  # a computation starts
+    cache.invalidate(*key)  # a write lands while it runs
+    for n in range(8):  # enough other writes to trim the version table
+        cache.invalidate("S", "2026-02-%02d" % (n + 1))
+    cache.put(key, b"stale", 60, captured)
+    assert cache.get(key) is None
+    fresh = cache.version(key)
+    cache.put(key, b"fresh", 60, fresh)
+    assert cache.get(key) == b"fresh"

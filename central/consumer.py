@@ -6,7 +6,9 @@ writer thread validates each message (``shared.protocol.decode`` and ``check_ide
 against the topic), writes a batch (flushed by size or time) and only after the inserts
 returned acks each MQTT message to the broker, in arrival order, then publishes an ``Ack``
 to each device's ack topic. Refused messages go to ``dead_letters`` with their reason and
-are acked too (they will not get better by redelivery).
+are acked too (they will not get better by redelivery); an unexpected error decoding one
+message makes it a dead letter too (``internal_error``), and a batch insert failing with any
+exception is retried like a storage error, so a taken message is never silently dropped.
 
 While ClickHouse is unreachable the batch is retried with backoff and nothing is acked; the
 broker sends at most ``HEATMAP_MQTT_INFLIGHT`` unacked messages (MQTT 5 Receive Maximum),
@@ -88,6 +90,7 @@ class Consumer:
         self._in_batch = 0  # items in the batch being decoded
         self._handed = 0  # items in decoded batches not yet written and acked
         self._generation = 0
+        self._partial: _Batch | None = None  # the batch _collect is filling
         self._stopping = threading.Event()
         self._writer_done = threading.Event()
         self._decoder = threading.Thread(target=self._decode_loop, name="mqtt-decoder", daemon=True)
@@ -181,7 +184,7 @@ class Consumer:
             first = self._queue.get(timeout=0.2)
         except queue.Empty:
             return None
-        batch = _Batch([], [], [], [], {}, {})
+        batch = self._partial = _Batch([], [], [], [], {}, {})
         seen: dict[tuple[str, str], datetime] = {}
         self._add(batch, first, seen)
         deadline = time.monotonic() + self.config.batch_seconds
@@ -206,6 +209,8 @@ class Consumer:
         return batch
 
     def _add(self, batch: _Batch, item: _Item, seen: dict) -> None:
+        """Decode one taken item into ``batch``; never raises, so a taken item is always
+        written (as rows or as a dead letter) and then acked."""
         batch.items.append(item)
         self._in_batch = len(batch.items)
         received = datetime.fromtimestamp(item.received_at, timezone.utc)
@@ -215,28 +220,39 @@ class Consumer:
             site, device = topic.site, topic.device
             msg = protocol.decode(item.payload)
             protocol.check_identity(msg, topic)
+            states, devices = [], []
+            if isinstance(msg, protocol.StateBatch):
+                states = [[site, device, s.camera, s.slot, s.peak, s.events, dict(s.triggers), s.rev, received]
+                          for s in msg.states]
+            elif isinstance(msg, protocol.Status):
+                devices = [[site, device, "status", msg.state, received, {}]]
+            elif isinstance(msg, protocol.Stats):
+                devices = [[site, device, "stats", "", received, {k: float(v) for k, v in msg.stats.items()}]]
         except HeatmapError as exc:
-            self.metrics.dead_letters.labels(exc.code).inc()
-            self.metrics.mqtt_messages.labels("unknown", "dead").inc()
-            batch.dead.append([received, item.topic[:512], site, device, exc.code, exc.field or "",
-                               exc.reason[:1000], bytes(item.payload[:_MAX_DEAD_PAYLOAD]), len(item.payload)])
+            self._dead(batch, item, received, site, device, exc.code, exc.field or "", exc.reason)
             logger.debug("dead letter on %s: %s", item.topic, exc)
+            return
+        except Exception as exc:  # a bug: the message is kept as a dead letter, not lost
+            logger.exception("unexpected error decoding a message on %s; stored as a dead letter", item.topic)
+            self._dead(batch, item, received, site, device, "internal_error", "",
+                       "%s: %s" % (type(exc).__name__, exc))
             return
         self.metrics.mqtt_messages.labels(msg.type, "accepted").inc()
         seen[(site, device)] = received
-        if isinstance(msg, protocol.StateBatch):
-            acks = batch.acks.setdefault((site, device), [])
-            slots = batch.slots.setdefault(site, set())
-            for s in msg.states:
-                batch.states.append([site, device, s.camera, s.slot, s.peak, s.events, dict(s.triggers),
-                                     s.rev, received])
-                acks.append(protocol.AckItem(s.camera, s.slot, s.rev))
-                slots.add(s.slot)
-        elif isinstance(msg, protocol.Status):
-            batch.devices.append([site, device, "status", msg.state, received, {}])
-        elif isinstance(msg, protocol.Stats):
-            batch.devices.append([site, device, "stats", "", received,
-                                  {k: float(v) for k, v in msg.stats.items()}])
+        batch.devices.extend(devices)
+        if states:
+            batch.states.extend(states)
+            batch.acks.setdefault((site, device), []).extend(
+                protocol.AckItem(row[2], row[3], row[7]) for row in states)
+            batch.slots.setdefault(site, set()).update(row[3] for row in states)
+
+    def _dead(self, batch: _Batch, item: _Item, received: datetime, site: str, device: str,
+              reason: str, field: str, message: str) -> None:
+        self.metrics.dead_letters.labels(reason).inc()
+        self.metrics.mqtt_messages.labels("unknown", "dead").inc()
+        payload = bytes(item.payload or b"")
+        batch.dead.append([received, str(item.topic)[:512], site, device, reason, field, message[:1000],
+                           payload[:_MAX_DEAD_PAYLOAD], len(payload)])
 
     def _insert(self, batch: _Batch) -> None:
         started = time.perf_counter()
@@ -256,10 +272,11 @@ class Consumer:
                     logger.info("storage is back; %d messages written", len(batch.items))
                 self.degraded = False
                 return True
-            except StorageError as exc:
+            except Exception as exc:  # storage trouble, or a bug: retried alike, nothing acked
                 self.degraded = True
                 self.metrics.insert_failures.labels(type(exc).__name__).inc()
-                logger.warning("batch insert failed (retrying in %.1f s, nothing acked): %s", delay, exc)
+                logger.warning("batch insert failed (retrying in %.1f s, nothing acked): %s", delay, exc,
+                               exc_info=not isinstance(exc, StorageError))
             if self._stopping.is_set():
                 give_up_at = give_up_at or time.monotonic() + self.shutdown_timeout
                 if time.monotonic() >= give_up_at:
@@ -270,31 +287,45 @@ class Consumer:
             delay = min(delay * 2, 30.0)
 
     def _acknowledge(self, batch: _Batch) -> None:
+        """After the write: ack every message, then tell devices and the dashboard. A failure
+        in one step is logged and does not skip the others (the rows are already stored)."""
         generation = self._generation
         for item in batch.items:  # in arrival order, as MQTT requires
             if item.qos > 0 and item.generation == generation:
-                self._client.ack(item.mid, item.qos)
+                try:
+                    self._client.ack(item.mid, item.qos)
+                except Exception:  # the broker redelivers it; rewriting is harmless
+                    logger.exception("MQTT ack of message %d failed", item.mid)
+        self.metrics.states_written.inc(len(batch.states))
         for (site, device), acks in batch.acks.items():
             # One ack item per state written (also for repeats), so a sender can count them.
-            for i in range(0, len(acks), protocol.MAX_STATES):
-                payload = protocol.encode(protocol.Ack(site, device, tuple(acks[i:i + protocol.MAX_STATES])),
-                                          compress=True)
-                self._client.publish(topics.ack_topic(site, device), payload, qos=1)
-                self.metrics.device_acks.inc()
-        self.metrics.states_written.inc(len(batch.states))
+            try:
+                for i in range(0, len(acks), protocol.MAX_STATES):
+                    payload = protocol.encode(protocol.Ack(site, device, tuple(acks[i:i + protocol.MAX_STATES])),
+                                              compress=True)
+                    self._client.publish(topics.ack_topic(site, device), payload, qos=1)
+                    self.metrics.device_acks.inc()
+            except Exception:  # the device resends unacked states; harmless
+                logger.exception("publishing the ack to %s/%s failed", site, device)
         if self.on_written is not None:
             for site, slots in batch.slots.items():
-                self.on_written(site, slots)
+                try:
+                    self.on_written(site, slots)
+                except Exception:
+                    logger.exception("the written-callback failed for site %s", site)
 
     def _decode_loop(self) -> None:
         while not self._writer_done.is_set():
+            self._partial = None
             try:
                 batch = self._collect()
-            except Exception:  # a bug must not kill the thread silently; nothing is acked
-                logger.exception("decoding a consumer batch failed; its messages stay unacked")
+            except Exception:  # a bug must not kill the thread or lose what was taken
+                logger.exception("collecting a consumer batch failed; writing what was taken")
+                batch = self._partial if self._partial is not None and self._partial.items else None
                 self._in_batch = 0
-                time.sleep(1)
-                continue
+                if batch is None:
+                    time.sleep(1)
+                    continue
             if batch is None:
                 if self._stopping.is_set() and self._queue.empty():
                     break

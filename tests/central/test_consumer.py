@@ -155,6 +155,58 @@ async def test_bad_messages_go_to_dead_letters_with_reasons(central, mosquitto, 
         dev.close()
 
 
+async def test_an_unexpected_decode_error_becomes_a_dead_letter(central, mosquitto, chdb_client, monkeypatch):
+    import central.consumer as consumer_module
+
+    real = consumer_module.protocol.check_identity
+
+    def check_identity(msg, topic):  # a bug that only messages of one device hit
+        if topic.device == "buggy":
+            raise KeyError("boom")
+        return real(msg, topic)
+
+    monkeypatch.setattr(consumer_module.protocol, "check_identity", check_identity)
+    buggy, dev = Device(mosquitto, device="buggy"), Device(mosquitto)
+    try:
+        buggy.publish(buggy.states([state(rev=5)]))
+        dev.publish(dev.states([state(rev=6)]))
+        acks = await asyncio.get_running_loop().run_in_executor(
+            None, dev.ack_items, 20.0, {("EMPLOYEE_AREA", SLOT, 6)})
+        assert ("EMPLOYEE_AREA", SLOT, 6) in acks
+        row = await wait_for(lambda: chdb_client.query(
+            "SELECT reason, device_id, message FROM dead_letters").result_rows or None)
+        assert row == [("internal_error", "buggy", "KeyError: 'boom'")]
+        await wait_for(lambda: services(central).consumer.pending == 0)
+    finally:
+        buggy.close()
+        dev.close()
+
+
+async def test_a_batch_write_failing_with_any_exception_is_retried(central, mosquitto, chdb_client, monkeypatch):
+    store = services(central).store
+    real, failures = store.insert, []
+
+    def insert(table, rows, columns, settings=None):
+        if table == "slot_states" and rows and len(failures) < 2:
+            failures.append(table)
+            raise TypeError("a bug in the insert path")
+        return real(table, rows, columns, settings)
+
+    monkeypatch.setattr(store, "insert", insert)
+    dev = Device(mosquitto)
+    try:
+        dev.publish(dev.states([state(rev=9)]))
+        acks = await asyncio.get_running_loop().run_in_executor(
+            None, dev.ack_items, 20.0, {("EMPLOYEE_AREA", SLOT, 9)})
+        assert ("EMPLOYEE_AREA", SLOT, 9) in acks and len(failures) == 2
+        assert chdb_client.query("SELECT max(rev) FROM slot_states").result_rows == [(9,)]
+        metrics = await (await central.get("/metrics")).text()
+        assert 'heatmap_insert_failures_total{reason="TypeError"} 2.0' in metrics
+        await wait_for(lambda: services(central).consumer.pending == 0)
+    finally:
+        dev.close()
+
+
 @pytest.mark.slow
 async def test_storage_outage_acks_nothing_until_the_insert_succeeds(central, mosquitto, chdb_client):
     dev = Device(mosquitto)

@@ -267,9 +267,12 @@ class Agent:
         # Marks first: every message an input marks was recorded before collect() runs.
         marks = [inp.mark() for inp in self.inputs]
         total = 0
+        fold = True
         while True:
-            # In chunks: a full window of changed slots never sits in memory at once.
-            changes = self.buffers.collect(limit=_COMMIT_CHUNK)
+            # In chunks: a full window of changed slots never sits in memory at once. Hot
+            # cells fold in once per pass only, so steady input cannot keep the pass going.
+            changes = self.buffers.collect(limit=_COMMIT_CHUNK, fold=fold)
+            fold = False
             if not changes:
                 break
             try:
@@ -280,6 +283,8 @@ class Agent:
                 raise
             self.pending.add(items, time.time())
             total += len(items)
+            if len(changes) < _COMMIT_CHUNK:
+                break
         if total > _COMMIT_CHUNK:
             trim()
         for inp, mark in zip(self.inputs, marks):

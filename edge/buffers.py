@@ -142,15 +142,17 @@ class SlotBuffers(BatchMixin):
         self.accepted += 1
         return True
 
-    def collect(self, limit: Optional[int] = None) -> List[SlotValues]:
+    def collect(self, limit: Optional[int] = None, fold: bool = True) -> List[SlotValues]:
         """Fold hot cells in and return slots changed since they were last collected.
 
-        With ``limit``, at most that many; the rest stay marked for the next call.
+        With ``limit``, at most that many; the rest stay marked for the next call. With
+        ``fold=False`` hot cells are left alone: the further chunks of one commit then drain
+        what was changed at its first call, however fast events keep coming.
         """
         with self.lock:
             now = self.clock()
             current = int(now // SLOT_SECONDS)
-            for camera, cell in list(self._hot.items()):
+            for camera, cell in list(self._hot.items()) if fold else ():
                 self._fold(cell)
                 if cell[_SLOT] != current:
                     del self._hot[camera]

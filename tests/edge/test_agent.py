@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
+import threading
 import time
 import zlib
 
@@ -203,3 +205,60 @@ def test_stop_twice_is_harmless(make_config):
     agent.stop()
     agent.stop()
     assert agent.record("CAM", 1)  # recording still counts in memory; nothing is committed
+
+
+def test_commits_and_publishes_go_on_under_steady_input(central, make_config):
+    agent = Agent(make_config(commit_interval=0.05, publish_interval=0.1)).start()
+    stop = threading.Event()
+    recorded = [0]
+
+    def feed() -> None:
+        i = 0
+        while not stop.is_set():
+            agent.record("CAM%d" % (i % 16), 3)
+            i += 1
+        recorded[0] = i
+
+    feeder = threading.Thread(target=feed)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # the feeder and the main loop interleave as on two cores
+    feeder.start()
+    try:
+        time.sleep(0.3)
+        assert agent.flush(5)
+        assert agent.flush(5)
+        assert central.wait_for(lambda: total_events(central) > 0, 5)
+    finally:
+        stop.set()
+        feeder.join()
+        sys.setswitchinterval(switch)
+    try:
+        assert agent.wait_acked(10)
+        assert central.wait_for(lambda: total_events(central) == recorded[0], 5)
+    finally:
+        agent.stop()
+
+
+def test_a_commit_pass_ends_although_events_arrive_during_it(make_config):
+    agent = Agent(make_config(mqtt=None, commit_interval=60.0, publish_interval=60.0)).start()
+    commit = agent.outbox.commit
+    calls = [0]
+
+    def commit_while_events_arrive(changes):
+        # The real commit, then an event for the current slot, as under steady input.
+        items = commit(changes)
+        calls[0] += 1
+        if calls[0] < 200:
+            agent.record("CAM", 1)
+        return items
+
+    agent.outbox.commit = commit_while_events_arrive
+    try:
+        agent.record("CAM", 1)
+        assert agent.flush(5)
+        assert calls[0] == 1  # one chunk; the event that came during it waits for the next pass
+        assert agent.flush(5)
+        assert calls[0] == 2
+        assert agent.outbox.load(0)[0][0][3] == 2
+    finally:
+        agent.stop()

@@ -13,6 +13,7 @@ thread may record.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -30,6 +31,8 @@ from ._batch import BatchMixin
 from .refusals import Refusals
 
 __all__ = ["SlotBuffers", "SlotValues"]
+
+log = logging.getLogger(__name__)
 
 #: (camera, slot start, peak, events, {trigger: count}) of one changed slot.
 SlotValues = Tuple[str, int, int, int, Dict[str, int]]
@@ -189,12 +192,19 @@ class SlotBuffers(BatchMixin):
     def restore(self, states: Iterable[SlotValues]) -> int:
         """Load committed states (absolute values) so counting continues on top of them."""
         n = 0
+        limits = (self.max_cameras, self.max_triggers)
         with self.lock:
             lower = int((self.clock() - self.retention) // SLOT_SECONDS)
             for camera, slot_start, peak, events, trig in states:
                 slot = slot_start // SLOT_SECONDS
+                if slot < lower:
+                    continue
+                # Limits lowered since these states were committed grow to fit them: a
+                # dropped camera or trigger would vanish from the next, higher revision.
+                if camera not in self._cameras and len(self._camera_names) >= self.max_cameras:
+                    self.max_cameras = len(self._camera_names) + 1
                 col = self._camera_column(camera)
-                if slot < lower or col is None:
+                if col is None:
                     continue
                 row = self._claim(slot)
                 if row is None:
@@ -202,10 +212,16 @@ class SlotBuffers(BatchMixin):
                 self._peak[row, col] = peak
                 self._events[row, col] = events
                 for name, value in trig.items():
+                    if name not in self._triggers and len(self._trigger_names) >= self.max_triggers:
+                        self.max_triggers = len(self._trigger_names) + 1
                     idx = self._trigger_index(name)
                     if idx is not None:
                         self._trig[row, col, idx] = value
                 n += 1
+        if (self.max_cameras, self.max_triggers) != limits:
+            log.warning("the outbox holds more cameras or triggers than configured: limits raised "
+                        "to max_cameras=%d, max_triggers=%d (from %d, %d)",
+                        self.max_cameras, self.max_triggers, limits[0], limits[1])
         return n
 
     def cameras(self) -> List[str]:

@@ -206,3 +206,15 @@ def test_concurrent_recorders_and_a_collector_lose_nothing():
     for c, s, p, e, t in b.collect():
         totals[(c, s)] = (p, e, t)
     assert totals == {("CAM0", SLOT): (49, 40000, {"A": 20000}), ("CAM1", SLOT): (49, 40000, {"A": 20000})}
+
+
+def test_restore_raises_lowered_limits_to_fit_the_outbox(caplog):
+    b = SlotBuffers(clock=Clock(), max_cameras=2, max_triggers=1)
+    states = [("CAM%d" % i, SLOT, i, 10 + i, {"A": 1, "B": 2, "C%d" % i: 3}) for i in range(3)]
+    assert b.restore(states) == 3
+    assert (b.max_cameras, b.max_triggers) == (3, 5)
+    assert "limits raised to max_cameras=3, max_triggers=5" in caplog.text
+    b.record("CAM2", 1, NOW, ["A"])
+    assert by_key(b.collect()) == {("CAM2", SLOT): (2, 13, {"A": 2, "B": 2, "C2": 3})}
+    assert not b.record("CAM3", 1, NOW)  # beyond what the outbox needed: still refused
+    assert b.refusals.snapshot() == {"too_many_cameras": 1}

@@ -57,6 +57,8 @@ class Services:
         self.store = store
         self.owns_store = store is None
         self.raw_time: schema.RawTime | None = None
+        #: Whether camera_events drops a repeated insert (None until the schema is read).
+        self.raw_dedup: bool | None = None
         self.dashboard: Dashboard | None = None
         self.registry: Registry | None = None
         self.ingestor: Ingestor | None = None
@@ -69,6 +71,15 @@ class Services:
         assert self.store is not None
         schema.migrate(self.store, self.config.clickhouse_cluster)
         self.raw_time = schema.detect_raw_time(self.store, self.config.event_timestamp_expr)
+        dedup, why = schema.detect_raw_dedup(self.store)
+        if not dedup and self.raw_time.writable:
+            logger.warning(
+                "camera_events does not deduplicate inserts (%s): POST /api/v1/events idempotency rests "
+                "on ingest_batches alone, and a retry of a request that failed midway is refused as in "
+                "doubt; to fix: ALTER TABLE camera_events MODIFY SETTING non_replicated_deduplication_window "
+                "= 10000", why)
+        self.raw_dedup = dedup
+        self.metrics.raw_insert_dedup.set(1 if dedup else 0)
 
     def ready_services(self) -> None:
         assert self.store is not None and self.raw_time is not None
@@ -143,6 +154,7 @@ def _health(svc: Services) -> dict:
         "schema": "ready" if svc.dashboard is not None else (svc.schema_error or "pending"),
         "engine": svc.store.engine if svc.store is not None else None,
         "mqtt": "disabled" if consumer is None else ("connected" if consumer.connected else "disconnected"),
+        "raw_insert_dedup": svc.raw_dedup,
     }
     if consumer is not None:
         doc["pending_messages"] = consumer.pending
@@ -232,7 +244,7 @@ async def _storage_ctx(app: web.Application):
         svc.store = open_store(svc.config)
     svc.registry = Registry(svc.store, svc.sites)
     svc.ingestor = Ingestor(svc.store, lambda: svc.raw_time, svc.registry, lambda: svc.dashboard,
-                            svc.metrics, svc.config)
+                            svc.metrics, svc.config, dedup_getter=lambda: bool(svc.raw_dedup))
     loop = asyncio.get_running_loop()
     retry_task = None
     try:

@@ -2,21 +2,30 @@
 
 The body is a JSON array or NDJSON of events as :func:`shared.events.parse_event` reads
 them, each naming its site. A batch is all-or-nothing: one invalid event refuses the whole
-batch with a list of per-item errors. An ``Idempotency-Key`` header makes retries safe
-twice over: the key and a hash of the body are recorded in ``ingest_batches`` (a replay
-answers from there, a different body under the same key is a conflict), and the insert
-carries the key as ClickHouse's ``insert_deduplication_token``, so even a retry racing the
-first attempt cannot double rows.
+batch with a list of per-item errors.
+
+An ``Idempotency-Key`` header makes retries safe. Requests with one key are serialised in
+this process. Before the insert a *pending* row (accepted = 0) records the key and a hash of
+the body in ``ingest_batches``; after it, a done row (accepted = n). A replay of a done key
+answers from there; a different body under the same key is a conflict. The insert carries
+the key as ClickHouse's ``insert_deduplication_token``: where ``camera_events`` honours it
+(a deduplication window, see :func:`central.schema.detect_raw_dedup`) a key left pending by
+an attempt that failed midway, or still running on another replica, is simply inserted
+again; where it does not, such a retry is refused (409 ``idempotency_in_doubt``) rather than
+risk doubling rows.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import re
 import time
-from datetime import datetime, timezone
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
 
 from aiohttp import web
 from shared.events import parse_event
@@ -29,14 +38,19 @@ __all__ = ["Ingestor", "MAX_ITEM_ERRORS"]
 logger = logging.getLogger(__name__)
 
 MAX_ITEM_ERRORS = 100
+#: Distinct Idempotency-Keys in flight at once in this process (each holds one lock).
+MAX_KEYS_IN_FLIGHT = 10000
 _KEY_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}\Z")
 _COLUMNS = ["site_name", "cam_name", "people_count", "event_timestamp", "event_triggers"]
 
 
 class Ingestor:
-    def __init__(self, store, raw_time_getter, registry, dashboard_getter, metrics, config):
+    def __init__(self, store, raw_time_getter, registry, dashboard_getter, metrics, config,
+                 dedup_getter=lambda: False):
         self.store = store
         self._raw_time = raw_time_getter
+        self._dedup = dedup_getter
+        self._locks: dict[str, list] = {}  # key -> [asyncio.Lock, users]
         self.registry = registry
         self._dashboard = dashboard_getter
         self.metrics = metrics
@@ -125,26 +139,15 @@ class Ingestor:
                 items=errors,
             )
 
-        digest = hashlib.sha256(body).hexdigest()
-        settings = None
-        if key is not None:
-            previous = await self.store.aquery(
-                "SELECT body_sha256, accepted FROM ingest_batches FINAL WHERE idempotency_key = {key:String}",
-                {"key": key},
-            )
-            if previous:
-                if previous[0][0] != digest:
-                    return self._refuse(409, "idempotency_conflict",
-                                        "this Idempotency-Key was used for a different body")
-                return web.json_response({"accepted": int(previous[0][1])},
-                                         headers={"Idempotent-Replayed": "true"})
-            settings = {"insert_deduplication_token": "heatmap-ingest:%s:%s" % (key, digest)}
-        await self.store.ainsert("camera_events", rows, _COLUMNS, settings)
-        if key is not None:
-            await self.store.ainsert(
-                "ingest_batches", [[key, digest, len(rows), datetime.now(timezone.utc)]],
-                ["idempotency_key", "body_sha256", "accepted", "created_at"],
-            )
+        if key is None:
+            await self.store.ainsert("camera_events", rows, _COLUMNS)
+        else:
+            if key not in self._locks and len(self._locks) >= MAX_KEYS_IN_FLIGHT:
+                return self._refuse(503, "busy", "too many requests in flight; retry", retry_after=1)
+            async with self._serialised(key):
+                refused = await self._insert_once(key, hashlib.sha256(body).hexdigest(), rows)
+            if refused is not None:
+                return refused
         self.metrics.ingest_events.inc(len(rows))
         dashboard = self._dashboard()
         for site, slots in touched.items():
@@ -153,3 +156,46 @@ class Ingestor:
                 dashboard.invalidate_slots(site, slots)
         logger.debug("ingested %d events (key %s)", len(rows), key)
         return web.json_response({"accepted": len(rows)}, status=201)
+
+    @contextlib.asynccontextmanager
+    async def _serialised(self, key: str) -> AsyncIterator[None]:
+        """One request at a time per key in this process; the lock lives while it is used."""
+        entry = self._locks.setdefault(key, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._locks[key]
+
+    async def _insert_once(self, key: str, digest: str, rows: list) -> web.Response | None:
+        """Insert ``rows`` under ``key`` unless already done; a response if not inserting."""
+        previous = await self.store.aquery(
+            "SELECT body_sha256, accepted FROM ingest_batches FINAL WHERE idempotency_key = {key:String}",
+            {"key": key},
+        )
+        if previous:
+            if previous[0][0] != digest:
+                return self._refuse(409, "idempotency_conflict", "this Idempotency-Key was used for a different body")
+            if previous[0][1] > 0:
+                return web.json_response({"accepted": int(previous[0][1])}, headers={"Idempotent-Replayed": "true"})
+            if not self._dedup():
+                logger.warning("Idempotency-Key %s is pending from an earlier attempt; refused as in doubt", key)
+                return self._refuse(
+                    409, "idempotency_in_doubt",
+                    "an earlier request with this Idempotency-Key did not complete (it failed midway or is "
+                    "still running elsewhere) and camera_events does not deduplicate inserts, so its events "
+                    "may or may not be stored: check camera_events before resending under a new key",
+                    retry_after=5)
+            # camera_events drops a repeated insert with the same token: inserting again is safe.
+        columns = ["idempotency_key", "body_sha256", "accepted", "created_at"]
+        pending_at = datetime.now(timezone.utc)
+        await self.store.ainsert("ingest_batches", [[key, digest, 0, pending_at]], columns)
+        await self.store.ainsert("camera_events", rows, _COLUMNS,
+                                 {"insert_deduplication_token": "heatmap-ingest:%s:%s" % (key, digest)})
+        # The done row must win ReplacingMergeTree(created_at) over the pending one.
+        done_at = max(datetime.now(timezone.utc), pending_at + timedelta(milliseconds=1))
+        await self.store.ainsert("ingest_batches", [[key, digest, len(rows), done_at]], columns)
+        return None

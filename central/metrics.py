@@ -47,6 +47,9 @@ class Metrics:
             "heatmap_ingest_rejected_total", "raw ingest requests refused, by reason", ["reason"], registry=r)
         self.storage_up = Gauge(
             "heatmap_storage_up", "1 if the last ClickHouse statement succeeded", registry=r)
+        self.raw_insert_dedup = Gauge(
+            "heatmap_raw_insert_dedup", "1 if camera_events drops repeated inserts (insert_deduplication_token)",
+            registry=r)
         self.mqtt_connected = Gauge(
             "heatmap_mqtt_connected", "1 while the consumer is connected to the broker", registry=r)
         self.pending_messages = Gauge(

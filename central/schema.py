@@ -5,7 +5,8 @@ reconciliation), ``dead_letters`` (refused MQTT messages), ``device_status`` (av
 and last contact per device) and ``ingest_batches`` (idempotency keys of the raw ingest
 API). ``camera_events`` is the customer's table: it is created only where absent, and an
 existing one is inspected, not changed; :func:`detect_raw_time` reads the type of its
-``event_timestamp`` and says how to filter and bucket it.
+``event_timestamp`` and says how to filter and bucket it, and :func:`detect_raw_dedup` says
+whether it drops a repeated insert (``insert_deduplication_token``).
 
 Migrations are numbered; ``heatmap_schema`` records the applied ones. Every statement is
 ``IF NOT EXISTS``, so running them twice, or from two replicas at once, is harmless. With a
@@ -33,6 +34,7 @@ __all__ = [
     "migrate",
     "applied_versions",
     "detect_raw_time",
+    "detect_raw_dedup",
 ]
 
 logger = logging.getLogger(__name__)
@@ -357,3 +359,43 @@ def detect_raw_time(store: Storage, expression: str | None = None) -> RawTime:
         "camera_events.event_timestamp has type %s; expected DateTime, DateTime64 or Unix "
         "seconds (UInt32/Int64), or set HEATMAP_EVENT_TIMESTAMP_EXPR" % type_name
     )
+
+
+# -- camera_events' insert deduplication --------------------------------------------------
+
+_WINDOW_RE = r"\b%s\s*=\s*'?(\d+)"
+_DISTRIBUTED_RE = re.compile(r"Distributed\(\s*'?([^,']*)'?\s*,\s*'?([^,']*)'?\s*,\s*'?([^,')]*)'?")
+
+
+def detect_raw_dedup(store: Storage, table: str = "camera_events", depth: int = 0) -> tuple[bool, str]:
+    """Whether inserts into ``table`` honour ``insert_deduplication_token``, and why.
+
+    Replicated tables do unless ``replicated_deduplication_window = 0``; plain MergeTree
+    tables only with a non-zero ``non_replicated_deduplication_window`` (table setting, else
+    the server's default, which is 0); a Distributed table as its local table does.
+    """
+    rows = store.query(
+        "SELECT engine, engine_full FROM system.tables WHERE database = currentDatabase() AND name = {name:String}",
+        parameters={"name": table},
+    )
+    if not rows:
+        return False, "%s not found in this database" % table
+    engine, full = rows[0]
+    if engine == "Distributed":
+        match = _DISTRIBUTED_RE.search(full)
+        if match and depth == 0:
+            ok, why = detect_raw_dedup(store, match.group(3), depth + 1)
+            return ok, "Distributed over %s: %s" % (match.group(3), why)
+        return False, "Distributed table whose local table is not in this database"
+    if not engine.endswith("MergeTree"):
+        return False, "engine %s does not deduplicate inserts" % engine
+    setting = ("replicated_deduplication_window" if engine.startswith("Replicated")
+               else "non_replicated_deduplication_window")
+    match = re.search(_WINDOW_RE % setting, full)
+    if match:
+        window = int(match.group(1))
+    else:
+        server = store.query("SELECT value FROM system.merge_tree_settings WHERE name = {name:String}",
+                             parameters={"name": setting})
+        window = int(server[0][0]) if server else 0
+    return window > 0, "%s %s = %d" % (engine, setting, window)

@@ -158,6 +158,67 @@ async def test_idempotent_retries_never_double_rows(client, chdb_client):
     assert bad_key.status == 400
 
 
+PLAIN_CAMERA_EVENTS = (
+    "CREATE TABLE camera_events (site_name LowCardinality(String), cam_name LowCardinality(String), "
+    "people_count UInt16, event_timestamp DateTime('UTC'), event_triggers Array(String)) "
+    "ENGINE = MergeTree ORDER BY (site_name, event_timestamp, cam_name)")  # no deduplication window
+
+
+async def raw_count(client):
+    rows = await services(client).store.aquery("SELECT count() FROM camera_events")
+    return rows[0][0]
+
+
+@pytest.mark.parametrize("dedup", [True, False])
+async def test_concurrent_same_key_retries_never_double_rows(make_client, chdb_client, dedup):
+    import asyncio
+
+    if not dedup:
+        chdb_client.command(PLAIN_CAMERA_EVENTS)
+    client = await make_client()
+    readyz = await conforms(await client.get("/readyz"), "/readyz")
+    assert readyz["raw_insert_dedup"] is dedup
+    assert "heatmap_raw_insert_dedup %s" % ("1.0" if dedup else "0.0") in await (await client.get("/metrics")).text()
+    events = [{**EVENT, "timestamp": 1767607200 + i} for i in range(5)]
+    headers = {"Idempotency-Key": "same-key"}
+    answers = await asyncio.gather(*(client.post("/api/v1/events", json=events, headers=headers) for _ in range(4)))
+    assert sorted(r.status for r in answers) == [200, 200, 200, 201]
+    assert [await r.json() for r in answers] == [{"accepted": 5}] * 4
+    assert await raw_count(client) == 5
+    assert services(client).ingestor._locks == {}  # per-key locks do not outlive their requests
+
+
+@pytest.mark.parametrize("dedup", [True, False])
+async def test_a_retry_after_a_failure_midway_never_doubles_rows(make_client, chdb_client, monkeypatch, dedup):
+    from central.exceptions import StorageUnavailable
+
+    if not dedup:
+        chdb_client.command(PLAIN_CAMERA_EVENTS)
+    client = await make_client()
+    store, failed = services(client).store, []
+    real = store.ainsert
+
+    async def ainsert(table, rows, columns, settings=None):
+        if table == "ingest_batches" and rows[0][2] > 0 and not failed:
+            failed.append(table)  # camera_events is written, the done record times out
+            raise StorageUnavailable("insert into ingest_batches: timed out")
+        return await real(table, rows, columns, settings)
+
+    monkeypatch.setattr(store, "ainsert", ainsert)
+    events = [{**EVENT, "timestamp": 1767607200 + i} for i in range(3)]
+    headers = {"Idempotency-Key": "midway-1"}
+    assert (await client.post("/api/v1/events", json=events, headers=headers)).status == 503
+    assert await raw_count(client) == 3
+    retry = await client.post("/api/v1/events", json=events, headers=headers)
+    body = await conforms(retry, "/api/v1/events", "post")
+    if dedup:  # the repeated insert is dropped by the table; the key completes
+        assert retry.status == 201 and body == {"accepted": 3}
+        assert (await client.post("/api/v1/events", json=events, headers=headers)).status == 200
+    else:  # the table cannot drop it: refused as in doubt rather than doubled
+        assert retry.status == 409 and body["error"]["code"] == "idempotency_in_doubt"
+    assert await raw_count(client) == 3
+
+
 async def test_page_is_served_with_a_content_security_policy(client):
     resp = await client.get("/")
     if not services(client).config or resp.status == 404:

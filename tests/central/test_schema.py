@@ -93,3 +93,29 @@ def test_cluster_ddl_is_replicated_behind_distributed():
     plain = schema.table_ddl(schema.TABLES["camera_events"])
     assert "non_replicated_deduplication_window" in plain[0] and "ON CLUSTER" not in plain[0]
     assert all("non_replicated" not in s for s in schema.table_ddl(schema.TABLES["camera_events"], "prod"))
+
+
+@pytest.mark.parametrize(
+    ("settings", "engine", "dedups"),
+    [("", "MergeTree", False),  # the server's default window is 0
+     ("SETTINGS non_replicated_deduplication_window = 100", "MergeTree", True),
+     ("SETTINGS non_replicated_deduplication_window = 0", "ReplacingMergeTree", False)],
+)
+def test_whether_camera_events_deduplicates_inserts(store, settings, engine, dedups):
+    store.command("CREATE TABLE camera_events (site_name String, cam_name String, people_count UInt16, "
+                  "event_timestamp DateTime, event_triggers Array(String)) ENGINE = %s "
+                  "ORDER BY (site_name, event_timestamp) %s" % (engine, settings))
+    ok, why = schema.detect_raw_dedup(store)
+    assert ok is dedups and "non_replicated_deduplication_window" in why
+    # What the answer claims is what the engine does with a repeated token.
+    row = [["S", "C", 1, 1767607200, []]]
+    columns = ["site_name", "cam_name", "people_count", "event_timestamp", "event_triggers"]
+    for _ in range(2):
+        store.insert("camera_events", row, columns, {"insert_deduplication_token": "t-1"})
+    assert store.query("SELECT count() FROM camera_events")[0][0] == (1 if dedups else 2)
+
+
+def test_a_table_that_cannot_deduplicate_is_said_so(store):
+    assert schema.detect_raw_dedup(store) == (False, "camera_events not found in this database")
+    store.command("CREATE TABLE camera_events (site_name String) ENGINE = Memory")
+    assert schema.detect_raw_dedup(store)[0] is False

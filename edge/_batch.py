@@ -57,6 +57,12 @@ class BatchMixin:
             old = ts < lower
             future = ts > now + self.max_future
             valid = ok & in_range & ~old & ~future
+            if self.refuse_before:
+                reset = valid & ((ts // SLOT_SECONDS) * SLOT_SECONDS < self.refuse_before)
+                k = int(np.count_nonzero(reset))
+                if k:
+                    self.refusals.add("outbox_reset", "in a batch: slots that began before the outbox was reset", k)
+                    valid &= ~reset
             accepted = int(np.count_nonzero(valid))
             if accepted < n:
                 self._count_batch_refusals(good_count, cols, in_range, old, future)

@@ -33,11 +33,13 @@ from .outbox import Outbox
 from .pending import Pending
 from .refusals import Refusals
 
-__all__ = ["Agent", "OUTBOX_FILE"]
+__all__ = ["Agent", "OUTBOX_FILE", "OUTBOX_MARKER"]
 
 log = logging.getLogger(__name__)
 
 OUTBOX_FILE = "outbox.sqlite"
+#: Left in the state directory once an outbox existed there (see :meth:`Agent._guard_reset`).
+OUTBOX_MARKER = "outbox.started"
 _PRUNE_EVERY = 60.0
 _STOP_PUBLISH_WAIT = 2.0
 _COMMIT_CHUNK = 500
@@ -90,6 +92,7 @@ class Agent:
         self.outbox = Outbox(os.path.join(cfg.state_dir, OUTBOX_FILE))
         if self.outbox.quarantined:
             self.counters["outbox_quarantined"] = 1
+        self._guard_reset(cfg.state_dir)
         lower = self._lower_slot()
         self.counters["restored"] = self.buffers.restore(self.outbox.iter_values(lower))
         unacked = self.outbox.unacked(lower)
@@ -112,6 +115,25 @@ class Agent:
         self._thread.start()
         self.notifier.ready("site %s device %s" % (cfg.site, cfg.device_id))
         return self
+
+    def _guard_reset(self, state_dir: str) -> None:
+        """After an outbox reset (quarantined, or fresh where one existed before), refuse
+        events for slots that began before now: their new, higher revisions would hold only
+        the counts since now and overwrite what central has (docs/edge.md)."""
+        assert self.outbox is not None
+        marker = os.path.join(state_dir, OUTBOX_MARKER)
+        existed = os.path.exists(marker) or any(
+            name.startswith(OUTBOX_FILE + ".corrupt-") for name in os.listdir(state_dir))
+        if self.outbox.quarantined or (self.outbox.fresh and existed):
+            self.buffers.refuse_before = time.time()
+            log.warning("the outbox was reset: events for slots that began before now are refused "
+                        "(refused_outbox_reset) so central's counts for them are not overwritten")
+        if not os.path.exists(marker):
+            try:
+                with open(marker, "w") as f:
+                    f.write("an outbox was started here; a fresh one means it was lost\n")
+            except OSError as exc:
+                log.warning("cannot write %s: %s", marker, exc.strerror)
 
     # -- the in-process API beyond record() ------------------------------------------------
 

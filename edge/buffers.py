@@ -58,6 +58,8 @@ class SlotBuffers(BatchMixin):
         self.max_triggers = max_triggers
         self.refusals = refusals if refusals is not None else Refusals()
         self.clock = clock
+        #: Events in slots that began before this Unix time are refused (``outbox_reset``).
+        self.refuse_before = 0.0
         self.rows = int(math.ceil(self.retention / SLOT_SECONDS) + math.ceil(self.max_future / SLOT_SECONDS) + 2)
         self.accepted = 0  # events folded into the arrays (hot cells count at collect time)
         self._hot: Dict[Any, list] = {}
@@ -115,6 +117,9 @@ class SlotBuffers(BatchMixin):
         if names is None:
             return False
         slot = int(ts // SLOT_SECONDS)
+        if slot * SLOT_SECONDS < self.refuse_before:
+            self.refusals.add("outbox_reset", "slot %d began before the outbox was reset" % (slot * SLOT_SECONDS))
+            return False
         if slot == int(now // SLOT_SECONDS):
             cell = self._hot.get(camera)
             if cell is not None and cell[_SLOT] != slot:

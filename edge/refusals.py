@@ -30,6 +30,7 @@ REASONS = (
     "bad_event",
     "wrong_site",
     "too_large",
+    "outbox_reset",
 )
 
 

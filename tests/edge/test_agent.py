@@ -151,7 +151,7 @@ def test_agent_without_a_broker_still_commits(make_config, tmp_path):
 
 
 def test_corrupt_outbox_is_quarantined_and_the_agent_runs(central, make_config, tmp_path):
-    cfg = make_config()
+    cfg = make_config(max_future=1000.0)
     state = tmp_path / "state"
     state.mkdir()
     (state / "outbox.sqlite").write_bytes(b"\x00garbage" * 1000)
@@ -159,8 +159,43 @@ def test_corrupt_outbox_is_quarantined_and_the_agent_runs(central, make_config, 
     try:
         assert agent.stats()["outbox_quarantined"] == 1
         assert [p.name.startswith("outbox.sqlite.corrupt-") for p in state.iterdir()].count(True) == 1
-        agent.record("CAM", 2)
+        next_slot = slot_of(time.time()) + 900.0
+        assert agent.record("CAM", 2, next_slot)  # a slot that begins after the start
         assert agent.wait_acked(10)
+        assert central.latest()[("CAM", int(next_slot))].events == 1
+    finally:
+        agent.stop()
+
+
+def test_after_a_reset_outbox_slots_central_may_hold_are_refused_not_overwritten(make_config, tmp_path):
+    cfg = make_config(mqtt=None, max_future=1000.0)
+    agent = Agent(cfg).start()  # a brand-new device: everything is accepted
+    try:
+        assert agent.record("CAM", 5)
+        assert agent.record_batch("CAM", [1, 2]) == 2
+        assert agent.flush(5)
+    finally:
+        agent.stop()
+    state = tmp_path / "state"
+    assert (state / "outbox.started").exists()
+    for name in ("outbox.sqlite", "outbox.sqlite-wal", "outbox.sqlite-shm"):
+        if (state / name).exists():
+            (state / name).unlink()  # the outbox is lost; the device had one before
+
+    agent = Agent(cfg).start()
+    try:
+        now = time.time()
+        assert not agent.record("CAM", 1)
+        assert not agent.record("CAM", 1, now - 3600)
+        assert agent.record_batch("CAM", [1, 1], [now, now - 60]) == 0
+        next_slot = float(slot_of(now) + 900)
+        assert agent.record("CAM", 3, next_slot)
+        assert agent.record_batch("CAM", [1, 1], [now, next_slot]) == 1
+        assert agent.flush(5)
+        stats = agent.stats()
+        assert stats["refused_outbox_reset"] == 5 and stats["refused_total"] == 5
+        values, _ = agent.outbox.load(0)
+        assert [(s, p, e) for _, s, p, e, _ in values] == [(int(next_slot), 3, 2)]
     finally:
         agent.stop()
 

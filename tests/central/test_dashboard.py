@@ -264,20 +264,23 @@ async def test_concurrent_misses_share_one_computation(make_client):
 
 
 def gate_first_document(dash):
-    """Holds the first computation's answer (read already) until the returned event is set."""
+    """Holds the first computation's answer (read already) until the returned event is set;
+    also returns an event set once those reads are done."""
     import asyncio
 
-    gate, real, calls = asyncio.Event(), dash.store.aquery, []
+    gate, read, real, calls = asyncio.Event(), asyncio.Event(), dash.store.aquery, []
 
     async def aquery(sql, params):
         rows = await real(sql, params)
         calls.append(sql)
         if len(calls) <= 3:  # one document is three queries
+            if len(calls) == 3:
+                read.set()
             await gate.wait()
         return rows
 
     dash.store.aquery = aquery
-    return gate
+    return gate, read
 
 
 async def test_a_request_after_a_write_does_not_join_an_older_computation(make_client):
@@ -286,10 +289,10 @@ async def test_a_request_after_a_write_does_not_join_an_older_computation(make_c
     client = await make_client(cache_ttl=60, cache_ttl_past=60)
     event = {"site": "RACE", "camera": "C", "timestamp": "2026-01-05T10:00:00Z", "people_count": 1}
     await post(client, [event])
-    gate = gate_first_document(services(client).dashboard)
+    gate, read = gate_first_document(services(client).dashboard)
     try:
         before = asyncio.create_task(get(client, "RACE"))
-        await asyncio.sleep(0.3)  # its queries ran: it holds one event
+        await asyncio.wait_for(read.wait(), 10)  # its queries ran: it holds one event
         await post(client, [dict(event, timestamp="2026-01-05T11:00:00Z")])
         after = await asyncio.wait_for(get(client, "RACE"), 10)
         assert after["critical_events"]["total_events"] == 2
@@ -307,9 +310,9 @@ async def test_cancelling_one_caller_does_not_fail_the_others(make_client):
     client = await make_client(cache_ttl=60, cache_ttl_past=60)
     await post(client, [{"site": "CANCEL", "camera": "C", "timestamp": "2026-01-05T10:00:00Z", "people_count": 3}])
     dash = services(client).dashboard
-    gate = gate_first_document(dash)
+    gate, read = gate_first_document(dash)
     first = asyncio.create_task(dash.answer("CANCEL", date(2026, 1, 5)))
-    await asyncio.sleep(0.3)
+    await asyncio.wait_for(read.wait(), 10)
     second = asyncio.create_task(dash.answer("CANCEL", date(2026, 1, 5)))
     await asyncio.sleep(0.05)
     first.cancel()

@@ -74,6 +74,7 @@ class Agent:
         self._seq = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._commit_soon = threading.Event()
         self._reconnected = threading.Event()
         self._cond = threading.Condition()
         self._requested = 0
@@ -151,6 +152,11 @@ class Agent:
                     return False
                 self._cond.wait(min(remaining, 0.1))
         return True
+
+    def commit_soon(self) -> None:
+        """Ask the main loop for a commit now, without waiting (inputs that need acks)."""
+        self._commit_soon.set()
+        self._wake.set()
 
     def wait_acked(self, timeout: float = 10.0) -> bool:
         """Commit what is recorded so far and wait until central has acked all of it."""
@@ -241,7 +247,10 @@ class Agent:
                 # A backlog held back by the in-flight bound drains at the pace of acks.
                 next_publish = min(next_publish, last_publish + _CATCH_UP_EVERY)
                 now = time.monotonic()
-            if forced or stopping or now >= next_commit:
+            early = self._commit_soon.is_set()
+            if early:
+                self._commit_soon.clear()
+            if forced or stopping or early or now >= next_commit:
                 self._guard(self._commit)
                 next_commit = now + cfg.commit_interval
             if self._reconnected.is_set():

@@ -5,9 +5,12 @@ A persistent session (fixed client id, clean_session off) with QoS 1 and paho's
 ``manual_ack``: a message is acknowledged to the local broker only after the events in it
 are committed to the outbox, so after a crash the broker delivers it again and nothing is
 lost. (A crash between the commit and the ack counts that message twice; the window is
-the time the ack takes to leave.) A payload is one JSON object or an array of them. Without
-a mapping it is this product's event format; a mapping names, per field, a dotted path into
-the payload, and a path ending in ``#`` means "the length of this list", e.g.
+the time the ack takes to leave.) Ten uncommitted messages ask the agent for an early
+commit, since the broker sends only ``max_inflight_messages`` (default 20) unacked.
+
+A payload is one JSON object or an array of them. Without a mapping it is this product's
+event format; a mapping names, per field, a dotted path into the payload, and a path
+ending in ``#`` means "the length of this list", e.g.
 ``camera=sensorId,people_count=objects#,timestamp=@timestamp`` for DeepStream's schema.
 """
 
@@ -33,6 +36,9 @@ __all__ = ["LocalMqttInput", "apply_mapping"]
 log = logging.getLogger(__name__)
 
 _MISSING = object()
+#: Uncommitted messages that ask the agent for an early commit (mosquitto sends at most
+#: max_inflight_messages, default 20, unacked QoS 1 messages to a client).
+_EARLY_COMMIT_AT = 10
 
 
 def apply_mapping(payload: Any, mapping: Mapping[str, str]) -> Dict[str, Any]:
@@ -120,6 +126,11 @@ class LocalMqttInput:
             # Appended only after recording, so a commit that marks it holds its events.
             with self._lock:
                 self._unacked.append(message.mid)
+                early = len(self._unacked) >= _EARLY_COMMIT_AT
+            if early:
+                # The broker sends at most max_inflight_messages unacked: commit (and ack)
+                # now rather than at the next commit interval.
+                self.agent.commit_soon()
 
     def _handle(self, payload: bytes) -> None:
         cfg = self.agent.config

@@ -1,9 +1,15 @@
-"""The local MQTT input's field mapping (its replay after a crash is in test_run.py)."""
+"""The local MQTT input: field mapping, early commits (crash replay: test_run.py)."""
 
 from __future__ import annotations
 
+import json
+import time
+
+import paho.mqtt.client as mqtt
 import pytest
 
+from edge.agent import Agent
+from edge.config import Config
 from edge.inputs.local_mqtt import apply_mapping
 from shared.exceptions import EventError
 
@@ -26,3 +32,52 @@ def test_missing_paths_are_left_out_and_a_length_of_a_non_list_is_refused():
     assert apply_mapping(DEEPSTREAM, {"camera": "sensor.id", "people_count": "frames.5.count"}) == {}
     with pytest.raises(EventError):
         apply_mapping(DEEPSTREAM, {"camera": "sensorId", "people_count": "sensorId#"})
+
+
+def _agent(make_config, broker) -> Agent:
+    """An agent reading the test broker as its local broker; commits only when asked."""
+    local = Config.load(None, {"HEATMAP_SITE": "HEAD_OFFICE", "HEATMAP_DEVICE_ID": "jetson-01",
+                               "HEATMAP_LOCAL_MQTT_URL": broker.url}).local_mqtt
+    agent = Agent(make_config(mqtt=None, local_mqtt=local, local_mqtt_topic="ds/detections",
+                              commit_interval=60.0, publish_interval=60.0)).start()
+    inp = agent.inputs[0]
+    deadline = time.monotonic() + 10
+    while not inp._client.is_connected() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)  # subscribed: the persistent session takes messages from here
+    return agent
+
+
+def _publisher(broker) -> mqtt.Client:
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="deepstream", protocol=mqtt.MQTTv311)
+    c.connect("127.0.0.1", broker.port)
+    c.loop_start()
+    return c
+
+
+def _wait(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_uncommitted_messages_ask_for_an_early_commit_past_the_brokers_inflight_limit(make_config, mosquitto):
+    agent = _agent(make_config, mosquitto)
+    pub = _publisher(mosquitto)
+    try:
+        event = json.dumps({"camera": "ENTRANCE", "people_count": 2}).encode()
+        for _ in range(200):
+            pub.publish("ds/detections", event, qos=1)
+        # mosquitto sends 20 unacked messages at a time; the 60 s commit interval would
+        # hold the rest back for a minute.
+        assert _wait(lambda: agent.inputs[0].messages == 200, 10), agent.inputs[0].messages
+        assert agent.flush(5)
+        assert [e for _, _, _, e, _ in agent.outbox.load(0)[0]] == [200]
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+        agent.stop()
+

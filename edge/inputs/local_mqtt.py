@@ -5,8 +5,10 @@ A persistent session (fixed client id, clean_session off) with QoS 1 and paho's
 ``manual_ack``: a message is acknowledged to the local broker only after the events in it
 are committed to the outbox, so after a crash the broker delivers it again and nothing is
 lost. (A crash between the commit and the ack counts that message twice; the window is
-the time the ack takes to leave.) Ten uncommitted messages ask the agent for an early
-commit, since the broker sends only ``max_inflight_messages`` (default 20) unacked.
+the time the ack takes to leave. An ack lost with the connection in a running session is
+no such window: the mids acked in the session are remembered, and a redelivery of one,
+flagged DUP, is acked again and not counted.) Ten uncommitted messages ask the agent for
+an early commit, since the broker sends only ``max_inflight_messages`` (default 20) unacked.
 
 A payload is one JSON object or an array of them. Without a mapping it is this product's
 event format; a mapping names, per field, a dotted path into the payload, and a path
@@ -21,6 +23,7 @@ import logging
 import ssl
 import threading
 import time
+from collections import OrderedDict
 from typing import Any, Dict, List, Mapping, Optional
 
 import paho.mqtt.client as mqtt
@@ -39,6 +42,8 @@ _MISSING = object()
 #: Uncommitted messages that ask the agent for an early commit (mosquitto sends at most
 #: max_inflight_messages, default 20, unacked QoS 1 messages to a client).
 _EARLY_COMMIT_AT = 10
+#: Acked mids remembered against redelivery (mosquitto reuses a mid only after 65535 more).
+_ACKED_KEPT = 4096
 
 
 def apply_mapping(payload: Any, mapping: Mapping[str, str]) -> Dict[str, Any]:
@@ -75,8 +80,12 @@ class LocalMqttInput:
         self.mapping = dict(mapping) if mapping else None
         self.messages = 0
         self.bad_messages = 0
+        self.redelivered = 0
         self._lock = threading.Lock()
         self._unacked: List[int] = []
+        # Mids acked after a commit in this session (oldest first): an ack lost with the
+        # connection brings the message back with DUP set, and it must not count twice.
+        self._acked: Dict[int, None] = OrderedDict()
         self._stopping = threading.Event()
         cfg = agent.config
         self._client = mqtt.Client(
@@ -116,10 +125,18 @@ class LocalMqttInput:
     def _on_message(self, client, userdata, message) -> None:
         if self._stopping.is_set():
             return  # not acked: the broker delivers it again to the next session
-        if message.qos > 0 and message.dup:
+        if message.qos > 0:
             with self._lock:
-                if message.mid in self._unacked:
+                if message.dup and message.mid in self._unacked:
                     return  # redelivered on a resumed session: counted already, ack pending
+                # A DUP of a mid acked in this session: committed, but the ack was lost with
+                # the connection. (Without DUP the broker reuses the mid: a new message.)
+                lost_ack = message.mid in self._acked and message.dup
+                self._acked.pop(message.mid, None)
+            if lost_ack:
+                self.redelivered += 1
+                client.ack(message.mid, 1)
+                return
         self.messages += 1
         self._handle(message.payload)
         if message.qos > 0:
@@ -174,8 +191,15 @@ class LocalMqttInput:
             return
         with self._lock:
             mids, self._unacked = self._unacked[:mark], self._unacked[mark:]
+            for mid in mids:
+                self._acked[mid] = None
+            while len(self._acked) > _ACKED_KEPT:
+                self._acked.popitem(last=False)  # type: ignore[call-arg]
         for mid in mids:
-            self._client.ack(mid, 1)
+            rc = self._client.ack(mid, 1)
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                log.debug("ack of mid %d failed (%s); a redelivery will be acked then", mid, rc)
 
     def stats(self) -> Dict[str, float]:
-        return {"local_mqtt_messages": self.messages, "local_mqtt_bad_messages": self.bad_messages}
+        return {"local_mqtt_messages": self.messages, "local_mqtt_bad_messages": self.bad_messages,
+                "local_mqtt_redelivered": self.redelivered}

@@ -1,4 +1,4 @@
-"""The local MQTT input: field mapping, early commits (crash replay: test_run.py)."""
+"""The local MQTT input: field mapping, early commits, lost acks (crash replay: test_run.py)."""
 
 from __future__ import annotations
 
@@ -81,3 +81,26 @@ def test_uncommitted_messages_ask_for_an_early_commit_past_the_brokers_inflight_
         pub.loop_stop()
         agent.stop()
 
+
+def test_an_ack_lost_with_the_connection_does_not_count_the_redelivery_twice(make_config, mosquitto):
+    agent = _agent(make_config, mosquitto)
+    inp = agent.inputs[0]
+    pub = _publisher(mosquitto)
+    try:
+        pub.publish("ds/detections", json.dumps({"camera": "ENTRANCE", "people_count": 2}), qos=1).wait_for_publish(5)
+        assert _wait(lambda: inp.messages == 1)
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+    try:
+        mosquitto.stop()  # persists the session with the message in flight, unacked
+        assert _wait(lambda: not inp._client.is_connected())
+        assert agent.flush(5)  # committed; its ack goes nowhere
+        mosquitto.start()  # the session resumes and the message comes again, DUP set
+        assert _wait(lambda: inp.messages + inp.redelivered >= 2, 15)
+        assert (inp.messages, inp.redelivered) == (1, 1)
+        assert agent.flush(5)
+        assert [e for _, _, _, e, _ in agent.outbox.load(0)[0]] == [1]
+        assert agent.stats()["local_mqtt_redelivered"] == 1
+    finally:
+        agent.stop()

@@ -264,10 +264,11 @@ class Feeder:
     scenario can count what was sent in the last commit interval before a kill.
     """
 
-    def __init__(self, seed: int = 1, rate_scale: float = 20.0, hours: float = 3.0, end_ago: int = 120):
+    def __init__(self, seed: int = 1, rate_scale: float = 20.0, hours: float = 3.0, end_ago: int = 120,
+                 window: tuple[int, int] | None = None):
         self.model = SiteModel(SITE, parse_cameras(CAMERAS, seed), Clock(0), seed, rate_scale)
         end = int(time.time()) - end_ago
-        self.events = self.model.events(end - int(hours * 3600), end)
+        self.events = self.model.events(*(window or (end - int(hours * 3600), end)))
         self.truth = Truth(self.model)
         self.cursor = 0
         self.timeline: list[tuple[float, int]] = []

@@ -23,6 +23,7 @@ from shared.exceptions import HeatmapError
 from shared.protocol import Ack, Status, check_identity, decode, encode
 from shared.topics import Topic, ack_topic, stats_topic, status_topic
 
+from ._paho_log import paho_logger
 from .config import MqttTarget
 from .exceptions import LinkError
 
@@ -55,7 +56,7 @@ class Link:
             protocol=mqtt.MQTTv311,
         )
         c = self._client
-        c.enable_logger(logging.getLogger(__name__ + ".paho"))
+        c.enable_logger(paho_logger(__name__))
         c.reconnect_delay_set(min_delay=1, max_delay=30)
         c.max_inflight_messages_set(20)
         if target.username is not None:

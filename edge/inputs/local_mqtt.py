@@ -31,6 +31,7 @@ import paho.mqtt.client as mqtt
 from shared.events import parse_event
 from shared.exceptions import EventError
 
+from .._paho_log import paho_logger
 from ..config import MqttTarget
 from ..exceptions import InputError
 
@@ -96,7 +97,7 @@ class LocalMqttInput:
             manual_ack=True,
         )
         c = self._client
-        c.enable_logger(logging.getLogger(__name__ + ".paho"))
+        c.enable_logger(paho_logger(__name__))
         c.reconnect_delay_set(min_delay=1, max_delay=30)
         if target.username is not None:
             c.username_pw_set(target.username, target.password)

@@ -12,10 +12,13 @@ import queue
 import threading
 import time
 import zlib
+from dataclasses import replace
 
 import paho.mqtt.client as mqtt
 import pytest
 
+from central import schema
+from central.config import MqttSettings
 from central.consumer import Consumer
 from central.metrics import Metrics
 from central.store import Store
@@ -89,8 +92,6 @@ async def wait_connected(client):
 
 @pytest.fixture
 async def central(mosquitto, make_client):
-    from central.config import MqttSettings
-
     client = await make_client(mqtt_url=MqttSettings("127.0.0.1", mosquitto.port, False),
                                mqtt_client_id="central-test", batch_seconds=0.05)
     await wait_connected(client)
@@ -226,26 +227,31 @@ async def test_storage_outage_acks_nothing_until_the_insert_succeeds(central, mo
         dev.close()
 
 
+def consumer_config(config, broker, client_id, **overrides):
+    """``config`` pointed at ``broker`` with its own persistent client id."""
+    return replace(config, mqtt_url=MqttSettings("127.0.0.1", broker.port, False),
+                   mqtt_client_id=client_id, **overrides)
+
+
+def until_connected(*consumers, settle=0.3):
+    """Wait (up to 20 s) for every consumer's connection, then ``settle`` for its subscription."""
+    deadline = time.monotonic() + 20
+    while not all(c.connected for c in consumers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(settle)
+
+
 def test_graceful_stop_writes_and_acks_what_was_taken(config, mosquitto, chdb_url):
     """A long batch window: stop() must flush the batch, ack it, and leave nothing unacked
     in the broker session (a new consumer with the same id receives nothing)."""
-    from dataclasses import replace
-
-    from central import schema
-    from central.config import MqttSettings
-
     store = Store(chdb_url)
     schema.migrate(store)
-    cfg = replace(config, mqtt_url=MqttSettings("127.0.0.1", mosquitto.port, False),
-                  mqtt_client_id="central-graceful", batch_seconds=30)
+    cfg = consumer_config(config, mosquitto, "central-graceful", batch_seconds=30)
     consumer = Consumer(cfg, store, Metrics())
     consumer.start()
     dev = Device(mosquitto)
     try:
-        deadline = time.monotonic() + 20
-        while not consumer.connected and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)
+        until_connected(consumer)
         dev.publish(dev.states([state(rev=21)]))
         deadline = time.monotonic() + 20
         while consumer.pending == 0 and time.monotonic() < deadline:
@@ -267,23 +273,14 @@ def test_graceful_stop_writes_and_acks_what_was_taken(config, mosquitto, chdb_ur
 @pytest.mark.slow
 def test_unacked_messages_come_back_after_a_restart(config, mosquitto, chdb_url):
     """Messages taken but not written (storage down at shutdown) are redelivered."""
-    from dataclasses import replace
-
-    from central import schema
-    from central.config import MqttSettings
-
     store = Store(chdb_url)
     schema.migrate(store)
-    cfg = replace(config, mqtt_url=MqttSettings("127.0.0.1", mosquitto.port, False),
-                  mqtt_client_id="central-redeliver", batch_seconds=0.05)
+    cfg = consumer_config(config, mosquitto, "central-redeliver", batch_seconds=0.05)
     consumer = Consumer(cfg, store, Metrics(), shutdown_timeout=0.5)
     consumer.start()
     dev = Device(mosquitto)
     try:
-        deadline = time.monotonic() + 20
-        while not consumer.connected and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)
+        until_connected(consumer)
         store.command("DETACH TABLE slot_states")
         dev.publish(dev.states([state(rev=31)]))
         time.sleep(0.5)
@@ -301,26 +298,17 @@ def test_unacked_messages_come_back_after_a_restart(config, mosquitto, chdb_url)
 
 
 def test_shared_subscription_splits_the_stream(config, mosquitto, chdb_url):
-    from dataclasses import replace
-
-    from central import schema
-    from central.config import MqttSettings
-
     store = Store(chdb_url)
     schema.migrate(store)
     consumers = []
     dev = None
     try:
         for name in ("replica-a", "replica-b"):
-            cfg = replace(config, mqtt_url=MqttSettings("127.0.0.1", mosquitto.port, False),
-                          mqtt_client_id=name, mqtt_share_group="central", batch_seconds=0.02)
+            cfg = consumer_config(config, mosquitto, name, mqtt_share_group="central", batch_seconds=0.02)
             consumer = Consumer(cfg, store, Metrics())
             consumer.start()
             consumers.append(consumer)
-        deadline = time.monotonic() + 20
-        while not all(c.connected for c in consumers) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.5)
+        until_connected(*consumers, settle=0.5)
         dev = Device(mosquitto)
         for i in range(20):
             dev.publish(dev.states([state(slot=SLOT + 900 * i, rev=100 + i)], seq=i))

@@ -13,6 +13,12 @@ the key as ClickHouse's ``insert_deduplication_token``: where ``camera_events`` 
 an attempt that failed midway, or still running on another replica, is simply inserted
 again; where it does not, such a retry is refused (409 ``idempotency_in_doubt``) rather than
 risk doubling rows.
+
+Only a repeated ``Idempotency-Key`` is ever deduplicated. An insert without one carries a
+unique token, because a table with a deduplication window (ours has one so that keys work;
+a customer's Replicated table has one by default) would otherwise drop an insert whose rows
+equal an earlier one's, and equal detections (same second, camera and count) are real data.
+(``insert_deduplicate = 0`` would not do: chDB's non-replicated tables ignore it.)
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import json
 import logging
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 
@@ -140,7 +147,10 @@ class Ingestor:
             )
 
         if key is None:
-            await self.store.ainsert("camera_events", rows, _COLUMNS)
+            # A token of its own: camera_events drops a repeated identical block (a
+            # deduplication window, a Replicated engine), and two equal detections are real.
+            await self.store.ainsert("camera_events", rows, _COLUMNS,
+                                     {"insert_deduplication_token": "heatmap-unkeyed:%s" % uuid.uuid4().hex})
         else:
             if key not in self._locks and len(self._locks) >= MAX_KEYS_IN_FLIGHT:
                 return self._refuse(503, "busy", "too many requests in flight; retry", retry_after=1)

@@ -13,9 +13,10 @@ import signal
 
 from aiohttp import web
 
-from .app import create_app
+from .app import SERVICES, create_app
 from .config import Config
 from .exceptions import CentralError
+from .listener import listen
 
 __all__ = ["serve", "run"]
 
@@ -33,11 +34,15 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
     await runner.setup()  # runs the cleanup contexts' start-up half (migrations, consumer)
     try:
         host, port = config.http_addr
-        site = web.TCPSite(runner, host, port, backlog=1024)
-        await site.start()
+        metrics = app[SERVICES].metrics
+        listener = await listen(runner, config, host, port,
+                                on_timeout=lambda kind: metrics.http_timeouts.labels(kind).inc())
         logger.info("central serving on http://%s:%d (store %s)", host, port, config.engine)
-        await stop.wait()
-        logger.info("shutting down")
+        try:
+            await stop.wait()
+            logger.info("shutting down")
+        finally:
+            listener.close()  # no new connections; the runner's cleanup ends the open ones
     finally:
         await runner.cleanup()
         for sig in (signal.SIGTERM, signal.SIGINT):

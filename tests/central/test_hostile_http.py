@@ -7,15 +7,24 @@ documented JSON error.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
+import gzip
 import io
 import json
+import logging
+import time
 from datetime import datetime, timezone
 
 import pytest
+from aiohttp import web
 
+from central.app import SERVICES, create_app
+from central.listener import listen
 from central.reconcile import EXIT_CONSISTENT, add_arguments, run
 from tests.central.conftest import services
-from tests.central.test_api import PLAIN_CAMERA_EVENTS, conforms
+from tests.central.test_api import PLAIN_CAMERA_EVENTS
+from tests.harness import free_port
 
 DUP = {"site_name": "DUPTEST", "cam_name": "DOOR", "people_count": 2, "event_timestamp": 1767600123,
        "event_triggers": []}
@@ -67,3 +76,133 @@ async def test_reconcile_counts_every_identical_event(make_client, chdb_url, tmp
     assert code == EXIT_CONSISTENT, (out.getvalue(), err.getvalue())
     doc = json.loads(out.getvalue())
     assert doc["totals"]["matching"] == 1 and doc["sites"][0]["events"] == {"edge": 2, "raw": 2}
+
+
+# -- raw sockets against the real listener ------------------------------------------------
+
+TOKEN = "ingest-token-0123"
+BODY = json.dumps([DUP]).encode()
+
+
+class Served:
+    def __init__(self, port: int, app: web.Application):
+        self.port = port
+        self.app = app
+
+    @property
+    def metrics(self):
+        return self.app[SERVICES].metrics
+
+    def count(self, status: str, route: str = "/api/v1/events") -> float:
+        return self.metrics.http_requests.labels(route, status)._value.get()
+
+
+@pytest.fixture
+async def serve(config):
+    """``await serve(**config_overrides)``: the app behind central's own listener on a free port."""
+    started = []
+
+    async def start(**overrides) -> Served:
+        cfg = dataclasses.replace(config, **overrides)
+        app = create_app(cfg)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        port = free_port()
+        listener = await listen(runner, cfg, "127.0.0.1", port,
+                                on_timeout=lambda kind: app[SERVICES].metrics.http_timeouts.labels(kind).inc())
+        started.append((runner, listener))
+        return Served(port, app)
+
+    yield start
+    for runner, listener in started:
+        listener.close()
+        await runner.cleanup()
+
+
+async def exchange(port: int, data: bytes, timeout: float = 10.0) -> bytes:
+    """Send ``data`` and read until the server closes (bounded)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        return await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+
+
+def parse(raw: bytes) -> tuple[int, dict, dict]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    assert headers.get("content-type", "").startswith("application/json"), raw[:300]
+    return int(lines[0].split()[1]), headers, json.loads(body)
+
+
+def post(body: bytes = BODY, *extra: str, token: str | None = TOKEN, length: int | None = None) -> bytes:
+    lines = ["POST /api/v1/events HTTP/1.1", "Host: x", "Content-Type: application/json",
+             "Content-Length: %d" % (len(body) if length is None else length), "Connection: close", *extra]
+    if token:
+        lines.append("Authorization: Bearer " + token)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def no_errors(caplog) -> None:
+    bad = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    assert bad == [], [r.getMessage() for r in bad]
+
+
+async def wait_for(what: str, ready, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, "timed out waiting for " + what
+        await asyncio.sleep(0.02)
+
+
+# -- items 4 to 6: the documented JSON 4xx, never 5xx or plain text -----------------------
+
+async def test_undecodable_bearer_token_is_401(serve, caplog):
+    served = await serve(ingest_token=TOKEN)
+    raw = post(BODY, token=None).replace(b"Connection: close", b"Connection: close\r\nAuthorization: Bearer \xff\xfe")
+    status, _headers, doc = parse(await exchange(served.port, raw))
+    assert status == 401 and doc["error"]["code"] == "unauthorized"
+    no_errors(caplog)
+
+
+@pytest.mark.parametrize(("request_bytes", "status", "code"), [
+    (post(BODY, "Content-Encoding: gzip"), 400, "bad_body"),
+    (post(BODY, "Content-Encoding: deflate"), 400, "bad_body"),
+    (post(BODY, "Content-Encoding: br"), 415, "unsupported_content_encoding"),
+    (post(BODY, "Expect: banana"), 417, "expectation_failed"),
+    (b"GET /api/v1/dash\x01board HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request"),
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 70000 + b"\r\n\r\n", 400, None),
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http\r\n\r\n", 400, "bad_request"),
+])
+async def test_malformed_requests_get_json_errors(serve, caplog, chdb_client, request_bytes, status, code):
+    served = await serve(ingest_token=TOKEN)
+    got, _, doc = parse(await exchange(served.port, request_bytes))
+    assert (got, doc["error"]["code"] if code else None) == (status, code), doc
+    no_errors(caplog)
+    assert chdb_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 0
+
+
+async def test_good_encodings_and_100_continue_still_work(serve, chdb_client):
+    served = await serve(ingest_token=TOKEN)
+    status, _, doc = parse(await exchange(served.port, post(gzip.compress(BODY), "Content-Encoding: gzip")))
+    assert (status, doc) == (201, {"accepted": 1})
+    status, _, doc = parse((await exchange(served.port, post(BODY, "Expect: 100-continue"))).split(
+        b"HTTP/1.1 100 Continue\r\n\r\n")[-1])
+    assert (status, doc) == (201, {"accepted": 1})
+    assert chdb_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 2
+
+
+async def test_client_gone_mid_body_is_499_at_info(serve, caplog):
+    caplog.set_level(logging.INFO)
+    served = await serve(ingest_token=TOKEN)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(post(b"[" + b" " * 1000, length=100000))
+    await wait_for("the handler reading the body", lambda: served.metrics.ingest_inflight_bytes._value.get() > 0)
+    writer.transport.abort()
+    await wait_for("499 counted", lambda: served.count("499") == 1)
+    assert served.count("500") == 0
+    no_errors(caplog)
+    assert any("closed the connection" in r.getMessage() and r.levelno == logging.INFO for r in caplog.records)
+    await wait_for("the budget given back", lambda: served.metrics.ingest_inflight_bytes._value.get() == 0)

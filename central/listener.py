@@ -10,7 +10,8 @@ Timeouts (``docs/central.md``): a new connection must send a complete request he
 ``HEATMAP_HTTP_HEADER_TIMEOUT`` seconds; after a response aiohttp's keep-alive timer
 (``HEATMAP_HTTP_KEEPALIVE_TIMEOUT``) closes a connection that does not complete its next
 head in time, whether it is idle or dripping bytes. The body timeout belongs to the
-handler that reads the body (:mod:`central.bodies`).
+handler that reads the body (:mod:`central.bodies`); a body left unread after the answer
+is drained for at most :data:`LINGER_SECONDS`, then the connection closes.
 
 Only ``python -m central serve`` and the tests that need real sockets go through
 :func:`listen`; pytest-aiohttp's in-process server uses aiohttp's own handler.
@@ -35,6 +36,10 @@ logger = logging.getLogger(__name__)
 #: Failures caused by what the client sent or did; logged at INFO without a traceback.
 CLIENT_FAULTS = (HttpProcessingError, web.RequestPayloadError, ConnectionError)
 _HEAD_END = b"\r\n\r\n"
+#: After an answer sent before the body was read (413, 408, 503), the rest of the body is
+#: read and dropped this long so the client sees the answer rather than a reset; then the
+#: connection closes (aiohttp's default is 10 s).
+LINGER_SECONDS = 2.0
 
 
 def _one_line(exc: BaseException | None, message: str | None) -> str:
@@ -117,6 +122,6 @@ async def listen(runner: web.AppRunner, config: Config, host: str, port: int,
     def connection() -> _Connection:
         return _Connection(server, loop=loop, header_timeout=config.http_header_timeout,
                            on_timeout=on_timeout, keepalive_timeout=config.http_keepalive_timeout,
-                           access_log=None)
+                           lingering_time=LINGER_SECONDS, access_log=None)
 
     return await loop.create_server(connection, host, port, backlog=1024)

@@ -23,7 +23,7 @@ from central.app import SERVICES, create_app
 from central.listener import listen
 from central.reconcile import EXIT_CONSISTENT, add_arguments, run
 from tests.central.conftest import services
-from tests.central.test_api import PLAIN_CAMERA_EVENTS
+from tests.central.test_api import PLAIN_CAMERA_EVENTS, conforms
 from tests.harness import free_port
 
 DUP = {"site_name": "DUPTEST", "cam_name": "DOOR", "people_count": 2, "event_timestamp": 1767600123,
@@ -206,3 +206,121 @@ async def test_client_gone_mid_body_is_499_at_info(serve, caplog):
     no_errors(caplog)
     assert any("closed the connection" in r.getMessage() and r.levelno == logging.INFO for r in caplog.records)
     await wait_for("the budget given back", lambda: served.metrics.ingest_inflight_bytes._value.get() == 0)
+
+
+# -- item 7: slow and idle clients are cut off; bodies in flight are capped ----------------
+
+async def closed_after(port: int, data: bytes, timeout: float = 10.0) -> tuple[float, bytes]:
+    """Seconds until the server closes a connection that sent ``data``, and what it said."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    started = time.monotonic()
+    try:
+        writer.write(data)
+        got = await asyncio.wait_for(reader.read(), timeout)
+        return time.monotonic() - started, got
+    finally:
+        writer.close()
+
+
+async def test_silent_partial_and_idle_connections_are_closed(serve, caplog):
+    caplog.set_level(logging.INFO)
+    served = await serve(http_header_timeout=0.5, http_keepalive_timeout=0.8)
+    silent, partial, idle = await asyncio.gather(
+        closed_after(served.port, b""),
+        closed_after(served.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n"),
+        closed_after(served.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"),
+    )
+    for seconds, got in (silent, partial):
+        assert 0.4 <= seconds < 5 and got == b""
+    assert 0.7 <= idle[0] < 5 and idle[1].startswith(b"HTTP/1.1 200")
+    assert served.metrics.http_timeouts.labels("header")._value.get() == 2
+    no_errors(caplog)
+
+
+async def test_a_stalled_upload_gets_408_and_gives_its_bytes_back(serve, chdb_client):
+    served = await serve(http_body_timeout=0.5)
+    seconds, got = await closed_after(served.port, post(b"[" + b" " * 100, length=5000, token=None))
+    status, headers, doc = parse(got)
+    assert (status, doc["error"]["code"]) == (408, "body_timeout") and headers["connection"] == "close"
+    assert 0.4 <= seconds < 5
+    assert served.metrics.http_timeouts.labels("body")._value.get() == 1
+    assert served.metrics.ingest_inflight_bytes._value.get() == 0
+    assert chdb_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 0
+
+
+async def test_bodies_in_flight_past_the_budget_get_503_then_room_comes_back(serve, chdb_client):
+    served = await serve(max_body_bytes=40_000, ingest_inflight_bytes=100_000, http_body_timeout=30)
+    gauge = served.metrics.ingest_inflight_bytes._value
+    stalled = []
+    for _ in range(2):  # 2 x 40 kB held, stalled mid-body
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(post(b"[", length=40_000, token=None))
+        stalled.append((reader, writer))
+    await wait_for("two bodies held", lambda: gauge.get() == 80_000)
+    status, headers, doc = parse(await exchange(served.port, post(BODY + b" " * 30_000, token=None)))
+    assert (status, doc["error"]["code"]) == (503, "busy") and int(headers["retry-after"]) > 0
+    # A chunked body is charged as it arrives.
+    chunked = (b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % 30_000 + b" " * 30_000 + b"\r\n0\r\n\r\n")
+    status, _, doc = parse(await exchange(served.port, chunked))
+    assert (status, doc["error"]["code"]) == (503, "busy")
+    for _, writer in stalled:
+        writer.transport.abort()
+    await wait_for("the budget given back", lambda: gauge.get() == 0)
+    status, _, doc = parse(await exchange(served.port, post(BODY + b" " * 30_000, token=None)))
+    assert (status, doc) == (201, {"accepted": 1})
+
+
+# -- item 8: big bodies are decoded off the event loop ---------------------------------------
+
+async def test_big_bodies_are_decoded_and_validated_off_the_event_loop(make_client, monkeypatch):
+    import threading
+
+    import central.ingest
+
+    threads = set()
+    real = central.ingest.parse_event
+
+    def parse_event(obj, now):
+        threads.add(threading.current_thread() is threading.main_thread())
+        return real(obj, now)
+
+    monkeypatch.setattr(central.ingest, "parse_event", parse_event)
+    client = await make_client()
+    events = [{**DUP, "event_timestamp": DUP["event_timestamp"] + i} for i in range(2000)]
+    resp = await client.post("/api/v1/events", json=events)
+    assert resp.status == 201 and await resp.json() == {"accepted": 2000}
+    assert threads == {False}
+    assert await raw_count(client) == 2000
+
+
+# -- items 9 to 11 ---------------------------------------------------------------------------
+
+async def test_duplicate_keys_in_an_object_are_refused(client):
+    for body in (b'[{"site_name":"OTHER","site_name":"PROBE","cam_name":"DOOR","people_count":1}]',
+                 b'{"site_name":"PROBE","cam_name":"DOOR","people_count":1,"people_count":9}\n'):
+        resp = await client.post("/api/v1/events", data=body, headers={"Content-Type": "application/json"})
+        doc = await conforms(resp, "/api/v1/events", "post")
+        assert resp.status == 400 and doc["error"]["code"] == "bad_json" and "twice" in doc["error"]["message"]
+    assert await raw_count(client, "PROBE") == 0 and await raw_count(client, "OTHER") == 0
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
+                                          "application/octet-stream", None])
+async def test_only_json_bodies_are_events(client, content_type):
+    headers = {"Content-Type": content_type} if content_type else {"Content-Type": ""}
+    resp = await client.post("/api/v1/events", data=json.dumps([DUP]).encode(), headers=headers)
+    doc = await conforms(resp, "/api/v1/events", "post")
+    assert resp.status == 415 and doc["error"]["code"] == "unsupported_media_type"
+    for ok in ("application/json", "application/json; charset=utf-8", "application/x-ndjson"):
+        resp = await client.post("/api/v1/events", data=json.dumps(DUP).encode(), headers={"Content-Type": ok})
+        assert resp.status == 201
+    assert await raw_count(client) == 3
+
+
+async def test_two_idempotency_keys_are_refused(serve, chdb_client):
+    served = await serve()
+    status, _, doc = parse(await exchange(served.port, post(BODY, "Idempotency-Key: a-1", "Idempotency-Key: a-2",
+                                                            token=None)))
+    assert (status, doc["error"]["code"]) == (400, "bad_idempotency_key")
+    assert chdb_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 0

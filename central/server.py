@@ -1,6 +1,7 @@
 """Process lifecycle of ``python -m central serve``: start-up, main loop, graceful shutdown.
 
-Start-up builds the app (migrations run in its cleanup context) and binds HEATMAP_HTTP_ADDR;
+Start-up warns when an open ingest is reachable beyond loopback, builds the app (migrations
+run in its cleanup context) and binds HEATMAP_HTTP_ADDR through :mod:`central.listener`;
 the main loop waits for SIGTERM or SIGINT; shutdown stops the HTTP site, then the cleanup
 contexts stop the MQTT consumer (flush, ack what was written) and close the store.
 """
@@ -8,6 +9,7 @@ contexts stop the MQTT consumer (flush, ack what was written) and close the stor
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
 
@@ -18,9 +20,25 @@ from .config import Config
 from .exceptions import CentralError
 from .listener import listen
 
-__all__ = ["serve", "run"]
+__all__ = ["serve", "run", "exposure_warning"]
 
 logger = logging.getLogger(__name__)
+
+
+def exposure_warning(config: Config) -> str | None:
+    """Why listening on ``config.http_addr`` is risky, or None: an open ingest reachable
+    beyond this machine lets anyone (or any web page, via a visitor's browser) post events."""
+    if config.ingest_token:
+        return None
+    host = config.http_addr[0]
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        loopback = False
+    if loopback:
+        return None
+    return ("HEATMAP_HTTP_ADDR %s is reachable beyond this machine and HEATMAP_INGEST_TOKEN is not set: "
+            "anyone who can reach it can write events with POST /api/v1/events" % host)
 
 
 async def run(config: Config, stop: asyncio.Event | None = None) -> None:
@@ -29,6 +47,9 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    warning = exposure_warning(config)
+    if warning:
+        logger.warning("%s", warning)
     app = create_app(config)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()  # runs the cleanup contexts' start-up half (migrations, consumer)

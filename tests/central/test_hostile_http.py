@@ -324,3 +324,32 @@ async def test_two_idempotency_keys_are_refused(serve, chdb_client):
                                                             token=None)))
     assert (status, doc["error"]["code"]) == (400, "bad_idempotency_key")
     assert chdb_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 0
+
+
+@pytest.mark.parametrize(("host", "token", "warns"), [
+    ("127.0.0.1", None, False), ("::1", None, False), ("localhost", None, False), ("127.0.0.2", None, False),
+    ("0.0.0.0", None, True), ("::", None, True), ("192.0.2.7", None, True), ("central.example", None, True),
+    ("0.0.0.0", "secret", False),
+])
+def test_open_ingest_beyond_loopback_is_warned_about(config, host, token, warns):
+    from central.server import exposure_warning
+
+    warning = exposure_warning(dataclasses.replace(config, http_addr=(host, 8080), ingest_token=token))
+    assert (warning is not None) is warns
+    if warns:
+        assert "HEATMAP_INGEST_TOKEN" in warning
+
+
+async def test_serve_runs_through_the_listener_and_warns_at_start(config, caplog):
+    from central.server import run
+
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    stop = asyncio.Event()
+    task = asyncio.create_task(run(dataclasses.replace(config, http_addr=("127.0.0.1", port)), stop))
+    await wait_for("central listening", lambda: any("serving on" in r.getMessage() for r in caplog.records), 60)
+    got, _, doc = parse(await exchange(port, b"GET /api/v1/dash\x01board HTTP/1.1\r\nHost: x\r\n\r\n"))
+    assert (got, doc["error"]["code"]) == (400, "bad_request")
+    stop.set()
+    await asyncio.wait_for(task, 60)
+    assert not any("HEATMAP_INGEST_TOKEN" in r.getMessage() for r in caplog.records)

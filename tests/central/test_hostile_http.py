@@ -353,3 +353,16 @@ async def test_serve_runs_through_the_listener_and_warns_at_start(config, caplog
     stop.set()
     await asyncio.wait_for(task, 60)
     assert not any("HEATMAP_INGEST_TOKEN" in r.getMessage() for r in caplog.records)
+
+
+# -- item 13: a day's real length -------------------------------------------------------------
+
+@pytest.mark.parametrize(("date", "hours"), [("2026-04-05", 24.5), ("2026-10-04", 23.5), ("2026-06-01", 24)])
+async def test_half_hour_clock_changes_give_the_real_day_length(make_client, tmp_path, date, hours):
+    sites = tmp_path / "lord_howe.toml"
+    sites.write_text('[sites.LORD_HOWE]\ntimezone = "Australia/Lord_Howe"\n')
+    client = await make_client(sites_file=str(sites))
+    resp = await client.get("/api/v1/dashboard/LORD_HOWE?date=" + date)
+    doc = await conforms(resp, "/api/v1/dashboard/{site_name}")
+    assert resp.status == 200 and doc["meta"]["hours"] == hours
+    assert type(doc["meta"]["hours"]) is type(hours)

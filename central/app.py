@@ -278,6 +278,7 @@ async def _storage_ctx(app: web.Application):
     if retry_task is not None:
         retry_task.cancel()
         await asyncio.gather(retry_task, return_exceptions=True)
+    await loop.run_in_executor(None, svc.ingestor.close)
     if svc.owns_store:
         await loop.run_in_executor(None, svc.store.close)
 

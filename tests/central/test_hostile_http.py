@@ -366,3 +366,25 @@ async def test_half_hour_clock_changes_give_the_real_day_length(make_client, tmp
     doc = await conforms(resp, "/api/v1/dashboard/{site_name}")
     assert resp.status == 200 and doc["meta"]["hours"] == hours
     assert type(doc["meta"]["hours"]) is type(hours)
+
+
+async def test_memory_goes_back_to_the_os_once_the_bodies_are_released(monkeypatch):
+    import central.bodies
+    from central.bodies import TRIM_AFTER, BodyBudget
+
+    trims = []
+    monkeypatch.setattr(central.bodies, "give_memory_back", lambda: trims.append(1))
+    budget = BodyBudget(4 * TRIM_AFTER)
+    async with budget.hold() as first:
+        first.take(TRIM_AFTER // 2)
+        async with budget.hold() as second:
+            second.take(TRIM_AFTER // 2)
+        await asyncio.sleep(0)
+        assert trims == []  # a body is still held
+    await wait_for("the trim", lambda: trims == [1])
+    async with budget.hold() as small:
+        small.take(1024)
+    await asyncio.sleep(0.05)
+    assert trims == [1] and budget.held == 0
+    monkeypatch.undo()
+    central.bodies.give_memory_back()  # the real one is harmless anywhere

@@ -116,6 +116,11 @@ class Central:
                 return int(line.split()[1]) / 1024
         raise RuntimeError("no VmRSS")
 
+    def cpu_s(self) -> float:
+        """User + system CPU seconds central has used so far."""
+        fields = Path("/proc/%d/stat" % self.proc.pid).read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> int:
         self.proc.terminate()
         code = self.proc.wait(60)
@@ -271,9 +276,10 @@ def main() -> int:
         sampler = RssSampler(central)
         sampler.start()
         prober = Prober(central.port, workdir)
-        t0 = time.monotonic()
+        t0, cpu0 = time.monotonic(), central.cpu_s()
         figures.update(asyncio.run(abuse(central.port, args.slow, args.uploads)))
         figures["abuse_seconds"] = round(time.monotonic() - t0, 1)
+        figures["central_cpu_s_during_abuse"] = round(central.cpu_s() - cpu0, 1)
         figures["healthz_during_abuse"] = prober.finish()
         sampler.halt.set()
         sampler.join()
@@ -288,7 +294,10 @@ def main() -> int:
                                if line.startswith("heatmap_http_timeouts_total{")}
 
         log("batches: %d rounds of four 50,000-event posts at once", args.rounds)
+        cpu0 = central.cpu_s()
         figures.update(batches(central, workdir, args.rounds))
+        figures["central_cpu_s_during_batches"] = round(central.cpu_s() - cpu0, 1)
+        figures["load_average_1min"] = os.getloadavg()[0]
         figures["targets_met"] = {
             "abuse_healthz_p99_le_50ms": figures["healthz_during_abuse"]["p99_ms"] <= 50
             and figures["healthz_during_abuse"]["failed"] == 0,

@@ -388,3 +388,17 @@ async def test_memory_goes_back_to_the_os_once_the_bodies_are_released(monkeypat
     assert trims == [1] and budget.held == 0
     monkeypatch.undo()
     central.bodies.give_memory_back()  # the real one is harmless anywhere
+
+
+def test_limits_are_settings_and_an_impossible_budget_is_refused():
+    from central.config import Config
+    from central.exceptions import ConfigError
+
+    cfg = Config.load(environ={"HEATMAP_HTTP_HEADER_TIMEOUT": "2.5", "HEATMAP_HTTP_KEEPALIVE_TIMEOUT": "4",
+                               "HEATMAP_HTTP_BODY_TIMEOUT": "30", "HEATMAP_INGEST_INFLIGHT_BYTES": "16777216"})
+    assert (cfg.http_header_timeout, cfg.http_keepalive_timeout, cfg.http_body_timeout,
+            cfg.ingest_inflight_bytes) == (2.5, 4.0, 30.0, 16 << 20)
+    with pytest.raises(ConfigError, match="HEATMAP_INGEST_INFLIGHT_BYTES"):
+        Config.load(environ={"HEATMAP_INGEST_INFLIGHT_BYTES": "1048576"})
+    with pytest.raises(ConfigError, match="HEATMAP_HTTP_BODY_TIMEOUT"):
+        Config.load(environ={"HEATMAP_HTTP_BODY_TIMEOUT": "0"})

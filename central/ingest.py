@@ -1,8 +1,10 @@
 """``POST /api/v1/events``: raw detection events into ``camera_events``.
 
 The body is a JSON array or NDJSON of events as :func:`shared.events.parse_event` reads
-them, each naming its site. A batch is all-or-nothing: one invalid event refuses the whole
-batch with a list of per-item errors.
+them, each naming its site, sent as ``application/json`` or ``application/x-ndjson`` (415
+otherwise); a key given twice in one object is refused. A batch is all-or-nothing: one
+invalid event refuses the whole batch with a list of per-item errors. The body is read under
+:mod:`central.bodies`' limits; one over 64 KiB is decoded and validated in a worker thread.
 
 An ``Idempotency-Key`` header makes retries safe. Requests with one key are serialised in
 this process. Before the insert a *pending* row (accepted = 0) records the key and a hash of

@@ -17,7 +17,7 @@ import re
 from datetime import date
 from pathlib import Path
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from shared.names import is_valid_name
 
 from . import schema
@@ -223,16 +223,34 @@ async def page_handler(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def expect_handler(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue`` as aiohttp does it; any other expectation gets the JSON 417
+    (aiohttp's own answer is plain text, sent past the middlewares)."""
+    if request.headers.get("Expect", "").lower() == "100-continue":
+        if request.version == HttpVersion11:
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the interim answer is not the response
+        return None
+    request.app[SERVICES].metrics.http_requests.labels(request.match_info.route.resource.canonical, "417").inc()
+    resp = json_error(417, "expectation_failed", "only Expect: 100-continue is supported")
+    resp.force_close()
+    return resp
+
+
 ROUTES = [
-    web.get("/", page_handler),
-    web.get("/heatmap_v2.html", page_handler),
-    web.get("/healthz", healthz_handler),
-    web.get("/readyz", readyz_handler),
-    web.get("/metrics", metrics_handler),
-    web.get("/api/v1/openapi.json", openapi_handler),
-    web.get("/api/v1/sites", sites_handler),
-    web.get("/api/v1/dashboard/{site_name}", dashboard_handler),
-    web.post("/api/v1/events", events_handler),
+    web.get(path, handler, expect_handler=expect_handler) if method == "GET"
+    else web.post(path, handler, expect_handler=expect_handler)
+    for method, path, handler in (
+        ("GET", "/", page_handler),
+        ("GET", "/heatmap_v2.html", page_handler),
+        ("GET", "/healthz", healthz_handler),
+        ("GET", "/readyz", readyz_handler),
+        ("GET", "/metrics", metrics_handler),
+        ("GET", "/api/v1/openapi.json", openapi_handler),
+        ("GET", "/api/v1/sites", sites_handler),
+        ("GET", "/api/v1/dashboard/{site_name}", dashboard_handler),
+        ("POST", "/api/v1/events", events_handler),
+    )
 ]
 
 
@@ -260,6 +278,7 @@ async def _storage_ctx(app: web.Application):
     if retry_task is not None:
         retry_task.cancel()
         await asyncio.gather(retry_task, return_exceptions=True)
+    await loop.run_in_executor(None, svc.ingestor.close)
     if svc.owns_store:
         await loop.run_in_executor(None, svc.store.close)
 

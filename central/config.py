@@ -191,6 +191,10 @@ SETTINGS: tuple[_Setting, ...] = (
     _Setting("cache_ttl_past", "HEATMAP_CACHE_TTL_PAST", _float(0, 86400), "300", "seconds a dashboard answer for a day over 2 days old is reused"),
     _Setting("max_body_bytes", "HEATMAP_MAX_BODY_BYTES", _int(1024, 1 << 30), "8388608", "largest POST /api/v1/events body (413 above)"),
     _Setting("max_batch_events", "HEATMAP_MAX_BATCH_EVENTS", _int(1, 1_000_000), "50000", "most events in one POST /api/v1/events"),
+    _Setting("ingest_inflight_bytes", "HEATMAP_INGEST_INFLIGHT_BYTES", _int(1024, 1 << 40), "67108864", "bytes of POST /api/v1/events bodies held at once, being received or decoded (503 with Retry-After past it; at least HEATMAP_MAX_BODY_BYTES)"),
+    _Setting("http_header_timeout", "HEATMAP_HTTP_HEADER_TIMEOUT", _float(0.1, 3600), "10", "seconds a new connection may take to send its complete request head (slow or silent clients are closed)"),
+    _Setting("http_keepalive_timeout", "HEATMAP_HTTP_KEEPALIVE_TIMEOUT", _float(0.1, 3600), "15", "seconds after a response within which a kept-alive connection must complete its next request head"),
+    _Setting("http_body_timeout", "HEATMAP_HTTP_BODY_TIMEOUT", _float(0.1, 3600), "60", "seconds a POST /api/v1/events body may take to arrive in full (408 and the connection closed past it)"),
     _Setting("query_workers", "HEATMAP_QUERY_WORKERS", _int(1, 64), "4", "threads running ClickHouse statements"),
     _Setting("log_level", "HEATMAP_LOG_LEVEL", _log_level, "INFO", "DEBUG, INFO, WARNING or ERROR"),
 )
@@ -222,6 +226,10 @@ class Config:
     cache_ttl_past: float = 300.0
     max_body_bytes: int = 8 * 1024 * 1024
     max_batch_events: int = 50000
+    ingest_inflight_bytes: int = 64 * 1024 * 1024
+    http_header_timeout: float = 10.0
+    http_keepalive_timeout: float = 15.0
+    http_body_timeout: float = 60.0
     query_workers: int = 4
     log_level: str = "INFO"
 
@@ -284,6 +292,10 @@ class Config:
             raise ConfigError("HEATMAP_SITES_FILE %s does not exist" % values["sites_file"])
         if values["mqtt_ca_file"] and not Path(values["mqtt_ca_file"]).is_file():
             raise ConfigError("HEATMAP_MQTT_CA_FILE %s does not exist" % values["mqtt_ca_file"])
+        if values["ingest_inflight_bytes"] < values["max_body_bytes"]:
+            raise ConfigError("HEATMAP_INGEST_INFLIGHT_BYTES (%d) is below HEATMAP_MAX_BODY_BYTES (%d): "
+                              "the largest body could never be taken" % (
+                                  values["ingest_inflight_bytes"], values["max_body_bytes"]))
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
 

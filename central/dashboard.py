@@ -156,12 +156,19 @@ def compute(site: Site, day: date, edge: Iterable, repairs: Iterable, raw: Itera
             "timezone": site.timezone,
             "day_start": iso_utc(start),
             "day_end": iso_utc(end),
-            "hours": (end - start) // 3600,
+            "hours": day_hours(end - start),
             "computed_at": iso_utc(time.time() if now is None else now, millis=True),
             "slots": counts,
             "zone_names": zone_names,
         },
     }
+
+
+def day_hours(seconds: int) -> int | float:
+    """The real length of a local day in hours: 24, or 23/25 on DST days, and 23.5/24.5
+    where the clock moves by half an hour (Australia/Lord_Howe); whole numbers stay ints."""
+    hours = seconds / 3600
+    return int(hours) if hours.is_integer() else hours
 
 
 class DashboardCache:

@@ -1,8 +1,10 @@
 """``POST /api/v1/events``: raw detection events into ``camera_events``.
 
 The body is a JSON array or NDJSON of events as :func:`shared.events.parse_event` reads
-them, each naming its site. A batch is all-or-nothing: one invalid event refuses the whole
-batch with a list of per-item errors.
+them, each naming its site, sent as ``application/json`` or ``application/x-ndjson`` (415
+otherwise); a key given twice in one object is refused. A batch is all-or-nothing: one
+invalid event refuses the whole batch with a list of per-item errors. The body is read under
+:mod:`central.bodies`' limits; one over 64 KiB is decoded and validated in a worker thread.
 
 An ``Idempotency-Key`` header makes retries safe. Requests with one key are serialised in
 this process. Before the insert a *pending* row (accepted = 0) records the key and a hash of
@@ -13,24 +15,35 @@ the key as ClickHouse's ``insert_deduplication_token``: where ``camera_events`` 
 an attempt that failed midway, or still running on another replica, is simply inserted
 again; where it does not, such a retry is refused (409 ``idempotency_in_doubt``) rather than
 risk doubling rows.
+
+Only a repeated ``Idempotency-Key`` is ever deduplicated. An insert without one carries a
+unique token, because a table with a deduplication window (ours has one so that keys work;
+a customer's Replicated table has one by default) would otherwise drop an insert whose rows
+equal an earlier one's, and equal detections (same second, camera and count) are real data.
+(``insert_deduplicate = 0`` would not do: chDB's non-replicated tables ignore it.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
+from typing import NamedTuple
 
 from aiohttp import web
 from shared.events import parse_event
 from shared.exceptions import EventError
 
+from .bodies import BodyBudget, BodyRefused, read_body
 from .errors import json_error
 
 __all__ = ["Ingestor", "MAX_ITEM_ERRORS"]
@@ -42,6 +55,108 @@ MAX_ITEM_ERRORS = 100
 MAX_KEYS_IN_FLIGHT = 10000
 _KEY_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}\Z")
 _COLUMNS = ["site_name", "cam_name", "people_count", "event_timestamp", "event_triggers"]
+
+
+_CONTENT_TYPES = ("application/json", "application/x-ndjson")
+#: Bodies past this size are decoded and validated in a worker thread, not on the event loop.
+OFFLOAD_BYTES = 64 * 1024
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, code: str, message: str, **extra):
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+class _Batch(NamedTuple):
+    rows: list
+    touched: dict  # site -> slot starts
+    digest: str
+
+
+def _no_duplicates(pairs: list) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError("key %r given twice in one object" % twice[:40])
+    return obj
+
+
+def _decode(body: bytes) -> list:
+    text = body.decode("utf-8")
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        items = json.loads(stripped, object_pairs_hook=_no_duplicates)
+        if not isinstance(items, list):
+            raise ValueError("expected a JSON array")
+        return items
+    items = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                items.append(json.loads(line, object_pairs_hook=_no_duplicates))
+            except ValueError as exc:
+                raise ValueError("line %d: %s" % (number, exc)) from None
+    return items
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a big body is decoded (reference counting still
+    frees everything). Decoding 50,000 events makes some 200,000 containers, and the full
+    collections they set off held the GIL, and so the event loop, for 300-450 ms each."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _prepare_paused(body: bytes, max_events: int, raw_time) -> _Batch:
+    with _cyclic_gc_paused():
+        return _prepare(body, max_events, raw_time)
+
+
+def _prepare(body: bytes, max_events: int, raw_time) -> _Batch:
+    """Decode and validate a whole body into rows (CPU only: runs in a worker for big ones)."""
+    try:
+        items = _decode(body)
+    except UnicodeDecodeError:
+        raise _Refused(400, "bad_encoding", "the body is not UTF-8") from None
+    except (ValueError, RecursionError) as exc:
+        raise _Refused(400, "bad_json", "the body is not a JSON array or NDJSON: %s" % str(exc)[:200]) from None
+    if not items:
+        raise _Refused(400, "empty", "no events in the body")
+    if len(items) > max_events:
+        raise _Refused(413, "too_many", "more than %d events in one request" % max_events)
+    now = time.time()
+    rows, errors, touched = [], [], {}
+    for index, obj in enumerate(items):
+        try:
+            event = parse_event(obj, now)
+            if event.site is None:
+                raise EventError("is required", field="site", code="missing")
+        except EventError as exc:
+            if len(errors) < MAX_ITEM_ERRORS:
+                errors.append({"index": index, "field": exc.field, "code": exc.code, "message": exc.reason})
+            else:
+                break
+            continue
+        if not errors:
+            rows.append([event.site, event.camera, event.people_count,
+                         raw_time.value(event.timestamp), list(event.triggers)])
+            touched.setdefault(event.site, set()).add(int(event.timestamp) // 900 * 900)
+    if errors:
+        raise _Refused(
+            422, "invalid_events",
+            "%s of %d events are invalid; nothing was stored" % (
+                len(errors) if len(errors) < MAX_ITEM_ERRORS else "at least %d" % len(errors), len(items)),
+            items=errors,
+        )
+    return _Batch(rows, touched, hashlib.sha256(body).hexdigest())
 
 
 class Ingestor:
@@ -56,96 +171,70 @@ class Ingestor:
         self.metrics = metrics
         self.max_bytes = config.max_body_bytes
         self.max_events = config.max_batch_events
+        self.body_timeout = config.http_body_timeout
+        self.budget = BodyBudget(config.ingest_inflight_bytes, metrics.ingest_inflight_bytes.set)
+        # One thread: decoding is CPU under the GIL, so more threads would not decode faster,
+        # they would only make the event loop wait longer for the GIL (slower /healthz).
+        self._decoder = ThreadPoolExecutor(1, thread_name_prefix="ingest-decode")
+
+    def close(self) -> None:
+        self._decoder.shutdown(wait=True)
 
     def _refuse(self, status: int, code: str, message: str, **extra) -> web.Response:
         self.metrics.ingest_rejected.labels(code).inc()
         return json_error(status, code, message, **extra)
 
-    async def _read_body(self, request: web.Request) -> bytes | None:
-        if request.content_length is not None and request.content_length > self.max_bytes:
-            return None
-        chunks, size = [], 0
-        async for chunk in request.content.iter_chunked(65536):
-            size += len(chunk)
-            if size > self.max_bytes:
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _decode(self, body: bytes) -> list:
-        text = body.decode("utf-8")
-        stripped = text.lstrip()
-        if stripped.startswith("["):
-            items = json.loads(stripped)
-            if not isinstance(items, list):
-                raise ValueError("expected a JSON array")
-            return items
-        items = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    items.append(json.loads(line))
-                except ValueError as exc:
-                    raise ValueError("line %d: %s" % (number, exc)) from None
-        return items
-
     async def handle(self, request: web.Request) -> web.Response:
         raw_time = self._raw_time()
         if raw_time is None:
             return json_error(503, "storage_unavailable", "the store is not ready", retry_after=5)
-        key = request.headers.get("Idempotency-Key")
+        # A form or text/plain post needs no CORS preflight: only JSON bodies are events.
+        if request.content_type not in _CONTENT_TYPES:
+            return self._refuse(415, "unsupported_media_type",
+                                "Content-Type must be application/json or application/x-ndjson")
+        keys = request.headers.getall("Idempotency-Key", [])
+        if len(keys) > 1:
+            return self._refuse(400, "bad_idempotency_key", "give one Idempotency-Key header, not %d" % len(keys))
+        key = keys[0] if keys else None
         if key is not None and not _KEY_RE.match(key):
             return self._refuse(400, "bad_idempotency_key",
                                 "Idempotency-Key must be 1-128 of A-Z a-z 0-9 _ . : -")
-        body = await self._read_body(request)
-        if body is None:
-            return self._refuse(413, "too_large", "the body is larger than %d bytes" % self.max_bytes)
-        try:
-            items = self._decode(body)
-        except UnicodeDecodeError:
-            return self._refuse(400, "bad_encoding", "the body is not UTF-8")
-        except (ValueError, RecursionError) as exc:
-            return self._refuse(400, "bad_json", "the body is not a JSON array or NDJSON: %s" % str(exc)[:200])
-        if not items:
-            return self._refuse(400, "empty", "no events in the body")
-        if len(items) > self.max_events:
-            return self._refuse(413, "too_many", "more than %d events in one request" % self.max_events)
         if not raw_time.writable:
             return self._refuse(409, "raw_table_not_writable",
                                 "camera_events' time is computed by HEATMAP_EVENT_TIMESTAMP_EXPR; ingest it upstream")
-
-        now = time.time()
-        rows, errors, touched = [], [], {}
-        for index, obj in enumerate(items):
+        async with self.budget.hold() as held:
             try:
-                event = parse_event(obj, now)
-                if event.site is None:
-                    raise EventError("is required", field="site", code="missing")
-            except EventError as exc:
-                if len(errors) < MAX_ITEM_ERRORS:
-                    errors.append({"index": index, "field": exc.field, "code": exc.code, "message": exc.reason})
+                body = await read_body(request, held, self.max_bytes, self.body_timeout)
+            except BodyRefused as exc:
+                if exc.code == "body_timeout":
+                    self.metrics.http_timeouts.labels("body").inc()
+                resp = self._refuse(exc.status, exc.code, exc.message, retry_after=exc.retry_after)
+                resp.force_close()  # the rest of the body is not worth reading
+                return resp
+            try:
+                if len(body) > OFFLOAD_BYTES:  # keep the event loop free for everyone else
+                    loop = asyncio.get_running_loop()
+                    batch = await loop.run_in_executor(self._decoder, _prepare_paused, body, self.max_events,
+                                                       raw_time)
                 else:
-                    break
-                continue
-            if not errors:
-                rows.append([event.site, event.camera, event.people_count,
-                             raw_time.value(event.timestamp), list(event.triggers)])
-                touched.setdefault(event.site, set()).add(int(event.timestamp) // 900 * 900)
-        if errors:
-            return self._refuse(
-                422, "invalid_events",
-                "%s of %d events are invalid; nothing was stored" % (
-                    len(errors) if len(errors) < MAX_ITEM_ERRORS else "at least %d" % len(errors), len(items)),
-                items=errors,
-            )
+                    batch = _prepare(body, self.max_events, raw_time)
+            except _Refused as exc:
+                return self._refuse(exc.status, exc.code, exc.message, **exc.extra)
+            del body
+            return await self._store(key, batch)
 
+    async def _store(self, key: str | None, batch: _Batch) -> web.Response:
+        rows, touched = batch.rows, batch.touched
         if key is None:
-            await self.store.ainsert("camera_events", rows, _COLUMNS)
+            # A token of its own: camera_events drops a repeated identical block (a
+            # deduplication window, a Replicated engine), and two equal detections are real.
+            await self.store.ainsert("camera_events", rows, _COLUMNS,
+                                     {"insert_deduplication_token": "heatmap-unkeyed:%s" % uuid.uuid4().hex})
         else:
             if key not in self._locks and len(self._locks) >= MAX_KEYS_IN_FLIGHT:
                 return self._refuse(503, "busy", "too many requests in flight; retry", retry_after=1)
             async with self._serialised(key):
-                refused = await self._insert_once(key, hashlib.sha256(body).hexdigest(), rows)
+                refused = await self._insert_once(key, batch.digest, rows)
             if refused is not None:
                 return refused
         self.metrics.ingest_events.inc(len(rows))

@@ -45,6 +45,11 @@ class Metrics:
             "heatmap_ingest_events_total", "raw events accepted by POST /api/v1/events", registry=r)
         self.ingest_rejected = Counter(
             "heatmap_ingest_rejected_total", "raw ingest requests refused, by reason", ["reason"], registry=r)
+        self.http_timeouts = Counter(
+            "heatmap_http_timeouts_total", "connections closed for a slow client, by what was late (header, body)",
+            ["kind"], registry=r)
+        self.ingest_inflight_bytes = Gauge(
+            "heatmap_ingest_inflight_bytes", "bytes of POST /api/v1/events bodies held now", registry=r)
         self.storage_up = Gauge(
             "heatmap_storage_up", "1 if the last ClickHouse statement succeeded", registry=r)
         self.raw_insert_dedup = Gauge(

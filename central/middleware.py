@@ -1,7 +1,8 @@
 """HTTP middlewares of the central app: JSON errors, metrics, bearer tokens, CORS.
 
 Order (outermost first): metrics (sees the final status), errors (turns every failure into a
-JSON error body; storage trouble into 503 with Retry-After), CORS (only with an allow-list),
+JSON error body; storage trouble into 503 with Retry-After; a client gone mid-request is
+counted as 499 and logged at INFO), CORS (only with an allow-list),
 tokens (read token for the dashboard and sites, ingest token for POST /api/v1/events).
 """
 
@@ -20,11 +21,13 @@ from .errors import json_error
 from .exceptions import StorageError, StorageUnavailable
 from .metrics import Metrics
 
-__all__ = ["RETRY_SECONDS", "errors_middleware", "metrics_middleware", "auth_middleware", "cors_middleware"]
+__all__ = ["RETRY_SECONDS", "CLIENT_CLOSED", "errors_middleware", "metrics_middleware", "auth_middleware", "cors_middleware"]
 
 logger = logging.getLogger(__name__)
 
 RETRY_SECONDS = 5
+#: Status counted (never sent) for a request whose client closed the connection first.
+CLIENT_CLOSED = 499
 
 
 @web.middleware
@@ -49,6 +52,15 @@ async def errors_middleware(request: web.Request, handler):
                           retry_after=RETRY_SECONDS * 6)
     except asyncio.CancelledError:
         raise
+    except ConnectionError as exc:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            # The client went away mid-request (nginx's 499): its doing, not a failure of ours.
+            logger.info("%s %s: the client closed the connection (%s)", request.method, request.path,
+                        exc.__class__.__name__)
+            return web.Response(status=CLIENT_CLOSED)
+        logger.exception("%s %s failed", request.method, request.path)
+        return json_error(500, "internal", "internal error")
     except Exception:
         logger.exception("%s %s failed", request.method, request.path)
         return json_error(500, "internal", "internal error")
@@ -84,7 +96,10 @@ def _token_ok(request: web.Request, token: str | None) -> bool:
         return True
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+    # aiohttp keeps undecodable header bytes as surrogates; surrogateescape gives them back
+    # as bytes, which never equal a token (and never raise).
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode("utf-8", "surrogateescape"), token.encode())
 
 
 def auth_middleware(config: Config):

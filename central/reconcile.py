@@ -22,7 +22,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import TextIO
+from typing import NoReturn, TextIO
 from zoneinfo import ZoneInfo
 
 from shared.names import is_valid_name
@@ -55,6 +55,9 @@ EXIT_DRIFT = 1
 EXIT_ERROR = 2
 
 _MAX_DAYS = 3660
+#: Local dates the store can hold (slots are 2000-01-01..2099-12-31 UTC, shared.slots).
+_FIRST_DATE = date(2000, 1, 1)
+_LAST_DATE = date(2099, 12, 31)
 
 
 class UsageError(CentralError):
@@ -117,9 +120,12 @@ def _date(value: str | None, flag: str) -> date | None:
     if value is None:
         return None
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise UsageError("%s %r is not a date (YYYY-MM-DD)" % (flag, value)) from None
+    if not _FIRST_DATE <= day <= _LAST_DATE:
+        raise UsageError("%s %s is outside %s..%s" % (flag, day, _FIRST_DATE, _LAST_DATE))
+    return day
 
 
 def _os_user() -> str:
@@ -165,13 +171,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="progress on stderr (default: only when stderr is a terminal)")
     add_config_arguments(parser)
 
+    def error(message: str) -> NoReturn:
+        # argparse prints its usage too; the contract is one line and exit 2.
+        parser.exit(EXIT_ERROR, "python -m central reconcile: %s (see --help)\n" % message)
+
+    parser.error = error  # type: ignore[method-assign]
+
 
 def _window(name: str, zone: str, opts: Options, now: float) -> SiteWindow:
     tz = ZoneInfo(zone)
     last = opts.to_date or datetime.fromtimestamp(now, tz).date()
+    if not _FIRST_DATE <= last <= _LAST_DATE:
+        raise UsageError("--to %s is outside %s..%s" % (last, _FIRST_DATE, _LAST_DATE))
     first = opts.from_date or last - timedelta(days=opts.days - 1)
     if first > last:
         raise UsageError("--from %s is after %s's today %s" % (first, name, last))
+    if first < _FIRST_DATE:
+        raise UsageError("the window starts on %s, before %s" % (first, _FIRST_DATE))
     return SiteWindow(name, zone, first.isoformat(), last.isoformat(),
                       local_day(first, tz)[0], local_day(last, tz)[1])
 
@@ -275,6 +291,11 @@ def run(
         comparison, windows, run_id = reconcile(store, config, opts, now, _Progress(err, enabled))
     except CentralError as exc:
         print("python -m central reconcile: %s" % exc, file=err)
+        return EXIT_ERROR
+    except Exception as exc:  # exit 1 means drift: a failure must never look like it
+        logger.debug("reconcile failed", exc_info=True)
+        print("python -m central reconcile: internal error: %s: %s" % (
+            type(exc).__name__, " ".join(str(exc).split())[:300]), file=err)
         return EXIT_ERROR
     finally:
         try:

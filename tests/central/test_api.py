@@ -14,6 +14,7 @@ from tests.central.conftest import services
 DOC = json.loads(OPENAPI_PATH.read_text())
 EVENT = {"site": "HEAD_OFFICE", "camera": "CAFETERIA", "timestamp": "2026-01-05T10:00:00Z", "people_count": 3,
          "triggers": ["CROWD_VIOLATION"]}
+NDJSON = {"Content-Type": "application/x-ndjson"}
 
 
 async def conforms(resp, path, method="get"):
@@ -115,7 +116,7 @@ async def test_ingest_is_all_or_nothing_with_item_errors(client, chdb_client):
      (b"[" * 100000, "bad_json"), (b'{"a": 1}', "invalid_events")],
 )
 async def test_ingest_bad_bodies(client, body, code):
-    resp = await client.post("/api/v1/events", data=body)
+    resp = await client.post("/api/v1/events", data=body, headers=NDJSON)
     doc = await conforms(resp, "/api/v1/events", "post")
     assert doc["error"]["code"] == code
 
@@ -125,16 +126,16 @@ async def test_ingest_ndjson_and_size_limits(make_client, chdb_client):
     lines = "\n".join(json.dumps({**EVENT, "timestamp": 1767607200 + i}) for i in range(3)) + "\n"
     resp = await client.post("/api/v1/events", data=lines, headers={"Content-Type": "application/x-ndjson"})
     assert resp.status == 201 and (await resp.json()) == {"accepted": 3}
-    resp = await client.post("/api/v1/events", data=lines * 2)
+    resp = await client.post("/api/v1/events", data=lines * 2, headers=NDJSON)
     assert resp.status == 413 and (await conforms(resp, "/api/v1/events", "post"))["error"]["code"] == "too_many"
-    resp = await client.post("/api/v1/events", data=b"[" + b" " * 5000 + b"]")
+    resp = await client.post("/api/v1/events", data=b"[" + b" " * 5000 + b"]", headers=NDJSON)
     assert resp.status == 413 and (await resp.json())["error"]["code"] == "too_large"
 
     async def chunks():
         for _ in range(10):
             yield b" " * 1000
 
-    resp = await client.post("/api/v1/events", data=chunks())  # chunked, no Content-Length
+    resp = await client.post("/api/v1/events", data=chunks(), headers=NDJSON)  # chunked, no Content-Length
     assert resp.status == 413
     assert chdb_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 3
 

@@ -87,6 +87,9 @@ timezone = "America/New_York"
 
 [sites.WAREHOUSE.zones.DOCK]
 display_name = %s
+
+[sites.LORD_HOWE]
+timezone = "Australia/Lord_Howe"
 """ % json.dumps(HOSTILE_NAME)
 
 
@@ -115,6 +118,10 @@ def _events() -> list[dict]:
     add("WAREHOUSE", "DOCK", "2026-03-08T10:00:00-04:00", 3)
     add("WAREHOUSE", "DOCK", "2026-11-01T01:30:00-04:00", 2)
     add("WAREHOUSE", "YARD", "2026-11-01T01:30:00-05:00", 6)
+    # Lord Howe moves its clock by 30 minutes: 01:30-02:00 twice on 2026-04-05, and
+    # 02:00-02:30 skipped on 2026-10-04.
+    add("LORD_HOWE", "GATE", "2026-04-05T01:45:00+11:00", 4)
+    add("LORD_HOWE", "GATE", "2026-10-04T02:45:00+11:00", 5)
     return out
 
 
@@ -481,17 +488,19 @@ def test_phone_width_and_keyboard(central, tab):
     assert t.errors == []
 
 
-@pytest.mark.parametrize(("date", "hours", "hour", "kind"), [
-    ("2026-03-08", 23, 2, "skipped"),
-    ("2026-11-01", 25, 1, "repeated"),
+@pytest.mark.parametrize(("site", "date", "hours", "hour", "kind"), [
+    ("WAREHOUSE", "2026-03-08", 23, 2, "skipped"),
+    ("WAREHOUSE", "2026-11-01", 25, 1, "repeated"),
+    ("LORD_HOWE", "2026-04-05", 24.5, 1, "repeated"),
+    ("LORD_HOWE", "2026-10-04", 23.5, 2, "short"),
 ])
-def test_clock_change_days(central, tab, date, hours, hour, kind):
+def test_clock_change_days(central, tab, site, date, hours, hour, kind):
     t = tab()
-    page = t.open(central + "/?site=WAREHOUSE&date=" + date)
-    data = api_json(central, "/api/v1/dashboard/WAREHOUSE?date=" + date)
+    page = t.open(central + "/?site=%s&date=%s" % (site, date))
+    data = api_json(central, "/api/v1/dashboard/%s?date=%s" % (site, date))
     assert data["meta"]["hours"] == hours
     assert_page_matches(page, data)
-    assert page.text_content("#meta-hours") == "%d-hour day (clock change)" % hours
+    assert page.text_content("#meta-hours") == "%g-hour day (clock change)" % hours
     marked = page.query_selector_all("#strip li.%s" % kind)
     assert [li.get_attribute("data-hour") for li in marked] == [str(hour)]
     assert t.errors == []

@@ -292,12 +292,36 @@ def test_unix_seconds_event_timestamp(tmp_path, chdb_url):
     (("--site", "HQ", "--from", "2026-01-05", "--days", "3"), "exclude each other"),
     (("--site", "HQ", "--grace", "-1"), "--grace"),
     (("--site", "NOWHERE"), "unknown site NOWHERE"),
+    (("--site", "HQ", "--to", "9999-12-31", "--days", "1"), "--to 9999-12-31 is outside 2000-01-01..2099-12-31"),
+    (("--site", "HQ", "--from", "1999-12-31"), "--from 1999-12-31 is outside"),
+    (("--site", "HQ", "--to", "2000-01-02", "--days", "5"), "before 2000-01-01"),
 ])
 def test_bad_arguments_exit_2_with_one_line(env, extra, message):
     _, flags = env
     code, out, err = reconcile(flags, *extra)
     assert code == EXIT_ERROR and out == ""
     assert len(err.strip().splitlines()) == 1 and message in err
+
+
+def test_an_unexpected_failure_exits_2_with_one_line(env, monkeypatch):
+    import central.reconcile
+
+    def broken(*args, **kwargs):
+        raise OverflowError("date value out of range")
+
+    monkeypatch.setattr(central.reconcile, "compare", broken)
+    _, flags = env
+    code, out, err = reconcile(flags, "--site", "HQ")
+    assert code == EXIT_ERROR and out == ""
+    assert err.strip().splitlines() == ["python -m central reconcile: internal error: OverflowError: date value out of range"]
+
+
+def test_bad_flags_exit_2_with_one_line_from_the_command_line():
+    proc = subprocess.run([sys.executable, "-m", "central", "reconcile", "--site", "HQ", "--days", "many"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("HEATMAP_")})
+    assert proc.returncode == EXIT_ERROR and proc.stdout == ""
+    assert proc.stderr.splitlines() == ["python -m central reconcile: argument --days: invalid int value: 'many' (see --help)"]
 
 
 def test_storage_down_exits_2_with_one_line():

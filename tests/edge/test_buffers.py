@@ -72,6 +72,10 @@ def test_late_events_go_to_their_own_slot():
         (("CAM", 1, NOW, ["total_events"]), "bad_triggers"),
         (("CAM", 1, NOW, [["A"]]), "bad_triggers"),
         (("CAM", 1, NOW, ["A"] * 33), "bad_triggers"),
+        (("CAM", 1, NOW, {"LOITERING": 5}), "bad_triggers"),  # an object is not an array of names
+        (("CAM", 1, 10**400), "bad_timestamp"),  # float() of it would overflow
+        (("CAM", 10**400, NOW), "bad_count"),
+        (("CAM", 1, -10**400), "bad_timestamp"),
     ],
 )
 def test_refused_events_are_counted_by_reason_and_change_nothing(args, reason):

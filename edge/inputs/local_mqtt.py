@@ -115,6 +115,8 @@ class LocalMqttInput:
         self._round_trips: Dict[int, threading.Event] = {}
         self._thread: Optional[threading.Thread] = None
         self._traced = -1e18
+        #: Set once the broker has granted the subscription (of the latest connection).
+        self.subscribed = threading.Event()
         cfg = agent.config
         client_id = "heatmap-edge-input-%s-%s" % (cfg.site, cfg.device_id)
         self._round_trip_filter = _ROUND_TRIP_FILTER % client_id
@@ -138,6 +140,7 @@ class LocalMqttInput:
         c.on_connect = self._on_connect
         c.on_message = self._on_message
         c.on_unsubscribe = self._on_unsubscribe
+        c.on_subscribe = self._on_subscribe
 
     def start(self) -> None:
         try:
@@ -159,7 +162,15 @@ class LocalMqttInput:
             log.warning("local broker %s refused the connection: %s", self.target.describe(), reason_code)
             return
         log.info("local MQTT input connected to %s, topic %s", self.target.describe(), self.topic)
+        self.subscribed.clear()
         client.subscribe(self.topic, qos=1)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if any(rc.is_failure for rc in reason_codes):
+            log.warning("local broker %s refused the subscription to %s: %s",
+                        self.target.describe(), self.topic, reason_codes[0])
+            return
+        self.subscribed.set()
 
     def _on_unsubscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         with self._lock:

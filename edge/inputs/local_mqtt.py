@@ -170,6 +170,7 @@ class LocalMqttInput:
             log.warning("local broker %s refused the subscription to %s: %s",
                         self.target.describe(), self.topic, reason_codes[0])
             return
+        log.info("local MQTT input subscribed to %s", self.topic)
         self.subscribed.set()
 
     def _on_unsubscribe(self, client, userdata, mid, reason_codes, properties) -> None:

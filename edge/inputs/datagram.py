@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 MAX_DATAGRAM = 256 * 1024
 _RCVBUF = 4 * 1024 * 1024
 _decode = json.JSONDecoder().decode
+_NAP = 0.05
+_NAP_BELOW = 32  # datagrams in the last drain
+_NAP_BELOW_BYTES = 32 * 1024  # far below the default receive buffer (208 KiB)
 #: A stop drains the socket until it is empty, or for this long under a sender that never
 #: pauses (UDP cannot refuse it; a Unix socket's senders get EPIPE once the stop begins).
 _DRAIN_LIMIT = 5.0
@@ -100,19 +103,36 @@ class DatagramInput:
         # recv_into one reused buffer: no 256 KiB allocation (mmap/munmap) per datagram.
         buf = bytearray(MAX_DATAGRAM)
         view = memoryview(buf)
+        # At a light load, waking for every datagram costs more than the work (a thread
+        # switch and cold caches each time: 3.3% of a core against 1.1% at 480 datagrams/s),
+        # so after a small drain the reader pauses for _NAP seconds and lets the kernel queue
+        # the next ones (at most _NAP_BELOW_BYTES by then, far below the receive buffer).
+        # stop() cuts the pause short, and the stop's drain reads what queued meanwhile.
+        stopping = self._stopping
         while True:
             try:
                 n = sock.recv_into(buf)  # blocking; stop() wakes it with an empty read
             except OSError as exc:
-                if self._stopping.is_set():
+                if stopping.is_set():
                     break
                 log.warning("datagram input: %s", exc)
-                self._stopping.wait(0.1)
+                stopping.wait(0.1)
                 continue
-            if n or not self._stopping.is_set():  # a datagram read is never dropped
+            if n or not stopping.is_set():  # a datagram read is never dropped
                 self._handle_safely(view, n)
-            if self._stopping.is_set():
+            if stopping.is_set():
                 break
+            drained, size = 1, n
+            while not stopping.is_set():
+                try:
+                    n = sock.recv_into(buf, 0, socket.MSG_DONTWAIT)
+                except OSError:  # BlockingIOError: nothing more queued
+                    break
+                drained += 1
+                size += n
+                self._handle_safely(view, n)
+            if drained < _NAP_BELOW and size < _NAP_BELOW_BYTES:
+                stopping.wait(_NAP)
         # Stopping: what the kernel still holds arrived before the stop; it goes into the
         # agent's last commit.
         deadline = time.monotonic() + _DRAIN_LIMIT

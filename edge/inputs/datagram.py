@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 MAX_DATAGRAM = 256 * 1024
 _RCVBUF = 4 * 1024 * 1024
 _decode = json.JSONDecoder().decode
+#: recv() then returns a datagram's real length, so one cut short by the buffer is seen.
+_TRUNC = getattr(socket, "MSG_TRUNC", 0)
 _NAP = 0.05
 _NAP_BELOW = 32  # datagrams in the last drain
 _NAP_BELOW_BYTES = 32 * 1024  # far below the default receive buffer (208 KiB)
@@ -111,7 +113,7 @@ class DatagramInput:
         stopping = self._stopping
         while True:
             try:
-                n = sock.recv_into(buf)  # blocking; stop() wakes it with an empty read
+                n = sock.recv_into(buf, 0, _TRUNC)  # blocking; stop() wakes it with an empty read
             except OSError as exc:
                 if stopping.is_set():
                     break
@@ -125,7 +127,7 @@ class DatagramInput:
             drained, size = 1, n
             while not stopping.is_set():
                 try:
-                    n = sock.recv_into(buf, 0, socket.MSG_DONTWAIT)
+                    n = sock.recv_into(buf, 0, _TRUNC | socket.MSG_DONTWAIT)
                 except OSError:  # BlockingIOError: nothing more queued
                     break
                 drained += 1
@@ -139,7 +141,7 @@ class DatagramInput:
         drained = 0
         while time.monotonic() < deadline:
             try:
-                n = sock.recv_into(buf, 0, socket.MSG_DONTWAIT)
+                n = sock.recv_into(buf, 0, _TRUNC | socket.MSG_DONTWAIT)
             except OSError:  # BlockingIOError: empty
                 break
             drained += 1
@@ -151,6 +153,12 @@ class DatagramInput:
         log.info("%s input stopped; %d datagram(s) drained", self.name, drained)
 
     def _handle_safely(self, view: memoryview, n: int) -> None:
+        if n > MAX_DATAGRAM:
+            # Refused whole: the lines past the cut would be lost and the cut one refused.
+            self.datagrams += 1
+            self.bad_datagrams += 1
+            self._intake.refuse("too_large", "a datagram of %d bytes (the limit is %d)" % (n, MAX_DATAGRAM))
+            return
         try:
             self.handle(bytes(view[:n]))
         except Exception:  # a bug must not kill the input; it is logged and counted

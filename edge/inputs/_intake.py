@@ -11,7 +11,6 @@ buffers' own checks use, so the product spelling's fast path and the checked pat
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from shared.events import parse_event
@@ -41,6 +40,7 @@ class Intake:
         self._record = agent.record
         self._refusals = agent.refusals
         self._site = agent.config.site
+        self._buffers = agent.buffers  # its clock is "now" for an event without a timestamp
 
     def take(self, obj: Any) -> bool:
         """Count one decoded value as an event; False if it was refused (and counted)."""
@@ -55,7 +55,7 @@ class Intake:
 
     def take_checked(self, obj: Any) -> bool:
         try:
-            event = parse_event(obj, time.time(), _NO_FUTURE_LIMIT)
+            event = parse_event(obj, self._buffers.clock(), _NO_FUTURE_LIMIT)
         except EventError as exc:
             self._refusals.add(refusal_reason(exc), "%s: %s" % (self.label, exc))
             return False

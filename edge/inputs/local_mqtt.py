@@ -101,7 +101,6 @@ class LocalMqttInput:
         self.messages = 0
         self.bad_messages = 0
         self.redelivered = 0
-        self.skipped = 0  # arrived after the stop's gate closed: left to the broker's session
         self._intake = Intake(agent, "local MQTT")
         self._lock = threading.Lock()
         self._unacked: List[int] = []
@@ -182,7 +181,6 @@ class LocalMqttInput:
     def _on_message(self, client, userdata, message) -> None:
         with self._gate:
             if self._closed:
-                self.skipped += 1
                 return  # not acked: the broker delivers it again to the next session
             try:
                 self._take(client, message)

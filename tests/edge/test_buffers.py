@@ -163,6 +163,10 @@ def test_batch_refuses_bad_shapes_and_names_without_crashing():
     assert b.record_batch(["CAM"], [1, 2]) == 0
     assert b.record_batch(["CAM"], [1, 2], codes=[0, 5]) == 1
     assert b.record_batch("CAM", [1.5, 2.0]) == 1
+    assert b.record_batch("CAM", [1, 2], [NOW, 10 ** 400]) == 0  # float() of it would overflow
+    assert b.record_batch("CAM", [1], ["yesterday"]) == 0
+    assert b.record_batch("CAM", [10 ** 400, 1], [NOW, NOW]) == 0  # not numbers numpy can hold
+    assert b.refusals.snapshot()["bad_timestamp"] == 2 + 2 + 1  # the unmatched shape, then these
     assert b.collect() == [("CAM", SLOT, 2, 2, {})]
 
 

@@ -1,6 +1,7 @@
 """docs/edge.md's example datagrams: each is sent as is to a real UDP input and gets exactly
-the outcome its block states (```json accepted=N refused=reason[:n]```), and the field
-table names every field spelling shared/events.py accepts."""
+the outcome its block states (```json accepted=N refused=reason[:n]```), the ones that are
+not NDJSON get the same as local MQTT messages, and the field table names every field
+spelling shared/events.py accepts."""
 
 from __future__ import annotations
 
@@ -89,3 +90,19 @@ def test_every_example_datagram_gets_the_documented_outcome(udp_input, data, acc
     delta = {k: v - refusals_before.get(k, 0) for k, v in after.items() if v != refusals_before.get(k, 0)}
     assert (agent.buffers.accepted - events_before, delta) == (accepted, refused), data
     assert inp.bad_datagrams - bad_before == (1 if refused else 0)
+
+
+@pytest.mark.parametrize(("data", "accepted", "refused"), [p for p in EXAMPLES if p.id.startswith("json")])
+def test_every_example_that_is_not_ndjson_is_a_local_mqtt_message_with_the_same_outcome(
+        tmp_path, data, accepted, refused):
+    from edge.config import Config
+    from edge.inputs import LocalMqttInput
+
+    env = {"HEATMAP_SITE": "HEAD_OFFICE", "HEATMAP_DEVICE_ID": "jetson-01", "HEATMAP_STATE_DIR": str(tmp_path),
+           "HEATMAP_LOCAL_MQTT_URL": "mqtt://127.0.0.1:1"}
+    agent = Agent(Config.load(None, env))
+    agent.buffers.clock = lambda: DOC_NOW
+    inp = LocalMqttInput(agent, agent.config.local_mqtt, "ds/detections")  # never started: handle() only
+    assert inp.handle(data) is (not refused)
+    agent.buffers.collect()
+    assert (agent.buffers.accepted, agent.refusals.snapshot()) == (accepted, refused)

@@ -389,7 +389,8 @@ def _check_number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ProtocolError("must be a number", field=where, code="bad_type")
     # An int is compared as an int: math.isfinite(10**400) raises OverflowError.
-    if not (abs(value) <= 2**63 if isinstance(value, int) else math.isfinite(value) and abs(value) <= 2**63):
+    in_range = abs(value) <= 2**63 and (isinstance(value, int) or math.isfinite(value))
+    if not in_range:
         raise ProtocolError("must be a finite number", field=where, code="out_of_range")
     return value
 

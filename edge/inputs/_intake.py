@@ -4,9 +4,10 @@ Each input (datagram, local MQTT) decodes its own framing, then hands each JSON 
 :class:`Intake`, so an event is accepted or refused the same way whichever input, and
 whichever field spelling (``triggers`` or ``event_triggers``), carried it. A refusal is
 counted under the reason of the field at fault (``bad_camera``, ``bad_count``,
-``bad_timestamp``, ``bad_triggers``; ``bad_event`` for a value that is not an event at all,
-an unknown or doubled field or a bad site name; ``wrong_site``), the same reasons the
-buffers' own checks use, so the product spelling's fast path and the checked path agree.
+``bad_timestamp``, ``bad_triggers``, also for a field given under both spellings;
+``bad_event`` for a value that is not an event at all, an unknown field or a bad site name;
+``wrong_site``), the same reasons the buffers' own checks use, so the product spelling's
+fast path and the checked path agree.
 """
 
 from __future__ import annotations

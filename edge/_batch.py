@@ -39,7 +39,11 @@ class BatchMixin:
             return 0
         with self.lock:
             now = self.clock()
-            ts = np.full(n, now) if timestamps is None else np.asarray(timestamps, dtype=np.float64)
+            try:
+                ts = np.full(n, now) if timestamps is None else np.asarray(timestamps, dtype=np.float64)
+            except (OverflowError, ValueError, TypeError):  # a 400-digit int, a word, a mapping
+                self.refusals.add("bad_timestamp", "timestamps must be Unix seconds", n)
+                return 0
             cols = self._batch_columns(cameras, codes, n)
             if cols is None or ts.shape != (n,):
                 if ts.shape != (n,):

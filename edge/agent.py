@@ -84,6 +84,10 @@ class Agent:
         self._last_ack_lag = 0.0
         self._rate_mark = (time.monotonic(), 0)
         self._events_per_s = 0.0
+        #: Set when an input has died: the watchdog is no longer fed and ``run`` exits
+        #: non-zero, so systemd restarts the agent rather than leave it up but deaf.
+        self.failed = threading.Event()
+        self.failure = ""
 
     # -- startup -------------------------------------------------------------------------
 
@@ -197,7 +201,8 @@ class Agent:
     # -- shutdown ------------------------------------------------------------------------
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop inputs, commit, make a last publish attempt, say "stopped", close. Idempotent."""
+        """Drain and stop the inputs, commit, make a last publish attempt, say "stopped", close.
+        Idempotent."""
         if self._stop.is_set():
             return
         self.notifier.stopping()
@@ -267,7 +272,9 @@ class Agent:
             if now >= next_stats:
                 self._guard(self._send_stats, now)
                 next_stats = now + cfg.stats_interval
-            if cfg.watchdog_interval is not None and now >= next_ping:
+            if not self.failed.is_set():
+                self._check_inputs()
+            if cfg.watchdog_interval is not None and now >= next_ping and not self.failed.is_set():
                 self.notifier.watchdog()
                 next_ping = now + cfg.watchdog_interval
             with self._cond:
@@ -279,6 +286,15 @@ class Agent:
             if cfg.watchdog_interval is not None:
                 wait = min(wait, next_ping - time.monotonic())
             self._wake.wait(max(wait, 0.0))
+
+    def _check_inputs(self) -> None:
+        for inp in self.inputs:
+            if not inp.alive():
+                self.failure = "the %s input has died" % type(inp).__name__
+                log.error("%s: stopping so the service restarts (the watchdog is no longer fed)", self.failure)
+                self.notifier.status(self.failure)
+                self.failed.set()
+                return
 
     def _guard(self, step: Any, *args: Any) -> Any:
         """Run one step of the loop; log its failure (an outbox one once a minute), go on."""

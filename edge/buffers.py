@@ -17,7 +17,7 @@ import logging
 import math
 import threading
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -323,7 +323,7 @@ class SlotBuffers(BatchMixin):
             if isinstance(ts, (str, bool)):
                 value = parse_time(ts)
             elif isinstance(ts, (int, float, np.integer, np.floating)):
-                value = parse_time(float(ts))
+                value = parse_time(ts if isinstance(ts, (int, float)) else float(ts))
             else:
                 raise EventError("must be Unix seconds or ISO 8601", field="timestamp")
         except EventError as exc:
@@ -340,7 +340,9 @@ class SlotBuffers(BatchMixin):
     def _check_triggers(self, triggers: Any) -> Optional[Tuple[str, ...]]:
         if triggers is None:
             return ()
-        if isinstance(triggers, (str, bytes)) or not isinstance(triggers, Iterable):
+        # A mapping such as {"LOITERING": 5} is refused, not read as its keys: the column is
+        # Array(String), and shared/events.py refuses it the same way.
+        if isinstance(triggers, (str, bytes, Mapping)) or not isinstance(triggers, Iterable):
             self.refusals.add("bad_triggers", "triggers must be a list of names")
             return None
         names = tuple(triggers)

@@ -2,7 +2,8 @@
 
 Startup builds the one :class:`Config` (an invalid one is one line on stderr and exit code
 2), starts the :class:`Agent` and tells systemd READY; the main thread then only waits for
-SIGTERM or SIGINT; shutdown commits, makes a last publish attempt, says "stopped" and exits
+SIGTERM or SIGINT (or for an input to die: then the exit code is 1, so systemd restarts it);
+shutdown drains the inputs, commits, makes a last publish attempt, says "stopped" and exits
 within seconds.
 """
 
@@ -69,8 +70,11 @@ def run(args: Optional[argparse.Namespace] = None) -> int:
         return EXIT_FAILURE
     log.info("agent running: site %s, device %s, state in %s",
              config.site, config.device_id, config.state_dir)
-    while not stop.wait(1.0):
+    while not stop.wait(0.5) and not agent.failed.is_set():
         pass
     agent.stop()
+    if agent.failed.is_set():
+        log.error("stopped: %s", agent.failure)
+        return EXIT_FAILURE
     log.info("stopped")
     return EXIT_OK

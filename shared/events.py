@@ -49,8 +49,14 @@ def parse_time(value: Any, field: str = "timestamp") -> float:
     """Unix seconds from a number or an ISO 8601 string that carries an offset."""
     if isinstance(value, bool):
         raise EventError("must be Unix seconds or ISO 8601", field=field, code="bad_type")
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
+        # Range first: float() of a 400-digit integer raises OverflowError.
+        if not MIN_TIMESTAMP <= value < MAX_TIMESTAMP:
+            raise EventError("%s is outside 2000-01-01..2100-01-01" % _shown(value), field=field,
+                             code="out_of_range")
         ts = float(value)
+    elif isinstance(value, float):
+        ts = value
     elif isinstance(value, str):
         text = value.strip()
         if len(text) > 40:
@@ -67,8 +73,14 @@ def parse_time(value: Any, field: str = "timestamp") -> float:
     else:
         raise EventError("must be Unix seconds or ISO 8601", field=field, code="bad_type")
     if not math.isfinite(ts) or not MIN_TIMESTAMP <= ts < MAX_TIMESTAMP:
-        raise EventError("%r is outside 2000-01-01..2100-01-01" % (value,), field=field, code="out_of_range")
+        raise EventError("%s is outside 2000-01-01..2100-01-01" % _shown(value), field=field, code="out_of_range")
     return ts
+
+
+def _shown(value: Any) -> str:
+    """``value`` for an error message, cut short (a hostile number can have 4,000 digits)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def parse_event(

@@ -388,7 +388,9 @@ def _check_int(value: Any, where: str, low: int, high: int) -> int:
 def _check_number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ProtocolError("must be a number", field=where, code="bad_type")
-    if not math.isfinite(value) or abs(value) > 2**63:
+    # An int is compared as an int: math.isfinite(10**400) raises OverflowError.
+    in_range = abs(value) <= 2**63 and (isinstance(value, int) or math.isfinite(value))
+    if not in_range:
         raise ProtocolError("must be a finite number", field=where, code="out_of_range")
     return value
 

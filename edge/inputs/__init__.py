@@ -1,9 +1,11 @@
 """The agent's event inputs besides the in-process API: one module per kind.
 
 Every input has the same small surface, so the agent treats them alike: ``start()``,
-``stop()`` (take no more events), ``close()`` (release sockets and connections),
-``mark()`` / ``committed(mark)`` (an input that can replay acknowledges its source only for
-what the outbox has committed) and ``stats()``.
+``stop()`` (drain what already arrived, then take no more events), ``close()`` (release
+sockets and connections), ``mark()`` / ``committed(mark)`` (an input that can replay
+acknowledges its source only for what the outbox has committed), ``alive()`` (False once
+its thread has died: the agent then exits non-zero) and ``stats()``. Every input judges
+events by one schema (``_intake.py``).
 """
 
 from __future__ import annotations

@@ -10,6 +10,18 @@ no such window: the mids acked in the session are remembered, and a redelivery o
 flagged DUP, is acked again and not counted.) Ten uncommitted messages ask the agent for
 an early commit, since the broker sends only ``max_inflight_messages`` (default 20) unacked.
 
+A message of any kind is counted and acknowledged: one that is not JSON, holds refused
+events, or trips a bug here is counted as bad (and its events by reason) and acked with the
+rest, so a persistent session never redelivers a poison message forever. If paho's thread
+dies anyway, :meth:`LocalMqttInput.alive` says so and the agent exits non-zero.
+
+A stop first drains: it acks what is committed and makes a round trip to the broker (an
+UNSUBSCRIBE of a filter never subscribed, whose UNSUBACK comes after every message the broker
+sent before it) until one brings nothing new; then it closes the gate, so the agent's last
+commit holds every message taken, and their acks leave before the disconnect. A QoS 1
+message that arrives after the gate is neither counted nor acked: the broker keeps it in the
+session for the next start.
+
 A payload is one JSON object or an array of them. Without a mapping it is this product's
 event format; a mapping names, per field, a dotted path into the payload, and a path
 ending in ``#`` means "the length of this list", e.g.
@@ -28,12 +40,12 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import paho.mqtt.client as mqtt
 
-from shared.events import parse_event
 from shared.exceptions import EventError
 
 from .._paho_log import paho_logger
 from ..config import MqttTarget
 from ..exceptions import InputError
+from ._intake import Intake, refusal_reason
 
 __all__ = ["LocalMqttInput", "apply_mapping"]
 
@@ -45,6 +57,13 @@ _MISSING = object()
 _EARLY_COMMIT_AT = 10
 #: Acked mids remembered against redelivery (mosquitto reuses a mid only after 65535 more).
 _ACKED_KEPT = 4096
+#: Longest a stop drains the input (a publisher that never pauses would keep it going).
+_DRAIN_LIMIT = 5.0
+#: A topic filter under which nothing is ever subscribed: unsubscribing from it is the
+#: drain's round trip (not a product topic, so not in shared/topics.py).
+_ROUND_TRIP_FILTER = "heatmap-edge-drain/%s"
+#: At most one traceback per this many seconds for messages that trip a bug here.
+_TRACE_EVERY = 60.0
 
 
 def apply_mapping(payload: Any, mapping: Mapping[str, str]) -> Dict[str, Any]:
@@ -82,16 +101,27 @@ class LocalMqttInput:
         self.messages = 0
         self.bad_messages = 0
         self.redelivered = 0
+        self._intake = Intake(agent, "local MQTT")
         self._lock = threading.Lock()
         self._unacked: List[int] = []
         # Mids acked after a commit in this session (oldest first): an ack lost with the
         # connection brings the message back with DUP set, and it must not count twice.
         self._acked: Dict[int, None] = OrderedDict()
-        self._stopping = threading.Event()
+        # Held while a message is taken; closing the gate under it means no message is
+        # half-taken when the agent's last commit runs.
+        self._gate = threading.Lock()
+        self._closed = False
+        self._round_trips: Dict[int, threading.Event] = {}
+        self._thread: Optional[threading.Thread] = None
+        self._traced = -1e18
+        #: Set once the broker has granted the subscription (of the latest connection).
+        self.subscribed = threading.Event()
         cfg = agent.config
+        client_id = "heatmap-edge-input-%s-%s" % (cfg.site, cfg.device_id)
+        self._round_trip_filter = _ROUND_TRIP_FILTER % client_id
         self._client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
-            client_id="heatmap-edge-input-%s-%s" % (cfg.site, cfg.device_id),
+            client_id=client_id,
             clean_session=False,
             protocol=mqtt.MQTTv311,
             manual_ack=True,
@@ -108,6 +138,8 @@ class LocalMqttInput:
                 raise InputError("TLS setup for the local broker failed: %s" % exc) from None
         c.on_connect = self._on_connect
         c.on_message = self._on_message
+        c.on_unsubscribe = self._on_unsubscribe
+        c.on_subscribe = self._on_subscribe
 
     def start(self) -> None:
         try:
@@ -115,17 +147,49 @@ class LocalMqttInput:
         except (OSError, ValueError) as exc:
             raise InputError("cannot connect to the local broker: %s" % exc) from None
         self._client.loop_start()
+        # paho keeps its network thread private; holding it is the only way to see it die.
+        self._thread = getattr(self._client, "_thread", None)
+
+    def alive(self) -> bool:
+        """False once paho's network thread has ended while the input was meant to run."""
+        return self._closed or self._thread is None or self._thread.is_alive()
+
+    # -- paho's thread ---------------------------------------------------------------------
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             log.warning("local broker %s refused the connection: %s", self.target.describe(), reason_code)
             return
         log.info("local MQTT input connected to %s, topic %s", self.target.describe(), self.topic)
+        self.subscribed.clear()
         client.subscribe(self.topic, qos=1)
 
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if any(rc.is_failure for rc in reason_codes):
+            log.warning("local broker %s refused the subscription to %s: %s",
+                        self.target.describe(), self.topic, reason_codes[0])
+            return
+        log.info("local MQTT input subscribed to %s", self.topic)
+        self.subscribed.set()
+
+    def _on_unsubscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        with self._lock:
+            done = self._round_trips.pop(mid, None)
+        if done is not None:
+            done.set()
+
     def _on_message(self, client, userdata, message) -> None:
-        if self._stopping.is_set():
-            return  # not acked: the broker delivers it again to the next session
+        with self._gate:
+            if self._closed:
+                return  # not acked: the broker delivers it again to the next session
+            try:
+                self._take(client, message)
+            except Exception:  # noqa: BLE001 (logged by _trace, at a limited rate)
+                # Never expected (_take guards its own steps); an exception escaping here
+                # would end paho's thread and leave the input deaf.
+                self._trace("local MQTT input failed on a message")
+
+    def _take(self, client, message) -> None:
         if message.qos > 0:
             with self._lock:
                 if message.dup and message.mid in self._unacked:
@@ -139,9 +203,16 @@ class LocalMqttInput:
                 client.ack(message.mid, 1)
                 return
         self.messages += 1
-        self._handle(message.payload)
+        try:
+            good = self.handle(message.payload)
+        except Exception:  # noqa: BLE001 (logged by _trace, at a limited rate)
+            good = False
+            self._trace("local MQTT input failed on a message; it is counted as bad and acked")
+        if not good:
+            self.bad_messages += 1
         if message.qos > 0:
-            # Appended only after recording, so a commit that marks it holds its events.
+            # Appended only after recording, so a commit that marks it holds its events; a
+            # bad message is acked like a good one, so the broker never sends it again.
             with self._lock:
                 self._unacked.append(message.mid)
                 early = len(self._unacked) >= _EARLY_COMMIT_AT
@@ -150,32 +221,74 @@ class LocalMqttInput:
                 # now rather than at the next commit interval.
                 self.agent.commit_soon()
 
-    def _handle(self, payload: bytes) -> None:
-        cfg = self.agent.config
+    def handle(self, payload: bytes) -> bool:
+        """Count the events of one payload; False if anything in it was refused."""
+        intake = self._intake
         try:
             obj = json.loads(payload)
         except (ValueError, RecursionError) as exc:
-            self.bad_messages += 1
-            self.agent.refusals.add("bad_json", "local MQTT: %s" % str(exc)[:80])
-            return
-        now = time.time()
-        for item in obj if isinstance(obj, list) else [obj]:
-            try:
-                event_obj = apply_mapping(item, self.mapping) if self.mapping else item
-                event = parse_event(event_obj, now, cfg.max_future)
-            except EventError as exc:
-                self.agent.refusals.add("bad_event", "local MQTT: %s" % exc)
-                continue
-            if event.site is not None and event.site != cfg.site:
-                self.agent.refusals.add("wrong_site", "local MQTT: event for site %r" % event.site)
-                continue
-            self.agent.record(event.camera, event.people_count, event.timestamp, event.triggers)
+            intake.refuse("bad_json", str(exc)[:80])
+            return False
+        items = obj if isinstance(obj, list) else [obj]
+        accepted = 0
+        for item in items:
+            if self.mapping:
+                try:
+                    item = apply_mapping(item, self.mapping)
+                except EventError as exc:
+                    intake.refuse(refusal_reason(exc), str(exc))
+                    continue
+            accepted += intake.take(item)
+        return accepted == len(items)
+
+    def _trace(self, what: str) -> None:
+        now = time.monotonic()
+        if now - self._traced >= _TRACE_EVERY:
+            self._traced = now
+            log.exception(what)
+
+    # -- the agent's side ------------------------------------------------------------------
 
     def stop(self) -> None:
-        self._stopping.set()
+        """Drain what the broker has sent, then take no more messages (see the module doc)."""
+        if self._closed:
+            return
+        deadline = time.monotonic() + _DRAIN_LIMIT
+        rounds = 0
+        while self._client.is_connected():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.warning("local MQTT input: the stop drain ended after %.0f s with messages still "
+                            "arriving; the broker keeps the rest for the next start", _DRAIN_LIMIT)
+                break
+            if self.mark():
+                # Acks first: the broker then sends what its in-flight limit held back, and
+                # sends it before the round trip's answer.
+                self.agent.flush(remaining)
+            seen = self.messages + self.redelivered
+            if not self._round_trip(deadline - time.monotonic()):
+                break
+            rounds += 1
+            if self.messages + self.redelivered == seen:
+                break
+        with self._gate:
+            self._closed = True
+        log.info("local MQTT input stopped after %d drain round trip(s); %d message(s) taken",
+                 rounds, self.messages)
+
+    def _round_trip(self, timeout: float) -> bool:
+        """True once the broker has answered an UNSUBSCRIBE sent now (within ``timeout``)."""
+        done = threading.Event()
+        with self._lock:
+            rc, mid = self._client.unsubscribe(self._round_trip_filter)
+            if rc != mqtt.MQTT_ERR_SUCCESS or mid is None:
+                return False
+            self._round_trips[mid] = done
+        return done.wait(max(timeout, 0.0))
 
     def close(self) -> None:
-        self._stopping.set()
+        with self._gate:
+            self._closed = True
         try:
             self._client.disconnect()
         except (RuntimeError, ValueError, OSError):  # pragma: no cover

@@ -72,6 +72,10 @@ def test_late_events_go_to_their_own_slot():
         (("CAM", 1, NOW, ["total_events"]), "bad_triggers"),
         (("CAM", 1, NOW, [["A"]]), "bad_triggers"),
         (("CAM", 1, NOW, ["A"] * 33), "bad_triggers"),
+        (("CAM", 1, NOW, {"LOITERING": 5}), "bad_triggers"),  # an object is not an array of names
+        (("CAM", 1, 10**400), "bad_timestamp"),  # float() of it would overflow
+        (("CAM", 10**400, NOW), "bad_count"),
+        (("CAM", 1, -10**400), "bad_timestamp"),
     ],
 )
 def test_refused_events_are_counted_by_reason_and_change_nothing(args, reason):
@@ -159,6 +163,10 @@ def test_batch_refuses_bad_shapes_and_names_without_crashing():
     assert b.record_batch(["CAM"], [1, 2]) == 0
     assert b.record_batch(["CAM"], [1, 2], codes=[0, 5]) == 1
     assert b.record_batch("CAM", [1.5, 2.0]) == 1
+    assert b.record_batch("CAM", [1, 2], [NOW, 10 ** 400]) == 0  # float() of it would overflow
+    assert b.record_batch("CAM", [1], ["yesterday"]) == 0
+    assert b.record_batch("CAM", [10 ** 400, 1], [NOW, NOW]) == 0  # not numbers numpy can hold
+    assert b.refusals.snapshot()["bad_timestamp"] == 2 + 2 + 1  # the unmatched shape, then these
     assert b.collect() == [("CAM", SLOT, 2, 2, {})]
 
 

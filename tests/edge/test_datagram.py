@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import socket
 import time
@@ -82,3 +83,47 @@ def test_unix_datagram_socket(make_config, tmp_path):
     finally:
         agent.stop()
     assert not (tmp_path / "events.sock").exists()
+
+
+def ndjson_of_size(size: int, camera: str) -> tuple:
+    """An NDJSON datagram of exactly ``size`` bytes and the number of events in it."""
+    line = json.dumps({"camera": camera, "people_count": 1}).encode()
+    n = (size - 200) // (len(line) + 1)
+    data = b"\n".join([line] * n) + b"\n"
+    return data + b" " * (size - len(data)), n
+
+
+def events_of(got: dict, camera: str) -> int:
+    return sum(e for (c, _), (_, e, _) in got.items() if c == camera)
+
+
+def test_size_limits_udp_65507_unix_256_kib_and_a_longer_datagram_is_refused_whole(make_config, tmp_path):
+    path = str(tmp_path / "events.sock")
+    agent = Agent(make_config(mqtt=None, udp_addr=("127.0.0.1", 0), unix_socket=path)).start()
+    try:
+        udp, unix = agent.inputs
+        biggest_udp, n_udp = ndjson_of_size(65507, "UDP_CAM")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(biggest_udp, udp.address)
+            try:
+                sock.sendto(biggest_udp + b" ", udp.address)
+            except OSError as exc:  # IPv4's limit, on the sender's side
+                assert exc.errno == errno.EMSGSIZE
+            else:
+                raise AssertionError("a 65,508-byte UDP datagram was sent")
+            wait_datagrams(udp, 1)
+        biggest_unix, n_unix = ndjson_of_size(256 * 1024, "UNIX_CAM")
+        too_big, _ = ndjson_of_size(256 * 1024 + 1, "CUT_CAM")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            # Linux' default send buffer (212,992 bytes) caps a Unix datagram below 256 KiB.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 512 * 1024)
+            sock.sendto(biggest_unix, path)
+            sock.sendto(too_big, path)
+            wait_datagrams(unix, 2)
+        got = committed(agent)
+        assert (events_of(got, "UDP_CAM"), events_of(got, "UNIX_CAM"), events_of(got, "CUT_CAM")) == (
+            n_udp, n_unix, 0)
+        assert agent.refusals.snapshot() == {"too_large": 1}
+        assert agent.stats()["unix_bad_datagrams"] == 1
+    finally:
+        agent.stop()

@@ -1,5 +1,6 @@
 """``python -m edge run`` as a real process: SIGTERM flush, systemd notify, config errors,
-and the local MQTT input replaying after a SIGKILL."""
+the local MQTT input replaying after a SIGKILL, a stop right after bursts on both inputs, and
+a dead input taking the agent down."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge.agent import Agent
+from edge.agent import OUTBOX_FILE, Agent
 from edge.config import Config
+from edge.outbox import Outbox
 from tests.edge.central_double import CentralDouble
 from tests.harness import free_port
 
@@ -167,3 +170,192 @@ def test_sigkill_leaves_the_retained_last_will_offline(tmp_path, mosquitto, cent
         assert late.wait_for(lambda: late.statuses and late.statuses[-1].state == "offline", 5)
     finally:
         late.stop()
+
+
+# -- a clean stop loses nothing; a dead input stops the agent ---------------------------------
+
+class Lines:
+    """The agent's stderr, read as it comes: ``wait_for(text)`` blocks until a line holds it."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.lines: list = []
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(proc.stderr,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        with stream:
+            for line in stream:
+                with self._cond:
+                    self.lines.append(line)
+                    self._cond.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 15.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: any(text in line for line in self.lines), timeout)
+
+    def text(self) -> str:
+        self._thread.join(10)
+        return "".join(self.lines)
+
+
+def spawn_watched(env: dict, code: str = "") -> tuple:
+    """``python -m edge run`` (after ``code``, when given) with its stderr read by a thread."""
+    argv = [sys.executable, "-c", code + "\nimport sys\nfrom edge.__main__ import main\nsys.exit(main(['run']))"]
+    proc = subprocess.Popen(argv, cwd=str(ROOT), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    return proc, Lines(proc)
+
+
+def outbox_events(tmp_path: Path) -> int:
+    outbox = Outbox(str(tmp_path / "state" / OUTBOX_FILE))
+    try:
+        values, _ = outbox.load(0)
+    finally:
+        outbox.close()
+    return sum(events for _, _, _, events, _ in values)
+
+
+def _burst(camera: str, n: int) -> bytes:
+    return "\n".join(json.dumps({"camera": camera, "people_count": i % 7, "triggers": ["A"]})
+                     for i in range(n)).encode()
+
+
+@pytest.mark.parametrize("kind", ["udp", "unix"])
+def test_sigterm_right_after_bursts_commits_every_datagram(tmp_path, kind):
+    """#19: one event, 10 ms, four datagrams of 15 events, SIGTERM: the outbox held 1 of 61.
+    The stop now drains the socket before the last commit; a longer run ends the same way."""
+    if kind == "udp":
+        address: object = ("127.0.0.1", free_port())
+        env = agent_env(tmp_path, HEATMAP_UDP_ADDR="127.0.0.1:%d" % address[1])  # type: ignore[index]
+        family = socket.AF_INET
+    else:
+        address = str(tmp_path / "events.sock")
+        env = agent_env(tmp_path, HEATMAP_UNIX_SOCKET=address)
+        family = socket.AF_UNIX
+    env.update(HEATMAP_COMMIT_INTERVAL="30", HEATMAP_PUBLISH_INTERVAL="30")
+    for rounds in (1, 12):
+        proc, lines = spawn_watched(env)
+        try:
+            assert lines.wait_for("agent running"), lines.lines
+            sent = 0
+            with socket.socket(family, socket.SOCK_DGRAM) as sock:
+                for _ in range(rounds):
+                    sock.sendto(_burst("DOOR", 1), address)
+                    time.sleep(0.01)  # the issue's timing: the reader is waiting when the burst comes
+                    for _ in range(4):
+                        sock.sendto(_burst("DOOR", 15), address)
+                    sent += 61
+            before = outbox_events(tmp_path) if rounds > 1 else 0
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(15) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert outbox_events(tmp_path) == before + sent, lines.text()
+        assert "datagram(s) drained" in lines.text()
+
+
+def _local_mqtt_env(tmp_path: Path, broker) -> dict:
+    return agent_env(tmp_path, HEATMAP_LOCAL_MQTT_URL=broker.url, HEATMAP_LOCAL_MQTT_TOPIC="ds/detections",
+                     HEATMAP_COMMIT_INTERVAL="60", HEATMAP_PUBLISH_INTERVAL="60")
+
+
+@pytest.mark.slow
+def test_sigterm_right_after_a_local_mqtt_burst_commits_and_acks_every_message(tmp_path, mosquitto):
+    """QoS 1 past the broker's in-flight window and QoS 0 alike: everything the broker took
+    before the signal is committed once, and acked, so the next start gets nothing again."""
+    env = _local_mqtt_env(tmp_path, mosquitto)
+    proc, lines = spawn_watched(env)
+    try:
+        assert lines.wait_for("local MQTT input subscribed"), lines.lines
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="deepstream", protocol=mqtt.MQTTv311)
+        pub.connect("127.0.0.1", mosquitto.port)
+        pub.loop_start()
+        try:
+            pair = json.dumps([{"camera": "DOOR", "people_count": 1}] * 2)  # one JSON value per message
+            infos = [pub.publish("ds/detections", pair, qos=1) for _ in range(150)]
+            for _ in range(100):
+                pub.publish("ds/detections", _burst("DOOR", 1), qos=0)
+            # The broker handles a client's packets in order: once this is acked, it holds all.
+            infos.append(pub.publish("ds/detections", _burst("DOOR", 1), qos=1))
+            for info in infos:
+                info.wait_for_publish(10)
+        finally:
+            pub.disconnect()
+            pub.loop_stop()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert outbox_events(tmp_path) == 150 * 2 + 100 + 1, lines.text()
+
+    cfg = Config.load(None, dict(env, HEATMAP_COMMIT_INTERVAL="0.2", HEATMAP_PUBLISH_INTERVAL="0.2"))
+    agent = Agent(cfg).start()  # the same persistent session: nothing comes again
+    try:
+        inp = agent.inputs[0]
+        assert inp.subscribed.wait(10)
+        _publish(mosquitto, "ds/detections", [_burst("SENTINEL", 1)])
+        deadline = time.monotonic() + 10
+        while inp.messages < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert (inp.messages, inp.redelivered) == (1, 0)
+    finally:
+        agent.stop()
+
+
+#: Kills an input's thread the way nothing in the code can be made to: a BaseException.
+_KILL_DATAGRAM_READER = """
+from edge.inputs import datagram
+class Injected(BaseException):
+    pass
+def handle(self, view, n):
+    raise Injected("an input thread dies")
+datagram.DatagramInput._handle_safely = handle
+"""
+_KILL_PAHO_THREAD = """
+from edge.inputs import local_mqtt
+class Injected(BaseException):
+    pass
+def on_message(self, client, userdata, message):
+    raise Injected("paho's thread dies")
+local_mqtt.LocalMqttInput._on_message = on_message
+"""
+
+
+@pytest.mark.parametrize("kind", ["datagram", "local_mqtt"])
+def test_an_input_that_dies_takes_the_agent_down_and_stops_the_watchdog(tmp_path, mosquitto, kind):
+    """Never up but deaf: the watchdog is no longer fed and the exit code is 1, so systemd
+    restarts the agent."""
+    port = free_port()
+    if kind == "datagram":
+        env = agent_env(tmp_path, HEATMAP_UDP_ADDR="127.0.0.1:%d" % port)
+        code, ready = _KILL_DATAGRAM_READER, "agent running"
+    else:
+        env = _local_mqtt_env(tmp_path, mosquitto)
+        code, ready = _KILL_PAHO_THREAD, "local MQTT input subscribed"
+    path = str(tmp_path / "notify.sock")
+    env.update(NOTIFY_SOCKET=path, WATCHDOG_USEC="200000", HEATMAP_COMMIT_INTERVAL="0.2")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(path)
+        notify.settimeout(10)
+        proc, lines = spawn_watched(env, code)
+        try:
+            assert lines.wait_for(ready), lines.lines
+            if kind == "datagram":
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                    sock.sendto(_burst("DOOR", 1), ("127.0.0.1", port))
+            else:
+                _publish(mosquitto, "ds/detections", [_burst("DOOR", 1)])
+            assert proc.wait(15) == 1
+            got = []
+            while "STOPPING=1" not in got:
+                got.append(notify.recv(4096).decode())
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    died = [i for i, m in enumerate(got) if m.startswith("STATUS=") and "has died" in m]
+    assert died, got
+    assert "WATCHDOG=1" in got[:died[0]] and "WATCHDOG=1" not in got[died[0]:], got
+    assert "has died" in lines.text()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -51,12 +53,27 @@ def test_iso_times():
         ({"camera": "C", "people_count": 1, "triggers": ["total_events"]}, "triggers", "bad_name"),
         ({"camera": "C", "cam_name": "D", "people_count": 1}, "camera", "bad_value"),
         ({"camera": "C", "people_count": 1, "colour": "red"}, "event", "unknown_field"),
+        ({"camera": "C", "people_count": 1, "timestamp": 10**400}, "timestamp", "out_of_range"),
+        ({"camera": "C", "people_count": 1, "timestamp": -10**400}, "timestamp", "out_of_range"),
+        ({"camera": "C", "people_count": 1, "timestamp": float("inf")}, "timestamp", "out_of_range"),
+        ({"camera": "C", "people_count": 10**400}, "people_count", "out_of_range"),
+        ({"camera": "C", "people_count": 1e300}, "people_count", "out_of_range"),
+        ({"camera": "C", "people_count": float("nan")}, "people_count", "bad_type"),
+        ({"camera": "C", "people_count": 1, "triggers": {"LOITERING": 5}}, "triggers", "bad_type"),
+        ({"camera": "C", "people_count": 1, "event_triggers": {"LOITERING": 5}}, "triggers", "bad_type"),
     ],
 )
 def test_bad_events_name_the_field(event, field, code):
     with pytest.raises(EventError) as info:
         parse_event(event, NOW)
     assert (info.value.field, info.value.code) == (field, code), str(info.value)
+
+
+def test_a_400_digit_timestamp_read_from_json_is_refused_not_overflowed():
+    line = '{"camera": "C", "people_count": 1, "timestamp": 1%s}' % ("0" * 400)
+    with pytest.raises(EventError, match="outside") as info:
+        parse_event(json.loads(line), NOW)
+    assert len(str(info.value)) < 200  # the number is cut short in the message
 
 
 def test_integral_float_count_is_accepted():

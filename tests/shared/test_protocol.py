@@ -145,6 +145,10 @@ def test_malformed_fields_are_named(mutate, field, code):
         (b"[" * 50000, "bad_json"),
         (b'{"v": ' + b"1" * 5000 + b"}", "bad_json"),
         (b'{"type": "state"}', "missing"),
+        (b'{"v": 1, "type": "status", "site": "S", "device": "D", "state": "online", "ts": 1'
+         + b"0" * 400 + b"}", "out_of_range"),
+        (b'{"v": 1, "type": "stats", "site": "S", "device": "D", "ts": 1767600000, "stats": {"x": -1'
+         + b"0" * 400 + b"}}", "out_of_range"),
         (b'{"v": "1"}', "bad_type"),
     ],
 )

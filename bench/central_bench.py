@@ -138,6 +138,7 @@ def handoff(data_dir: Path, repeats: int) -> dict:
     from central.dashboard import Dashboard, DashboardCache
     from central.schema import detect_raw_time
     from central.sites import Sites, local_day
+    from central.slots import SlotStore
     from central.store import Store
 
     store = Store("chdb://%s" % (data_dir / "chdb"))
@@ -153,7 +154,7 @@ def handoff(data_dir: Path, repeats: int) -> dict:
         times.append(time.perf_counter() - t0)
     # Our uncached computation in the same engine, same process, for reference.
     sites = Sites.load(data_dir / "sites.toml")
-    dash = Dashboard(store, sites, detect_raw_time(store), DashboardCache(0, 0))
+    dash = Dashboard(SlotStore(store, detect_raw_time(store)), sites, DashboardCache(0, 0))
 
     async def ours() -> list[float]:
         out = []

@@ -36,6 +36,7 @@ from .middleware import (
 )
 from .registry import Registry
 from .sites import Sites
+from .slots import SlotStore
 from .store import Store, open_store
 
 __all__ = ["create_app", "Services", "SERVICES", "PAGE_PATH", "OPENAPI_PATH"]
@@ -83,7 +84,7 @@ class Services:
 
     def ready_services(self) -> None:
         assert self.store is not None and self.raw_time is not None
-        self.dashboard = Dashboard(self.store, self.sites, self.raw_time, self.cache)
+        self.dashboard = Dashboard(SlotStore(self.store, self.raw_time), self.sites, self.cache)
         logger.info("storage ready (%s); camera_events.event_timestamp is %s",
                     self.store.engine, self.raw_time.column_type)
 

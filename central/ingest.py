@@ -32,6 +32,7 @@ from shared.events import parse_event
 from shared.exceptions import EventError
 
 from .errors import json_error
+from .slots import RAW_COLUMNS
 
 __all__ = ["Ingestor", "MAX_ITEM_ERRORS"]
 
@@ -41,7 +42,6 @@ MAX_ITEM_ERRORS = 100
 #: Distinct Idempotency-Keys in flight at once in this process (each holds one lock).
 MAX_KEYS_IN_FLIGHT = 10000
 _KEY_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}\Z")
-_COLUMNS = ["site_name", "cam_name", "people_count", "event_timestamp", "event_triggers"]
 
 
 class Ingestor:
@@ -140,7 +140,7 @@ class Ingestor:
             )
 
         if key is None:
-            await self.store.ainsert("camera_events", rows, _COLUMNS)
+            await self.store.ainsert("camera_events", rows, RAW_COLUMNS)
         else:
             if key not in self._locks and len(self._locks) >= MAX_KEYS_IN_FLIGHT:
                 return self._refuse(503, "busy", "too many requests in flight; retry", retry_after=1)
@@ -193,7 +193,7 @@ class Ingestor:
         columns = ["idempotency_key", "body_sha256", "accepted", "created_at"]
         pending_at = datetime.now(timezone.utc)
         await self.store.ainsert("ingest_batches", [[key, digest, 0, pending_at]], columns)
-        await self.store.ainsert("camera_events", rows, _COLUMNS,
+        await self.store.ainsert("camera_events", rows, RAW_COLUMNS,
                                  {"insert_deduplication_token": "heatmap-ingest:%s:%s" % (key, digest)})
         # The done row must win ReplacingMergeTree(created_at) over the pending one.
         done_at = max(datetime.now(timezone.utc), pending_at + timedelta(milliseconds=1))

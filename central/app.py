@@ -20,7 +20,7 @@ from pathlib import Path
 from aiohttp import web
 from shared.names import is_valid_name
 
-from . import schema
+from . import rollup, schema
 from .config import Config
 from .dashboard import Dashboard, DashboardCache
 from .errors import json_error
@@ -60,6 +60,7 @@ class Services:
         self.raw_time: schema.RawTime | None = None
         #: Whether camera_events drops a repeated insert (None until the schema is read).
         self.raw_dedup: bool | None = None
+        self.rollup: rollup.RollupStatus | None = None
         self.dashboard: Dashboard | None = None
         self.registry: Registry | None = None
         self.ingestor: Ingestor | None = None
@@ -81,10 +82,14 @@ class Services:
                 "= 10000", why)
         self.raw_dedup = dedup
         self.metrics.raw_insert_dedup.set(1 if dedup else 0)
+        # One process owns an embedded engine; against a server, `migrate` builds the rollup.
+        self.rollup = rollup.ensure(self.store, self.raw_time, self.config.clickhouse_cluster,
+                                    build_it=self.store.engine == "chdb")
 
     def ready_services(self) -> None:
         assert self.store is not None and self.raw_time is not None
-        self.dashboard = Dashboard(SlotStore(self.store, self.raw_time), self.sites, self.cache)
+        slots = SlotStore(self.store, self.raw_time, rollup=bool(self.rollup and self.rollup.available))
+        self.dashboard = Dashboard(slots, self.sites, self.cache)
         logger.info("storage ready (%s); camera_events.event_timestamp is %s",
                     self.store.engine, self.raw_time.column_type)
 
@@ -156,6 +161,7 @@ def _health(svc: Services) -> dict:
         "engine": svc.store.engine if svc.store is not None else None,
         "mqtt": "disabled" if consumer is None else ("connected" if consumer.connected else "disconnected"),
         "raw_insert_dedup": svc.raw_dedup,
+        "raw_rollup": svc.rollup.as_json() if svc.rollup is not None else None,
     }
     if consumer is not None:
         doc["pending_messages"] = consumer.pending

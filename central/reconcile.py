@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 from shared.names import is_valid_name
 from shared.slots import SLOT_SECONDS
 
-from . import schema
+from . import rollup, schema
 from .config import Config
 from .config import add_arguments as add_config_arguments
 from .exceptions import CentralError, StorageError
@@ -240,7 +240,7 @@ def reconcile(
     windows = plan_windows(sites, names, opts, now)
     # A slot is closed once its end plus the grace period has passed.
     closed_before = int(now - opts.grace) - SLOT_SECONDS
-    slots = SlotStore(store, raw_time)
+    slots = SlotStore(store, raw_time, rollup=rollup.status(store).available)
     comparison = compare(slots, windows, closed_before,
                          chunk_seconds=opts.chunk_days * 86400, progress=progress)
     run_id = uuid.uuid4().hex

@@ -189,7 +189,7 @@ class Dashboard:
         self.sites = sites
         self.cache = cache
         self._inflight: dict[tuple[str, str], tuple[int, asyncio.Task]] = {}
-        self._hours_sql = HOURS_SQL % slots.merged_sql()
+        self._hours_sql = HOURS_SQL % slots.merged_sql(Scope.of((), 0, 0))  # one site, one range
         self._watched: dict[tuple[str, str], float] = {}  # key -> when it was last asked for
         self.hits = 0
         self.misses = 0

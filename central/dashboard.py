@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 #: A (site, day) asked for within this many seconds is recomputed as soon as data for it is
 #: written (the live path); others are only invalidated.
 WATCH_SECONDS = 60.0
+#: Writes to one watched day within this many seconds share one recomputation.
+REFRESH_DELAY = 0.05
 
 # The slot rule's per-slot answer bucketed by the site's local hour, in ClickHouse: Python
 # folds at most cameras x 25 rows. Slots with no events count for nothing (as in the handoff).
@@ -191,6 +193,7 @@ class Dashboard:
         self._inflight: dict[tuple[str, str], tuple[int, asyncio.Task]] = {}
         self._hours_sql = HOURS_SQL % slots.merged_sql(Scope.of((), 0, 0))  # one site, one range
         self._watched: dict[tuple[str, str], float] = {}  # key -> when it was last asked for
+        self._refresh_due: set[tuple[str, str]] = set()
         self.hits = 0
         self.misses = 0
         self.refreshes = 0
@@ -260,9 +263,18 @@ class Dashboard:
         for day in self.invalidate_slots(site_name, slots):
             key = (site_name, day.isoformat())
             seen = self._watched.get(key)
-            if seen is not None and now - seen <= WATCH_SECONDS:
-                self.refreshes += 1
-                self._start(key, site_name, day, self.cache.version(key))
+            if seen is not None and now - seen <= WATCH_SECONDS and key not in self._refresh_due:
+                # A burst of writes (one per consumer batch) costs one computation.
+                self._refresh_due.add(key)
+                asyncio.get_running_loop().call_later(REFRESH_DELAY, self._refresh, key, site_name, day)
+
+    def _refresh(self, key: tuple[str, str], site_name: str, day: date) -> None:
+        self._refresh_due.discard(key)
+        version = self.cache.version(key)
+        pending = self._inflight.get(key)
+        if self.cache.get(key) is None and (pending is None or pending[0] != version):
+            self.refreshes += 1
+            self._start(key, site_name, day, version)
 
 
 def _retrieve(task: asyncio.Task) -> None:

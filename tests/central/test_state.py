@@ -75,14 +75,25 @@ async def test_a_watched_day_is_recomputed_when_data_arrives(make_client):
     assert first["critical_events"]["total_events"] == 1
     # A write: the day is recomputed without anyone asking, so the next poll is a hit.
     assert (await client.post("/api/v1/events", json=[dict(EVENT, timestamp="2026-01-05T11:00:00Z")])).status == 201
-    assert dash.refreshes == 1
     await wait_for(lambda: dash.cache.get(("LIVE", "2026-01-05")) is not None)
+    assert dash.refreshes == 1
     hits = dash.hits
     second = await (await client.get("/api/v1/dashboard/LIVE?date=2026-01-05")).json()
     assert second["critical_events"]["total_events"] == 2 and dash.hits == hits + 1
     # A day nobody watches is only invalidated.
     assert (await client.post("/api/v1/events", json=[dict(EVENT, timestamp="2026-01-07T11:00:00Z")])).status == 201
-    assert dash.refreshes == 1 and await dash.answer("LIVE", date(2026, 1, 7))
+    assert ("LIVE", "2026-01-07") not in dash._refresh_due and await dash.answer("LIVE", date(2026, 1, 7))
+
+
+async def test_a_burst_of_writes_costs_one_recomputation(make_client):
+    client = await make_client(cache_ttl=60, cache_ttl_past=60)
+    assert (await client.post("/api/v1/events", json=[EVENT])).status == 201
+    dash = client.server.app[DASHBOARD].require()
+    await dash.answer("LIVE", date(2026, 1, 5))
+    for minute in range(5):
+        client.server.app[ON_DATA]("LIVE", {1767607200 + 900 * minute})
+    await wait_for(lambda: dash.cache.get(("LIVE", "2026-01-05")) is not None)
+    assert dash.refreshes == 1
 
 
 async def test_handlers_answer_503_until_storage_is_ready(make_client):

@@ -146,15 +146,18 @@ _TRIGGERS = "Map(String, UInt64)"
 # Every side yields: site_name, cam_name, s, src (1 edge, 2 raw, 3 pin), peak, events,
 # trig, devices, rev, in these types, so that they stack with UNION ALL.
 
-# The edge half of the slot rule: the latest revision per device (FINAL keeps the row of the
-# highest ``rev`` per (site, camera, slot, device), the table's key; one aggregation level
-# instead of an argMax per device then a sum), summed over devices.
+# The edge half of the slot rule: the latest revision per device, summed over devices.
+# (argMax, not FINAL: measured on 4.6 million states, FINAL read 2-3 times slower.)
 _EDGE = """
-SELECT site_name, cam_name, %(state_slot)s AS s, toUInt8(1) AS src,
-       toUInt64(max(peak)) AS peak, toUInt64(sum(events)) AS events,
-       CAST(sumMap(triggers), '%(trig)s') AS trig, count() AS devices, max(rev) AS rev
-FROM slot_states FINAL
-WHERE %(slot_range)s AND %(state_sites)s
+SELECT site_name, cam_name, s, toUInt8(1) AS src, max(st.1) AS peak, sum(st.2) AS events,
+       CAST(sumMap(st.3), '%(trig)s') AS trig, count() AS devices, max(st.4) AS rev
+FROM (
+    SELECT site_name, cam_name, %(state_slot)s AS s,
+           argMax((toUInt64(peak), toUInt64(events), triggers, rev), rev) AS st
+    FROM slot_states
+    WHERE %(slot_range)s AND %(state_sites)s
+    GROUP BY site_name, device_id, cam_name, s
+)
 GROUP BY site_name, cam_name, s
 """
 

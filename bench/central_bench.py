@@ -6,9 +6,16 @@
   (default /tmp/heatmap-bench/central, ``--data-dir``) and is reused when present.
 * dashboard: one site-day through the HTTP API of ``python -m central serve`` with 50
   concurrent clients: p50/p99 latency and requests/s (targets p50 <= 2 ms, p99 <= 10 ms,
-  >= 2,000 requests/s); also the uncached answer (cache misses) for reference.
+  >= 2,000 requests/s).
+* uncached: distinct site-days asked once each through HTTP: p50/p99 (targets p50 <= 1/5 of
+  the handoff's p50, p99 <= 10 ms).
+* live: an agent per site publishes every 20 s through mosquitto while 50 pollers read every
+  site's today: p50/p99, and staleness against the acks (no answer may miss a write that was
+  acknowledged more than 1 s before the request).
+* memory: central's RSS and peak RSS (target <= 1 GB).
 * handoff: the same site-day answered the handoff's way (its four queries over raw
-  camera_events, through the same chDB engine, no HTTP): p50; our p50 must be >= 20x faster.
+  camera_events, through the same chDB engine, no HTTP): p50; our cached p50 must be >= 20x
+  faster; our uncached document in the same process for comparison.
 * ingest: slot states through a real mosquitto into central into the engine with the
   end-to-end device ack coming back (target >= 20,000 states/s sustained).
 

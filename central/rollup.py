@@ -182,9 +182,10 @@ def _backfill(store: Storage, raw_time: RawTime, source: str, parts: list[str], 
     pieces = list(range(lo, hi + 900, step))
     for done, start in enumerate(pieces, 1):
         store.command(insert, parameters={"lo": start, "hi": start + step, "parts": parts})
-        logger.info("raw rollup backfill: %d/%d chunks (to %s), %.0f s",
-                    done, len(pieces), datetime.fromtimestamp(start + step, timezone.utc)
-                    .strftime("%Y-%m-%d %H:%M"), time.monotonic() - started)
         if progress is not None:
             progress(done, len(pieces), start + step)
+        else:  # serve: the log is the progress line
+            logger.info("raw rollup backfill: %d/%d chunks (to %s), %.0f s",
+                        done, len(pieces), datetime.fromtimestamp(start + step, timezone.utc)
+                        .strftime("%Y-%m-%d %H:%M"), time.monotonic() - started)
     return total

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import sys
+import time
 
 from .config import Config, add_arguments
 from .exceptions import CentralError, ConfigError
@@ -49,8 +50,14 @@ def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def _progress(done: int, total: int, reached: int) -> None:
+    when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(reached))
+    sys.stderr.write("\rraw rollup backfill: %d/%d chunks (to %s)%s" % (done, total, when, "\n" if done == total else ""))
+    sys.stderr.flush()
+
+
 def _migrate(config: Config, print_ddl: bool) -> int:
-    from . import schema
+    from . import rollup, schema
     from .store import open_store
 
     if print_ddl:
@@ -64,10 +71,12 @@ def _migrate(config: Config, print_ddl: bool) -> int:
     try:
         applied = schema.migrate(store, config.clickhouse_cluster)
         raw = schema.detect_raw_time(store, config.event_timestamp_expr)
+        built = rollup.ensure(store, raw, config.clickhouse_cluster, build_it=True, progress=_progress)
     finally:
         store.close()
     print("schema up to date (applied now: %s); camera_events.event_timestamp: %s (%s)"
           % (", ".join(map(str, applied)) or "none", raw.column_type, raw.kind))
+    print("raw rollup: %s" % (built.reason if built.available else "unavailable (%s)" % built.reason))
     return EXIT_OK
 
 

@@ -37,6 +37,7 @@ from shared.exceptions import HeatmapError
 from .config import Config
 from .exceptions import StorageError
 from .metrics import Metrics
+from .slots import STATE_COLUMNS
 from .store import Store
 
 __all__ = ["Consumer", "SESSION_EXPIRY"]
@@ -46,7 +47,6 @@ logger = logging.getLogger(__name__)
 #: How long the broker keeps our session (and queues QoS 1 messages) while we are away.
 SESSION_EXPIRY = 7 * 24 * 3600
 _MAX_DEAD_PAYLOAD = 65536
-_STATE_COLUMNS = ["site_name", "device_id", "cam_name", "slot", "peak", "events", "triggers", "rev", "received_at"]
 _DEVICE_COLUMNS = ["site_name", "device_id", "kind", "status", "seen_at", "stats"]
 _DEAD_COLUMNS = ["received_at", "topic", "site_name", "device_id", "reason", "field", "message", "payload",
                  "payload_bytes"]
@@ -256,7 +256,7 @@ class Consumer:
 
     def _insert(self, batch: _Batch) -> None:
         started = time.perf_counter()
-        self.store.insert("slot_states", batch.states, _STATE_COLUMNS)
+        self.store.insert("slot_states", batch.states, STATE_COLUMNS)
         self.store.insert("device_status", batch.devices, _DEVICE_COLUMNS)
         self.store.insert("dead_letters", batch.dead, _DEAD_COLUMNS)
         self.metrics.insert_seconds.observe(time.perf_counter() - started)

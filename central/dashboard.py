@@ -1,14 +1,14 @@
 """The dashboard answer for one site and one local day, and its cache.
 
-Per (camera, 15-minute slot) the answer takes, in this order: raw ``camera_events`` if the
-slot is pinned in ``slot_repairs``; else the edge aggregates (``slot_states``, highest
-revision per device, summed over devices, peak the max); else raw ``camera_events``. The
-work is set-based: three GROUP BY queries per request (edge, repairs, raw), run
-concurrently, then a merge in Python over at most cameras x 100 slots.
+Per (camera, 15-minute slot) the answer is what the slot rule of :mod:`central.slots`
+chooses (pinned: raw; else edge states; else raw). One statement per document: the slot
+store's merged slots, bucketed by the site's local hour in ClickHouse, then a fold in
+Python over at most cameras x 25 rows (:func:`compute`).
 
 Answers are cached per (site, date) as ready JSON bytes. Writers invalidate the dates they
-touch; a time-to-live covers raw rows that land through other ingestion paths (short for
-recent days, longer for old ones). Concurrent misses for one key share one computation, as
+touch (through ``on_data``), and a day someone is watching is recomputed right away, ahead
+of the next poll (:meth:`Dashboard.on_data`); a time-to-live covers raw rows that land
+through other ingestion paths (short for recent days, longer for old ones). Concurrent misses for one key share one computation, as
 long as no write invalidated the key since it started; it runs as a task of its own, so a
 caller that is cancelled does not cancel it for the others.
 """
@@ -22,40 +22,28 @@ import time
 from collections.abc import Iterable
 from datetime import date, datetime, timezone
 
-from .schema import RawTime
 from .sites import Site, Sites, intensity, local_day
-from .store import Store
+from .slots import Scope, SlotStore, as_counts
 
 __all__ = ["Dashboard", "DashboardCache", "compute", "iso_utc"]
 
 logger = logging.getLogger(__name__)
 
-EDGE_SQL = """
-SELECT cam_name, toUInt32(toUnixTimestamp(slot)) AS s,
-       max(st.1) AS peak, sum(st.2) AS events, sumMap(st.3) AS triggers
-FROM (
-    SELECT device_id, cam_name, slot, argMax((peak, events, triggers), rev) AS st
-    FROM slot_states
-    WHERE site_name = {site:String}
-      AND slot >= toDateTime({start:UInt32}, 'UTC') AND slot < toDateTime({end:UInt32}, 'UTC')
-    GROUP BY device_id, cam_name, slot
-)
-GROUP BY cam_name, slot
-"""
+#: A (site, day) asked for within this many seconds is recomputed as soon as data for it is
+#: written (the live path); others are only invalidated.
+WATCH_SECONDS = 60.0
+#: Writes to one watched day within this many seconds share one recomputation.
+REFRESH_DELAY = 0.05
 
-REPAIRS_SQL = """
-SELECT DISTINCT cam_name, toUInt32(toUnixTimestamp(slot))
-FROM slot_repairs
-WHERE site_name = {site:String}
-  AND slot >= toDateTime({start:UInt32}, 'UTC') AND slot < toDateTime({end:UInt32}, 'UTC')
-"""
-
-RAW_SQL = """
-SELECT cam_name, %(slot)s AS s, max(people_count), count(),
-       sumMap(event_triggers, arrayMap(t -> toUInt64(1), event_triggers))
-FROM camera_events
-WHERE site_name = {site:String} AND %(where)s
-GROUP BY cam_name, s
+# The slot rule's per-slot answer bucketed by the site's local hour, in ClickHouse: Python
+# folds at most cameras x 25 rows. Slots with no events count for nothing (as in the handoff).
+HOURS_SQL = """
+SELECT cam_name, toHour(toDateTime(slot, {tz:String})) AS hour,
+       max(peak), sum(events), sumMap(triggers),
+       countIf(source = 'edge'), countIf(source = 'raw'), countIf(source = 'repaired')
+FROM (%s)
+WHERE events > 0
+GROUP BY cam_name, hour
 """
 
 
@@ -66,46 +54,22 @@ def iso_utc(ts: float, millis: bool = False) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _raw_triggers(value) -> dict[str, int]:
-    if isinstance(value, dict):
-        return value
-    keys, counts = value
-    return dict(zip(keys, counts, strict=True))
-
-
-def compute(site: Site, day: date, edge: Iterable, repairs: Iterable, raw: Iterable,
-            now: float | None = None) -> dict:
-    """Merge the three query results into the dashboard document (pure; tested directly)."""
-    tz = site.tz
-    start, end = local_day(day, tz)
-    pinned = {(cam, int(slot)) for cam, slot in repairs}
-    chosen: dict[tuple[str, int], tuple[int, int, dict, str]] = {}
-    for cam, slot, peak, events, triggers in edge:
-        key = (cam, int(slot))
-        if key not in pinned:
-            chosen[key] = (int(peak), int(events), triggers or {}, "edge")
-    for cam, slot, peak, events, triggers in raw:
-        key = (cam, int(slot))
-        if key in pinned:
-            chosen[key] = (int(peak), int(events), _raw_triggers(triggers), "repaired")
-        elif key not in chosen:
-            chosen[key] = (int(peak), int(events), _raw_triggers(triggers), "raw")
-
-    hour_of: dict[int, int] = {}
+def compute(site: Site, day: date, hours: Iterable, now: float | None = None) -> dict:
+    """Fold the per-(camera, local hour) rows of :data:`HOURS_SQL` into the dashboard
+    document (pure; tested directly)."""
+    start, end = local_day(day, site.tz)
     zones: dict[str, list[int]] = {}
     hourly: dict[int, int] = {}
     zone_hourly: dict[str, dict[int, list[int]]] = {}
     triggers_total: dict[str, int] = {}
     counts = {"edge": 0, "raw": 0, "repaired": 0}
     total = 0
-    for (cam, slot), (peak, events, triggers, source) in sorted(chosen.items()):
-        if events <= 0:
-            continue
-        counts[source] += 1
+    for cam, hour, peak, events, triggers, n_edge, n_raw, n_repaired in sorted(hours):
+        peak, events, hour = int(peak), int(events), int(hour)
+        counts["edge"] += int(n_edge)
+        counts["raw"] += int(n_raw)
+        counts["repaired"] += int(n_repaired)
         total += events
-        hour = hour_of.get(slot)
-        if hour is None:
-            hour = hour_of[slot] = datetime.fromtimestamp(slot, tz).hour
         zone = zones.setdefault(cam, [0, 0])
         zone[0] = max(zone[0], peak)
         zone[1] += events
@@ -113,9 +77,8 @@ def compute(site: Site, day: date, edge: Iterable, repairs: Iterable, raw: Itera
         zh = zone_hourly.setdefault(cam, {}).setdefault(hour, [0, 0])
         zh[0] = max(zh[0], peak)
         zh[1] += events
-        for name, n in triggers.items():
-            if n:
-                triggers_total[name] = triggers_total.get(name, 0) + int(n)
+        for name, n in as_counts(triggers).items():
+            triggers_total[name] = triggers_total.get(name, 0) + n
 
     served = sum(counts.values())
     if not served:
@@ -229,15 +192,18 @@ class DashboardCache:
 class Dashboard:
     """Computes and caches dashboard answers; lives on the event loop of the app."""
 
-    def __init__(self, store: Store, sites: Sites, raw_time: RawTime, cache: DashboardCache):
-        self.store = store
+    def __init__(self, slots: SlotStore, sites: Sites, cache: DashboardCache):
+        self.slots = slots
+        self.store = slots.store
         self.sites = sites
-        self.raw_time = raw_time
         self.cache = cache
         self._inflight: dict[tuple[str, str], tuple[int, asyncio.Task]] = {}
-        self._raw_sql = RAW_SQL % {"slot": raw_time.slot, "where": raw_time.where()}
+        self._hours_sql = HOURS_SQL % slots.merged_sql(Scope.of((), 0, 0))  # one site, one range
+        self._watched: dict[tuple[str, str], float] = {}  # key -> when it was last asked for
+        self._refresh_due: set[tuple[str, str]] = set()
         self.hits = 0
         self.misses = 0
+        self.refreshes = 0
 
     async def answer(self, site_name: str, day: date) -> bytes:
         key = (site_name, day.isoformat())
@@ -245,16 +211,28 @@ class Dashboard:
         if body is not None:
             self.hits += 1
             return body
+        self._watch(key)
         version = self.cache.version(key)
         pending = self._inflight.get(key)
         if pending is None or pending[0] != version:
             # None in flight, or the one in flight started before an invalidation.
             self.misses += 1
-            task = asyncio.create_task(self._compute(key, site_name, day, version))
-            task.add_done_callback(_retrieve)
-            pending = self._inflight[key] = (version, task)
+            pending = self._start(key, site_name, day, version)
         # The computation is a task of its own: a caller cancelled leaves it to the others.
         return await asyncio.shield(pending[1])
+
+    def _start(self, key: tuple[str, str], site_name: str, day: date, version: int) -> tuple[int, asyncio.Task]:
+        task = asyncio.create_task(self._compute(key, site_name, day, version))
+        task.add_done_callback(_retrieve)
+        pending = self._inflight[key] = (version, task)
+        return pending
+
+    def _watch(self, key: tuple[str, str]) -> None:
+        now = time.monotonic()
+        self._watched[key] = now
+        if len(self._watched) > self.cache.max_entries:
+            cutoff = now - WATCH_SECONDS
+            self._watched = {k: t for k, t in self._watched.items() if t >= cutoff}
 
     async def _compute(self, key: tuple[str, str], site_name: str, day: date, version: int) -> bytes:
         try:
@@ -270,20 +248,40 @@ class Dashboard:
     async def document(self, site_name: str, day: date) -> dict:
         site = self.sites.get(site_name)
         start, end = local_day(day, site.tz)
-        params = {"site": site_name, "start": start, "end": end}
-        edge, repairs, raw = await asyncio.gather(
-            self.store.aquery(EDGE_SQL, params),
-            self.store.aquery(REPAIRS_SQL, params),
-            self.store.aquery(self._raw_sql, params),
-        )
-        return compute(site, day, edge, repairs, raw)
+        params = {**Scope.of([site_name], start, end).params(), "tz": site.timezone}
+        return compute(site, day, await self.store.aquery(self._hours_sql, params))
 
-    def invalidate_slots(self, site_name: str, slots: Iterable[int]) -> None:
-        """Drop cached days of ``site_name`` that hold any of ``slots`` (Unix seconds)."""
+    def invalidate_slots(self, site_name: str, slots: Iterable[int]) -> list[date]:
+        """Drop cached days of ``site_name`` that hold any of ``slots`` (Unix seconds);
+        returns those days."""
         tz = self.sites.get(site_name).tz
-        for day in {datetime.fromtimestamp(s, tz).date().isoformat() for s in slots}:
-            self.cache.invalidate(site_name, day)
-            self._inflight.pop((site_name, day), None)  # later requests must not join it
+        days = sorted({datetime.fromtimestamp(s, tz).date() for s in slots})
+        for day in days:
+            self.cache.invalidate(site_name, day.isoformat())
+            self._inflight.pop((site_name, day.isoformat()), None)  # later requests must not join it
+        return days
+
+    def on_data(self, site_name: str, slots: Iterable[int]) -> None:
+        """The live path (an ``on_data`` callback): the touched days are dropped, and those
+        someone asked for in the last :data:`WATCH_SECONDS` are recomputed at once from
+        the rows just stored, so a poller joins a computation already under way (or finds
+        the answer ready) instead of starting one after the write."""
+        now = time.monotonic()
+        for day in self.invalidate_slots(site_name, slots):
+            key = (site_name, day.isoformat())
+            seen = self._watched.get(key)
+            if seen is not None and now - seen <= WATCH_SECONDS and key not in self._refresh_due:
+                # A burst of writes (one per consumer batch) costs one computation.
+                self._refresh_due.add(key)
+                asyncio.get_running_loop().call_later(REFRESH_DELAY, self._refresh, key, site_name, day)
+
+    def _refresh(self, key: tuple[str, str], site_name: str, day: date) -> None:
+        self._refresh_due.discard(key)
+        version = self.cache.version(key)
+        pending = self._inflight.get(key)
+        if self.cache.get(key) is None and (pending is None or pending[0] != version):
+            self.refreshes += 1
+            self._start(key, site_name, day, version)
 
 
 def _retrieve(task: asyncio.Task) -> None:

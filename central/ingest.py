@@ -45,6 +45,7 @@ from shared.exceptions import EventError
 
 from .bodies import BodyBudget, BodyRefused, read_body
 from .errors import json_error
+from .slots import RAW_COLUMNS
 
 __all__ = ["Ingestor", "MAX_ITEM_ERRORS"]
 
@@ -54,7 +55,6 @@ MAX_ITEM_ERRORS = 100
 #: Distinct Idempotency-Keys in flight at once in this process (each holds one lock).
 MAX_KEYS_IN_FLIGHT = 10000
 _KEY_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}\Z")
-_COLUMNS = ["site_name", "cam_name", "people_count", "event_timestamp", "event_triggers"]
 
 
 _CONTENT_TYPES = ("application/json", "application/x-ndjson")
@@ -160,14 +160,12 @@ def _prepare(body: bytes, max_events: int, raw_time) -> _Batch:
 
 
 class Ingestor:
-    def __init__(self, store, raw_time_getter, registry, dashboard_getter, metrics, config,
-                 dedup_getter=lambda: False):
+    def __init__(self, store, raw_time_getter, on_data, metrics, config, dedup_getter=lambda: False):
         self.store = store
         self._raw_time = raw_time_getter
         self._dedup = dedup_getter
         self._locks: dict[str, list] = {}  # key -> [asyncio.Lock, users]
-        self.registry = registry
-        self._dashboard = dashboard_getter
+        self.on_data = on_data  # central.state.OnData: the path every writer takes after a write
         self.metrics = metrics
         self.max_bytes = config.max_body_bytes
         self.max_events = config.max_batch_events
@@ -228,7 +226,7 @@ class Ingestor:
         if key is None:
             # A token of its own: camera_events drops a repeated identical block (a
             # deduplication window, a Replicated engine), and two equal detections are real.
-            await self.store.ainsert("camera_events", rows, _COLUMNS,
+            await self.store.ainsert("camera_events", rows, RAW_COLUMNS,
                                      {"insert_deduplication_token": "heatmap-unkeyed:%s" % uuid.uuid4().hex})
         else:
             if key not in self._locks and len(self._locks) >= MAX_KEYS_IN_FLIGHT:
@@ -238,11 +236,8 @@ class Ingestor:
             if refused is not None:
                 return refused
         self.metrics.ingest_events.inc(len(rows))
-        dashboard = self._dashboard()
         for site, slots in touched.items():
-            self.registry.saw(site)
-            if dashboard is not None:
-                dashboard.invalidate_slots(site, slots)
+            self.on_data(site, slots)
         logger.debug("ingested %d events (key %s)", len(rows), key)
         return web.json_response({"accepted": len(rows)}, status=201)
 
@@ -282,7 +277,7 @@ class Ingestor:
         columns = ["idempotency_key", "body_sha256", "accepted", "created_at"]
         pending_at = datetime.now(timezone.utc)
         await self.store.ainsert("ingest_batches", [[key, digest, 0, pending_at]], columns)
-        await self.store.ainsert("camera_events", rows, _COLUMNS,
+        await self.store.ainsert("camera_events", rows, RAW_COLUMNS,
                                  {"insert_deduplication_token": "heatmap-ingest:%s:%s" % (key, digest)})
         # The done row must win ReplacingMergeTree(created_at) over the pending one.
         done_at = max(datetime.now(timezone.utc), pending_at + timedelta(milliseconds=1))

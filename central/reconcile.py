@@ -28,13 +28,14 @@ from zoneinfo import ZoneInfo
 from shared.names import is_valid_name
 from shared.slots import SLOT_SECONDS
 
-from . import schema
+from . import rollup, schema
 from .config import Config
 from .config import add_arguments as add_config_arguments
 from .exceptions import CentralError, StorageError
 from .reconcile_query import Comparison, SiteWindow, compare, known_in_data, repair, seen_sites
 from .reconcile_report import render_json, render_table
 from .sites import Sites, local_day
+from .slots import SlotStore
 from .store import Storage, open_store
 
 __all__ = [
@@ -255,11 +256,12 @@ def reconcile(
     windows = plan_windows(sites, names, opts, now)
     # A slot is closed once its end plus the grace period has passed.
     closed_before = int(now - opts.grace) - SLOT_SECONDS
-    comparison = compare(store, raw_time, windows, closed_before,
+    slots = SlotStore(store, raw_time, rollup=rollup.status(store).available)
+    comparison = compare(slots, windows, closed_before,
                          chunk_seconds=opts.chunk_days * 86400, progress=progress)
     run_id = uuid.uuid4().hex
     if opts.repair and comparison.diffs:
-        repair(store, comparison, opts.repaired_by, run_id=run_id, now=now)
+        repair(slots, comparison, opts.repaired_by, run_id=run_id, now=now)
     return comparison, windows, run_id
 
 

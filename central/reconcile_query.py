@@ -1,9 +1,8 @@
 """The comparison behind ``python -m central reconcile``: SQL, classification, repairs.
 
-Per (site, camera, 15-minute slot) the edge aggregates (``slot_states``, highest revision
-per device, summed over devices, peak the max) are set against raw ``camera_events``
-(events = count, peak = max(people_count), trigger counts with ARRAY JOIN semantics: every
-occurrence counts) and against the pins in ``slot_repairs``. One statement per chunk of the
+Per (site, camera, 15-minute slot) the three sides of :mod:`central.slots` (the edge
+aggregates by the slot rule, raw ``camera_events`` per slot from the rollup or a scan, and
+the pins in ``slot_repairs``) are set against each other instead of chosen. One statement per chunk of the
 range does it all for every site at once: the three sides are aggregated, stacked with
 UNION ALL and grouped by slot, each slot is classified, and the slots that agree (or are
 pinned, or still open) collapse into one counting row per site, so only the differences
@@ -26,6 +25,7 @@ from datetime import datetime, timezone
 from shared.slots import SLOT_SECONDS
 
 from .schema import RawTime
+from .slots import SlotStore, as_counts
 from .store import Storage
 
 __all__ = [
@@ -41,7 +41,6 @@ __all__ = [
     "known_in_data",
     "repair",
     "DRIFT_KINDS",
-    "REPAIR_COLUMNS",
 ]
 
 logger = logging.getLogger(__name__)
@@ -54,47 +53,7 @@ logger = logging.getLogger(__name__)
 KINDS = ("pinned", "match", "open", "missing_on_edge", "missing_on_raw", "drift")
 DRIFT_KINDS = ("missing_on_edge", "missing_on_raw", "drift")
 
-# The per-site window: bounds looked up by site name (a hash lookup, computed once per
-# LowCardinality dictionary entry), so one statement serves sites in different time zones.
-_SITE_FILTER = (
-    "site_name IN {sites:Array(String)} "
-    "AND %(slot)s >= transform(site_name, {sites:Array(String)}, {starts:Array(UInt32)}, toUInt32(0)) "
-    "AND %(slot)s < transform(site_name, {sites:Array(String)}, {ends:Array(UInt32)}, toUInt32(0))"
-)
-_STATE_SLOT = "toUInt32(toUnixTimestamp(slot))"
 _STATE_RANGE = "slot >= toDateTime({lo:UInt32}, 'UTC') AND slot < toDateTime({hi:UInt32}, 'UTC')"
-
-_EDGE = """
-SELECT site_name, cam_name, s, toUInt8(1) AS src, max(st.1) AS peak, sum(st.2) AS events,
-       CAST(sumMap(st.3), 'Map(String, UInt64)') AS trig, count() AS devices, max(st.4) AS rev
-FROM (
-    SELECT site_name, cam_name, %(state_slot)s AS s,
-           argMax((toUInt64(peak), toUInt64(events), triggers, rev), rev) AS st
-    FROM slot_states
-    WHERE %(state_range)s AND %(edge_sites)s
-    GROUP BY site_name, device_id, cam_name, s
-)
-GROUP BY site_name, cam_name, s
-"""
-
-_RAW = """
-SELECT site_name, cam_name, %(raw_slot)s AS s, toUInt8(2) AS src,
-       toUInt64(max(people_count)) AS peak, toUInt64(count()) AS events,
-       CAST(sumMap(event_triggers, arrayMap(t -> toUInt64(1), event_triggers)), 'Map(String, UInt64)') AS trig,
-       toUInt64(0) AS devices, toUInt64(0) AS rev
-FROM camera_events
-WHERE %(raw_range)s AND %(raw_sites)s
-GROUP BY site_name, cam_name, s
-"""
-
-_PINS = """
-SELECT site_name, cam_name, %(state_slot)s AS s, toUInt8(3) AS src, toUInt64(0) AS peak,
-       toUInt64(0) AS events, CAST(map(), 'Map(String, UInt64)') AS trig,
-       toUInt64(0) AS devices, toUInt64(0) AS rev
-FROM slot_repairs
-WHERE %(state_range)s AND %(edge_sites)s
-GROUP BY site_name, cam_name, s
-"""
 
 # Sides stacked and grouped per slot, classified, then everything that needs no row of its
 # own (pinned, match, open) collapsed to one counting row per (site, kind).
@@ -125,7 +84,7 @@ FROM (
                    if(e_events = 0, toUInt64(0), e_peak0) AS e_peak,
                    maxIf(devices, src = 1) AS devices, maxIf(rev, src = 1) AS rev,
                    countIf(src = 3) AS pins
-            FROM (%(edge)s UNION ALL %(raw)s UNION ALL %(pins)s)
+            FROM (%(sides)s)
             GROUP BY site_name, cam_name, s
         )
         WHERE e_events > 0 OR r_events > 0 OR pins > 0
@@ -150,11 +109,6 @@ SELECT DISTINCT site_name FROM (
 )
 """
 
-REPAIR_COLUMNS = (
-    "site_name", "cam_name", "slot", "run_id", "repaired_at", "repaired_by", "reason",
-    "edge_peak", "edge_events", "edge_triggers", "edge_rev",
-    "raw_peak", "raw_events", "raw_triggers",
-)
 _REPAIR_BATCH = 50_000
 
 
@@ -262,23 +216,9 @@ class Comparison:
         return ranked[: max(0, limit)]
 
 
-def _fragments(raw_time: RawTime) -> dict[str, str]:
-    edge_sites = _SITE_FILTER % {"slot": _STATE_SLOT}
-    raw_sites = _SITE_FILTER % {"slot": raw_time.slot}
-    return {
-        "state_slot": _STATE_SLOT,
-        "state_range": _STATE_RANGE,
-        "raw_slot": raw_time.slot,
-        "raw_range": raw_time.where("lo", "hi"),
-        "edge_sites": edge_sites,
-        "raw_sites": raw_sites,
-    }
-
-
-def compare_sql(raw_time: RawTime) -> str:
-    """The one comparison statement for this camera_events time column."""
-    frag = _fragments(raw_time)
-    return _COMPARE % {"edge": _EDGE % frag, "raw": _RAW % frag, "pins": _PINS % frag}
+def compare_sql(slots: SlotStore) -> str:
+    """The one comparison statement over the slot store's three sides."""
+    return _COMPARE % {"sides": slots.sides_sql()}
 
 
 def chunks(lo: int, hi: int, chunk_seconds: int) -> list[tuple[int, int]]:
@@ -292,18 +232,8 @@ def chunks(lo: int, hi: int, chunk_seconds: int) -> list[tuple[int, int]]:
     return out
 
 
-def _as_dict(value) -> dict[str, int]:
-    if not value:
-        return {}
-    if isinstance(value, dict):
-        return {str(k): int(v) for k, v in value.items() if v}
-    keys, counts = value
-    return {str(k): int(v) for k, v in zip(keys, counts, strict=True) if v}
-
-
 def compare(
-    store: Storage,
-    raw_time: RawTime,
+    slots: SlotStore,
     windows: Sequence[SiteWindow],
     closed_before: int,
     chunk_seconds: int = 7 * 86400,
@@ -321,10 +251,10 @@ def compare(
         "ends": [w.end for w in windows],
         "closed_before": max(0, closed_before),
     }
-    sql = compare_sql(raw_time)
+    sql = compare_sql(slots)
     pieces = chunks(min(w.start for w in windows), max(w.end for w in windows), chunk_seconds)
     for done, (lo, hi) in enumerate(pieces, 1):
-        rows = store.query(sql, parameters={**params, "lo": lo, "hi": hi})
+        rows = slots.store.query(sql, parameters={**params, "lo": lo, "hi": hi})
         for (site, kind, cam, slot, n, e_events, r_events,
              e_peak, r_peak, e_trig, r_trig, devices, rev) in rows:
             summary = summaries[site]
@@ -333,8 +263,8 @@ def compare(
             summary.raw_events += int(r_events)
             if kind in DRIFT_KINDS:
                 diffs.append(SlotDiff(
-                    site, cam, int(slot), kind, int(e_peak), int(e_events), _as_dict(e_trig),
-                    int(devices), int(rev), int(r_peak), int(r_events), _as_dict(r_trig),
+                    site, cam, int(slot), kind, int(e_peak), int(e_events), as_counts(e_trig),
+                    int(devices), int(rev), int(r_peak), int(r_events), as_counts(r_trig),
                 ))
         if progress is not None:
             progress(done, len(pieces), hi)
@@ -344,7 +274,7 @@ def compare(
 
 def seen_sites(store: Storage, raw_time: RawTime, lo: int, hi: int) -> list[str]:
     """Sites with edge states or raw events in [lo, hi)."""
-    sql = _SEEN % _fragments(raw_time)
+    sql = _SEEN % {"state_range": _STATE_RANGE, "raw_range": raw_time.where("lo", "hi")}
     return sorted(r[0] for r in store.query(sql, parameters={"lo": lo, "hi": hi}))
 
 
@@ -355,7 +285,7 @@ def known_in_data(store: Storage, names: Iterable[str]) -> set[str]:
 
 
 def repair(
-    store: Storage,
+    slots: SlotStore,
     comparison: Comparison,
     repaired_by: str,
     run_id: str | None = None,
@@ -379,10 +309,8 @@ def repair(
         for d in comparison.diffs
     ]
     for i in range(0, len(rows), _REPAIR_BATCH):
-        store.insert(
-            "slot_repairs", rows[i : i + _REPAIR_BATCH], REPAIR_COLUMNS,
-            settings={"insert_deduplication_token": "%s-%d" % (run_id, i)},
-        )
+        slots.write_repairs(rows[i : i + _REPAIR_BATCH],
+                            settings={"insert_deduplication_token": "%s-%d" % (run_id, i)})
     for d in comparison.diffs:
         comparison.sites[d.site_name].repaired += 1
     if rows:

@@ -35,6 +35,7 @@ __all__ = [
     "applied_versions",
     "detect_raw_time",
     "detect_raw_dedup",
+    "source_table",
 ]
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,22 @@ TABLES: dict[str, TableDef] = {
             "ReplacingMergeTree",
             "rev",
             "(site_name, cam_name, slot, device_id)",
+            shard_key="cityHash64(site_name)",
+        ),
+        # The raw rollup, kept by a materialized view on camera_events (central.rollup).
+        TableDef(
+            "raw_slots",
+            (
+                ("site_name", "LowCardinality(String)"),
+                ("cam_name", "LowCardinality(String)"),
+                ("slot", "DateTime('UTC')"),
+                ("peak", "SimpleAggregateFunction(max, UInt32)"),
+                ("events", "SimpleAggregateFunction(sum, UInt64)"),
+                ("triggers", "SimpleAggregateFunction(sumMap, Map(String, UInt64))"),
+            ),
+            "AggregatingMergeTree",
+            "",
+            "(site_name, cam_name, slot)",
             shard_key="cityHash64(site_name)",
         ),
         TableDef(
@@ -399,3 +416,20 @@ def detect_raw_dedup(store: Storage, table: str = "camera_events", depth: int = 
                              parameters={"name": setting})
         window = int(server[0][0]) if server else 0
     return window > 0, "%s %s = %d" % (engine, setting, window)
+
+
+def source_table(store: Storage, table: str = "camera_events") -> tuple[str, str]:
+    """(engine, name) of the table that inserts into ``table`` land in: the table itself,
+    or for a Distributed table its local table (named in this database)."""
+    rows = store.query(
+        "SELECT engine, engine_full FROM system.tables WHERE database = currentDatabase() AND name = {name:String}",
+        parameters={"name": table},
+    )
+    if not rows:
+        return "", table
+    engine, full = rows[0]
+    if engine == "Distributed":
+        match = _DISTRIBUTED_RE.search(full)
+        if match:
+            return engine, match.group(3)
+    return engine, table

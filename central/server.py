@@ -17,10 +17,11 @@ import sys
 
 from aiohttp import web
 
-from .app import SERVICES, create_app
+from .app import create_app
 from .config import Config
 from .exceptions import CentralError
 from .listener import listen
+from .state import METRICS
 
 __all__ = ["serve", "run", "exposure_warning"]
 
@@ -67,7 +68,7 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
     gc.freeze()
     try:
         host, port = config.http_addr
-        metrics = app[SERVICES].metrics
+        metrics = app[METRICS]
         listener = await listen(runner, config, host, port,
                                 on_timeout=lambda kind: metrics.http_timeouts.labels(kind).inc())
         logger.info("central serving on http://%s:%d (store %s)", host, port, config.engine)

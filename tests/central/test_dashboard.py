@@ -272,11 +272,11 @@ def gate_first_document(dash):
 
     async def aquery(sql, params):
         rows = await real(sql, params)
-        calls.append(sql)
-        if len(calls) <= 3:  # one document is three queries
-            if len(calls) == 3:
+        if sql == dash._hours_sql:  # one document is one statement
+            calls.append(sql)
+            if len(calls) == 1:
                 read.set()
-            await gate.wait()
+                await gate.wait()
         return rows
 
     dash.store.aquery = aquery

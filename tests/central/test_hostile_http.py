@@ -19,9 +19,10 @@ from datetime import datetime, timezone
 import pytest
 from aiohttp import web
 
-from central.app import SERVICES, create_app
+from central.app import create_app
 from central.listener import listen
 from central.reconcile import EXIT_CONSISTENT, add_arguments, run
+from central.state import METRICS
 from tests.central.conftest import services
 from tests.central.test_api import PLAIN_CAMERA_EVENTS, conforms
 from tests.harness import free_port
@@ -91,7 +92,7 @@ class Served:
 
     @property
     def metrics(self):
-        return self.app[SERVICES].metrics
+        return self.app[METRICS]
 
     def count(self, status: str, route: str = "/api/v1/events") -> float:
         return self.metrics.http_requests.labels(route, status)._value.get()
@@ -109,7 +110,7 @@ async def serve(config):
         await runner.setup()
         port = free_port()
         listener = await listen(runner, cfg, "127.0.0.1", port,
-                                on_timeout=lambda kind: app[SERVICES].metrics.http_timeouts.labels(kind).inc())
+                                on_timeout=lambda kind: app[METRICS].http_timeouts.labels(kind).inc())
         started.append((runner, listener))
         return Served(port, app)
 

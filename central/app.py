@@ -1,7 +1,8 @@
 """The aiohttp application: ``create_app(config)``, its route table, middlewares and state.
 
 Routes: the page (``/``), ``/api/v1/dashboard/{site_name}``, ``/api/v1/sites``,
-``POST /api/v1/events``, ``/api/v1/openapi.json``, ``/healthz``, ``/readyz``, ``/metrics``.
+``POST /api/v1/events``, the range views of :mod:`central.views` (history, profile,
+overview, export), ``/api/v1/openapi.json``, ``/healthz``, ``/readyz``, ``/metrics``.
 Background work lives in cleanup contexts: the store and schema (migrations run at start;
 while ClickHouse is unreachable the app runs degraded and retries), then the MQTT consumer
 when ``HEATMAP_MQTT_URL`` is set. Every error is a JSON body ``{"error": {code, message}}``.
@@ -22,9 +23,11 @@ from shared.names import is_valid_name
 
 from . import rollup, schema
 from .config import Config
+from .coverage import Coverage
 from .dashboard import Dashboard, DashboardCache
 from .errors import json_error
 from .exceptions import SchemaError, StorageError, StorageUnavailable
+from .history import History
 from .ingest import Ingestor
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .middleware import (
@@ -38,6 +41,7 @@ from .registry import Registry
 from .sites import Sites
 from .slots import SlotStore
 from .store import Store, open_store
+from .views import RangeViews
 
 __all__ = ["create_app", "Services", "SERVICES", "PAGE_PATH", "OPENAPI_PATH"]
 
@@ -62,6 +66,7 @@ class Services:
         self.raw_dedup: bool | None = None
         self.rollup: rollup.RollupStatus | None = None
         self.dashboard: Dashboard | None = None
+        self.history: History | None = None
         self.registry: Registry | None = None
         self.ingestor: Ingestor | None = None
         self.consumer = None
@@ -90,6 +95,7 @@ class Services:
         assert self.store is not None and self.raw_time is not None
         slots = SlotStore(self.store, self.raw_time, rollup=bool(self.rollup and self.rollup.available))
         self.dashboard = Dashboard(slots, self.sites, self.cache)
+        self.history = History(slots, Coverage(self.store))
         logger.info("storage ready (%s); camera_events.event_timestamp is %s",
                     self.store.engine, self.raw_time.column_type)
 
@@ -327,6 +333,7 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     app = web.Application(middlewares=middlewares, client_max_size=config.max_body_bytes + 1024)
     app[SERVICES] = svc
     app.add_routes(ROUTES)
+    app.add_routes(RangeViews(svc).routes())
     app.cleanup_ctx.append(_storage_ctx)
     app.cleanup_ctx.append(_consumer_ctx)
     return app

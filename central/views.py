@@ -1,0 +1,135 @@
+"""HTTP handlers of the range views: ``/api/v1/history/{site}``, ``/api/v1/profile/{site}``,
+``/api/v1/overview`` and ``/api/v1/export/{site}``.
+
+They parse and check parameters (a bad one is a 400 :class:`RequestError` with its own code,
+an unknown site 404), then hand over to :mod:`central.history`, :mod:`central.overview` and
+:mod:`central.export`. Tokens, CORS, metrics and JSON errors come from the app's
+middlewares, as for the dashboard.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from shared.names import is_valid_name
+
+from .exceptions import RequestError, StorageUnavailable
+from .history import LIMIT_DAYS, PROFILE_MAX_WEEKS, HistoryRequest
+from .sites import Site
+
+if TYPE_CHECKING:
+    from .app import Services
+
+__all__ = ["RangeViews", "parse_date"]
+
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
+_INT_RE = re.compile(r"\d{1,3}\Z")
+
+
+def parse_date(text: str, name: str = "date") -> date:
+    """A YYYY-MM-DD query value between 2000 and 2099, else a 400 naming the parameter."""
+    try:
+        if not _DATE_RE.match(text):
+            raise ValueError
+        day = date.fromisoformat(text)
+        if not 2000 <= day.year <= 2099:
+            raise ValueError
+    except ValueError:
+        raise RequestError(400, "bad_date", "%s must be YYYY-MM-DD between 2000 and 2099" % name) from None
+    return day
+
+
+def _choice(request: web.Request, name: str, choices: tuple[str, ...], default: str) -> str:
+    value = request.query.get(name, default)
+    if value not in choices:
+        raise RequestError(400, "bad_" + name, "%s must be one of %s" % (name, ", ".join(choices)))
+    return value
+
+
+def _range(request: web.Request, limit: int, what: str) -> tuple[date, date]:
+    missing = [n for n in ("from", "to") if n not in request.query]
+    if missing:
+        raise RequestError(400, "missing_parameter", "%s is required (YYYY-MM-DD, a local date)" % missing[0])
+    first = parse_date(request.query["from"], "from")
+    last = parse_date(request.query["to"], "to")
+    if last < first:
+        raise RequestError(400, "bad_range", "to must not be before from")
+    days = (last - first).days + 1
+    if days > limit:
+        raise RequestError(400, "range_too_long", "%s covers at most %d days (asked %d)" % (what, limit, days))
+    return first, last
+
+
+def _zone(request: web.Request) -> str:
+    zone = request.query.get("zone", "")
+    if zone and not is_valid_name(zone):
+        raise RequestError(400, "bad_zone", "zone must be a camera name (1-64 of A-Z a-z 0-9 _ - .)")
+    return zone
+
+
+class RangeViews:
+    """The handlers, bound to one app's :class:`~central.app.Services`."""
+
+    def __init__(self, svc: Services):
+        self.svc = svc
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/api/v1/history/{site_name}", self.history),
+            web.get("/api/v1/profile/{site_name}", self.profile),
+            web.get("/api/v1/overview", self.overview),
+            web.get("/api/v1/export/{site_name}", self.export),
+        ]
+
+    def _ready(self, attr: str):
+        svc = self.svc
+        service = getattr(svc, attr)
+        if service is None or svc.registry is None:
+            raise StorageUnavailable(svc.schema_error or "storage is not ready yet")
+        return service
+
+    async def _site(self, request: web.Request) -> Site:
+        name = request.match_info["site_name"]
+        if not is_valid_name(name):
+            raise RequestError(400, "bad_site_name",
+                               "site names are 1-64 of A-Z a-z 0-9 _ - ., starting with a letter or digit")
+        assert self.svc.registry is not None
+        if not await self.svc.registry.is_known(name):
+            raise RequestError(404, "unknown_site", "no site %r is configured or has data" % name)
+        return self.svc.sites.get(name)
+
+    async def history(self, request: web.Request) -> web.Response:
+        history = self._ready("history")
+        bucket = _choice(request, "bucket", ("hour", "day", "week"), "day")
+        first, last = _range(request, LIMIT_DAYS[bucket], "bucket=%s" % bucket)
+        compare = request.query.get("compare", "")
+        if compare not in ("", "previous"):
+            raise RequestError(400, "bad_compare", "compare must be previous")
+        zone = _zone(request)
+        site = await self._site(request)
+        doc = await history.history(site, HistoryRequest(first, last, bucket, zone, compare == "previous"))
+        return web.json_response(doc, headers={"Cache-Control": "no-cache"})
+
+    async def profile(self, request: web.Request) -> web.Response:
+        history = self._ready("history")
+        text = request.query.get("weeks", "8")
+        if not _INT_RE.match(text) or not 1 <= int(text) <= PROFILE_MAX_WEEKS:
+            raise RequestError(400, "bad_weeks", "weeks must be a whole number in 1..%d" % PROFILE_MAX_WEEKS)
+        end_text = request.query.get("end")
+        end = parse_date(end_text, "end") if end_text is not None else None
+        site = await self._site(request)
+        if end is None:
+            end = site.today()
+        if (end - timedelta(days=7 * int(text))).year < 1999:
+            raise RequestError(400, "bad_date", "the profile must start after 1999")
+        doc = await history.profile(site, int(text), end)
+        return web.json_response(doc, headers={"Cache-Control": "no-cache"})
+
+    async def overview(self, request: web.Request) -> web.Response:
+        raise NotImplementedError
+
+    async def export(self, request: web.Request) -> web.StreamResponse:
+        raise NotImplementedError

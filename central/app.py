@@ -37,6 +37,7 @@ from .middleware import (
     errors_middleware,
     metrics_middleware,
 )
+from .overview import Overview
 from .registry import Registry
 from .sites import Sites
 from .slots import SlotStore
@@ -67,6 +68,7 @@ class Services:
         self.rollup: rollup.RollupStatus | None = None
         self.dashboard: Dashboard | None = None
         self.history: History | None = None
+        self.overview: Overview | None = None
         self.registry: Registry | None = None
         self.ingestor: Ingestor | None = None
         self.consumer = None
@@ -95,7 +97,10 @@ class Services:
         assert self.store is not None and self.raw_time is not None
         slots = SlotStore(self.store, self.raw_time, rollup=bool(self.rollup and self.rollup.available))
         self.dashboard = Dashboard(slots, self.sites, self.cache)
-        self.history = History(slots, Coverage(self.store))
+        coverage = Coverage(self.store)
+        self.history = History(slots, coverage)
+        if self.registry is not None:
+            self.overview = Overview(slots, self.sites, self.registry, coverage)
         logger.info("storage ready (%s); camera_events.event_timestamp is %s",
                     self.store.engine, self.raw_time.column_type)
 

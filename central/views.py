@@ -18,6 +18,7 @@ from shared.names import is_valid_name
 
 from .exceptions import RequestError, StorageUnavailable
 from .history import LIMIT_DAYS, PROFILE_MAX_WEEKS, HistoryRequest
+from .overview import SORT_KEYS
 from .sites import Site
 
 if TYPE_CHECKING:
@@ -129,7 +130,17 @@ class RangeViews:
         return web.json_response(doc, headers={"Cache-Control": "no-cache"})
 
     async def overview(self, request: web.Request) -> web.Response:
-        raise NotImplementedError
+        overview = self._ready("overview")
+        text = request.query.get("date")
+        day = parse_date(text) if text is not None else None
+        sort = request.query.get("sort", "site_name")
+        descending = sort.startswith("-")
+        sort = sort[1:] if descending else sort
+        if sort not in SORT_KEYS:
+            raise RequestError(400, "bad_sort", "sort must be one of %s, with - in front for descending"
+                               % ", ".join(SORT_KEYS))
+        doc = await overview.document(day, sort, descending)
+        return web.json_response(doc, headers={"Cache-Control": "no-cache"})
 
     async def export(self, request: web.Request) -> web.StreamResponse:
         raise NotImplementedError

@@ -27,6 +27,7 @@ from .coverage import Coverage
 from .dashboard import Dashboard, DashboardCache
 from .errors import json_error
 from .exceptions import SchemaError, StorageError, StorageUnavailable
+from .export import Exporter
 from .history import History
 from .ingest import Ingestor
 from .metrics import CONTENT_TYPE_LATEST, Metrics
@@ -69,6 +70,7 @@ class Services:
         self.dashboard: Dashboard | None = None
         self.history: History | None = None
         self.overview: Overview | None = None
+        self.exporter: Exporter | None = None
         self.registry: Registry | None = None
         self.ingestor: Ingestor | None = None
         self.consumer = None
@@ -99,6 +101,7 @@ class Services:
         self.dashboard = Dashboard(slots, self.sites, self.cache)
         coverage = Coverage(self.store)
         self.history = History(slots, coverage)
+        self.exporter = Exporter(slots)
         if self.registry is not None:
             self.overview = Overview(slots, self.sites, self.registry, coverage)
         logger.info("storage ready (%s); camera_events.event_timestamp is %s",

@@ -9,6 +9,7 @@ middlewares, as for the dashboard.
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
@@ -16,7 +17,9 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from shared.names import is_valid_name
 
-from .exceptions import RequestError, StorageUnavailable
+from .exceptions import RequestError, StorageError, StorageUnavailable
+from .export import FORMATS, ExportRequest
+from .export import LIMIT_DAYS as EXPORT_LIMIT_DAYS
 from .history import LIMIT_DAYS, PROFILE_MAX_WEEKS, HistoryRequest
 from .overview import SORT_KEYS
 from .sites import Site
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
     from .app import Services
 
 __all__ = ["RangeViews", "parse_date"]
+
+logger = logging.getLogger(__name__)
 
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 _INT_RE = re.compile(r"\d{1,3}\Z")
@@ -143,4 +148,34 @@ class RangeViews:
         return web.json_response(doc, headers={"Cache-Control": "no-cache"})
 
     async def export(self, request: web.Request) -> web.StreamResponse:
-        raise NotImplementedError
+        exporter = self._ready("exporter")
+        bucket = _choice(request, "bucket", ("slot", "hour", "day"), "hour")
+        fmt = _choice(request, "format", tuple(FORMATS), "csv")
+        first, last = _range(request, EXPORT_LIMIT_DAYS, "an export")
+        req = ExportRequest(first, last, bucket, fmt, _zone(request))
+        site = await self._site(request)
+        chunks = exporter.chunks(site, req)
+        # The first chunk before the headers: a failure there is still a JSON error.
+        try:
+            first_chunk = await chunks.__anext__()
+        except StopAsyncIteration:
+            first_chunk = b""
+        resp = web.StreamResponse(headers={
+            "Content-Type": FORMATS[fmt][2],
+            "Content-Disposition": 'attachment; filename="%s"' % req.filename(site.name),
+            "Cache-Control": "no-cache",
+        })
+        await resp.prepare(request)
+        try:
+            await resp.write(first_chunk)
+            async for chunk in chunks:
+                await resp.write(chunk)
+        except StorageError as exc:
+            # Headers are gone: cut the connection so the client sees a truncated download,
+            # never a file that looks complete.
+            logger.error("export of %s stopped: %s", site.name, exc)
+            raise ConnectionResetError("export stopped: %s" % exc) from None
+        finally:
+            await chunks.aclose()
+        await resp.write_eof()
+        return resp

@@ -61,7 +61,7 @@ class World:
 
     def buckets(self, tz: ZoneInfo, first: date, last: date, kind: str) -> list[dict]:
         """Every bucket over the local days, in order: start label, peak, events, triggers,
-        zone peaks; keyed the way a person reads a clock (local hour and its offset)."""
+        zone peaks (``zones``) and per-zone rows (``per_zone``); keyed the way a person reads a clock (local hour and its offset)."""
         lo, hi = local_bounds(tz, first, last)
         order: list = []
         label: dict = {}
@@ -70,12 +70,13 @@ class World:
             key = _key(local, kind)
             if key not in label:
                 order.append(key)
-                if kind == "hour":
+                if kind in ("slot", "hour"):
                     label[key] = local.isoformat()
                 else:
                     day = local.date() if kind == "day" else local.date() - timedelta(days=local.weekday())
                     label[key] = datetime(day.year, day.month, day.day, tzinfo=tz).isoformat()
-        acc = {k: {"start": label[k], "peak": 0, "events": 0, "critical_events": {}, "zones": {}} for k in order}
+        acc = {k: {"start": label[k], "peak": 0, "events": 0, "critical_events": {}, "zones": {}, "per_zone": {}}
+               for k in order}
         for (cam, slot), (peak, events, trig) in self.slots().items():
             if not lo <= slot < hi or not events:
                 continue
@@ -83,6 +84,11 @@ class World:
             b["peak"] = max(b["peak"], peak)
             b["events"] += events
             b["zones"][cam] = max(b["zones"].get(cam, 0), peak)
+            z = b["per_zone"].setdefault(cam, {"peak": 0, "events": 0, "triggers": {}})
+            z["peak"] = max(z["peak"], peak)
+            z["events"] += events
+            for name, n in trig.items():
+                z["triggers"][name] = z["triggers"].get(name, 0) + n
             for name, n in trig.items():
                 if n:
                     b["critical_events"][name] = b["critical_events"].get(name, 0) + n
@@ -92,6 +98,8 @@ class World:
 
 
 def _key(local: datetime, kind: str):
+    if kind == "slot":  # not the datetime itself: within one zone, 01:15 BST == 01:15 GMT
+        return (local.date(), local.hour, local.minute, local.utcoffset())
     if kind == "hour":
         return (local.date(), local.hour, local.utcoffset())
     if kind == "day":

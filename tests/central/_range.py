@@ -4,15 +4,20 @@ consumer writes them)."""
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timezone
 
 from zoneinfo import ZoneInfo
 
+from central.app import OPENAPI_PATH
 from central.slots import STATE_COLUMNS
+from tests.central._openapi import check, response_schema
 from tests.central._oracle import World, local_bounds
 from tests.central.conftest import services
 
 __all__ = ["SITES", "range_app", "load", "get", "world_for"]
+
+_DOC = json.loads(OPENAPI_PATH.read_text())
 
 SITES = """
 [sites.LONDON]
@@ -37,11 +42,11 @@ capacity = 10
 """
 
 
-async def range_app(make_client, tmp_path):
+async def range_app(make_client, tmp_path, **overrides):
     """A client on a real server whose sites file is :data:`SITES`."""
     path = tmp_path / "range_sites.toml"
     path.write_text(SITES)
-    return await make_client(sites_file=str(path))
+    return await make_client(sites_file=str(path), **overrides)
 
 
 async def load(client, world: World) -> None:
@@ -55,9 +60,14 @@ async def load(client, world: World) -> None:
 
 
 async def get(client, path, status=200):
+    """GET a JSON range view; the status and body must match the OpenAPI document."""
     resp = await client.get(path)
     assert resp.status == status, await resp.text()
-    return await resp.json()
+    body = await resp.json()
+    bare = path.split("?")[0]
+    template = bare if bare in _DOC["paths"] else bare.rsplit("/", 1)[0] + "/{site_name}"
+    assert check(_DOC, response_schema(_DOC, template, "get", resp.status), body) == []
+    return body
 
 
 def world_for(site: str, tz: ZoneInfo, first: date, last: date, n: int = 1500, seed: int = 1) -> World:

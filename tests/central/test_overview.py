@@ -85,3 +85,14 @@ async def test_overview_of_a_hundred_sites_in_one_request(client):
 async def test_bad_overview_requests(client, query, code):
     body = await get(client, "/api/v1/overview?" + query, 400)
     assert body["error"]["code"] == code
+
+
+@pytest.mark.parametrize("path", ["/api/v1/overview", "/api/v1/history/LONDON?from=2026-01-05&to=2026-01-05",
+                                  "/api/v1/profile/LONDON", "/api/v1/export/LONDON?from=2026-01-05&to=2026-01-05"])
+async def test_range_views_need_the_read_token(make_client, tmp_path, path):
+    client = await range_app(make_client, tmp_path, read_token="r3ad", ingest_token="1ngest")
+    for headers in ({}, {"Authorization": "Bearer 1ngest"}):
+        resp = await client.get(path, headers=headers)
+        assert resp.status == 401 and (await resp.json())["error"]["code"] == "unauthorized"
+    resp = await client.get(path, headers={"Authorization": "Bearer r3ad"})
+    assert resp.status == 200

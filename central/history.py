@@ -2,8 +2,8 @@
 optionally against the period just before) and the hour-of-week profile.
 
 Both read the slot store's merged slots (:meth:`central.slots.SlotStore.merged_sql`) and
-bucket them in ClickHouse by the site's local time (:mod:`central.buckets`), so Python only
-folds buckets x zones rows. Slots with no events count for nothing, as on the dashboard.
+bucket them in ClickHouse by the site's local time (:mod:`central.buckets`), one row per
+bucket (the busiest zone's utilisation too, with capacities passed as parameters). Slots with no events count for nothing, as on the dashboard.
 Coverage per bucket comes from :mod:`central.coverage`.
 """
 
@@ -14,7 +14,7 @@ from datetime import date, timedelta
 
 from .buckets import OFFSET_SQL, Bucket, enumerate_buckets, key_sql
 from .coverage import Coverage
-from .sites import Site, intensity, local_day, utilisation
+from .sites import Site, intensity, local_day
 from .slots import Scope, SlotStore, as_counts
 from .store import Store
 
@@ -24,16 +24,18 @@ __all__ = ["History", "HistoryRequest", "LIMIT_DAYS", "PROFILE_MAX_WEEKS"]
 LIMIT_DAYS = {"hour": 31, "day": 366, "week": 366}
 PROFILE_MAX_WEEKS = 52
 
-# Per (bucket, zone): the zone's peak (for utilisation), events, triggers and slot sources.
+# Per bucket: the site's (or the zone's) peak, the busiest zone's share of its capacity
+# (zones without one have cap 0), events, triggers and slot sources.
 _SERIES_SQL = """
-SELECT %(key)s AS k, cam_name, max(peak), sum(events), sumMap(triggers),
+SELECT k, max(peak), maxIf(peak / cap, cap > 0), sum(events), sumMap(triggers),
        countIf(source = 'edge'), count()
 FROM (
-    SELECT slot, cam_name, peak, events, triggers, source, %(off)s AS off
+    SELECT slot, peak, events, triggers, source, %(off)s AS off, %(key)s AS k,
+           transform(toString(cam_name), {cap_zones:Array(String)}, {cap_values:Array(UInt32)}, toUInt32(0)) AS cap
     FROM (%(merged)s)
     WHERE events > 0 AND ({zone:String} = '' OR cam_name = {zone:String})
 )
-GROUP BY k, cam_name
+GROUP BY k
 """
 
 # Per local (day, hour): the site's peak; then per (weekday, hour) over those days.
@@ -61,17 +63,19 @@ class HistoryRequest:
 class _Acc:
     """One bucket being folded."""
 
-    __slots__ = ("edge", "events", "slots", "triggers", "zone_peaks")
+    __slots__ = ("edge", "events", "peak", "slots", "triggers", "util")
 
     def __init__(self) -> None:
-        self.zone_peaks: dict[str, int] = {}
+        self.peak = 0
+        self.util = 0.0
         self.events = 0
         self.triggers: dict[str, int] = {}
         self.edge = 0
         self.slots = 0
 
-    def add(self, cam: str, peak: int, events: int, triggers, edge: int, slots: int) -> None:
-        self.zone_peaks[cam] = max(self.zone_peaks.get(cam, 0), peak)
+    def add(self, peak: int, util: float, events: int, triggers, edge: int, slots: int) -> None:
+        self.peak = max(self.peak, peak)
+        self.util = max(self.util, util)
         self.events += events
         for name, n in as_counts(triggers).items():
             self.triggers[name] = self.triggers.get(name, 0) + n
@@ -79,13 +83,7 @@ class _Acc:
         self.slots += slots
 
     def merge(self, other: _Acc) -> None:
-        for cam, peak in other.zone_peaks.items():
-            self.zone_peaks[cam] = max(self.zone_peaks.get(cam, 0), peak)
-        self.events += other.events
-        for name, n in other.triggers.items():
-            self.triggers[name] = self.triggers.get(name, 0) + n
-        self.edge += other.edge
-        self.slots += other.slots
+        self.add(other.peak, other.util, other.events, other.triggers, other.edge, other.slots)
 
     def source(self) -> str:
         if not self.slots:
@@ -116,11 +114,13 @@ class History:
             first = req.first - timedelta(days=(req.last - req.first).days + 1)
         lo, _ = local_day(first, tz)
         _, hi = local_day(last, tz)
-        params = {**Scope.of([site.name], lo, hi).params(), "tz": site.timezone, "zone": req.zone}
+        caps = _capacities(site, req.zone)
+        params = {**Scope.of([site.name], lo, hi).params(), "tz": site.timezone, "zone": req.zone,
+                  "cap_zones": list(caps), "cap_values": list(caps.values())}
         rows = await self.store.aquery(self._series_sql[req.bucket], params)
         accs: dict[int, _Acc] = {}
-        for k, cam, peak, events, triggers, edge, slots in rows:
-            accs.setdefault(int(k), _Acc()).add(cam, int(peak), int(events), triggers, int(edge), int(slots))
+        for k, peak, util, events, triggers, edge, slots in rows:
+            accs.setdefault(int(k), _Acc()).add(int(peak), float(util), int(events), triggers, int(edge), int(slots))
         reporting = await self.coverage.per_bucket(site, req.bucket, lo, hi)
 
         def period(a: date, b: date) -> dict:
@@ -153,7 +153,7 @@ class History:
         for b in buckets:
             acc = accs.get(b.key) or _Acc()
             total.merge(acc)
-            peak = max(acc.zone_peaks.values(), default=0)
+            peak = acc.peak
             contact = None if reporting is None else reporting.get(b.key, 0)
             series.append({
                 "start": b.label,
@@ -162,13 +162,13 @@ class History:
                 "events": acc.events,
                 "intensity": intensity(peak, thresholds),
                 "critical_events": dict(sorted(acc.triggers.items())),
-                "utilisation": utilisation(acc.zone_peaks, capacities),
+                "utilisation": round(acc.util, 4) if capacities else None,
                 "source": acc.source(),
                 "coverage": None if contact is None else Coverage.share(contact, b.start, b.end),
             })
             covered += contact or 0
         span = sum(b.end - b.start for b in buckets)
-        peak = max(total.zone_peaks.values(), default=0)
+        peak = total.peak
         return {
             "from": first.isoformat(),
             "to": last.isoformat(),
@@ -178,7 +178,7 @@ class History:
                 "events": total.events,
                 "intensity": intensity(peak, thresholds),
                 "critical_events": dict(sorted(total.triggers.items())),
-                "utilisation": utilisation(total.zone_peaks, capacities),
+                "utilisation": round(total.util, 4) if capacities else None,
                 "source": total.source(),
                 "coverage": None if reporting is None else Coverage.share(covered, 0, span),
             },

@@ -23,12 +23,9 @@ from shared.names import is_valid_name
 
 from . import rollup, schema
 from .config import Config
-from .coverage import Coverage
 from .dashboard import Dashboard, DashboardCache
 from .errors import json_error
 from .exceptions import SchemaError, StorageError, StorageUnavailable
-from .export import Exporter
-from .history import History
 from .ingest import Ingestor
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .middleware import (
@@ -38,14 +35,30 @@ from .middleware import (
     errors_middleware,
     metrics_middleware,
 )
-from .overview import Overview
 from .registry import Registry
 from .sites import Sites
 from .slots import SlotStore
+from .state import (
+    CONFIG,
+    CONSUMER,
+    DASHBOARD,
+    INGESTOR,
+    METRICS,
+    ON_DATA,
+    RANGES,
+    REGISTRY,
+    SCHEMA,
+    SITES,
+    STORE,
+    OnData,
+    Ready,
+    SchemaFacts,
+)
 from .store import Store, open_store
-from .views import RangeViews
+from .views import ROUTES as RANGE_ROUTES
+from .views import RangeServices
 
-__all__ = ["create_app", "Services", "SERVICES", "PAGE_PATH", "OPENAPI_PATH"]
+__all__ = ["create_app", "PAGE_PATH", "OPENAPI_PATH"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,83 +67,50 @@ OPENAPI_PATH = Path(__file__).parent / "openapi.json"
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 
 
-class Services:
-    """Runtime state of one app (the config stays in ``Config``)."""
-
-    def __init__(self, config: Config, store: Store | None):
-        self.config = config
-        self.sites = Sites.load(config.sites_file)
-        self.metrics = Metrics()
-        self.store = store
-        self.owns_store = store is None
-        self.raw_time: schema.RawTime | None = None
-        #: Whether camera_events drops a repeated insert (None until the schema is read).
-        self.raw_dedup: bool | None = None
-        self.rollup: rollup.RollupStatus | None = None
-        self.dashboard: Dashboard | None = None
-        self.history: History | None = None
-        self.overview: Overview | None = None
-        self.exporter: Exporter | None = None
-        self.registry: Registry | None = None
-        self.ingestor: Ingestor | None = None
-        self.consumer = None
-        self.schema_error: str | None = None
-        self.cache = DashboardCache(config.cache_ttl, config.cache_ttl_past)
-
-    def init_schema(self) -> None:
-        """Migrate and inspect camera_events (blocking; runs in the store's executor)."""
-        assert self.store is not None
-        schema.migrate(self.store, self.config.clickhouse_cluster)
-        self.raw_time = schema.detect_raw_time(self.store, self.config.event_timestamp_expr)
-        dedup, why = schema.detect_raw_dedup(self.store)
-        if not dedup and self.raw_time.writable:
-            logger.warning(
-                "camera_events does not deduplicate inserts (%s): POST /api/v1/events idempotency rests "
-                "on ingest_batches alone, and a retry of a request that failed midway is refused as in "
-                "doubt; to fix: ALTER TABLE camera_events MODIFY SETTING non_replicated_deduplication_window "
-                "= 10000", why)
-        self.raw_dedup = dedup
-        self.metrics.raw_insert_dedup.set(1 if dedup else 0)
-        # One process owns an embedded engine; against a server, `migrate` builds the rollup.
-        self.rollup = rollup.ensure(self.store, self.raw_time, self.config.clickhouse_cluster,
-                                    build_it=self.store.engine == "chdb")
-
-    def ready_services(self) -> None:
-        assert self.store is not None and self.raw_time is not None
-        slots = SlotStore(self.store, self.raw_time, rollup=bool(self.rollup and self.rollup.available))
-        self.dashboard = Dashboard(slots, self.sites, self.cache)
-        coverage = Coverage(self.store)
-        self.history = History(slots, coverage)
-        self.exporter = Exporter(slots)
-        if self.registry is not None:
-            self.overview = Overview(slots, self.sites, self.registry, coverage)
-        logger.info("storage ready (%s); camera_events.event_timestamp is %s",
-                    self.store.engine, self.raw_time.column_type)
-
-    @property
-    def storage_ok(self) -> bool:
-        return self.dashboard is not None and self.store is not None and not self.store.last_failure
+def _init_schema(store: Store, config: Config, metrics: Metrics) -> SchemaFacts:
+    """Migrate, inspect camera_events, use or build the raw rollup (blocking; in a thread)."""
+    schema.migrate(store, config.clickhouse_cluster)
+    raw_time = schema.detect_raw_time(store, config.event_timestamp_expr)
+    dedup, why = schema.detect_raw_dedup(store)
+    if not dedup and raw_time.writable:
+        logger.warning(
+            "camera_events does not deduplicate inserts (%s): POST /api/v1/events idempotency rests "
+            "on ingest_batches alone, and a retry of a request that failed midway is refused as in "
+            "doubt; to fix: ALTER TABLE camera_events MODIFY SETTING non_replicated_deduplication_window "
+            "= 10000", why)
+    metrics.raw_insert_dedup.set(1 if dedup else 0)
+    # One process owns an embedded engine; against a server, `migrate` builds the rollup.
+    built = rollup.ensure(store, raw_time, config.clickhouse_cluster, build_it=store.engine == "chdb")
+    return SchemaFacts(raw_time, dedup, built)
 
 
-SERVICES = web.AppKey("services", Services)
+def _schema_ready(app: web.Application, facts: SchemaFacts) -> None:
+    """Storage answered: the services that need the schema become available."""
+    store, config = app[STORE], app[CONFIG]
+    app[SCHEMA].set(facts)
+    slots = SlotStore(store, facts.raw_time, rollup=facts.rollup.available)
+    dashboard = Dashboard(slots, app[SITES], DashboardCache(config.cache_ttl, config.cache_ttl_past))
+    app[ON_DATA].append(dashboard.on_data)
+    app[DASHBOARD].set(dashboard)
+    app[RANGES].set(RangeServices.build(slots, app[SITES], app[REGISTRY]))
+    logger.info("storage ready (%s); camera_events.event_timestamp is %s",
+                store.engine, facts.raw_time.column_type)
+
+
+def _storage_ok(app: web.Application) -> bool:
+    return app[DASHBOARD].value is not None and not app[STORE].last_failure
 
 
 # -- handlers -----------------------------------------------------------------------------
 
-def _need_dashboard(svc: Services) -> Dashboard:
-    if svc.dashboard is None:
-        raise StorageUnavailable(svc.schema_error or "storage is not ready yet")
-    return svc.dashboard
-
-
 async def dashboard_handler(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
+    app = request.app
     site_name = request.match_info["site_name"]
     if not is_valid_name(site_name):
         return json_error(400, "bad_site_name",
                           "site names are 1-64 of A-Z a-z 0-9 _ - ., starting with a letter or digit")
     text = request.query.get("date")
-    site = svc.sites.get(site_name)
+    site = app[SITES].get(site_name)
     if text is None:
         day = site.today()
     else:
@@ -142,40 +122,36 @@ async def dashboard_handler(request: web.Request) -> web.Response:
                 raise ValueError
         except ValueError:
             return json_error(400, "bad_date", "date must be YYYY-MM-DD between 2000 and 2099")
-    dash = _need_dashboard(svc)
-    assert svc.registry is not None
-    if not await svc.registry.is_known(site_name):
+    dash = app[DASHBOARD].require()
+    if not await app[REGISTRY].is_known(site_name):
         return json_error(404, "unknown_site", "no site %r is configured or has data" % site_name)
     hits = dash.hits
     body = await dash.answer(site_name, day)
-    svc.metrics.dashboard_cache.labels("hit" if dash.hits > hits else "miss").inc()
+    app[METRICS].dashboard_cache.labels("hit" if dash.hits > hits else "miss").inc()
     return web.Response(body=body, content_type="application/json",
                         headers={"Cache-Control": "no-cache"})
 
 
 async def sites_handler(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
-    _need_dashboard(svc)
-    assert svc.registry is not None
-    return web.json_response(await svc.registry.sites_document(), headers={"Cache-Control": "no-cache"})
+    request.app[DASHBOARD].require()
+    return web.json_response(await request.app[REGISTRY].sites_document(), headers={"Cache-Control": "no-cache"})
 
 
 async def events_handler(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
-    assert svc.ingestor is not None
-    return await svc.ingestor.handle(request)
+    return await request.app[INGESTOR].handle(request)
 
 
-def _health(svc: Services) -> dict:
-    consumer = svc.consumer
+def _health(app: web.Application) -> dict:
+    consumer = app[CONSUMER].value
+    facts = app[SCHEMA].value
     doc = {
         "status": "ok",
-        "storage": "ok" if svc.storage_ok else "unavailable",
-        "schema": "ready" if svc.dashboard is not None else (svc.schema_error or "pending"),
-        "engine": svc.store.engine if svc.store is not None else None,
+        "storage": "ok" if _storage_ok(app) else "unavailable",
+        "schema": "ready" if facts is not None else (app[SCHEMA].reason or "pending"),
+        "engine": app[STORE].engine,
         "mqtt": "disabled" if consumer is None else ("connected" if consumer.connected else "disconnected"),
-        "raw_insert_dedup": svc.raw_dedup,
-        "raw_rollup": svc.rollup.as_json() if svc.rollup is not None else None,
+        "raw_insert_dedup": facts.raw_dedup if facts is not None else None,
+        "raw_rollup": facts.rollup.as_json() if facts is not None else None,
     }
     if consumer is not None:
         doc["pending_messages"] = consumer.pending
@@ -187,26 +163,29 @@ def _health(svc: Services) -> dict:
 
 
 async def healthz_handler(request: web.Request) -> web.Response:
-    return web.json_response(_health(request.app[SERVICES]))
+    return web.json_response(_health(request.app))
 
 
 async def readyz_handler(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
-    if svc.dashboard is not None and svc.store is not None and svc.store.last_failure:
+    app = request.app
+    store = app[STORE]
+    if app[DASHBOARD].value is not None and store.last_failure:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, svc.store.ping)
-    doc = _health(svc)
-    svc.metrics.storage_up.set(1 if doc["storage"] == "ok" else 0)
+        await loop.run_in_executor(None, store.ping)
+    doc = _health(app)
+    app[METRICS].storage_up.set(1 if doc["storage"] == "ok" else 0)
     return web.json_response(doc, status=200 if doc["status"] == "ok" else 503,
                              headers=None if doc["status"] == "ok" else {"Retry-After": str(RETRY_SECONDS)})
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    svc = request.app[SERVICES]
-    svc.metrics.storage_up.set(1 if svc.storage_ok else 0)
-    if svc.consumer is not None:
-        svc.metrics.pending_messages.set(svc.consumer.pending)
-    resp = web.Response(body=svc.metrics.render())
+    app = request.app
+    metrics = app[METRICS]
+    metrics.storage_up.set(1 if _storage_ok(app) else 0)
+    consumer = app[CONSUMER].value
+    if consumer is not None:
+        metrics.pending_messages.set(consumer.pending)
+    resp = web.Response(body=metrics.render())
     resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return resp
 
@@ -259,89 +238,109 @@ ROUTES = [
 
 # -- background work ------------------------------------------------------------------------
 
-async def _storage_ctx(app: web.Application):
-    svc = app[SERVICES]
-    if svc.store is None:
-        svc.store = open_store(svc.config)
-    svc.registry = Registry(svc.store, svc.sites)
-    svc.ingestor = Ingestor(svc.store, lambda: svc.raw_time, svc.registry, lambda: svc.dashboard,
-                            svc.metrics, svc.config, dedup_getter=lambda: bool(svc.raw_dedup))
+async def _store_ctx(app: web.Application):
+    """The store (unless one was passed in), the registry, the raw ingestor, the schema."""
+    config = app[CONFIG]
+    owned = STORE not in app
+    if owned:
+        app[STORE] = open_store(config)
+    store = app[STORE]
+    facts: SchemaFacts | None = None
+    registry = app[REGISTRY] = Registry(store, app[SITES])
+    app[ON_DATA].append(lambda site, slots: registry.saw(site))
+
+    def raw_time() -> schema.RawTime | None:
+        return facts.raw_time if facts is not None else None
+
+    app[INGESTOR] = Ingestor(store, raw_time, app[ON_DATA], app[METRICS], config,
+                             dedup_getter=lambda: bool(facts and facts.raw_dedup))
     loop = asyncio.get_running_loop()
     retry_task = None
+
+    def ready(value: SchemaFacts) -> None:
+        nonlocal facts
+        facts = value
+        _schema_ready(app, value)
+
     try:
-        await loop.run_in_executor(None, svc.init_schema)
-        svc.ready_services()
+        ready(await loop.run_in_executor(None, _init_schema, store, config, app[METRICS]))
     except SchemaError:
         raise  # a schema central cannot use stops start-up with its explanation
     except StorageUnavailable as exc:
-        svc.schema_error = str(exc)
+        app[SCHEMA].unavailable(str(exc))
+        app[DASHBOARD].unavailable(str(exc))
+        app[RANGES].unavailable(str(exc))
         logger.warning("storage not ready, running degraded and retrying: %s", exc)
-        retry_task = asyncio.create_task(_retry_schema(svc))
+        retry_task = asyncio.create_task(_retry_schema(app, ready))
     yield
     if retry_task is not None:
         retry_task.cancel()
         await asyncio.gather(retry_task, return_exceptions=True)
-    if svc.owns_store:
-        await loop.run_in_executor(None, svc.store.close)
+    if owned:
+        await loop.run_in_executor(None, store.close)
 
 
-async def _retry_schema(svc: Services) -> None:
+async def _retry_schema(app: web.Application, ready) -> None:
     loop = asyncio.get_running_loop()
+    store, config, metrics = app[STORE], app[CONFIG], app[METRICS]
     delay = 1.0
-    while svc.dashboard is None:
+    while app[DASHBOARD].value is None:
         await asyncio.sleep(delay)
         try:
-            await loop.run_in_executor(None, svc.init_schema)
+            facts = await loop.run_in_executor(None, _init_schema, store, config, metrics)
         except StorageUnavailable as exc:
-            svc.schema_error = str(exc)
+            app[SCHEMA].unavailable(str(exc))
+            app[DASHBOARD].unavailable(str(exc))
+            app[RANGES].unavailable(str(exc))
             delay = min(delay * 2, 30.0)
             continue
         except StorageError as exc:
-            svc.schema_error = str(exc)
+            app[SCHEMA].unavailable(str(exc))
+            app[DASHBOARD].unavailable(str(exc))
+            app[RANGES].unavailable(str(exc))
             logger.error("schema: %s", exc)
             delay = 30.0
             continue
-        svc.schema_error = None
-        svc.ready_services()
+        ready(facts)
 
 
 async def _consumer_ctx(app: web.Application):
-    svc = app[SERVICES]
-    if svc.config.mqtt_url is None:
+    config = app[CONFIG]
+    if config.mqtt_url is None:
+        app[CONSUMER].unavailable("no MQTT URL configured")
         yield
         return
     from .consumer import Consumer
 
     loop = asyncio.get_running_loop()
-
-    def written(site: str, slots: set) -> None:
-        def apply() -> None:
-            if svc.registry is not None:
-                svc.registry.saw(site)
-            if svc.dashboard is not None:
-                svc.dashboard.invalidate_slots(site, slots)
-
-        loop.call_soon_threadsafe(apply)
-
-    assert svc.store is not None
-    svc.consumer = Consumer(svc.config, svc.store, svc.metrics, on_written=written)
-    svc.consumer.start()
+    consumer = Consumer(config, app[STORE], app[METRICS], on_written=app[ON_DATA].threadsafe(loop))
+    app[CONSUMER].set(consumer)
+    consumer.start()
     yield
     # Graceful: stop taking messages, flush, ack what was written, disconnect.
-    await loop.run_in_executor(None, svc.consumer.stop)
+    await loop.run_in_executor(None, consumer.stop)
 
 
 def create_app(config: Config, store: Store | None = None) -> web.Application:
     """The central web application; pass ``store`` to share an open one (tests, tools)."""
-    svc = Services(config, store)
-    middlewares = [metrics_middleware(svc.metrics), errors_middleware]
+    metrics = Metrics()
+    middlewares = [metrics_middleware(metrics), errors_middleware]
     if config.cors_origins:
         middlewares.append(cors_middleware(config.cors_origins))
     middlewares.append(auth_middleware(config))
     app = web.Application(middlewares=middlewares, client_max_size=config.max_body_bytes + 1024)
-    app[SERVICES] = svc
+    app[CONFIG] = config
+    app[SITES] = Sites.load(config.sites_file)
+    app[METRICS] = metrics
+    app[ON_DATA] = OnData()
+    app[SCHEMA] = Ready("the database schema")
+    app[DASHBOARD] = Ready("the dashboard")
+    app[CONSUMER] = Ready("the MQTT consumer")
+    app[RANGES] = Ready("the range views")
+    if store is not None:
+        app[STORE] = store
     app.add_routes(ROUTES)
-    app.add_routes(RangeViews(svc).routes())
-    app.cleanup_ctx.append(_storage_ctx)
+    app.add_routes(RANGE_ROUTES)
+    app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_consumer_ctx)
     return app

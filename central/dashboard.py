@@ -6,8 +6,9 @@ store's merged slots, bucketed by the site's local hour in ClickHouse, then a fo
 Python over at most cameras x 25 rows (:func:`compute`).
 
 Answers are cached per (site, date) as ready JSON bytes. Writers invalidate the dates they
-touch; a time-to-live covers raw rows that land through other ingestion paths (short for
-recent days, longer for old ones). Concurrent misses for one key share one computation, as
+touch (through ``on_data``), and a day someone is watching is recomputed right away, ahead
+of the next poll (:meth:`Dashboard.on_data`); a time-to-live covers raw rows that land
+through other ingestion paths (short for recent days, longer for old ones). Concurrent misses for one key share one computation, as
 long as no write invalidated the key since it started; it runs as a task of its own, so a
 caller that is cancelled does not cancel it for the others.
 """
@@ -27,6 +28,12 @@ from .slots import Scope, SlotStore, as_counts
 __all__ = ["Dashboard", "DashboardCache", "compute", "iso_utc"]
 
 logger = logging.getLogger(__name__)
+
+#: A (site, day) asked for within this many seconds is recomputed as soon as data for it is
+#: written (the live path); others are only invalidated.
+WATCH_SECONDS = 60.0
+#: Writes to one watched day within this many seconds share one recomputation.
+REFRESH_DELAY = 0.05
 
 # The slot rule's per-slot answer bucketed by the site's local hour, in ClickHouse: Python
 # folds at most cameras x 25 rows. Slots with no events count for nothing (as in the handoff).
@@ -184,9 +191,12 @@ class Dashboard:
         self.sites = sites
         self.cache = cache
         self._inflight: dict[tuple[str, str], tuple[int, asyncio.Task]] = {}
-        self._hours_sql = HOURS_SQL % slots.merged_sql()
+        self._hours_sql = HOURS_SQL % slots.merged_sql(Scope.of((), 0, 0))  # one site, one range
+        self._watched: dict[tuple[str, str], float] = {}  # key -> when it was last asked for
+        self._refresh_due: set[tuple[str, str]] = set()
         self.hits = 0
         self.misses = 0
+        self.refreshes = 0
 
     async def answer(self, site_name: str, day: date) -> bytes:
         key = (site_name, day.isoformat())
@@ -194,16 +204,28 @@ class Dashboard:
         if body is not None:
             self.hits += 1
             return body
+        self._watch(key)
         version = self.cache.version(key)
         pending = self._inflight.get(key)
         if pending is None or pending[0] != version:
             # None in flight, or the one in flight started before an invalidation.
             self.misses += 1
-            task = asyncio.create_task(self._compute(key, site_name, day, version))
-            task.add_done_callback(_retrieve)
-            pending = self._inflight[key] = (version, task)
+            pending = self._start(key, site_name, day, version)
         # The computation is a task of its own: a caller cancelled leaves it to the others.
         return await asyncio.shield(pending[1])
+
+    def _start(self, key: tuple[str, str], site_name: str, day: date, version: int) -> tuple[int, asyncio.Task]:
+        task = asyncio.create_task(self._compute(key, site_name, day, version))
+        task.add_done_callback(_retrieve)
+        pending = self._inflight[key] = (version, task)
+        return pending
+
+    def _watch(self, key: tuple[str, str]) -> None:
+        now = time.monotonic()
+        self._watched[key] = now
+        if len(self._watched) > self.cache.max_entries:
+            cutoff = now - WATCH_SECONDS
+            self._watched = {k: t for k, t in self._watched.items() if t >= cutoff}
 
     async def _compute(self, key: tuple[str, str], site_name: str, day: date, version: int) -> bytes:
         try:
@@ -222,12 +244,37 @@ class Dashboard:
         params = {**Scope.of([site_name], start, end).params(), "tz": site.timezone}
         return compute(site, day, await self.store.aquery(self._hours_sql, params))
 
-    def invalidate_slots(self, site_name: str, slots: Iterable[int]) -> None:
-        """Drop cached days of ``site_name`` that hold any of ``slots`` (Unix seconds)."""
+    def invalidate_slots(self, site_name: str, slots: Iterable[int]) -> list[date]:
+        """Drop cached days of ``site_name`` that hold any of ``slots`` (Unix seconds);
+        returns those days."""
         tz = self.sites.get(site_name).tz
-        for day in {datetime.fromtimestamp(s, tz).date().isoformat() for s in slots}:
-            self.cache.invalidate(site_name, day)
-            self._inflight.pop((site_name, day), None)  # later requests must not join it
+        days = sorted({datetime.fromtimestamp(s, tz).date() for s in slots})
+        for day in days:
+            self.cache.invalidate(site_name, day.isoformat())
+            self._inflight.pop((site_name, day.isoformat()), None)  # later requests must not join it
+        return days
+
+    def on_data(self, site_name: str, slots: Iterable[int]) -> None:
+        """The live path (an ``on_data`` callback): the touched days are dropped, and those
+        someone asked for in the last :data:`WATCH_SECONDS` are recomputed at once from
+        the rows just stored, so a poller joins a computation already under way (or finds
+        the answer ready) instead of starting one after the write."""
+        now = time.monotonic()
+        for day in self.invalidate_slots(site_name, slots):
+            key = (site_name, day.isoformat())
+            seen = self._watched.get(key)
+            if seen is not None and now - seen <= WATCH_SECONDS and key not in self._refresh_due:
+                # A burst of writes (one per consumer batch) costs one computation.
+                self._refresh_due.add(key)
+                asyncio.get_running_loop().call_later(REFRESH_DELAY, self._refresh, key, site_name, day)
+
+    def _refresh(self, key: tuple[str, str], site_name: str, day: date) -> None:
+        self._refresh_due.discard(key)
+        version = self.cache.version(key)
+        pending = self._inflight.get(key)
+        if self.cache.get(key) is None and (pending is None or pending[0] != version):
+            self.refreshes += 1
+            self._start(key, site_name, day, version)
 
 
 def _retrieve(task: asyncio.Task) -> None:

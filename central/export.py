@@ -76,8 +76,9 @@ class ExportRequest:
 class Exporter:
     def __init__(self, slots: SlotStore):
         self.store: Store = slots.store  # type: ignore[assignment]
-        self._merged = slots.merged_sql()
-        self._triggers_sql = _TRIGGERS_SQL % slots.sides_sql()
+        one_range = Scope.of((), 0, 0)  # the statements' shape: one range, no per-site windows
+        self._merged = slots.merged_sql(one_range)
+        self._triggers_sql = _TRIGGERS_SQL % slots.sides_sql(one_range)
 
     async def trigger_names(self, site: Site, lo: int, hi: int) -> list[str]:
         rows = await self.store.aquery(self._triggers_sql, Scope.of([site.name], lo, hi).params())

@@ -98,7 +98,7 @@ class History:
         self.slots = slots
         self.store: Store = slots.store  # type: ignore[assignment]
         self.coverage = coverage
-        merged = slots.merged_sql()
+        merged = slots.merged_sql(Scope.of((), 0, 0))  # the shape for one range, no per-site windows
         self._series_sql = {
             kind: _SERIES_SQL % {"key": key_sql(kind), "off": OFFSET_SQL, "merged": merged}
             for kind in ("hour", "day", "week")

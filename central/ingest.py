@@ -45,14 +45,12 @@ _KEY_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}\Z")
 
 
 class Ingestor:
-    def __init__(self, store, raw_time_getter, registry, dashboard_getter, metrics, config,
-                 dedup_getter=lambda: False):
+    def __init__(self, store, raw_time_getter, on_data, metrics, config, dedup_getter=lambda: False):
         self.store = store
         self._raw_time = raw_time_getter
         self._dedup = dedup_getter
         self._locks: dict[str, list] = {}  # key -> [asyncio.Lock, users]
-        self.registry = registry
-        self._dashboard = dashboard_getter
+        self.on_data = on_data  # central.state.OnData: the path every writer takes after a write
         self.metrics = metrics
         self.max_bytes = config.max_body_bytes
         self.max_events = config.max_batch_events
@@ -149,11 +147,8 @@ class Ingestor:
             if refused is not None:
                 return refused
         self.metrics.ingest_events.inc(len(rows))
-        dashboard = self._dashboard()
         for site, slots in touched.items():
-            self.registry.saw(site)
-            if dashboard is not None:
-                dashboard.invalidate_slots(site, slots)
+            self.on_data(site, slots)
         logger.debug("ingested %d events (key %s)", len(rows), key)
         return web.json_response({"accepted": len(rows)}, status=201)
 

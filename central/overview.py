@@ -83,7 +83,7 @@ class Overview:
         self.sites = sites
         self.registry = registry
         self.coverage = coverage
-        self._sql = _SQL % {"off": _OFFSET, "merged": slots.merged_sql()}
+        self._sql = _SQL % {"off": _OFFSET, "merged": slots.merged_sql(Scope.per_site({}))}
 
     async def document(self, day: date | None, sort: str = "site_name", descending: bool = False) -> dict:
         devices = await self.registry.devices()

@@ -26,8 +26,12 @@ columns ``site_name, cam_name, slot (UInt32 Unix seconds), peak, events (UInt64)
 triggers Map(String, UInt64), source``, and take the parameters of ``scope.params()``)::
 
     sql = ("SELECT site_name, toStartOfDay(toDateTime(slot, {tz:String})) AS d, max(peak), sum(events) "
-           "FROM (%s) GROUP BY site_name, d" % slots.merged_sql())
+           "FROM (%s) GROUP BY site_name, d" % slots.merged_sql(scope))
     rows = await store.aquery(sql, {**scope.params(), "tz": "Asia/Kolkata"})
+
+``merged_sql(scope)`` is the statement for that scope's shape: one range for every site
+(``Scope.of``, the cheaper one) or per-site windows (``Scope.per_site``); ``merged_sql()``
+serves both.
 
 A :class:`Scope` is sites plus a range; each site may have its own window (its local
 days), given as ``windows``. Any local hour, day or week is a union of whole slots, so
@@ -134,6 +138,7 @@ _SITE_FILTER = (
     "AND %(slot)s >= transform(site_name, {sites:Array(String)}, {starts:Array(UInt32)}, toUInt32(0)) "
     "AND %(slot)s < transform(site_name, {sites:Array(String)}, {ends:Array(UInt32)}, toUInt32(0))"
 )
+_SITES_ONLY = "site_name IN {sites:Array(String)}"
 _SLOT_RANGE = "slot >= toDateTime({lo:UInt32}, 'UTC') AND slot < toDateTime({hi:UInt32}, 'UTC')"
 _SLOT_SECONDS = "toUInt32(toUnixTimestamp(slot))"
 _TRIGGERS = "Map(String, UInt64)"
@@ -141,17 +146,15 @@ _TRIGGERS = "Map(String, UInt64)"
 # Every side yields: site_name, cam_name, s, src (1 edge, 2 raw, 3 pin), peak, events,
 # trig, devices, rev, in these types, so that they stack with UNION ALL.
 
-# The edge half of the slot rule: the latest revision per device, summed over devices.
+# The edge half of the slot rule: the latest revision per device (FINAL keeps the row of the
+# highest ``rev`` per (site, camera, slot, device), the table's key; one aggregation level
+# instead of an argMax per device then a sum), summed over devices.
 _EDGE = """
-SELECT site_name, cam_name, s, toUInt8(1) AS src, max(st.1) AS peak, sum(st.2) AS events,
-       CAST(sumMap(st.3), '%(trig)s') AS trig, count() AS devices, max(st.4) AS rev
-FROM (
-    SELECT site_name, cam_name, %(state_slot)s AS s,
-           argMax((toUInt64(peak), toUInt64(events), triggers, rev), rev) AS st
-    FROM slot_states
-    WHERE %(slot_range)s AND %(state_sites)s
-    GROUP BY site_name, device_id, cam_name, s
-)
+SELECT site_name, cam_name, %(state_slot)s AS s, toUInt8(1) AS src,
+       toUInt64(max(peak)) AS peak, toUInt64(sum(events)) AS events,
+       CAST(sumMap(triggers), '%(trig)s') AS trig, count() AS devices, max(rev) AS rev
+FROM slot_states FINAL
+WHERE %(slot_range)s AND %(state_sites)s
 GROUP BY site_name, cam_name, s
 """
 
@@ -226,39 +229,46 @@ class SlotStore:
         self.store = store
         self.raw_time = raw_time
         self.rollup = rollup
-        frag = {
-            "trig": _TRIGGERS,
-            "state_slot": _SLOT_SECONDS,
-            "slot_range": _SLOT_RANGE,
-            "state_sites": _SITE_FILTER % {"slot": _SLOT_SECONDS},
-            "raw_slot": raw_time.slot,
-            "raw_range": raw_time.where("lo", "hi"),
-            "raw_sites": _SITE_FILTER % {"slot": raw_time.slot},
-        }
-        self._edge = _EDGE % frag
-        self._raw = (_RAW_ROLLUP if rollup else _RAW_SCAN) % frag
-        self._pins = _PINS % frag
-        self._sides = "%s UNION ALL %s UNION ALL %s" % (self._edge, self._raw, self._pins)
-        self._merged = _MERGED % {"sides": self._sides}
+        # Two shapes of each statement: per-site windows (transform), or one range for all
+        # sites (cheaper: the primary key alone narrows it).
+        self._sides: dict[bool, str] = {}
+        self._merged: dict[bool, str] = {}
+        for windowed in (True, False):
+            site_filter = _SITE_FILTER if windowed else _SITES_ONLY
+            frag = {
+                "trig": _TRIGGERS,
+                "state_slot": _SLOT_SECONDS,
+                "slot_range": _SLOT_RANGE,
+                "state_sites": site_filter % {"slot": _SLOT_SECONDS},
+                "raw_slot": raw_time.slot,
+                "raw_range": raw_time.where("lo", "hi"),
+                "raw_sites": site_filter % {"slot": raw_time.slot},
+            }
+            raw = (_RAW_ROLLUP if rollup else _RAW_SCAN) % frag
+            sides = "%s UNION ALL %s UNION ALL %s" % (_EDGE % frag, raw, _PINS % frag)
+            self._sides[windowed] = sides
+            self._merged[windowed] = _MERGED % {"sides": sides}
 
     # -- reading ----------------------------------------------------------------------
 
-    def sides_sql(self) -> str:
+    def sides_sql(self, scope: Scope | None = None) -> str:
         """The three sources stacked (edge, raw, pins): ``site_name, cam_name, s, src
-        (1 edge, 2 raw, 3 pin), peak, events, trig, devices, rev``; parameters of a Scope."""
-        return self._sides
+        (1 edge, 2 raw, 3 pin), peak, events, trig, devices, rev``; parameters of a Scope.
+        Without ``scope`` the statement serves any scope; with one, that scope's shape."""
+        return self._sides[scope is None or scope.windows is not None]
 
-    def merged_sql(self) -> str:
+    def merged_sql(self, scope: Scope | None = None) -> str:
         """The slot rule's answer per slot, as a subquery: ``site_name, cam_name, slot,
-        peak, events, triggers, source``; parameters of a Scope."""
-        return self._merged
+        peak, events, triggers, source``; parameters of a Scope. Without ``scope`` the
+        statement serves any scope; with one, that scope's shape (cheaper for one range)."""
+        return self._merged[scope is None or scope.windows is not None]
 
     def merged(self, scope: Scope) -> list[SlotRow]:
-        return [_row(r) for r in self.store.query(self._merged, parameters=scope.params())]
+        return [_row(r) for r in self.store.query(self.merged_sql(scope), parameters=scope.params())]
 
     async def amerged(self, scope: Scope) -> list[SlotRow]:
         assert isinstance(self.store, Store)
-        return [_row(r) for r in await self.store.aquery(self._merged, scope.params())]
+        return [_row(r) for r in await self.store.aquery(self.merged_sql(scope), scope.params())]
 
     # -- writing ----------------------------------------------------------------------
 

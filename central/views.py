@@ -11,23 +11,24 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import date, timedelta
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from datetime import date
 
 from aiohttp import web
 from shared.names import is_valid_name
 
-from .exceptions import RequestError, StorageError, StorageUnavailable
-from .export import FORMATS, ExportRequest
+from .coverage import Coverage
+from .exceptions import RequestError, StorageError
+from .export import FORMATS, Exporter, ExportRequest
 from .export import LIMIT_DAYS as EXPORT_LIMIT_DAYS
-from .history import LIMIT_DAYS, PROFILE_MAX_WEEKS, HistoryRequest
-from .overview import SORT_KEYS
-from .sites import Site
+from .history import LIMIT_DAYS, PROFILE_MAX_WEEKS, History, HistoryRequest
+from .overview import SORT_KEYS, Overview
+from .registry import Registry
+from .sites import Site, Sites
+from .slots import SlotStore
+from .state import RANGES, REGISTRY, SITES
 
-if TYPE_CHECKING:
-    from .app import Services
-
-__all__ = ["RangeViews", "parse_date"]
+__all__ = ["ROUTES", "RangeServices", "parse_date"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,106 +77,112 @@ def _zone(request: web.Request) -> str:
     return zone
 
 
-class RangeViews:
-    """The handlers, bound to one app's :class:`~central.app.Services`."""
+@dataclass(frozen=True)
+class RangeServices:
+    """What the range views read with, available once the schema is known (``app[RANGES]``)."""
 
-    def __init__(self, svc: Services):
-        self.svc = svc
+    history: History
+    overview: Overview
+    exporter: Exporter
 
-    def routes(self) -> list[web.RouteDef]:
-        return [
-            web.get("/api/v1/history/{site_name}", self.history),
-            web.get("/api/v1/profile/{site_name}", self.profile),
-            web.get("/api/v1/overview", self.overview),
-            web.get("/api/v1/export/{site_name}", self.export),
-        ]
+    @classmethod
+    def build(cls, slots: SlotStore, sites: Sites, registry: Registry) -> RangeServices:
+        coverage = Coverage(slots.store)  # type: ignore[arg-type]
+        return cls(History(slots, coverage), Overview(slots, sites, registry, coverage), Exporter(slots))
 
-    def _ready(self, attr: str):
-        svc = self.svc
-        service = getattr(svc, attr)
-        if service is None or svc.registry is None:
-            raise StorageUnavailable(svc.schema_error or "storage is not ready yet")
-        return service
 
-    async def _site(self, request: web.Request) -> Site:
-        name = request.match_info["site_name"]
-        if not is_valid_name(name):
-            raise RequestError(400, "bad_site_name",
-                               "site names are 1-64 of A-Z a-z 0-9 _ - ., starting with a letter or digit")
-        assert self.svc.registry is not None
-        if not await self.svc.registry.is_known(name):
-            raise RequestError(404, "unknown_site", "no site %r is configured or has data" % name)
-        return self.svc.sites.get(name)
+async def _site(request: web.Request) -> Site:
+    name = request.match_info["site_name"]
+    if not is_valid_name(name):
+        raise RequestError(400, "bad_site_name",
+                           "site names are 1-64 of A-Z a-z 0-9 _ - ., starting with a letter or digit")
+    if not await request.app[REGISTRY].is_known(name):
+        raise RequestError(404, "unknown_site", "no site %r is configured or has data" % name)
+    return request.app[SITES].get(name)
 
-    async def history(self, request: web.Request) -> web.Response:
-        history = self._ready("history")
-        bucket = _choice(request, "bucket", ("hour", "day", "week"), "day")
-        first, last = _range(request, LIMIT_DAYS[bucket], "bucket=%s" % bucket)
-        compare = request.query.get("compare", "")
-        if compare not in ("", "previous"):
-            raise RequestError(400, "bad_compare", "compare must be previous")
-        zone = _zone(request)
-        site = await self._site(request)
-        doc = await history.history(site, HistoryRequest(first, last, bucket, zone, compare == "previous"))
-        return web.json_response(doc, headers={"Cache-Control": "no-cache"})
 
-    async def profile(self, request: web.Request) -> web.Response:
-        history = self._ready("history")
-        text = request.query.get("weeks", "8")
-        if not _INT_RE.match(text) or not 1 <= int(text) <= PROFILE_MAX_WEEKS:
-            raise RequestError(400, "bad_weeks", "weeks must be a whole number in 1..%d" % PROFILE_MAX_WEEKS)
-        end_text = request.query.get("end")
-        end = parse_date(end_text, "end") if end_text is not None else None
-        site = await self._site(request)
-        if end is None:
-            end = site.today()
-        if (end - timedelta(days=7 * int(text))).year < 1999:
-            raise RequestError(400, "bad_date", "the profile must start after 1999")
-        doc = await history.profile(site, int(text), end)
-        return web.json_response(doc, headers={"Cache-Control": "no-cache"})
+def _services(request: web.Request) -> RangeServices:
+    return request.app[RANGES].require()
 
-    async def overview(self, request: web.Request) -> web.Response:
-        overview = self._ready("overview")
-        text = request.query.get("date")
-        day = parse_date(text) if text is not None else None
-        sort = request.query.get("sort", "site_name")
-        descending = sort.startswith("-")
-        sort = sort[1:] if descending else sort
-        if sort not in SORT_KEYS:
-            raise RequestError(400, "bad_sort", "sort must be one of %s, with - in front for descending"
-                               % ", ".join(SORT_KEYS))
-        doc = await overview.document(day, sort, descending)
-        return web.json_response(doc, headers={"Cache-Control": "no-cache"})
 
-    async def export(self, request: web.Request) -> web.StreamResponse:
-        exporter = self._ready("exporter")
-        bucket = _choice(request, "bucket", ("slot", "hour", "day"), "hour")
-        fmt = _choice(request, "format", tuple(FORMATS), "csv")
-        first, last = _range(request, EXPORT_LIMIT_DAYS, "an export")
-        req = ExportRequest(first, last, bucket, fmt, _zone(request))
-        site = await self._site(request)
-        chunks = exporter.chunks(site, req)
-        # The first chunk before the headers: a failure there is still a JSON error.
-        try:
-            first_chunk = await chunks.__anext__()
-        except StopAsyncIteration:
-            first_chunk = b""
-        resp = web.StreamResponse(headers={
-            "Content-Type": FORMATS[fmt][2],
-            "Content-Disposition": 'attachment; filename="%s"' % req.filename(site.name),
-            "Cache-Control": "no-cache",
-        })
-        await resp.prepare(request)
-        try:
-            await resp.write(first_chunk)
-            async for chunk in chunks:
-                await resp.write(chunk)
-        except StorageError as exc:
-            # Headers are gone: cut the connection so the client sees a truncated download,
-            # never a file that looks complete.
-            logger.error("export of %s stopped: %s", site.name, exc)
-            raise ConnectionResetError("export stopped: %s" % exc) from None
-        finally:
-            await chunks.aclose()
-        await resp.write_eof()
-        return resp
+async def history_handler(request: web.Request) -> web.Response:
+    services = _services(request)
+    bucket = _choice(request, "bucket", ("hour", "day", "week"), "day")
+    first, last = _range(request, LIMIT_DAYS[bucket], "bucket=%s" % bucket)
+    compare = request.query.get("compare", "")
+    if compare not in ("", "previous"):
+        raise RequestError(400, "bad_compare", "compare must be previous")
+    zone = _zone(request)
+    site = await _site(request)
+    doc = await services.history.history(site, HistoryRequest(first, last, bucket, zone, compare == "previous"))
+    return web.json_response(doc, headers={"Cache-Control": "no-cache"})
+
+
+async def profile_handler(request: web.Request) -> web.Response:
+    services = _services(request)
+    text = request.query.get("weeks", "8")
+    if not _INT_RE.match(text) or not 1 <= int(text) <= PROFILE_MAX_WEEKS:
+        raise RequestError(400, "bad_weeks", "weeks must be a whole number in 1..%d" % PROFILE_MAX_WEEKS)
+    end_text = request.query.get("end")
+    end = parse_date(end_text, "end") if end_text is not None else None
+    site = await _site(request)
+    if end is None:
+        end = site.today()
+    doc = await services.history.profile(site, int(text), end)
+    return web.json_response(doc, headers={"Cache-Control": "no-cache"})
+
+
+async def overview_handler(request: web.Request) -> web.Response:
+    services = _services(request)
+    text = request.query.get("date")
+    day = parse_date(text) if text is not None else None
+    sort = request.query.get("sort", "site_name")
+    descending = sort.startswith("-")
+    sort = sort[1:] if descending else sort
+    if sort not in SORT_KEYS:
+        raise RequestError(400, "bad_sort", "sort must be one of %s, with - in front for descending"
+                           % ", ".join(SORT_KEYS))
+    doc = await services.overview.document(day, sort, descending)
+    return web.json_response(doc, headers={"Cache-Control": "no-cache"})
+
+
+async def export_handler(request: web.Request) -> web.StreamResponse:
+    services = _services(request)
+    bucket = _choice(request, "bucket", ("slot", "hour", "day"), "hour")
+    fmt = _choice(request, "format", tuple(FORMATS), "csv")
+    first, last = _range(request, EXPORT_LIMIT_DAYS, "an export")
+    req = ExportRequest(first, last, bucket, fmt, _zone(request))
+    site = await _site(request)
+    chunks = services.exporter.chunks(site, req)
+    # The first chunk before the headers: a failure there is still a JSON error.
+    try:
+        first_chunk = await chunks.__anext__()
+    except StopAsyncIteration:
+        first_chunk = b""
+    resp = web.StreamResponse(headers={
+        "Content-Type": FORMATS[fmt][2],
+        "Content-Disposition": 'attachment; filename="%s"' % req.filename(site.name),
+        "Cache-Control": "no-cache",
+    })
+    await resp.prepare(request)
+    try:
+        await resp.write(first_chunk)
+        async for chunk in chunks:
+            await resp.write(chunk)
+    except StorageError as exc:
+        # Headers are gone: cut the connection so the client sees a truncated download,
+        # never a file that looks complete.
+        logger.error("export of %s stopped: %s", site.name, exc)
+        raise ConnectionResetError("export stopped: %s" % exc) from None
+    finally:
+        await chunks.aclose()
+    await resp.write_eof()
+    return resp
+
+
+ROUTES = [
+    web.get("/api/v1/history/{site_name}", history_handler),
+    web.get("/api/v1/profile/{site_name}", profile_handler),
+    web.get("/api/v1/overview", overview_handler),
+    web.get("/api/v1/export/{site_name}", export_handler),
+]

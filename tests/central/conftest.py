@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 
 import pytest
 
-from central.app import SERVICES, create_app
+from central.app import create_app
 from central.config import Config
+from central.state import CONFIG, CONSUMER, DASHBOARD, INGESTOR, SCHEMA, STORE
 
 SITES_TOML = """
 [defaults]
@@ -65,4 +67,9 @@ async def client(make_client):
 
 
 def services(client):
-    return client.server.app[SERVICES]
+    """The app's objects under their keys, as attributes (``None`` where not ready)."""
+    app = client.server.app
+    facts = app[SCHEMA].value
+    return types.SimpleNamespace(
+        config=app[CONFIG], store=app[STORE], ingestor=app[INGESTOR], dashboard=app[DASHBOARD].value,
+        consumer=app[CONSUMER].value, raw_time=facts.raw_time if facts is not None else None)

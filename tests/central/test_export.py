@@ -12,6 +12,7 @@ import pytest
 from zoneinfo import ZoneInfo
 
 from central import export
+from central.state import SITES
 from tests.central._range import get, load, range_app, world_for
 from tests.central.conftest import services
 
@@ -52,7 +53,7 @@ def normalise(rows, names):
     ("NEW_YORK", date(2026, 3, 7), date(2026, 3, 9), "hour"),
 ])
 async def test_csv_and_ndjson_match_the_oracle(client, site, first, last, kind):
-    tz = ZoneInfo(services(client).sites.get(site).timezone)
+    tz = ZoneInfo(client.server.app[SITES].get(site).timezone)
     world = world_for(site, tz, first, last, n=800)
     await load(client, world)
     want = expected_rows(world, tz, first, last, kind)

@@ -13,9 +13,9 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 from zoneinfo import ZoneInfo
 
+from central.state import SITES
 from tests.central._oracle import World, local_bounds
 from tests.central._range import get, load, range_app, world_for
-from tests.central.conftest import services
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ CASES = [
 
 @pytest.mark.parametrize(("site", "first", "last"), CASES)
 async def test_history_matches_the_oracle_in_every_bucket(client, site, first, last):
-    tz = ZoneInfo(services(client).sites.get(site).timezone)
+    tz = ZoneInfo(client.server.app[SITES].get(site).timezone)
     world = world_for(site, tz, first, last)
     await load(client, world)
     for kind in ("hour", "day", "week"):

@@ -8,6 +8,7 @@ from datetime import date, datetime, timezone
 import pytest
 from zoneinfo import ZoneInfo
 
+from central.state import SITES
 from tests.central._oracle import World
 from tests.central._range import get, load, range_app, world_for
 from tests.central.conftest import services
@@ -20,7 +21,7 @@ async def client(make_client, tmp_path):
 
 async def test_overview_of_every_site_matches_the_oracle(client):
     day = date(2026, 10, 25)  # London falls back; New York does not yet
-    sites = services(client).sites
+    sites = client.server.app[SITES]
     worlds = {}
     for i, name in enumerate(["LONDON", "NEW_YORK", "KOLKATA", "KATHMANDU", "CHATHAM"]):
         tz = ZoneInfo(sites.get(name).timezone)

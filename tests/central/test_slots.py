@@ -84,6 +84,14 @@ def test_many_sites_each_in_its_own_window(slots):
     scope = Scope.per_site({"P": (T, T + 900), "Q": (T + 1800, T + 3600)})
     got = sorted((r.site_name, r.slot) for r in slots.merged(scope))
     assert got == [("P", T), ("Q", T + 1800), ("Q", T + 2700)]
+    # One range for all sites: the cheaper statement, the same rows as the general one.
+    scope = Scope.of(["P", "R"], T + 900, T + 2700)
+    assert slots.merged_sql(scope) != slots.merged_sql()
+    plain = sorted(slots.merged(scope))
+    general = sorted(SlotRow(*r[:5], dict(r[5]), r[6])
+                     for r in slots.store.query(slots.merged_sql(), parameters=scope.params()))
+    assert [(r.site_name, r.slot) for r in plain] == [("P", T + 900), ("P", T + 1800), ("R", T + 900), ("R", T + 1800)]
+    assert plain == general
 
 
 async def test_merged_rows_bucket_in_sql_in_the_sites_zone(slots):

@@ -7,7 +7,7 @@ chunks of :data:`CHUNK_DAYS` local days, each one statement whose result is sent
 next is asked for, so memory stays flat however long the range and other requests get the
 engine between chunks. Parquet is one file with one footer, so it is built by one statement
 (bounded by the range limit). The trigger columns are the trigger names found in the range
-(:meth:`central.slots.SlotStore.sides_sql`), bound as ``Identifier`` parameters; the buckets'
+(:meth:`central.slots.SlotStore.trigger_names_sql`), bound as ``Identifier`` parameters; the buckets'
 starts come from :func:`central.buckets.enumerate_buckets`, the same as the history's.
 """
 
@@ -34,8 +34,6 @@ FORMATS = {
     "parquet": ("Parquet", None, "application/vnd.apache.parquet", "parquet"),
 }
 _FIXED = ("site", "zone", "bucket_start_utc", "bucket_start_local", "peak", "events")
-
-_TRIGGERS_SQL = "SELECT DISTINCT arrayJoin(mapKeys(trig)) AS t FROM (%s) ORDER BY t"
 
 # ``b`` is the bucket's first instant: the slot itself, or the start that the Python
 # enumeration gave the bucket's key (exact on clock-change days, at any offset).
@@ -78,7 +76,7 @@ class Exporter:
         self.store: Store = slots.store  # type: ignore[assignment]
         one_range = Scope.of((), 0, 0)  # the statements' shape: one range, no per-site windows
         self._merged = slots.merged_sql(one_range)
-        self._triggers_sql = _TRIGGERS_SQL % slots.sides_sql(one_range)
+        self._triggers_sql = slots.trigger_names_sql(one_range)
 
     async def trigger_names(self, site: Site, lo: int, hi: int) -> list[str]:
         rows = await self.store.aquery(self._triggers_sql, Scope.of([site.name], lo, hi).params())

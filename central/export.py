@@ -44,7 +44,17 @@ SELECT {site:String} AS site, cam_name AS zone,
               if(o < 0, '-', '+'), leftPad(toString(intDiv(abs(o), 3600)), 2, '0'), ':',
               leftPad(toString(intDiv(abs(o) %% 3600, 60)), 2, '0')) AS bucket_start_local,
        peak, events%(trigger_columns)s
-FROM (
+FROM (%(rows)s)
+ORDER BY b, zone
+"""
+# A slot is its own bucket: the merged rows as they are.
+_SLOT_ROWS = """
+    SELECT cam_name, toInt64(slot) AS b, timeZoneOffset(toDateTime(b, {tz:String})) AS o,
+           peak, events, triggers AS trig
+    FROM (%(merged)s)
+    WHERE events > 0 AND ({zone:String} = '' OR cam_name = {zone:String})
+"""
+_BUCKET_ROWS = """
     SELECT cam_name, %(start)s AS b, timeZoneOffset(toDateTime(b, {tz:String})) AS o,
            max(peak) AS peak, sum(events) AS events, sumMap(triggers) AS trig
     FROM (
@@ -53,8 +63,6 @@ FROM (
         WHERE events > 0 AND ({zone:String} = '' OR cam_name = {zone:String})
     )
     GROUP BY cam_name, k
-)
-ORDER BY b, zone
 """
 
 
@@ -104,9 +112,8 @@ class Exporter:
                 spans.append((day, end))
                 day = end + timedelta(days=1)
         for i, (a, b) in enumerate(spans):
-            start, fix = self._starts(site, req.bucket, a, b)
-            sql = _EXPORT_SQL % {"trigger_columns": "".join(columns), "start": start, "off": OFFSET_SQL,
-                                 "merged": self._merged, "key": key_sql(req.bucket)}
+            rows, fix = self._rows(site, req.bucket, a, b)
+            sql = _EXPORT_SQL % {"trigger_columns": "".join(columns), "rows": rows}
             c_lo, _ = local_day(a, site.tz)
             _, c_hi = local_day(b, site.tz)
             body = await self.store.araw_query(sql, {**params, **fix, **Scope.of([site.name], c_lo, c_hi).params()},
@@ -114,11 +121,11 @@ class Exporter:
             if body:
                 yield body
 
-    @staticmethod
-    def _starts(site: Site, bucket: str, first: date, last: date) -> tuple[str, dict]:
-        """The SQL of a bucket's start and its parameters."""
+    def _rows(self, site: Site, bucket: str, first: date, last: date) -> tuple[str, dict]:
+        """The statement of the rows per (zone, bucket) and its own parameters."""
         if bucket == "slot":
-            return "any(toInt64(slot))", {}
+            return _SLOT_ROWS % {"merged": self._merged}, {}
         buckets = enumerate_buckets(site.tz, first, last, bucket)
-        return ("transform(k, {bucket_keys:Array(Int64)}, {bucket_starts:Array(Int64)}, toInt64(0))",
-                {"bucket_keys": [b.key for b in buckets], "bucket_starts": [b.start for b in buckets]})
+        start = "transform(k, {bucket_keys:Array(Int64)}, {bucket_starts:Array(Int64)}, toInt64(0))"
+        sql = _BUCKET_ROWS % {"start": start, "off": OFFSET_SQL, "key": key_sql(bucket), "merged": self._merged}
+        return sql, {"bucket_keys": [b.key for b in buckets], "bucket_starts": [b.start for b in buckets]}

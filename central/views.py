@@ -170,10 +170,12 @@ async def export_handler(request: web.Request) -> web.StreamResponse:
         async for chunk in chunks:
             await resp.write(chunk)
     except StorageError as exc:
-        # Headers are gone: cut the connection so the client sees a truncated download,
-        # never a file that looks complete.
-        logger.error("export of %s stopped: %s", site.name, exc)
-        raise ConnectionResetError("export stopped: %s" % exc) from None
+        # The status is sent: abort the connection (no final chunk), so the client sees a
+        # broken download, never a file that looks complete.
+        logger.error("export of %s stopped midway: %s", site.name, exc)
+        if request.transport is not None:
+            request.transport.abort()
+        return resp
     finally:
         await chunks.aclose()
     await resp.write_eof()

@@ -118,3 +118,32 @@ async def test_an_empty_range_is_a_header_only_csv(client):
 async def test_bad_export_requests(client, query, code):
     body = await get(client, "/api/v1/export/LONDON?" + query, 400)
     assert body["error"]["code"] == code
+
+
+async def test_storage_failing_midway_breaks_the_download(client, monkeypatch):
+    from aiohttp import ClientPayloadError
+
+    from central.exceptions import StorageUnavailable
+    from central.store import Store
+
+    world = world_for("LONDON", ZoneInfo("Europe/London"), date(2026, 1, 1), date(2026, 3, 31), n=500)
+    await load(client, world)
+    real = Store.raw_query
+    calls = []
+
+    def flaky(self, sql, parameters, fmt):
+        calls.append(fmt)
+        if len(calls) == 2:
+            raise StorageUnavailable("query: connection refused")
+        return real(self, sql, parameters, fmt)
+
+    monkeypatch.setattr(Store, "raw_query", flaky)
+    resp = await client.get("/api/v1/export/LONDON?from=2026-01-01&to=2026-03-31&bucket=slot")
+    assert resp.status == 200  # the first chunk went out
+    with pytest.raises(ClientPayloadError):
+        await resp.read()
+    # Before any byte, the same failure is a JSON 503.
+    calls.clear()
+    calls.append("pretend one call already")
+    resp = await client.get("/api/v1/export/LONDON?from=2026-01-01&to=2026-01-02&bucket=slot")
+    assert resp.status == 503 and (await resp.json())["error"]["code"] == "storage_unavailable"

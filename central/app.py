@@ -1,7 +1,8 @@
 """The aiohttp application: ``create_app(config)``, its route table, middlewares and state.
 
 Routes: the page (``/``), ``/api/v1/dashboard/{site_name}``, ``/api/v1/sites``,
-``POST /api/v1/events``, ``/api/v1/openapi.json``, ``/healthz``, ``/readyz``, ``/metrics``.
+``POST /api/v1/events``, the range views of :mod:`central.views` (history, profile,
+overview, export), ``/api/v1/openapi.json``, ``/healthz``, ``/readyz``, ``/metrics``.
 Background work lives in cleanup contexts: the store and schema (migrations run at start;
 while ClickHouse is unreachable the app runs degraded and retries), then the MQTT consumer
 when ``HEATMAP_MQTT_URL`` is set. Every error is a JSON body ``{"error": {code, message}}``.
@@ -44,6 +45,7 @@ from .state import (
     INGESTOR,
     METRICS,
     ON_DATA,
+    RANGES,
     REGISTRY,
     SCHEMA,
     SITES,
@@ -53,6 +55,8 @@ from .state import (
     SchemaFacts,
 )
 from .store import Store, open_store
+from .views import ROUTES as RANGE_ROUTES
+from .views import RangeServices
 
 __all__ = ["create_app", "PAGE_PATH", "OPENAPI_PATH"]
 
@@ -84,10 +88,11 @@ def _schema_ready(app: web.Application, facts: SchemaFacts) -> None:
     """Storage answered: the services that need the schema become available."""
     store, config = app[STORE], app[CONFIG]
     app[SCHEMA].set(facts)
-    dashboard = Dashboard(SlotStore(store, facts.raw_time, rollup=facts.rollup.available), app[SITES],
-                          DashboardCache(config.cache_ttl, config.cache_ttl_past))
+    slots = SlotStore(store, facts.raw_time, rollup=facts.rollup.available)
+    dashboard = Dashboard(slots, app[SITES], DashboardCache(config.cache_ttl, config.cache_ttl_past))
     app[ON_DATA].append(dashboard.on_data)
     app[DASHBOARD].set(dashboard)
+    app[RANGES].set(RangeServices.build(slots, app[SITES], app[REGISTRY]))
     logger.info("storage ready (%s); camera_events.event_timestamp is %s",
                 store.engine, facts.raw_time.column_type)
 
@@ -282,6 +287,7 @@ async def _store_ctx(app: web.Application):
     except StorageUnavailable as exc:
         app[SCHEMA].unavailable(str(exc))
         app[DASHBOARD].unavailable(str(exc))
+        app[RANGES].unavailable(str(exc))
         logger.warning("storage not ready, running degraded and retrying: %s", exc)
         retry_task = asyncio.create_task(_retry_schema(app, ready))
     yield
@@ -304,11 +310,13 @@ async def _retry_schema(app: web.Application, ready) -> None:
         except StorageUnavailable as exc:
             app[SCHEMA].unavailable(str(exc))
             app[DASHBOARD].unavailable(str(exc))
+            app[RANGES].unavailable(str(exc))
             delay = min(delay * 2, 30.0)
             continue
         except StorageError as exc:
             app[SCHEMA].unavailable(str(exc))
             app[DASHBOARD].unavailable(str(exc))
+            app[RANGES].unavailable(str(exc))
             logger.error("schema: %s", exc)
             delay = 30.0
             continue
@@ -347,9 +355,11 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     app[SCHEMA] = Ready("the database schema")
     app[DASHBOARD] = Ready("the dashboard")
     app[CONSUMER] = Ready("the MQTT consumer")
+    app[RANGES] = Ready("the range views")
     if store is not None:
         app[STORE] = store
     app.add_routes(ROUTES)
+    app.add_routes(RANGE_ROUTES)
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_consumer_ctx)
     return app

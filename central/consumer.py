@@ -25,7 +25,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import paho.mqtt.client as mqtt
@@ -33,6 +33,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from shared import protocol, topics
 from shared.exceptions import HeatmapError
+from shared.slots import SLOT_SECONDS
 
 from .config import Config
 from .exceptions import StorageError
@@ -48,6 +49,7 @@ logger = logging.getLogger(__name__)
 SESSION_EXPIRY = 7 * 24 * 3600
 _MAX_DEAD_PAYLOAD = 65536
 _DEVICE_COLUMNS = ["site_name", "device_id", "kind", "status", "seen_at", "stats"]
+_CONTACT_COLUMNS = ["site_name", "device_id", "slot"]
 _DEAD_COLUMNS = ["received_at", "topic", "site_name", "device_id", "reason", "field", "message", "payload",
                  "payload_bytes"]
 
@@ -70,6 +72,12 @@ class _Batch:
     dead: list
     acks: dict  # (site, device) -> [AckItem], one per state written
     slots: dict  # site -> {slot}
+    contacts: set = field(default_factory=set)  # (site, device, slot): device_slots rows
+
+
+def _slot_of(when: datetime) -> int:
+    ts = int(when.timestamp())
+    return ts - ts % SLOT_SECONDS
 
 
 class Consumer:
@@ -206,6 +214,7 @@ class Consumer:
             self._add(batch, item, seen)
         for (site, device), when in seen.items():
             batch.devices.append([site, device, "seen", "", when, {}])
+            batch.contacts.add((site, device, _slot_of(when)))
         return batch
 
     def _add(self, batch: _Batch, item: _Item, seen: dict) -> None:
@@ -245,6 +254,7 @@ class Consumer:
             batch.acks.setdefault((site, device), []).extend(
                 protocol.AckItem(row[2], row[3], row[7]) for row in states)
             batch.slots.setdefault(site, set()).update(row[3] for row in states)
+            batch.contacts.update((site, device, row[3]) for row in states)
 
     def _dead(self, batch: _Batch, item: _Item, received: datetime, site: str, device: str,
               reason: str, field: str, message: str) -> None:
@@ -258,6 +268,7 @@ class Consumer:
         started = time.perf_counter()
         self.store.insert("slot_states", batch.states, STATE_COLUMNS)
         self.store.insert("device_status", batch.devices, _DEVICE_COLUMNS)
+        self.store.insert("device_slots", sorted(batch.contacts), _CONTACT_COLUMNS)
         self.store.insert("dead_letters", batch.dead, _DEAD_COLUMNS)
         self.metrics.insert_seconds.observe(time.perf_counter() - started)
 

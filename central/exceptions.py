@@ -14,6 +14,7 @@ __all__ = [
     "StorageError",
     "StorageUnavailable",
     "SchemaError",
+    "RequestError",
 ]
 
 
@@ -39,3 +40,12 @@ class StorageUnavailable(StorageError):
 
 class SchemaError(StorageError):
     """The database schema is not one central can work with (explained in the message)."""
+
+
+class RequestError(CentralError):
+    """A request central refuses (bad parameter, unknown site): a JSON error with ``status``."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.code = code

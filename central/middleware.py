@@ -2,8 +2,8 @@
 
 Order (outermost first): metrics (sees the final status), errors (turns every failure into a
 JSON error body; storage trouble into 503 with Retry-After; a client gone mid-request is
-counted as 499 and logged at INFO), CORS (only with an allow-list),
-tokens (read token for the dashboard and sites, ingest token for POST /api/v1/events).
+counted as 499 and logged at INFO), CORS (only with an allow-list), tokens (read token for
+the dashboard, sites and the range views, ingest token for POST /api/v1/events).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from aiohttp import web
 
 from .config import Config
 from .errors import json_error
-from .exceptions import StorageError, StorageUnavailable
+from .exceptions import RequestError, StorageError, StorageUnavailable
 from .metrics import Metrics
 
 __all__ = ["RETRY_SECONDS", "CLIENT_CLOSED", "errors_middleware", "metrics_middleware", "auth_middleware", "cors_middleware"]
@@ -42,6 +42,8 @@ async def errors_middleware(request: web.Request, handler):
         if exc.status == 405:
             resp.headers["Allow"] = exc.headers.get("Allow", "")
         return resp
+    except RequestError as exc:
+        return json_error(exc.status, exc.code, str(exc))
     except StorageUnavailable as exc:
         logger.warning("%s %s: %s", request.method, request.path, exc)
         return json_error(503, "storage_unavailable", "storage is unavailable; retry shortly",
@@ -110,7 +112,8 @@ def auth_middleware(config: Config):
             token = None
             if path == "/api/v1/events":
                 token = config.ingest_token
-            elif path.startswith(("/api/v1/dashboard", "/api/v1/sites")):
+            elif path.startswith(("/api/v1/dashboard", "/api/v1/sites", "/api/v1/history", "/api/v1/profile",
+                                  "/api/v1/overview", "/api/v1/export")):
                 token = config.read_token
             if not _token_ok(request, token):
                 resp = json_error(401, "unauthorized", "a valid bearer token is required")

@@ -97,9 +97,10 @@ class Registry:
                 "timezone": site.timezone,
                 "thresholds": site.thresholds.as_json(),
                 "configured": site.configured,
+                "intensity": site.intensity_mode,
                 "zones": {
                     cam: {"display_name": z.display_name, "thresholds": z.thresholds.as_json(),
-                          "position": z.position}
+                          "position": z.position, "capacity": z.capacity}
                     for cam, z in site.zones.items()
                 },
                 "devices": devices.get(name, []),

@@ -2,7 +2,8 @@
 
 Central owns ``slot_states`` (edge aggregates), ``slot_repairs`` (slots pinned to raw by
 reconciliation), ``dead_letters`` (refused MQTT messages), ``device_status`` (availability
-and last contact per device) and ``ingest_batches`` (idempotency keys of the raw ingest
+and last contact per device), ``device_slots`` (device contact per slot, for coverage) and
+``ingest_batches`` (idempotency keys of the raw ingest
 API). ``camera_events`` is the customer's table: it is created only where absent, and an
 existing one is inspected, not changed; :func:`detect_raw_time` reads the type of its
 ``event_timestamp`` and says how to filter and bucket it, and :func:`detect_raw_dedup` says
@@ -165,6 +166,20 @@ TABLES: dict[str, TableDef] = {
             "(site_name, device_id, kind)",
             shard_key="cityHash64(site_name)",
         ),
+        # Device contact per slot (coverage): a slot where a device sent anything, or a
+        # state for that slot. Tells "device offline" from "nobody there".
+        TableDef(
+            "device_slots",
+            (
+                ("site_name", "LowCardinality(String)"),
+                ("device_id", "LowCardinality(String)"),
+                ("slot", "DateTime('UTC')"),
+            ),
+            "ReplacingMergeTree",
+            "",
+            "(site_name, slot, device_id)",
+            shard_key="cityHash64(site_name)",
+        ),
         TableDef(
             "ingest_batches",
             (
@@ -187,6 +202,7 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
     (1, "edge aggregates, repairs, dead letters, device status, ingest batches",
      ("slot_states", "slot_repairs", "dead_letters", "device_status", "ingest_batches")),
     (2, "camera_events where absent (the customer's raw table)", ("camera_events",)),
+    (3, "device contact per slot (coverage)", ("device_slots",)),
 )
 
 _VERSION_TABLE = TableDef(

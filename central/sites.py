@@ -1,8 +1,16 @@
-"""Site settings from the TOML sites file: time zones, display names, thresholds, positions.
+"""Site settings from the TOML sites file: time zones, display names, thresholds, positions,
+capacities.
 
 The file is read once at start-up. Sites that appear in data but not in the file get the
 ``[defaults]`` (time zone, thresholds) and zones named after their camera. Time zones are
 IANA names resolved with zoneinfo; an unknown zone or key stops start-up with one line.
+
+A zone may carry ``capacity`` (people it holds); views report ``utilisation`` = peak /
+capacity. By default intensity uses the fixed thresholds (high >= 7, medium >= 4, or the
+site's and zone's own). A site opts into capacity-relative intensity with
+``intensity = "capacity"`` (``capacity_high`` and ``capacity_medium`` in percent, 90 and 50
+by default): its zones with a capacity then get thresholds of that share of their
+capacity, rounded up; a zone's own ``high``/``medium`` still win.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Thresholds", "Zone", "Site", "Sites", "intensity", "local_day"]
+__all__ = ["Thresholds", "Zone", "Site", "Sites", "intensity", "local_day", "utilisation"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,7 @@ class Zone:
     display_name: str
     thresholds: Thresholds
     position: dict[str, int] | None = None
+    capacity: int | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,13 @@ class Site:
     thresholds: Thresholds
     zones: dict[str, Zone] = field(default_factory=dict)
     configured: bool = True
+    #: "fixed" (the thresholds) or "capacity" (zones with a capacity: shares of it).
+    intensity_mode: str = "fixed"
+
+    @property
+    def capacities(self) -> dict[str, int]:
+        """Zones with a configured capacity."""
+        return {cam: z.capacity for cam, z in self.zones.items() if z.capacity}
 
     @property
     def tz(self) -> ZoneInfo:
@@ -75,6 +91,13 @@ class Site:
         return (now or datetime.now(self.tz)).astimezone(self.tz).date()
 
 
+def utilisation(zone_peaks: dict[str, int], capacities: dict[str, int]) -> float | None:
+    """Peak / capacity of the busiest zone (the highest share) among zones with a capacity;
+    None where no zone has one (4 decimals; above 1 when over capacity)."""
+    shares = [zone_peaks.get(cam, 0) / cap for cam, cap in capacities.items()]
+    return round(max(shares), 4) if shares else None
+
+
 def local_day(day: date, tz: ZoneInfo) -> tuple[int, int]:
     """[start, end) in Unix seconds of the local calendar ``day`` in ``tz`` (23-25 hours)."""
     start = datetime(day.year, day.month, day.day, tzinfo=tz)
@@ -83,8 +106,9 @@ def local_day(day: date, tz: ZoneInfo) -> tuple[int, int]:
     return int(start.timestamp()), int(end.timestamp())
 
 
-_SITE_KEYS = {"display_name", "timezone", "high", "medium", "zones"}
-_ZONE_KEYS = {"display_name", "high", "medium", "x", "y", "w", "h"}
+_SITE_KEYS = {"display_name", "timezone", "high", "medium", "zones", "intensity", "capacity_high",
+              "capacity_medium"}
+_ZONE_KEYS = {"display_name", "high", "medium", "x", "y", "w", "h", "capacity"}
 _DEFAULT_KEYS = {"timezone", "high", "medium"}
 
 
@@ -103,6 +127,31 @@ def _thresholds(table: dict, where: str, base: Thresholds) -> Thresholds:
     if medium > high:
         raise SitesFileError("%s: medium (%d) is above high (%d)" % (where, medium, high))
     return Thresholds(high, medium)
+
+
+def _capacity_thresholds(table: dict, where: str) -> tuple[int, int] | None:
+    """(high %, medium %) where the site opted into capacity-relative intensity."""
+    mode = table.get("intensity", "fixed")
+    if mode not in ("fixed", "capacity"):
+        raise SitesFileError('%s.intensity must be "fixed" or "capacity"' % where)
+    if mode == "fixed":
+        for key in ("capacity_high", "capacity_medium"):
+            if key in table:
+                raise SitesFileError('%s.%s needs intensity = "capacity"' % (where, key))
+        return None
+    high = _int(table, "capacity_high", where, 90, 1)
+    medium = _int(table, "capacity_medium", where, 50, 0)
+    if medium > high:
+        raise SitesFileError("%s: capacity_medium (%d) is above capacity_high (%d)" % (where, medium, high))
+    return high, medium
+
+
+def _zone_thresholds(ztable: dict, where: str, base: Thresholds, capacity: int | None,
+                     shares: tuple[int, int] | None) -> Thresholds:
+    if shares is not None and capacity:
+        # Whole people: a share of the capacity rounded up (90 % of 15 is 13.5: high at 14).
+        base = Thresholds(max(1, -(-capacity * shares[0] // 100)), -(-capacity * shares[1] // 100))
+    return _thresholds(ztable, where, base)
 
 
 def _timezone(value: Any, where: str) -> str:
@@ -162,6 +211,7 @@ class Sites:
                 raise SitesFileError("%s: not a valid site name" % where)
             _check_keys(table, _SITE_KEYS, where)
             thresholds = _thresholds(table, where, base)
+            shares = _capacity_thresholds(table, where)
             zones = {}
             for cam, ztable in _check_keys(table.get("zones", {}), set(table.get("zones", {})), where + ".zones").items():
                 zwhere = "%s.zones.%s" % (where, cam)
@@ -171,14 +221,16 @@ class Sites:
                 pos = None
                 if any(k in ztable for k in "xywh"):
                     pos = {k: _int(ztable, k, zwhere, 1 if k in "wh" else 0) for k in "xywh"}
+                capacity = _int(ztable, "capacity", zwhere, None, 1)
                 zones[cam] = Zone(cam, _text(ztable, "display_name", zwhere, cam),
-                                  _thresholds(ztable, zwhere, thresholds), pos)
+                                  _zone_thresholds(ztable, zwhere, thresholds, capacity, shares), pos, capacity)
             sites[name] = Site(
                 name=name,
                 display_name=_text(table, "display_name", where, name),
                 timezone=_timezone(table.get("timezone", tz), where),
                 thresholds=thresholds,
                 zones=zones,
+                intensity_mode="fixed" if shares is None else "capacity",
             )
         return cls(sites, tz, base)
 

@@ -189,6 +189,21 @@ WHERE %(slot_range)s AND %(state_sites)s
 GROUP BY site_name, cam_name, s
 """
 
+# Trigger names that occur in a scope, from every source without choosing (states of any
+# revision not yet merged away, raw): a superset of the merged answer's, read without
+# aggregating.
+_TRIGGER_NAMES = """
+SELECT DISTINCT t FROM (
+    SELECT arrayJoin(mapKeys(triggers)) AS t FROM slot_states WHERE %(slot_range)s AND %(state_sites)s
+    UNION ALL
+    %(raw_names)s
+)
+ORDER BY t
+"""
+_RAW_NAMES_SCAN = "SELECT arrayJoin(event_triggers) AS t FROM camera_events WHERE %(raw_range)s AND %(raw_sites)s"
+_RAW_NAMES_ROLLUP = ("SELECT arrayJoin(mapKeys(triggers)) AS t FROM " + ROLLUP_TABLE
+                     + " WHERE %(slot_range)s AND %(state_sites)s")
+
 # The choice half of the slot rule. ``r_n`` counts raw rows of the slot (0 or 1).
 _MERGED = """
 SELECT site_name, cam_name, s AS slot,
@@ -236,6 +251,7 @@ class SlotStore:
         # sites (cheaper: the primary key alone narrows it).
         self._sides: dict[bool, str] = {}
         self._merged: dict[bool, str] = {}
+        self._trigger_names: dict[bool, str] = {}
         for windowed in (True, False):
             site_filter = _SITE_FILTER if windowed else _SITES_ONLY
             frag = {
@@ -251,6 +267,8 @@ class SlotStore:
             sides = "%s UNION ALL %s UNION ALL %s" % (_EDGE % frag, raw, _PINS % frag)
             self._sides[windowed] = sides
             self._merged[windowed] = _MERGED % {"sides": sides}
+            raw_names = (_RAW_NAMES_ROLLUP if rollup else _RAW_NAMES_SCAN) % frag
+            self._trigger_names[windowed] = _TRIGGER_NAMES % {**frag, "raw_names": raw_names}
 
     # -- reading ----------------------------------------------------------------------
 
@@ -265,6 +283,12 @@ class SlotStore:
         peak, events, triggers, source``; parameters of a Scope. Without ``scope`` the
         statement serves any scope; with one, that scope's shape (cheaper for one range)."""
         return self._merged[scope is None or scope.windows is not None]
+
+    def trigger_names_sql(self, scope: Scope | None = None) -> str:
+        """Column ``t``: every trigger name in the scope's edge states and raw rows, sorted;
+        a superset of the merged answer's (a pinned or superseded slot may add a name),
+        cheap (no aggregation); parameters of a Scope."""
+        return self._trigger_names[scope is None or scope.windows is not None]
 
     def merged(self, scope: Scope) -> list[SlotRow]:
         return [_row(r) for r in self.store.query(self.merged_sql(scope), parameters=scope.params())]

@@ -2,7 +2,7 @@
 
 Objects that exist from start-up (config, sites, metrics, store, the ``on_data`` hub, the
 registry, the raw ingestor) sit under their key directly. Objects that exist only once ClickHouse answered (the schema
-facts, the dashboard) or only with MQTT configured (the
+facts, the dashboard, the range views) or only with MQTT configured (the
 consumer) sit in a :class:`Ready` holder that is set later (the app is frozen after
 start-up, so keys cannot be added then); a handler calls ``app[KEY].require()``, which
 raises :class:`~central.exceptions.StorageUnavailable` with the reason (answered as a 503)
@@ -51,6 +51,7 @@ __all__ = [
     "REGISTRY",
     "INGESTOR",
     "CONSUMER",
+    "RANGES",
 ]
 
 logger = logging.getLogger(__name__)
@@ -130,3 +131,4 @@ DASHBOARD = web.AppKey("dashboard", Ready)  # Ready[central.dashboard.Dashboard]
 REGISTRY = web.AppKey("registry", Registry)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 CONSUMER = web.AppKey("consumer", Ready)  # Ready[central.consumer.Consumer]; unset without MQTT
+RANGES = web.AppKey("ranges", Ready)  # Ready[central.views.RangeServices]: history, overview, export

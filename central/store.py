@@ -23,7 +23,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -65,7 +65,30 @@ class Storage(Protocol):
 
     engine: str
 
-    def query(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> list[tuple]: ...
+    def query(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> list[tuple]:
+        """Rows of a SELECT; transient failures are retried briefly, then raised."""
+        return self._read(lambda client: client.query(sql, parameters=parameters, settings=settings).result_rows)
+
+    def raw_query(self, sql: str, parameters: dict | None, fmt: str) -> bytes:
+        """A SELECT's result as ClickHouse writes it in format ``fmt`` (CSVWithNames,
+        JSONEachRow, Parquet...); retried like :meth:`query`."""
+        return self._read(lambda client: client.raw_query(sql, parameters=parameters, fmt=fmt))
+
+    def _read(self, call: Callable[[Any], Any]) -> Any:
+        for attempt, pause in enumerate((*_READ_RETRIES, None)):
+            try:
+                result = call(self._get())
+                self.last_failure = 0.0
+                return result
+            except StorageError as exc:
+                failure = exc
+            except (ch_errors.ClickHouseError, OSError) as exc:
+                failure = self._failed(exc, "query")
+            if not isinstance(failure, StorageUnavailable) or pause is None:
+                raise failure
+            logger.debug("query retry %d after: %s", attempt + 1, failure)
+            time.sleep(pause)
+        raise AssertionError("unreachable")
 
     def command(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> Any: ...
 
@@ -155,6 +178,24 @@ class Store:
             time.sleep(pause)
         raise AssertionError("unreachable")
 
+    def raw_query(self, sql: str, parameters: dict | None, fmt: str) -> bytes:
+        """A SELECT's result as ClickHouse writes it in format ``fmt`` (CSVWithNames,
+        JSONEachRow, Parquet...); transient failures are retried briefly, like :meth:`query`."""
+        for attempt, pause in enumerate((*_READ_RETRIES, None)):
+            try:
+                body = self._get().raw_query(sql, parameters=parameters, fmt=fmt)
+                self.last_failure = 0.0
+                return body
+            except StorageError as exc:
+                failure = exc
+            except (ch_errors.ClickHouseError, OSError) as exc:
+                failure = self._failed(exc, "query")
+            if not isinstance(failure, StorageUnavailable) or pause is None:
+                raise failure
+            logger.debug("raw query retry %d after: %s", attempt + 1, failure)
+            time.sleep(pause)
+        raise AssertionError("unreachable")
+
     def command(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> Any:
         """Run DDL or another statement once (no retry: the caller knows if it is idempotent)."""
         try:
@@ -196,6 +237,10 @@ class Store:
     async def aquery(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> list[tuple]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.query, sql, parameters, settings)
+
+    async def araw_query(self, sql: str, parameters: dict | None, fmt: str) -> bytes:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.raw_query, sql, parameters, fmt)
 
     async def acommand(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> Any:
         loop = asyncio.get_running_loop()

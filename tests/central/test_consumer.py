@@ -323,3 +323,35 @@ def test_shared_subscription_splits_the_stream(config, mosquitto, chdb_url):
         if dev is not None:
             dev.close()
         store.close()
+
+
+async def test_device_contact_per_slot_feeds_coverage(central, mosquitto, chdb_client):
+    """A state marks its slot as reported; any message marks the slot it arrived in."""
+    dev = Device(mosquitto)
+    try:
+        before = time.time()
+        dev.publish(dev.states([state(slot=SLOT, rev=1), state(slot=SLOT + 3600, events=0, peak=0, rev=1)]))
+        dev.publish(protocol.encode(protocol.Stats(dev.site, dev.device, time.time(), {"fps": 10.0})), "stats")
+        want = {("EMPLOYEE_AREA", SLOT, 1), ("EMPLOYEE_AREA", SLOT + 3600, 1)}
+        assert want <= await asyncio.get_running_loop().run_in_executor(None, dev.ack_items, 20.0, want)
+        after = time.time()
+        now_slots = set(range(int(before) // 900 * 900, int(after) // 900 * 900 + 1, 900))
+
+        def contact():
+            rows = chdb_client.query("SELECT DISTINCT toUnixTimestamp(slot) FROM device_slots "
+                                     "WHERE site_name = 'HEAD_OFFICE' AND device_id = 'jetson-01'").result_rows
+            got = {r[0] for r in rows}
+            return got if {SLOT, SLOT + 3600} <= got and got & now_slots else None
+
+        got = await wait_for(contact)
+        assert got - {SLOT, SLOT + 3600} <= now_slots
+        # Hour 08 UTC: one slot of four reported (with people); hour 09: one (nobody there);
+        # hour 10: none (offline). Coverage tells the last two apart, peaks cannot.
+        doc = await (await central.get("/api/v1/history/HEAD_OFFICE?from=2026-01-05&to=2026-01-05&bucket=hour")).json()
+        hours = {s["start"][11:13]: s for s in doc["series"]}
+        assert (hours["08"]["events"], hours["08"]["coverage"]) == (10, 0.25)
+        assert (hours["09"]["events"], hours["09"]["coverage"]) == (0, 0.25)
+        assert (hours["10"]["events"], hours["10"]["coverage"]) == (0, 0.0)
+        assert doc["totals"]["coverage"] == round(2 / 96, 4)
+    finally:
+        dev.close()

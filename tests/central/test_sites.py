@@ -8,7 +8,7 @@ import pytest
 from zoneinfo import ZoneInfo
 
 from central.exceptions import SitesFileError
-from central.sites import Sites, Thresholds, intensity, local_day
+from central.sites import Sites, Thresholds, intensity, local_day, utilisation
 from tests.central.conftest import SITES_TOML
 
 
@@ -60,3 +60,51 @@ def test_local_days():
     assert end - start == 25 * 3600
     start, end = local_day(date(2026, 1, 5), ZoneInfo("Asia/Kathmandu"))
     assert start % 900 == 0 and end - start == 86400
+
+
+def test_capacity_and_capacity_relative_intensity(tmp_path):
+    sites = Sites.load(write(tmp_path, """
+[sites.A]
+[sites.A.zones.HALL]
+capacity = 15
+[sites.B]
+intensity = "capacity"
+capacity_high = 80
+[sites.B.zones.HALL]
+capacity = 15
+[sites.B.zones.OWN]
+capacity = 20
+high = 3
+medium = 2
+[sites.B.zones.NONE]
+"""))
+    a, b = sites.get("A"), sites.get("B")
+    # Capacity alone changes nothing about intensity: the handoff's thresholds stay the default.
+    assert a.zone("HALL").capacity == 15 and a.zone("HALL").thresholds == Thresholds(7, 4)
+    assert a.intensity_mode == "fixed" and b.intensity_mode == "capacity"
+    # 80 % of 15 = 12, 50 % of 15 = 7.5 -> 8 (whole people, rounded up).
+    assert b.zone("HALL").thresholds == Thresholds(12, 8)
+    assert b.zone("OWN").thresholds == Thresholds(3, 2)  # a zone's own thresholds win
+    assert b.zone("NONE").thresholds == Thresholds(7, 4) and b.zone("NONE").capacity is None
+    assert b.capacities == {"HALL": 15, "OWN": 20}
+
+
+def test_utilisation_is_the_busiest_zone_share():
+    assert utilisation({"A": 9, "B": 10}, {"A": 10, "B": 20}) == 0.9
+    assert utilisation({"A": 30}, {"A": 20, "B": 5}) == 1.5  # over capacity
+    assert utilisation({"A": 3}, {}) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[sites.A.zones.Z]\ncapacity = 0\n", "capacity"),
+        ('[sites.A.zones.Z]\ncapacity = "10"\n', "capacity"),
+        ('[sites.A]\nintensity = "relative"\n', "intensity"),
+        ("[sites.A]\ncapacity_high = 90\n", "capacity_high"),
+        ('[sites.A]\nintensity = "capacity"\ncapacity_high = 40\ncapacity_medium = 60\n', "capacity_medium"),
+    ],
+)
+def test_capacity_mistakes_are_named(tmp_path, text, needle):
+    with pytest.raises(SitesFileError, match=needle):
+        Sites.load(write(tmp_path, text))

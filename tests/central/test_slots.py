@@ -101,3 +101,27 @@ async def test_merged_rows_bucket_in_sql_in_the_sites_zone(slots):
            "FROM (%s) GROUP BY h ORDER BY h" % slots.merged_sql())
     rows = await slots.store.aquery(sql, {**Scope.of(["K"], T, T + 3600).params(), "tz": "Asia/Kathmandu"})
     assert [tuple(r) for r in rows] == [(13, 2, 3), (14, 5, 4)]
+
+
+@pytest.mark.parametrize("rollup", [False, True])
+def test_trigger_names_cover_every_source(chdb_url, rollup):
+    from central import rollup as raw_rollup
+
+    store = Store(chdb_url)
+    try:
+        schema.migrate(store)
+        raw_time = schema.detect_raw_time(store)
+        if rollup:
+            raw_rollup.ensure(store, raw_time, None, build_it=True)
+        slots = SlotStore(store, raw_time, rollup=rollup)
+        slots.write_states([state("S", "d", "A", T, 1, 1, 1, {"EDGE_ONE": 1}),
+                            state("OTHER", "d", "A", T, 1, 1, 1, {"ELSEWHERE": 1})])
+        store.insert("camera_events", [raw("S", "B", dt(T + 60), 2, ["RAW_ONE", "RAW_TWO"]),
+                                       raw("S", "B", dt(T + 7200), 2, ["LATER"])], RAW_COLUMNS)
+        scope = Scope.of(["S"], T, T + 3600)
+        names = [r[0] for r in store.query(slots.trigger_names_sql(scope), scope.params())]
+        assert names == ["EDGE_ONE", "RAW_ONE", "RAW_TWO"]  # both sources, in scope only
+        windowed = Scope.per_site({"S": (T, T + 3600)})
+        assert [r[0] for r in store.query(slots.trigger_names_sql(windowed), windowed.params())] == names
+    finally:
+        store.close()

@@ -1,0 +1,102 @@
+"""Local-time buckets over 15-minute UTC slots: each bucket kind's key in SQL, and the same
+buckets enumerated in Python with zoneinfo (their starts, ends and local labels).
+
+A slot's *local seconds* are its Unix time plus its zone's UTC offset at that instant
+(``timeZoneOffset`` in ClickHouse, ``utcoffset`` in zoneinfo). Every offset since 1970 is a
+multiple of 15 minutes, so every bucket is a union of whole slots. Keys:
+
+* ``hour``: the local hour *and* the offset, so a fall-back day's repeated hour is two
+  buckets (one per offset), a spring-forward day's skipped hour none, and Chatham's
+  45-minute-offset transition splits where the clock does;
+* ``day``: the local calendar day (days since 1970-01-01);
+* ``week``: the ISO week, Monday local (1970-01-01 was a Thursday, hence ``+ 3``);
+* ``slot``: the slot itself.
+
+SQL and Python compute the same integer keys, so a statement can bucket in ClickHouse and
+Python can place the rows in the full list of buckets (empty ones included).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from .sites import local_day
+
+__all__ = ["SLOT", "KINDS", "Bucket", "key_sql", "OFFSET_SQL", "enumerate_buckets", "local_iso", "EPOCH"]
+
+SLOT = 900
+KINDS = ("slot", "hour", "day", "week")
+EPOCH = date(1970, 1, 1)
+
+#: The offset of the slot's instant in the site's zone (parameter ``tz``); the bucket key
+#: expressions below read it as ``off``.
+OFFSET_SQL = "timeZoneOffset(toDateTime(slot, {tz:String}))"
+
+_KEY_SQL = {
+    "slot": "toInt64(slot)",
+    # Hour and offset packed in one integer: offsets are whole quarter hours within +-14 h.
+    "hour": "intDiv(toInt64(slot) + off, 3600) * 128 + intDiv(off, 900)",
+    "day": "intDiv(toInt64(slot) + off, 86400)",
+    "week": "intDiv(intDiv(toInt64(slot) + off, 86400) + 3, 7)",
+}
+
+
+def key_sql(kind: str) -> str:
+    """The bucket key of a row with columns ``slot`` (Unix seconds) and ``off`` (seconds)."""
+    return _KEY_SQL[kind]
+
+
+@dataclass(frozen=True)
+class Bucket:
+    key: int
+    start: int  # Unix seconds, the bucket's first instant within the range
+    end: int
+    label: str  # the start in local time, ISO 8601 with its offset
+
+
+def local_iso(ts: int, tz: ZoneInfo) -> str:
+    return datetime.fromtimestamp(ts, tz).isoformat()
+
+
+def _hour_key(ts: int, tz: ZoneInfo) -> int:
+    off = int(datetime.fromtimestamp(ts, tz).utcoffset().total_seconds())  # type: ignore[union-attr]
+    return ((ts + off) // 3600) * 128 + off // 900
+
+
+def enumerate_buckets(tz: ZoneInfo, first: date, last: date, kind: str) -> list[Bucket]:
+    """Every bucket of ``kind`` over the local days ``first``..``last`` (inclusive), in order.
+
+    A week that begins before ``first`` or ends after ``last`` holds only the days in range;
+    its label is still its Monday.
+    """
+    lo, _ = local_day(first, tz)
+    _, hi = local_day(last, tz)
+    out: list[Bucket] = []
+    if kind in ("slot", "hour"):
+        key_of = (lambda ts: ts) if kind == "slot" else (lambda ts: _hour_key(ts, tz))
+        for ts in range(lo, hi, SLOT):
+            key = key_of(ts)
+            if out and out[-1].key == key:
+                prev = out[-1]
+                out[-1] = Bucket(key, prev.start, ts + SLOT, prev.label)
+            else:
+                out.append(Bucket(key, ts, ts + SLOT, local_iso(ts, tz)))
+        return out
+    day = first
+    while day <= last:
+        start, end = local_day(day, tz)
+        number = (day - EPOCH).days
+        if kind == "day":
+            out.append(Bucket(number, start, end, local_iso(start, tz)))
+        else:
+            key = (number + 3) // 7
+            if out and out[-1].key == key:
+                prev = out[-1]
+                out[-1] = Bucket(key, prev.start, end, prev.label)
+            else:
+                monday = day - timedelta(days=day.weekday())
+                out.append(Bucket(key, start, end, local_iso(local_day(monday, tz)[0], tz)))
+        day += timedelta(days=1)
+    return out

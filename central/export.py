@@ -1,0 +1,131 @@
+"""Exports of one site over a range of local days: one row per (zone, bucket) with the
+bucket's start in UTC and in local time, peak, events and one column per trigger.
+
+ClickHouse writes the bytes (``CSVWithNames``/``CSV``, ``JSONEachRow``, ``Parquet``) from the
+slot store's merged slots; central only passes them on. CSV and NDJSON are produced in
+chunks of :data:`CHUNK_DAYS` local days, each one statement whose result is sent before the
+next is asked for, so memory stays flat however long the range and other requests get the
+engine between chunks. Parquet is one file with one footer, so it is built by one statement
+(bounded by the range limit). The trigger columns are the trigger names found in the range
+(:meth:`central.slots.SlotStore.trigger_names_sql`), bound as ``Identifier`` parameters; the buckets'
+starts come from :func:`central.buckets.enumerate_buckets`, the same as the history's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from .buckets import OFFSET_SQL, enumerate_buckets, key_sql
+from .sites import Site, local_day
+from .slots import Scope, SlotStore
+from .store import Store
+
+__all__ = ["Exporter", "ExportRequest", "FORMATS", "LIMIT_DAYS", "CHUNK_DAYS"]
+
+LIMIT_DAYS = 366
+CHUNK_DAYS = 31
+
+#: format -> (ClickHouse format of the first chunk, of the next ones, content type, extension)
+FORMATS = {
+    "csv": ("CSVWithNames", "CSV", "text/csv; charset=utf-8", "csv"),
+    "ndjson": ("JSONEachRow", "JSONEachRow", "application/x-ndjson", "ndjson"),
+    "parquet": ("Parquet", None, "application/vnd.apache.parquet", "parquet"),
+}
+_FIXED = ("site", "zone", "bucket_start_utc", "bucket_start_local", "peak", "events")
+
+# ``b`` is the bucket's first instant: the slot itself, or the start that the Python
+# enumeration gave the bucket's key (exact on clock-change days, at any offset).
+_EXPORT_SQL = """
+SELECT {site:String} AS site, cam_name AS zone,
+       formatDateTime(toDateTime(b, 'UTC'), '%%Y-%%m-%%dT%%H:%%i:%%SZ') AS bucket_start_utc,
+       concat(formatDateTime(toDateTime(b, {tz:String}), '%%Y-%%m-%%dT%%H:%%i:%%S'),
+              if(o < 0, '-', '+'), leftPad(toString(intDiv(abs(o), 3600)), 2, '0'), ':',
+              leftPad(toString(intDiv(abs(o) %% 3600, 60)), 2, '0')) AS bucket_start_local,
+       peak, events%(trigger_columns)s
+FROM (%(rows)s)
+ORDER BY b, zone
+"""
+# A slot is its own bucket: the merged rows as they are.
+_SLOT_ROWS = """
+    SELECT cam_name, toInt64(slot) AS b, timeZoneOffset(toDateTime(b, {tz:String})) AS o,
+           peak, events, triggers AS trig
+    FROM (%(merged)s)
+    WHERE events > 0 AND ({zone:String} = '' OR cam_name = {zone:String})
+"""
+_BUCKET_ROWS = """
+    SELECT cam_name, %(start)s AS b, timeZoneOffset(toDateTime(b, {tz:String})) AS o,
+           max(peak) AS peak, sum(events) AS events, sumMap(triggers) AS trig
+    FROM (
+        SELECT slot, cam_name, peak, events, triggers, %(off)s AS off, %(key)s AS k
+        FROM (%(merged)s)
+        WHERE events > 0 AND ({zone:String} = '' OR cam_name = {zone:String})
+    )
+    GROUP BY cam_name, k
+"""
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    first: date
+    last: date
+    bucket: str  # slot, hour or day
+    fmt: str  # csv, ndjson or parquet
+    zone: str = ""
+
+    def filename(self, site: str) -> str:
+        zone = "_" + self.zone if self.zone else ""
+        return "%s%s_%s_%s_%s.%s" % (site, zone, self.first, self.last, self.bucket, FORMATS[self.fmt][3])
+
+
+class Exporter:
+    def __init__(self, slots: SlotStore):
+        self.store: Store = slots.store  # type: ignore[assignment]
+        one_range = Scope.of((), 0, 0)  # the statements' shape: one range, no per-site windows
+        self._merged = slots.merged_sql(one_range)
+        self._triggers_sql = slots.trigger_names_sql(one_range)
+
+    async def trigger_names(self, site: Site, lo: int, hi: int) -> list[str]:
+        rows = await self.store.aquery(self._triggers_sql, Scope.of([site.name], lo, hi).params())
+        return [r[0] for r in rows if r[0]]
+
+    async def chunks(self, site: Site, req: ExportRequest) -> AsyncIterator[bytes]:
+        """The export's bytes, one statement's result at a time."""
+        lo, _ = local_day(req.first, site.tz)
+        _, hi = local_day(req.last, site.tz)
+        names = await self.trigger_names(site, lo, hi)
+        params: dict = {"site": site.name, "tz": site.timezone, "zone": req.zone}
+        columns = []
+        for i, name in enumerate(names):
+            params["t%d" % i] = name
+            params["c%d" % i] = ("trigger_" + name) if name in _FIXED else name
+            columns.append(", trig[{t%d:String}] AS {c%d:Identifier}" % (i, i))
+        first_fmt, next_fmt, _, _ = FORMATS[req.fmt]
+        if next_fmt is None:
+            spans = [(req.first, req.last)]
+        else:
+            spans = []
+            day = req.first
+            while day <= req.last:
+                end = min(req.last, day + timedelta(days=CHUNK_DAYS - 1))
+                spans.append((day, end))
+                day = end + timedelta(days=1)
+        for i, (a, b) in enumerate(spans):
+            rows, fix = self._rows(site, req.bucket, a, b)
+            sql = _EXPORT_SQL % {"trigger_columns": "".join(columns), "rows": rows}
+            c_lo, _ = local_day(a, site.tz)
+            _, c_hi = local_day(b, site.tz)
+            body = await self.store.araw_query(sql, {**params, **fix, **Scope.of([site.name], c_lo, c_hi).params()},
+                                               first_fmt if i == 0 else next_fmt)  # type: ignore[arg-type]
+            if body:
+                yield body
+
+    def _rows(self, site: Site, bucket: str, first: date, last: date) -> tuple[str, dict]:
+        """The statement of the rows per (zone, bucket) and its own parameters."""
+        if bucket == "slot":
+            return _SLOT_ROWS % {"merged": self._merged}, {}
+        buckets = enumerate_buckets(site.tz, first, last, bucket)
+        start = "transform(k, {bucket_keys:Array(Int64)}, {bucket_starts:Array(Int64)}, toInt64(0))"
+        sql = _BUCKET_ROWS % {"start": start, "off": OFFSET_SQL, "key": key_sql(bucket), "merged": self._merged}
+        return sql, {"bucket_keys": [b.key for b in buckets], "bucket_starts": [b.start for b in buckets]}

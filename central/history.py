@@ -1,0 +1,237 @@
+"""One site over a range of local days: the history series (hour, day or ISO-week buckets,
+optionally against the period just before) and the hour-of-week profile.
+
+Both read the slot store's merged slots (:meth:`central.slots.SlotStore.merged_sql`) and
+bucket them in ClickHouse by the site's local time (:mod:`central.buckets`), one row per
+bucket (the busiest zone's utilisation too, with capacities passed as parameters). Slots with no events count for nothing, as on the dashboard.
+Coverage per bucket comes from :mod:`central.coverage`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from .buckets import OFFSET_SQL, Bucket, enumerate_buckets, key_sql
+from .coverage import Coverage
+from .sites import Site, intensity, local_day
+from .slots import Scope, SlotStore, as_counts
+from .store import Store
+
+__all__ = ["History", "HistoryRequest", "LIMIT_DAYS", "PROFILE_MAX_WEEKS"]
+
+#: The longest range per bucket kind, in local days.
+LIMIT_DAYS = {"hour": 31, "day": 366, "week": 366}
+PROFILE_MAX_WEEKS = 52
+
+# Per bucket: the site's (or the zone's) peak, the busiest zone's share of its capacity
+# (zones without one have cap 0), events, triggers and slot sources.
+_SERIES_SQL = """
+SELECT k, max(peak), maxIf(peak / cap, cap > 0), sum(events), sumMap(triggers),
+       countIf(source = 'edge'), count()
+FROM (
+    SELECT slot, peak, events, triggers, source, %(off)s AS off, %(key)s AS k,
+           transform(toString(cam_name), {cap_zones:Array(String)}, {cap_values:Array(UInt32)}, toUInt32(0)) AS cap
+    FROM (%(merged)s)
+    WHERE events > 0 AND ({zone:String} = '' OR cam_name = {zone:String})
+)
+GROUP BY k
+"""
+
+# Per local (day, hour): the site's peak; then per (weekday, hour) over those days.
+_PROFILE_SQL = """
+SELECT (d + 3) %% 7 AS weekday, h, count() AS days, max(p), avg(p)
+FROM (
+    SELECT intDiv(toInt64(slot) + off, 86400) AS d, intDiv(toInt64(slot) + off, 3600) %% 24 AS h,
+           max(peak) AS p
+    FROM (SELECT slot, peak, %(off)s AS off FROM (%(merged)s) WHERE events > 0)
+    GROUP BY d, h
+)
+GROUP BY weekday, h
+"""
+
+
+@dataclass(frozen=True)
+class HistoryRequest:
+    first: date
+    last: date
+    bucket: str
+    zone: str = ""
+    compare: bool = False
+
+
+class _Acc:
+    """One bucket being folded."""
+
+    __slots__ = ("edge", "events", "peak", "slots", "triggers", "util")
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self.util = 0.0
+        self.events = 0
+        self.triggers: dict[str, int] = {}
+        self.edge = 0
+        self.slots = 0
+
+    def add(self, peak: int, util: float, events: int, triggers, edge: int, slots: int) -> None:
+        self.peak = max(self.peak, peak)
+        self.util = max(self.util, util)
+        self.events += events
+        for name, n in as_counts(triggers).items():
+            self.triggers[name] = self.triggers.get(name, 0) + n
+        self.edge += edge
+        self.slots += slots
+
+    def merge(self, other: _Acc) -> None:
+        self.add(other.peak, other.util, other.events, other.triggers, other.edge, other.slots)
+
+    def source(self) -> str:
+        if not self.slots:
+            return "none"
+        return "edge" if self.edge == self.slots else "raw" if not self.edge else "mixed"
+
+
+class History:
+    """History and profile documents for one site; lives on the event loop of the app."""
+
+    def __init__(self, slots: SlotStore, coverage: Coverage):
+        self.slots = slots
+        self.store: Store = slots.store  # type: ignore[assignment]
+        self.coverage = coverage
+        merged = slots.merged_sql(Scope.of((), 0, 0))  # the shape for one range, no per-site windows
+        self._series_sql = {
+            kind: _SERIES_SQL % {"key": key_sql(kind), "off": OFFSET_SQL, "merged": merged}
+            for kind in ("hour", "day", "week")
+        }
+        self._profile_sql = _PROFILE_SQL % {"off": OFFSET_SQL, "merged": merged}
+
+    # -- history ------------------------------------------------------------------------
+
+    async def history(self, site: Site, req: HistoryRequest) -> dict:
+        tz = site.tz
+        first, last = req.first, req.last
+        if req.compare:
+            first = req.first - timedelta(days=(req.last - req.first).days + 1)
+        lo, _ = local_day(first, tz)
+        _, hi = local_day(last, tz)
+        caps = _capacities(site, req.zone)
+        params = {**Scope.of([site.name], lo, hi).params(), "tz": site.timezone, "zone": req.zone,
+                  "cap_zones": list(caps), "cap_values": list(caps.values())}
+        rows = await self.store.aquery(self._series_sql[req.bucket], params)
+        accs: dict[int, _Acc] = {}
+        for k, peak, util, events, triggers, edge, slots in rows:
+            accs.setdefault(int(k), _Acc()).add(int(peak), float(util), int(events), triggers, int(edge), int(slots))
+        reporting = await self.coverage.per_bucket(site, req.bucket, lo, hi)
+
+        def period(a: date, b: date) -> dict:
+            buckets = enumerate_buckets(tz, a, b, req.bucket)
+            return self._period(site, req, a, b, buckets, accs, reporting)
+
+        doc = {
+            "site_name": site.name,
+            "display_name": site.display_name,
+            "timezone": site.timezone,
+            "bucket": req.bucket,
+            "zone": req.zone or None,
+            "capacities": _capacities(site, req.zone),
+            **period(req.first, req.last),
+        }
+        if req.compare:
+            prev = period(first, req.first - timedelta(days=1))
+            doc["previous"] = prev
+            doc["diff"] = _diff(doc["series"], prev["series"])
+            doc["totals_diff"] = _diff([doc["totals"]], [prev["totals"]])[0]
+        return doc
+
+    def _period(self, site: Site, req: HistoryRequest, first: date, last: date, buckets: list[Bucket],
+                accs: dict[int, _Acc], reporting: dict[int, int] | None) -> dict:
+        thresholds = site.zone(req.zone).thresholds if req.zone else site.thresholds
+        capacities = _capacities(site, req.zone)
+        total = _Acc()
+        series = []
+        covered = 0
+        for b in buckets:
+            acc = accs.get(b.key) or _Acc()
+            total.merge(acc)
+            peak = acc.peak
+            contact = None if reporting is None else reporting.get(b.key, 0)
+            series.append({
+                "start": b.label,
+                "hours": round((b.end - b.start) / 3600, 2),
+                "peak": peak,
+                "events": acc.events,
+                "intensity": intensity(peak, thresholds),
+                "critical_events": dict(sorted(acc.triggers.items())),
+                "utilisation": round(acc.util, 4) if capacities else None,
+                "source": acc.source(),
+                "coverage": None if contact is None else Coverage.share(contact, b.start, b.end),
+            })
+            covered += contact or 0
+        span = sum(b.end - b.start for b in buckets)
+        peak = total.peak
+        return {
+            "from": first.isoformat(),
+            "to": last.isoformat(),
+            "series": series,
+            "totals": {
+                "peak": peak,
+                "events": total.events,
+                "intensity": intensity(peak, thresholds),
+                "critical_events": dict(sorted(total.triggers.items())),
+                "utilisation": round(total.util, 4) if capacities else None,
+                "source": total.source(),
+                "coverage": None if reporting is None else Coverage.share(covered, 0, span),
+            },
+        }
+
+    # -- profile ------------------------------------------------------------------------
+
+    async def profile(self, site: Site, weeks: int, end: date) -> dict:
+        first = end - timedelta(days=7 * weeks - 1)
+        lo, _ = local_day(first, site.tz)
+        _, hi = local_day(end, site.tz)
+        params = {**Scope.of([site.name], lo, hi).params(), "tz": site.timezone}
+        cells = {(int(w), int(h)): (int(n), int(mx), float(mean))
+                 for w, h, n, mx, mean in await self.store.aquery(self._profile_sql, params)}
+        out = []
+        for weekday in range(7):
+            for hour in range(24):
+                n, mx, mean = cells.get((weekday, hour), (0, None, None))
+                out.append({"weekday": weekday, "hour": hour, "days": n, "peak_max": mx,
+                            "peak_mean": None if mean is None else round(mean, 3)})
+        return {
+            "site_name": site.name,
+            "display_name": site.display_name,
+            "timezone": site.timezone,
+            "weeks": weeks,
+            "from": first.isoformat(),
+            "to": end.isoformat(),
+            "cells": out,
+        }
+
+
+def _capacities(site: Site, zone: str) -> dict[str, int]:
+    """The capacities utilisation is taken over: the one zone asked for, or all."""
+    caps = site.capacities
+    return ({zone: caps[zone]} if zone in caps else {}) if zone else caps
+
+
+def _diff(current: list[dict], previous: list[dict]) -> list[dict | None]:
+    """Per position: current minus previous (peak, events, utilisation, critical events);
+    None where the previous period has no bucket at that position."""
+    out: list[dict | None] = []
+    for i, cur in enumerate(current):
+        if i >= len(previous):
+            out.append(None)
+            continue
+        prev = previous[i]
+        names = set(cur["critical_events"]) | set(prev["critical_events"])
+        cu, pu = cur["utilisation"], prev["utilisation"]
+        out.append({
+            "peak": cur["peak"] - prev["peak"],
+            "events": cur["events"] - prev["events"],
+            "utilisation": None if cu is None or pu is None else round(cu - pu, 4),
+            "critical_events": {n: cur["critical_events"].get(n, 0) - prev["critical_events"].get(n, 0)
+                                for n in sorted(names)},
+        })
+    return out

@@ -1,0 +1,161 @@
+"""The portfolio view: one row per site for one date, each site over its own local day.
+
+One statement serves every site: the slot store's merged slots over a per-site window
+(:meth:`central.slots.Scope.per_site`), with each site's UTC offset looked up by site name
+(its offset before and after the day's clock change, if any, and the instant of the
+change), grouped twice in ClickHouse (``GROUPING SETS``): per (site, zone) for peaks,
+events, triggers and sources, and per (site, local hour) for the busiest hour. Python folds
+at most sites x (zones + 24) rows. Coverage and devices come from :mod:`central.coverage`
+and the registry.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from .coverage import Coverage
+from .registry import Registry
+from .sites import Site, Sites, local_day, utilisation
+from .slots import Scope, SlotStore, as_counts
+from .store import Store
+
+__all__ = ["Overview", "SORT_KEYS"]
+
+SORT_KEYS = ("site_name", "display_name", "timezone", "peak", "events", "critical_events", "utilisation",
+             "busiest_zone", "busiest_hour", "devices", "coverage", "source")
+
+_OFFSET = (
+    "if(slot < transform(site_name, {sites:Array(String)}, {switch:Array(UInt32)}, toUInt32(0)), "
+    "transform(site_name, {sites:Array(String)}, {off1:Array(Int32)}, toInt32(0)), "
+    "transform(site_name, {sites:Array(String)}, {off2:Array(Int32)}, toInt32(0)))"
+)
+
+_SQL = """
+SELECT site_name, cam_name, h, max(peak), sum(events), sumMap(triggers),
+       countIf(source = 'edge'), count()
+FROM (
+    SELECT site_name, cam_name, peak, events, triggers, source,
+           toUInt8(intDiv(toInt64(slot) + %(off)s, 3600) %% 24) AS h
+    FROM (%(merged)s)
+    WHERE events > 0
+)
+GROUP BY GROUPING SETS ((site_name, cam_name), (site_name, h))
+"""
+
+
+def _offset(ts: int, site: Site) -> int:
+    return int(datetime.fromtimestamp(ts, site.tz).utcoffset().total_seconds())  # type: ignore[union-attr]
+
+
+def _day_offsets(site: Site, start: int, end: int) -> tuple[int, int, int]:
+    """(offset at the start, instant of the change or ``end``, offset after it): a local day
+    holds at most one clock change, always at a slot boundary."""
+    first, last = _offset(start, site), _offset(end - 900, site)
+    if first == last:
+        return first, end, last
+    lo, hi = start // 900, (end - 900) // 900  # offset(lo) == first, offset(hi) == last
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _offset(mid * 900, site) == first:
+            lo = mid
+        else:
+            hi = mid
+    return first, hi * 900, last
+
+
+class _Row:
+    __slots__ = ("edge", "events", "hours", "slots", "triggers", "zone_events", "zones")
+
+    def __init__(self) -> None:
+        self.zones: dict[str, int] = {}
+        self.zone_events: dict[str, int] = {}
+        self.hours: dict[int, int] = {}
+        self.events = 0
+        self.triggers = 0
+        self.edge = 0
+        self.slots = 0
+
+
+class Overview:
+    def __init__(self, slots: SlotStore, sites: Sites, registry: Registry, coverage: Coverage):
+        self.store: Store = slots.store  # type: ignore[assignment]
+        self.sites = sites
+        self.registry = registry
+        self.coverage = coverage
+        self._sql = _SQL % {"off": _OFFSET, "merged": slots.merged_sql(Scope.per_site({}))}
+
+    async def document(self, day: date | None, sort: str = "site_name", descending: bool = False) -> dict:
+        devices = await self.registry.devices()
+        names = sorted(set(await self.registry.site_names()) | set(devices))
+        sites = [self.sites.get(n) for n in names]
+        days = {s.name: day or s.today() for s in sites}
+        windows = {s.name: local_day(days[s.name], s.tz) for s in sites}
+        scope = Scope.per_site(windows)
+        offsets = [_day_offsets(s, *windows[s.name]) for s in sites]
+        params = {**scope.params(), "off1": [o[0] for o in offsets], "switch": [o[1] for o in offsets],
+                  "off2": [o[2] for o in offsets]}
+        rows: dict[str, _Row] = {}
+        if names:
+            for site_name, cam, h, peak, events, triggers, edge, slots in await self.store.aquery(self._sql, params):
+                row = rows.setdefault(site_name, _Row())
+                if cam:
+                    row.zones[cam] = int(peak)
+                    row.zone_events[cam] = int(events)
+                    row.events += int(events)
+                    row.triggers += sum(as_counts(triggers).values())
+                    row.edge += int(edge)
+                    row.slots += int(slots)
+                else:
+                    row.hours[int(h)] = int(peak)
+            with_devices = await self.coverage.with_devices(names)
+            contact = await self.coverage.per_site(scope.params()) if with_devices else {}
+        else:
+            with_devices, contact = set(), {}
+        out = [self._site_row(s, days[s.name], windows[s.name], rows.get(s.name) or _Row(),
+                              devices.get(s.name, []), contact.get(s.name, 0) if s.name in with_devices else None)
+               for s in sites]
+        _sort(out, sort, descending)
+        return {"date": day.isoformat() if day else None, "sort": ("-" if descending else "") + sort, "sites": out}
+
+    @staticmethod
+    def _site_row(site: Site, day: date, window: tuple[int, int], row: _Row, devices: list[dict],
+                  contact: int | None) -> dict[str, Any]:
+        peak = max(row.zones.values(), default=0)
+        busiest_zone = min(row.zones, key=lambda c: (-row.zones[c], -row.zone_events[c], c)) if row.zones else None
+        busiest_hour = min(row.hours, key=lambda h: (-row.hours[h], h)) if row.hours else None
+        seen = [d["last_seen"] for d in devices if d["last_seen"]]
+        online = sum(1 for d in devices if d["status"] == "online")
+        if not row.slots:
+            source = "none"
+        else:
+            source = "edge" if row.edge == row.slots else "raw" if not row.edge else "mixed"
+        return {
+            "site_name": site.name,
+            "display_name": site.display_name,
+            "timezone": site.timezone,
+            "date": day.isoformat(),
+            "peak": peak,
+            "events": row.events,
+            "critical_events": row.triggers,
+            "utilisation": utilisation(row.zones, site.capacities),
+            "busiest_zone": busiest_zone,
+            "busiest_hour": busiest_hour,
+            "devices": {"online": online, "offline": len(devices) - online,
+                        "last_seen": max(seen) if seen else None},
+            "coverage": None if contact is None else Coverage.share(contact, *window),
+            "source": source,
+        }
+
+
+def _sort(rows: list[dict], key: str, descending: bool) -> None:
+    """Sort in place by ``key``; rows without a value (None) go last either way, ties by name."""
+    def value(row: dict):
+        v = row[key]
+        return v["online"] if key == "devices" else v
+
+    rows.sort(key=lambda r: r["site_name"])
+    present = [r for r in rows if value(r) is not None]
+    absent = [r for r in rows if value(r) is None]
+    present.sort(key=value, reverse=descending)
+    rows[:] = present + absent

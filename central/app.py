@@ -15,7 +15,6 @@ import base64
 import hashlib
 import logging
 import re
-from datetime import date
 from pathlib import Path
 
 from aiohttp import HttpVersion11, web
@@ -56,7 +55,7 @@ from .state import (
 )
 from .store import Store, open_store
 from .views import ROUTES as RANGE_ROUTES
-from .views import RangeServices
+from .views import RangeServices, parse_date
 
 __all__ = ["create_app", "PAGE_PATH", "OPENAPI_PATH"]
 
@@ -64,7 +63,6 @@ logger = logging.getLogger(__name__)
 
 PAGE_PATH = Path(__file__).parent / "static" / "heatmap_v2.html"
 OPENAPI_PATH = Path(__file__).parent / "openapi.json"
-_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 
 
 def _init_schema(store: Store, config: Config, metrics: Metrics) -> SchemaFacts:
@@ -111,17 +109,7 @@ async def dashboard_handler(request: web.Request) -> web.Response:
                           "site names are 1-64 of A-Z a-z 0-9 _ - ., starting with a letter or digit")
     text = request.query.get("date")
     site = app[SITES].get(site_name)
-    if text is None:
-        day = site.today()
-    else:
-        try:
-            if not _DATE_RE.match(text):
-                raise ValueError
-            day = date.fromisoformat(text)
-            if not 2000 <= day.year <= 2099:
-                raise ValueError
-        except ValueError:
-            return json_error(400, "bad_date", "date must be YYYY-MM-DD between 2000 and 2099")
+    day = site.today() if text is None else parse_date(text)
     dash = app[DASHBOARD].require()
     if not await app[REGISTRY].is_known(site_name):
         return json_error(404, "unknown_site", "no site %r is configured or has data" % site_name)

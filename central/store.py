@@ -65,30 +65,9 @@ class Storage(Protocol):
 
     engine: str
 
-    def query(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> list[tuple]:
-        """Rows of a SELECT; transient failures are retried briefly, then raised."""
-        return self._read(lambda client: client.query(sql, parameters=parameters, settings=settings).result_rows)
+    def query(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> list[tuple]: ...
 
-    def raw_query(self, sql: str, parameters: dict | None, fmt: str) -> bytes:
-        """A SELECT's result as ClickHouse writes it in format ``fmt`` (CSVWithNames,
-        JSONEachRow, Parquet...); retried like :meth:`query`."""
-        return self._read(lambda client: client.raw_query(sql, parameters=parameters, fmt=fmt))
-
-    def _read(self, call: Callable[[Any], Any]) -> Any:
-        for attempt, pause in enumerate((*_READ_RETRIES, None)):
-            try:
-                result = call(self._get())
-                self.last_failure = 0.0
-                return result
-            except StorageError as exc:
-                failure = exc
-            except (ch_errors.ClickHouseError, OSError) as exc:
-                failure = self._failed(exc, "query")
-            if not isinstance(failure, StorageUnavailable) or pause is None:
-                raise failure
-            logger.debug("query retry %d after: %s", attempt + 1, failure)
-            time.sleep(pause)
-        raise AssertionError("unreachable")
+    def raw_query(self, sql: str, parameters: dict | None, fmt: str) -> bytes: ...
 
     def command(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> Any: ...
 
@@ -163,11 +142,19 @@ class Store:
 
     def query(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> list[tuple]:
         """Rows of a SELECT; transient failures are retried briefly, then raised."""
+        return self._read(lambda client: client.query(sql, parameters=parameters, settings=settings).result_rows)
+
+    def raw_query(self, sql: str, parameters: dict | None, fmt: str) -> bytes:
+        """A SELECT's result as ClickHouse writes it in format ``fmt`` (CSVWithNames,
+        JSONEachRow, Parquet...); retried like :meth:`query`."""
+        return self._read(lambda client: client.raw_query(sql, parameters=parameters, fmt=fmt))
+
+    def _read(self, call: Callable[[Any], Any]) -> Any:
         for attempt, pause in enumerate((*_READ_RETRIES, None)):
             try:
-                rows = self._get().query(sql, parameters=parameters, settings=settings).result_rows
+                result = call(self._get())
                 self.last_failure = 0.0
-                return rows
+                return result
             except StorageError as exc:
                 failure = exc
             except (ch_errors.ClickHouseError, OSError) as exc:
@@ -175,24 +162,6 @@ class Store:
             if not isinstance(failure, StorageUnavailable) or pause is None:
                 raise failure
             logger.debug("query retry %d after: %s", attempt + 1, failure)
-            time.sleep(pause)
-        raise AssertionError("unreachable")
-
-    def raw_query(self, sql: str, parameters: dict | None, fmt: str) -> bytes:
-        """A SELECT's result as ClickHouse writes it in format ``fmt`` (CSVWithNames,
-        JSONEachRow, Parquet...); transient failures are retried briefly, like :meth:`query`."""
-        for attempt, pause in enumerate((*_READ_RETRIES, None)):
-            try:
-                body = self._get().raw_query(sql, parameters=parameters, fmt=fmt)
-                self.last_failure = 0.0
-                return body
-            except StorageError as exc:
-                failure = exc
-            except (ch_errors.ClickHouseError, OSError) as exc:
-                failure = self._failed(exc, "query")
-            if not isinstance(failure, StorageUnavailable) or pause is None:
-                raise failure
-            logger.debug("raw query retry %d after: %s", attempt + 1, failure)
             time.sleep(pause)
         raise AssertionError("unreachable")
 

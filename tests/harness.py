@@ -7,6 +7,7 @@ port and find its persistent sessions again.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -14,9 +15,69 @@ import signal
 import socket
 import subprocess
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any, Callable
 
-__all__ = ["Mosquitto", "find_mosquitto", "free_port", "wait_for_port"]
+__all__ = [
+    "Mosquitto",
+    "eventually",
+    "eventually_async",
+    "find_mosquitto",
+    "free_port",
+    "recent_utc_weekday",
+    "wait_for_port",
+]
+
+#: How often eventually() asks again: fast enough not to slow tests, slow enough not to load
+#: a shared CI machine.
+_POLL = 0.02
+
+
+def eventually(predicate: Callable[[], Any], timeout: float = 10.0, message: str = "") -> Any:
+    """Ask ``predicate()`` until it returns something truthy, and return that; AssertionError
+    after ``timeout`` seconds with ``message`` and the last answer.
+
+    The one way tests wait for something that happens in another thread or process: a bounded
+    wait on the signal itself, never a fixed sleep before an assert.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("%s (not true after %.1f s; last: %r)" % (message or "condition", timeout, value))
+        time.sleep(_POLL)
+
+
+async def eventually_async(predicate: Callable[[], Any], timeout: float = 10.0, message: str = "") -> Any:
+    """eventually() for a test on the event loop: the loop keeps running between asks.
+
+    ``predicate`` may be a plain function or return an awaitable (an ``async def``).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("%s (not true after %.1f s; last: %r)" % (message or "condition", timeout, value))
+        await asyncio.sleep(_POLL)
+
+
+def recent_utc_weekday(weekday: int, now: float | None = None) -> int:
+    """The latest UTC midnight at or before ``now`` that begins ``weekday`` (Monday = 0).
+
+    For tests whose data must lie within a live agent's window (relative to the real clock)
+    yet must not depend on today: the weekday and time of day of the data are fixed, only the
+    week moves. At most 7 days back.
+    """
+    today = datetime.fromtimestamp(time.time() if now is None else now, timezone.utc)
+    day = today.date() - timedelta(days=(today.weekday() - weekday) % 7)
+    return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp())
 
 
 def free_port() -> int:

@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any, Callable
 
 __all__ = [
     "Mosquitto",
+    "StreamLines",
     "eventually",
     "eventually_async",
     "find_mosquitto",
@@ -66,6 +68,33 @@ async def eventually_async(predicate: Callable[[], Any], timeout: float = 10.0, 
         if time.monotonic() > deadline:
             raise AssertionError("%s (not true after %.1f s; last: %r)" % (message or "condition", timeout, value))
         await asyncio.sleep(_POLL)
+
+
+class StreamLines:
+    """The lines of a child process's text stream (its stderr, say), read by a thread of their
+    own, so a test can wait for the line that says something happened and still see the rest."""
+
+    def __init__(self, stream) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.lines.append(line)
+        stream.close()
+
+    def wait_for(self, text: str, timeout: float = 10.0) -> str:
+        """The first line containing ``text``; AssertionError, with what came, after ``timeout``."""
+        try:
+            return eventually(lambda: next((x for x in list(self.lines) if text in x), None), timeout)
+        except AssertionError:
+            raise AssertionError("no line with %r after %.0f s; got:\n%s" % (text, timeout, self.text())) from None
+
+    def text(self, timeout: float = 0.0) -> str:
+        """All lines so far; with ``timeout``, first wait that long for the stream to close."""
+        self._thread.join(timeout)
+        return "".join(self.lines)
 
 
 def recent_utc_weekday(weekday: int, now: float | None = None) -> int:

@@ -88,6 +88,10 @@ class LocalMqttInput:
         # connection brings the message back with DUP set, and it must not count twice.
         self._acked: Dict[int, None] = OrderedDict()
         self._stopping = threading.Event()
+        #: Set on the SUBACK: from then on the persistent session keeps what the pipeline
+        #: publishes, even across a crash of the agent.
+        self.subscribed = threading.Event()
+        self._sub_mid: Optional[int] = None
         cfg = agent.config
         self._client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
@@ -108,6 +112,7 @@ class LocalMqttInput:
                 raise InputError("TLS setup for the local broker failed: %s" % exc) from None
         c.on_connect = self._on_connect
         c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
 
     def start(self) -> None:
         try:
@@ -121,7 +126,17 @@ class LocalMqttInput:
             log.warning("local broker %s refused the connection: %s", self.target.describe(), reason_code)
             return
         log.info("local MQTT input connected to %s, topic %s", self.target.describe(), self.topic)
-        client.subscribe(self.topic, qos=1)
+        self._sub_mid = client.subscribe(self.topic, qos=1)[1]
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if mid != self._sub_mid:
+            return
+        if any(rc.is_failure for rc in reason_codes):
+            log.warning("local broker %s refused the subscription to %s: %s", self.target.describe(),
+                        self.topic, ", ".join(str(rc) for rc in reason_codes))
+            return
+        log.info("local MQTT input subscribed to %s", self.topic)
+        self.subscribed.set()
 
     def _on_message(self, client, userdata, message) -> None:
         if self._stopping.is_set():

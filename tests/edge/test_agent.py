@@ -11,6 +11,7 @@ import zlib
 from edge.agent import Agent
 from shared.slots import slot_of
 from tests.edge.central_double import CentralDouble
+from tests.harness import eventually
 
 
 def total_events(central, camera=None) -> int:
@@ -19,14 +20,15 @@ def total_events(central, camera=None) -> int:
 
 def test_publish_path_batches_compressed_states_and_acks_retire_them(central, make_config):
     agent = Agent(make_config()).start()
+    now = time.time()  # one timestamp for all: no slot boundary falls between the events
     try:
         for i in range(16):
-            agent.record("CAM%02d" % i, i % 9, None, ["UNAUTHORIZED_STRANGER"] * (i % 3))
+            agent.record("CAM%02d" % i, i % 9, now, ["UNAUTHORIZED_STRANGER"] * (i % 3))
         assert agent.wait_acked(10)
         assert central.wait_for(lambda: any(s.state == "online" for s in central.statuses))
         latest = central.latest()
         assert len(latest) == 16
-        state = latest[("CAM05", slot_of(time.time()))]
+        state = latest[("CAM05", slot_of(now))]
         assert (state.peak, state.events, dict(state.triggers)) == (5, 1, {"UNAUTHORIZED_STRANGER": 2})
         # All changed cameras of the device travel in one compressed message.
         assert len(central.batches) == 1
@@ -36,7 +38,7 @@ def test_publish_path_batches_compressed_states_and_acks_retire_them(central, ma
         assert stats["outbox_backlog"] == 0 and stats["acks"] == 16
         assert agent.outbox.backlog() == 0
 
-        agent.record("CAM05", 7)
+        agent.record("CAM05", 7, now)
         assert agent.wait_acked(10)
         newer = central.latest()[("CAM05", state.slot)]
         assert (newer.peak, newer.events) == (7, 2) and newer.rev > state.rev
@@ -60,14 +62,14 @@ def test_unacked_states_are_resent_with_backoff_and_an_older_ack_does_not_retire
         assert agent.flush()
         assert central.wait_for(lambda: max(s.rev for s in central.states()) > first.rev)
         central.ack("HEAD_OFFICE", "jetson-01", [("CAM", first.slot, first.rev)])  # stale ack
-        time.sleep(0.5)
+        eventually(lambda: agent.stats()["acks"] >= 1, 10, "the stale ack applied")
         assert len(agent.pending) == 1
         newest = max(s.rev for s in central.states())
         central.ack("HEAD_OFFICE", "jetson-01", [("CAM", first.slot, newest)])
         assert central.wait_for(lambda: len(agent.pending) == 0, 5)
-        sent = len(central.states())
-        time.sleep(1.0)
-        assert len(central.states()) == sent  # acked: no more resends
+        sent = agent.stats()["states_sent"]
+        assert agent.flush() and agent.flush()  # two full passes of the loop that resends
+        assert agent.stats()["states_sent"] == sent  # acked: no more resends
     finally:
         agent.stop()
 
@@ -76,10 +78,12 @@ def test_in_flight_is_bounded(central, make_config):
     central.auto_ack = False
     agent = Agent(make_config(max_inflight_states=5, ack_timeout=30)).start()
     try:
+        assert agent.link.subscribed.wait(10)  # connected: the pass after the commit publishes
         for i in range(12):
             agent.record("CAM%02d" % i, 1)
-        assert agent.flush()
-        time.sleep(0.8)
+        assert agent.flush() and agent.flush()  # a publish pass ran after the commit
+        assert agent.stats()["states_sent"] == 5
+        eventually(lambda: len(central.states()) >= 5, 10, "five states at central")
         assert len(central.states()) == 5
         central.ack("HEAD_OFFICE", "jetson-01", [(s.camera, s.slot, s.rev) for s in central.states()])
         assert central.wait_for(lambda: len(central.states()) == 10, 5)

@@ -50,15 +50,16 @@ def test_publish_path_batches_compressed_states_and_acks_retire_them(central, ma
 def test_unacked_states_are_resent_with_backoff_and_an_older_ack_does_not_retire(central, make_config):
     central.auto_ack = False
     agent = Agent(make_config(ack_timeout=0.4, max_backoff=0.8)).start()
+    now = time.time()  # one slot for all the events: no boundary falls between them
     try:
-        agent.record("CAM", 3)
+        agent.record("CAM", 3, now)
         assert agent.flush()
         assert central.wait_for(lambda: len(central.states()) >= 3, 10), "no resends"
         first = central.states()[0]
         assert all(s.rev == first.rev for s in central.states())
         assert agent.stats()["states_resent"] >= 2
 
-        agent.record("CAM", 4)
+        agent.record("CAM", 4, now)
         assert agent.flush()
         assert central.wait_for(lambda: max(s.rev for s in central.states()) > first.rev)
         central.ack("HEAD_OFFICE", "jetson-01", [("CAM", first.slot, first.rev)])  # stale ack
@@ -95,8 +96,9 @@ def test_restart_restores_from_the_outbox_and_continues_revisions(central, make_
     central.auto_ack = False
     cfg = make_config()
     agent = Agent(cfg).start()
-    agent.record("CAM", 5, None, ["A"])
-    agent.record("CAM", 2)
+    now = time.time()  # one slot for all the events: no boundary falls between them
+    agent.record("CAM", 5, now, ["A"])
+    agent.record("CAM", 2, now)
     assert agent.flush()
     assert central.wait_for(lambda: len(central.states()) == 1)
     agent.stop()
@@ -108,7 +110,7 @@ def test_restart_restores_from_the_outbox_and_continues_revisions(central, make_
         assert agent.stats()["restored"] == 1
         # The unacked state is published again after the restart, then acked.
         assert agent.wait_acked(10)
-        agent.record("CAM", 1, None, ["A"])
+        agent.record("CAM", 1, now, ["A"])
         assert agent.wait_acked(10)
         after = central.latest()[before.key()]
         assert (after.peak, after.events, dict(after.triggers)) == (5, 3, {"A": 2})
@@ -119,15 +121,16 @@ def test_restart_restores_from_the_outbox_and_continues_revisions(central, make_
 
 def test_broker_goes_away_and_comes_back(central, mosquitto, make_config):
     agent = Agent(make_config(ack_timeout=1.0)).start()
+    now = time.time()  # one slot for all the events: no boundary falls between them
     try:
-        agent.record("CAM", 1)
+        agent.record("CAM", 1, now)
         assert agent.wait_acked(10)
         central.stop()
         mosquitto.stop()
         assert central.wait_for(lambda: not agent.link.connected.is_set(), 5)
         for n in range(2, 6):
-            agent.record("CAM", n)
-            agent.record("CAF", n)
+            agent.record("CAM", n, now)
+            agent.record("CAF", n, now)
         assert agent.flush()
         assert agent.stats()["outbox_backlog"] == 2
         assert agent.outbox.backlog() == 2  # committed while the broker was away
@@ -136,8 +139,8 @@ def test_broker_goes_away_and_comes_back(central, mosquitto, make_config):
         assert agent.wait_acked(30)
         central.stop()
         got = central.latest()
-        assert got[("CAM", slot_of(time.time()))].events == 5
-        assert got[("CAF", slot_of(time.time()))].events == 4
+        assert got[("CAM", slot_of(now))].events == 5
+        assert got[("CAF", slot_of(now))].events == 4
         assert agent.stats()["connects"] >= 2
     finally:
         agent.stop()
@@ -188,8 +191,9 @@ def test_after_a_reset_outbox_slots_central_may_hold_are_refused_not_overwritten
 
     agent = Agent(cfg).start()
     try:
-        now = time.time()
-        assert not agent.record("CAM", 1)
+        # The instant of the reset: its slot began before it, whatever the time of day.
+        now = agent.buffers.refuse_before
+        assert not agent.record("CAM", 1, now)
         assert not agent.record("CAM", 1, now - 3600)
         assert agent.record_batch("CAM", [1, 1], [now, now - 60]) == 0
         next_slot = float(slot_of(now) + 900)
@@ -206,8 +210,9 @@ def test_after_a_reset_outbox_slots_central_may_hold_are_refused_not_overwritten
 
 def test_a_failing_outbox_keeps_the_counts_for_the_next_commit(make_config, caplog):
     agent = Agent(make_config(mqtt=None)).start()
+    now = time.time()  # one slot for all the events: no boundary falls between them
     try:
-        agent.record("CAM", 3)
+        agent.record("CAM", 3, now)
         db = agent.outbox._db
         dead = sqlite3.connect(":memory:", check_same_thread=False)
         dead.close()
@@ -218,7 +223,7 @@ def test_a_failing_outbox_keeps_the_counts_for_the_next_commit(make_config, capl
         assert "retrying; counts stay in memory" in caplog.text
         with agent.outbox._lock:
             agent.outbox._db = db
-        agent.record("CAM", 5)
+        agent.record("CAM", 5, now)
         assert agent.flush()
         values, _ = agent.outbox.load(0)
         assert [(c, p, e) for c, _, p, e, _ in values] == [("CAM", 5, 2)]

@@ -8,6 +8,7 @@ import time
 
 from edge.agent import Agent
 from shared.slots import slot_of
+from tests.harness import eventually
 
 
 def committed(agent) -> dict:
@@ -22,9 +23,7 @@ def send_all(sock, address, datagrams) -> None:
 
 
 def wait_datagrams(inp, n, timeout=5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while inp.datagrams < n and time.monotonic() < deadline:
-        time.sleep(0.01)
+    eventually(lambda: inp.datagrams >= n, timeout, "%d datagrams" % n)
     assert inp.datagrams == n
 
 

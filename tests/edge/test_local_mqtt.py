@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -12,6 +11,7 @@ from edge.agent import Agent
 from edge.config import Config
 from edge.inputs.local_mqtt import apply_mapping
 from shared.exceptions import EventError
+from tests.harness import eventually
 
 DEEPSTREAM = {"@timestamp": "2026-01-05T10:00:00.000Z", "sensorId": "ENTRANCE",
               "objects": ["1|person", "2|person"], "analytics": {"triggers": ["CROWD_VIOLATION"]},
@@ -40,11 +40,8 @@ def _agent(make_config, broker) -> Agent:
                                "HEATMAP_LOCAL_MQTT_URL": broker.url}).local_mqtt
     agent = Agent(make_config(mqtt=None, local_mqtt=local, local_mqtt_topic="ds/detections",
                               commit_interval=60.0, publish_interval=60.0)).start()
-    inp = agent.inputs[0]
-    deadline = time.monotonic() + 10
-    while not inp._client.is_connected() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.3)  # subscribed: the persistent session takes messages from here
+    # The SUBACK: the persistent session takes messages from here.
+    assert agent.inputs[0].subscribed.wait(10), "the local MQTT input did not subscribe"
     return agent
 
 
@@ -53,15 +50,6 @@ def _publisher(broker) -> mqtt.Client:
     c.connect("127.0.0.1", broker.port)
     c.loop_start()
     return c
-
-
-def _wait(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def test_uncommitted_messages_ask_for_an_early_commit_past_the_brokers_inflight_limit(make_config, mosquitto):
@@ -73,7 +61,7 @@ def test_uncommitted_messages_ask_for_an_early_commit_past_the_brokers_inflight_
             pub.publish("ds/detections", event, qos=1)
         # mosquitto sends 20 unacked messages at a time; the 60 s commit interval would
         # hold the rest back for a minute.
-        assert _wait(lambda: agent.inputs[0].messages == 200, 10), agent.inputs[0].messages
+        eventually(lambda: agent.inputs[0].messages == 200, 10, "200 messages")
         assert agent.flush(5)
         assert [e for _, _, _, e, _ in agent.outbox.load(0)[0]] == [200]
     finally:
@@ -88,16 +76,16 @@ def test_an_ack_lost_with_the_connection_does_not_count_the_redelivery_twice(mak
     pub = _publisher(mosquitto)
     try:
         pub.publish("ds/detections", json.dumps({"camera": "ENTRANCE", "people_count": 2}), qos=1).wait_for_publish(5)
-        assert _wait(lambda: inp.messages == 1)
+        eventually(lambda: inp.messages == 1, 10, "one message")
     finally:
         pub.disconnect()
         pub.loop_stop()
     try:
         mosquitto.stop()  # persists the session with the message in flight, unacked
-        assert _wait(lambda: not inp._client.is_connected())
+        eventually(lambda: not inp._client.is_connected(), 10, "disconnected")
         assert agent.flush(5)  # committed; its ack goes nowhere
         mosquitto.start()  # the session resumes and the message comes again, DUP set
-        assert _wait(lambda: inp.messages + inp.redelivered >= 2, 15)
+        eventually(lambda: inp.messages + inp.redelivered >= 2, 15, "the redelivery")
         assert (inp.messages, inp.redelivered) == (1, 1)
         assert agent.flush(5)
         assert [e for _, _, _, e, _ in agent.outbox.load(0)[0]] == [1]

@@ -17,15 +17,18 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import date, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 from playwright.sync_api import sync_playwright
+from zoneinfo import ZoneInfo
 
 from shared.protocol import SlotState, StateBatch, Status, encode
 from shared.topics import state_topic, status_topic
-from tests.harness import Mosquitto, free_port, wait_for_port
+from tests.harness import Mosquitto, eventually, free_port, wait_for_port
 
 pytestmark = pytest.mark.slow
 
@@ -211,11 +214,9 @@ def central(tmp_path_factory):
         try:
             post_events(server.base, _events(), "page-seed-1")
             publish_edge(broker)
-            deadline = time.monotonic() + 60
             path = "/api/v1/dashboard/HEAD_OFFICE?date=2026-01-05"
-            while api_json(server.base, path)["meta"]["source"] != "mixed":
-                assert time.monotonic() < deadline, "the edge state never reached the dashboard"
-                time.sleep(0.2)
+            eventually(lambda: api_json(server.base, path)["meta"]["source"] == "mixed", 60,
+                       "the edge state reached the dashboard")
             yield server.base
         finally:
             server.stop()
@@ -428,6 +429,17 @@ def test_unauthorised_until_a_token_is_given(central, tab):
     assert all(re.search(r"\b40[13]\b", e) for e in t.errors), t.errors
 
 
+def within_local_day(day: str, zone: str, ts: float) -> float:
+    """``ts`` moved inside the local day ``day`` of ``zone`` (at most 60 s before its end).
+
+    A test that shows "today" and adds events "now" must not see them land on the next or
+    the previous day when it runs across the site's midnight."""
+    tz = ZoneInfo(zone)
+    start = datetime.combine(date.fromisoformat(day), dtime(0), tz)
+    end = datetime.combine(date.fromisoformat(day) + timedelta(days=1), dtime(0), tz)
+    return min(max(ts, start.timestamp()), end.timestamp() - 60)
+
+
 def test_today_refreshes_in_place(central, tab):
     t = tab()
     # Nothing was seeded for today: the view starts empty and fills in on its own.
@@ -439,13 +451,15 @@ def test_today_refreshes_in_place(central, tab):
         new MutationObserver(() => window.__states.push(document.getElementById('main').dataset.state))
             .observe(document.getElementById('main'), {attributes: true, attributeFilter: ['data-state']}); }""")
     post_events(central, [{"site": "HEAD_OFFICE", "camera": "LOBBY_NOW", "people_count": 5,
-                           "timestamp": time.time() - 30, "triggers": ["RESTRICTED_ACCESS"]}], "page-today-1")
+                           "timestamp": within_local_day(today, "Asia/Kolkata", time.time() - 30),
+                           "triggers": ["RESTRICTED_ACCESS"]}], "page-today-1")
     page.wait_for_selector("[data-zone=LOBBY_NOW][data-events='1']", timeout=WAIT_MS)
     tile = page.query_selector("[data-zone=LOBBY_NOW]")
     tile.focus()
     renders = int(page.get_attribute("#main", "data-renders"))
     post_events(central, [{"site": "HEAD_OFFICE", "camera": "LOBBY_NOW", "people_count": 7,
-                           "timestamp": time.time() - 20}], "page-today-2")
+                           "timestamp": within_local_day(today, "Asia/Kolkata", time.time() - 20)}],
+                "page-today-2")
     page.wait_for_selector("[data-zone=LOBBY_NOW][data-events='2']", timeout=WAIT_MS)
     assert int(page.get_attribute("#main", "data-renders")) > renders
     # Updated in place: the same element, still focused; no loading state in between.

@@ -28,6 +28,7 @@ __all__ = [
     "find_mosquitto",
     "free_port",
     "recent_utc_weekday",
+    "recent_utc_workday",
     "wait_for_port",
 ]
 
@@ -36,12 +37,14 @@ __all__ = [
 _POLL = 0.02
 
 
-def eventually(predicate: Callable[[], Any], timeout: float = 10.0, message: str = "") -> Any:
+def eventually(predicate: Callable[[], Any], timeout: float = 10.0, message: str = "",
+               interval: float = _POLL) -> Any:
     """Ask ``predicate()`` until it returns something truthy, and return that; AssertionError
     after ``timeout`` seconds with ``message`` and the last answer.
 
     The one way tests wait for something that happens in another thread or process: a bounded
-    wait on the signal itself, never a fixed sleep before an assert.
+    wait on the signal itself, never a fixed sleep before an assert. ``interval`` is for
+    predicates that cost something (several HTTP requests, say).
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -50,7 +53,7 @@ def eventually(predicate: Callable[[], Any], timeout: float = 10.0, message: str
             return value
         if time.monotonic() > deadline:
             raise AssertionError("%s (not true after %.1f s; last: %r)" % (message or "condition", timeout, value))
-        time.sleep(_POLL)
+        time.sleep(interval)
 
 
 async def eventually_async(predicate: Callable[[], Any], timeout: float = 10.0, message: str = "") -> Any:
@@ -107,6 +110,17 @@ def recent_utc_weekday(weekday: int, now: float | None = None) -> int:
     today = datetime.fromtimestamp(time.time() if now is None else now, timezone.utc)
     day = today.date() - timedelta(days=(today.weekday() - weekday) % 7)
     return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp())
+
+
+def recent_utc_workday(hour: int, now: float | None = None) -> int:
+    """The latest ``hour``:00 UTC of a Monday to Friday at or before ``now`` (at most 3 days
+    and ``hour`` hours back): the end of a window of working hours inside a live agent's
+    window, with the same weekday curve whatever today is."""
+    moment = datetime.fromtimestamp(time.time() if now is None else now, timezone.utc)
+    at = datetime(moment.year, moment.month, moment.day, hour, tzinfo=timezone.utc)
+    while at > moment or at.weekday() >= 5:
+        at -= timedelta(days=1)
+    return int(at.timestamp())
 
 
 def free_port() -> int:

@@ -119,8 +119,8 @@ def test_agent_sigkill_with_local_mqtt_input_is_exact(mosquitto, mosquitto_facto
     agent = make_agent("jetson-01", mosquitto.url, HEATMAP_COMMIT_INTERVAL=str(COMMIT),
                        HEATMAP_LOCAL_MQTT_URL=local.url, HEATMAP_LOCAL_MQTT_TOPIC="deepstream/detections")
     agent.start()
-    wait_until("local input subscribed", lambda: "local MQTT input connected" in agent.proc.log(400), 20)
-    time.sleep(0.5)  # the SUBSCRIBE is in: the persistent session holds the subscription now
+    # The SUBACK: the persistent session holds the subscription from here.
+    wait_until("local input subscribed", lambda: "local MQTT input subscribed" in agent.proc.log(400), 20)
     pipeline = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="deepstream", protocol=mqtt.MQTTv311)
     pipeline.connect("127.0.0.1", local.port)
     pipeline.loop_start()

@@ -29,6 +29,7 @@ __all__ = [
     "free_port",
     "recent_utc_weekday",
     "recent_utc_workday",
+    "subscribed",
     "wait_for_port",
 ]
 
@@ -71,6 +72,21 @@ async def eventually_async(predicate: Callable[[], Any], timeout: float = 10.0, 
         if time.monotonic() > deadline:
             raise AssertionError("%s (not true after %.1f s; last: %r)" % (message or "condition", timeout, value))
         await asyncio.sleep(_POLL)
+
+
+def subscribed(client, topic: str, qos: int = 1, timeout: float = 5.0) -> None:
+    """Subscribe a connected paho client (callback API 2) and wait for the broker's SUBACK.
+
+    A refused subscription still gets a SUBACK (mosquitto grants and then delivers nothing the
+    ACL forbids): this waits for the broker's answer, not for a grant.
+    """
+    # The SUBACK may come back on paho's thread before subscribe() has returned the mid.
+    acked: set = set()
+    client.on_subscribe = lambda _client, _userdata, got, *_rest: acked.add(got)
+    rc, mid = client.subscribe(topic, qos=qos)
+    if rc != 0:
+        raise AssertionError("cannot subscribe to %s: rc %s" % (topic, rc))
+    eventually(lambda: mid in acked, timeout, "the SUBACK for %s" % topic)
 
 
 class StreamLines:

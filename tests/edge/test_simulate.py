@@ -31,6 +31,7 @@ from edge._sim_model import (
 from edge._sim_sinks import MAX_DATAGRAM, DatagramSink, HttpSink, SinkError, encode_lines
 from shared.events import parse_event
 from shared.slots import SLOT_SECONDS
+from tests.harness import StreamLines, eventually, free_port, recent_utc_weekday
 
 ROOT = Path(__file__).resolve().parents[2]
 # Monday 2026-01-05 00:00 UTC, the handoff's date.
@@ -409,7 +410,6 @@ def test_simulated_history_through_a_real_agent_matches_the_truth(tmp_path, mosq
     whatever today is, and the window is wide enough to hold it (up to 10 days back)."""
     import os
 
-    from tests.harness import eventually, recent_utc_weekday
 
     udp = _receiver()
     port = udp.getsockname()[1]
@@ -465,14 +465,12 @@ def test_cli_stops_promptly_on_sigterm_while_central_is_down(tmp_path):
          "--to-central", "http://127.0.0.1:%d" % port, "--truth", str(tmp_path / "t.json")],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
-    deadline = time.monotonic() + 20
-    err = ""
-    while "retrying" not in err:  # it is in its retry loop
-        assert time.monotonic() < deadline and proc.poll() is None
-        err += proc.stderr.readline()
+    err = StreamLines(proc.stderr)
+    err.wait_for("retrying", 20)  # it is in its retry loop
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    rest = proc.communicate(timeout=10)[1]
+    proc.wait(10)
+    rest = err.text(10)
     assert time.monotonic() - started < 3
     assert proc.returncode == 1 and "stopped while retrying" in rest
     assert json.loads((tmp_path / "t.json").read_text())["events"] == 0
@@ -483,10 +481,8 @@ def test_cli_to_a_real_central_gives_the_truth_and_retries_do_not_double(tmp_pat
     day's dashboard equals the truth; running the same backfill again changes nothing
     (each batch's Idempotency-Key is derived from its body)."""
     import os
-    import time
     import urllib.request
 
-    from tests.harness import free_port
 
     port = free_port()
     base = "http://127.0.0.1:%d" % port
@@ -497,14 +493,15 @@ def test_cli_to_a_real_central_gives_the_truth_and_retries_do_not_double(tmp_pat
     central = subprocess.Popen([sys.executable, "-m", "central", "serve"], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while True:
+        def up() -> bool:
+            assert central.poll() is None, "central exited"
             try:
                 urllib.request.urlopen(base + "/healthz", timeout=2).close()
-                break
             except OSError:
-                assert central.poll() is None and time.monotonic() < deadline, "central did not start"
-                time.sleep(0.2)
+                return False
+            return True
+
+        eventually(up, 60, "central's /healthz", interval=0.2)
         args = ["--site", "HQ", "--cameras", "EMPLOYEE_AREA:8,CAFETERIA:6", "--utc-offset", "+05:30",
                 "--start", "2026-01-04T00:00:00Z", "--end", "2026-01-06T00:00:00Z", "--seed", "3",
                 "--to-central", base, "--token", "s3cret", "--batch", "1000"]

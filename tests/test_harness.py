@@ -134,7 +134,7 @@ def test_cli_help(program):
 def test_eventually_returns_the_first_truthy_answer_or_says_what_it_waited_for():
     answers = iter([0, None, [], "ready"])
     assert eventually(lambda: next(answers), 5) == "ready"
-    with pytest.raises(AssertionError, match="the door opens.*last: False"):
+    with pytest.raises(AssertionError, match=r"the door opens.*last: False"):
         eventually(lambda: False, 0.05, "the door opens")
 
 

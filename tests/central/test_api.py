@@ -11,6 +11,9 @@ from central.app import OPENAPI_PATH
 from tests.central._openapi import check, response_schema
 from tests.central.conftest import services
 
+# Date-sensitive: make test-clock runs these again at fixed instants (tests/_clock).
+pytestmark = pytest.mark.clock
+
 DOC = json.loads(OPENAPI_PATH.read_text())
 EVENT = {"site": "HEAD_OFFICE", "camera": "CAFETERIA", "timestamp": "2026-01-05T10:00:00Z", "people_count": 3,
          "triggers": ["CROWD_VIOLATION"]}

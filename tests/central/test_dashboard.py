@@ -10,8 +10,13 @@ from __future__ import annotations
 import random
 from datetime import datetime, timezone
 
+import pytest
+
 from tests.central.conftest import services
 from tests.harness import eventually_async
+
+# Date-sensitive: make test-clock runs these again at fixed instants (tests/_clock).
+pytestmark = pytest.mark.clock
 
 DAY = "2026-01-05"
 

@@ -244,6 +244,10 @@ class Page:
             self.context.add_init_script(
                 "sessionStorage.setItem('heatmap.token', %s)" % json.dumps(token))
         self.page = self.context.new_page()
+        if os.environ.get("TEST_CLOCK_OFFSET"):
+            # A fixed-instant run (tests/_clock): the page's "today" is Chromium's clock, so
+            # it starts at this process's (moved) wall clock and runs on from there.
+            self.page.clock.install(time=time.time())
         self.errors: list[str] = []
         self.dashboard_requests: list[str] = []
         self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
@@ -440,6 +444,7 @@ def within_local_day(day: str, zone: str, ts: float) -> float:
     return min(max(ts, start.timestamp()), end.timestamp() - 60)
 
 
+@pytest.mark.clock
 def test_today_refreshes_in_place(central, tab):
     t = tab()
     # Nothing was seeded for today: the view starts empty and fills in on its own.
@@ -511,6 +516,7 @@ def test_clock_change_days(central, tab, date, hours, hour, kind):
     assert t.errors == []
 
 
+@pytest.mark.clock
 def test_central_going_away_keeps_the_numbers_and_says_so(tmp_path, tab):
     """A failed refresh keeps today's view with a warning; a new view shows the error state."""
     server = Central(tmp_path)  # no tokens, no MQTT

@@ -8,10 +8,15 @@ import threading
 import time
 import zlib
 
+import pytest
+
 from edge.agent import Agent
 from shared.slots import slot_of
 from tests.edge.central_double import CentralDouble
 from tests.harness import eventually
+
+# Date-sensitive: make test-clock runs these again at fixed instants (tests/_clock).
+pytestmark = pytest.mark.clock
 
 
 def total_events(central, camera=None) -> int:

@@ -6,9 +6,14 @@ import json
 import socket
 import time
 
+import pytest
+
 from edge.agent import Agent
 from shared.slots import slot_of
 from tests.harness import eventually
+
+# Date-sensitive: make test-clock runs these again at fixed instants (tests/_clock).
+pytestmark = pytest.mark.clock
 
 
 def committed(agent) -> dict:

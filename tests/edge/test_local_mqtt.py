@@ -13,6 +13,9 @@ from edge.inputs.local_mqtt import apply_mapping
 from shared.exceptions import EventError
 from tests.harness import eventually
 
+# Date-sensitive: make test-clock runs these again at fixed instants (tests/_clock).
+pytestmark = pytest.mark.clock
+
 DEEPSTREAM = {"@timestamp": "2026-01-05T10:00:00.000Z", "sensorId": "ENTRANCE",
               "objects": ["1|person", "2|person"], "analytics": {"triggers": ["CROWD_VIOLATION"]},
               "frames": [{"count": 7}]}

@@ -20,6 +20,9 @@ from edge.config import Config
 from tests.edge.central_double import CentralDouble
 from tests.harness import StreamLines, eventually, free_port
 
+# Date-sensitive: make test-clock runs these again at fixed instants (tests/_clock).
+pytestmark = pytest.mark.clock
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -27,7 +30,9 @@ def agent_env(tmp_path: Path, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("HEATMAP_") and k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
     env.update(HEATMAP_SITE="HEAD_OFFICE", HEATMAP_DEVICE_ID="jetson-01",
-               HEATMAP_STATE_DIR=str(tmp_path / "state"), PYTHONPATH=str(ROOT))
+               HEATMAP_STATE_DIR=str(tmp_path / "state"),
+               # Ahead of, not instead of, what is there (tests/_clock in a fixed-instant run).
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     env.update(extra)
     return env
 

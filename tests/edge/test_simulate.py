@@ -312,6 +312,7 @@ def _cli(*args, timeout=60):
     )
 
 
+@pytest.mark.clock
 def test_cli_fast_forward_to_udp_writes_the_truth(tmp_path):
     sock = _receiver()
     truth_file = tmp_path / "truth.json"
@@ -345,6 +346,7 @@ def test_cli_fast_forward_to_udp_writes_the_truth(tmp_path):
     assert "fast-forward" in err
 
 
+@pytest.mark.clock
 def test_cli_live_mode_sends_in_real_time(tmp_path):
     import time
 
@@ -367,6 +369,7 @@ def test_cli_live_mode_sends_in_real_time(tmp_path):
     assert all(started - 1 <= e["timestamp"] <= time.time() for e in events)
 
 
+@pytest.mark.clock
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -386,6 +389,7 @@ def test_cli_invalid_configuration_is_one_line(args, message):
     assert len(lines) == 1 and message in lines[0], res.stderr
 
 
+@pytest.mark.clock
 def test_cli_fails_when_central_refuses(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -401,6 +405,7 @@ def test_cli_fails_when_central_refuses(tmp_path):
 # -- with the real agent -------------------------------------------------------------------
 
 
+@pytest.mark.clock
 def test_simulated_history_through_a_real_agent_matches_the_truth(tmp_path, mosquitto, central):
     """simulate --to-agent -> python -m edge run -> mosquitto: the highest revision of every
     (camera, slot) the agent publishes equals the simulator's truth.
@@ -453,6 +458,7 @@ def test_simulated_history_through_a_real_agent_matches_the_truth(tmp_path, mosq
         agent.wait(15)
 
 
+@pytest.mark.clock
 def test_cli_stops_promptly_on_sigterm_while_central_is_down(tmp_path):
     import signal
     import time

@@ -11,9 +11,6 @@ from central.app import OPENAPI_PATH
 from tests.central._openapi import check, response_schema
 from tests.central.conftest import services
 
-# Date-sensitive: make test-clock runs these again at fixed instants (tests/_clock).
-pytestmark = pytest.mark.clock
-
 DOC = json.loads(OPENAPI_PATH.read_text())
 EVENT = {"site": "HEAD_OFFICE", "camera": "CAFETERIA", "timestamp": "2026-01-05T10:00:00Z", "people_count": 3,
          "triggers": ["CROWD_VIOLATION"]}
@@ -28,6 +25,7 @@ async def conforms(resp, path, method="get"):
     return body
 
 
+@pytest.mark.clock
 async def test_dashboard_responses_match_the_openapi_document(client):
     resp = await client.post("/api/v1/events", json=[EVENT])
     assert (await conforms(resp, "/api/v1/events", "post")) == {"accepted": 1}

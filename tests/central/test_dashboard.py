@@ -15,9 +15,6 @@ import pytest
 from tests.central.conftest import services
 from tests.harness import eventually_async
 
-# Date-sensitive: make test-clock runs these again at fixed instants (tests/_clock).
-pytestmark = pytest.mark.clock
-
 DAY = "2026-01-05"
 
 
@@ -345,3 +342,29 @@ def test_a_trimmed_version_table_never_readmits_a_stale_answer():
     fresh = cache.version(key)
     cache.put(key, b"fresh", 60, fresh)
     assert cache.get(key) == b"fresh"
+
+
+@pytest.mark.clock
+@pytest.mark.parametrize(("site", "zone"), [("HEAD_OFFICE", "UTC"), ("KOLKATA", "Asia/Kolkata"),
+                                            ("LONDON", "Europe/London"), ("KATHMANDU", "Asia/Kathmandu")])
+async def test_no_date_is_today_on_the_sites_clock(client, site, zone):
+    """Without ``date`` the dashboard is the site's local today, with what happened in it so
+    far. make test-clock runs this at local midnights and on clock-change days."""
+    import time
+
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(zone)
+    now = time.time()
+    await post(client, [{"site": site, "camera": "NOW", "timestamp": now, "people_count": 2}])
+    resp = await client.get("/api/v1/dashboard/%s" % site)
+    assert resp.status == 200, await resp.text()
+    doc = await resp.json()
+    # The local date when the event happened, or a later one if midnight passed meanwhile.
+    then = datetime.fromtimestamp(now, tz).date().isoformat()
+    assert doc["date"] in (then, datetime.fromtimestamp(time.time(), tz).date().isoformat())
+    if doc["date"] == then:
+        assert doc["zones"]["NOW"]["events"] == 1
+    start = datetime.fromisoformat(doc["meta"]["day_start"].replace("Z", "+00:00"))
+    assert start.astimezone(tz).time().isoformat() == "00:00:00"
+    assert start.astimezone(tz).date().isoformat() == doc["date"]

@@ -8,8 +8,10 @@ began at that instant and runs at the real pace: time-machine replaces ``time.ti
 uses, is left alone. The first process turns the instant into ``TEST_CLOCK_OFFSET``
 (seconds from the real clock) and children inherit it, so all of them agree to the
 millisecond however late they start. Headless Chromium gets the same clock from the page
-tests (Playwright's ``page.clock``); mosquitto and chDB keep the real one, and nothing of
-theirs depends on the date.
+tests (Playwright's ``page.clock``); mosquitto and chDB keep the real one. chDB's TTLs
+(ingest_batches, dead_letters) therefore run on the real clock, and central refuses events
+ahead of its clock: tests on fixed dates are left out of the run (marker ``clock``), and the
+instants are later than the dates the selected tests generate.
 
 Without ``TEST_CLOCK_AT`` or ``TEST_CLOCK_OFFSET`` this does nothing.
 """

@@ -133,6 +133,7 @@ def test_broker_goes_away_and_comes_back(central, mosquitto, make_config):
         central.stop()
         mosquitto.stop()
         assert central.wait_for(lambda: not agent.link.connected.is_set(), 5)
+        assert not agent.link.subscribed.is_set()  # cleared with the connection
         for n in range(2, 6):
             agent.record("CAM", n, now)
             agent.record("CAF", n, now)
@@ -141,6 +142,7 @@ def test_broker_goes_away_and_comes_back(central, mosquitto, make_config):
         assert agent.outbox.backlog() == 2  # committed while the broker was away
         mosquitto.start()
         central = CentralDouble(mosquitto).start()
+        assert agent.link.subscribed.wait(30)  # the SUBACK of the new connection
         assert agent.wait_acked(30)
         central.stop()
         got = central.latest()

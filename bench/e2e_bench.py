@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import paho.mqtt.client as mqtt  # noqa: E402
 
-from tests.harness import Mosquitto, free_port  # noqa: E402
+from tests.harness import Mosquitto, free_port, recent_utc_weekday  # noqa: E402
 
 CAMERAS = ["CAM_%02d" % i for i in range(1, 9)]
 FRESH_SITE = "E2E_FRESH"
@@ -202,6 +202,13 @@ def comparable(day: dict) -> dict:
     }
 
 
+def two_working_days_end() -> int:
+    """The latest Wednesday to Saturday 00:00 UTC: the two days before it are working days
+    whatever today is (so every run sends a similar load), at most 6 days back, inside the
+    agent's 7-day window."""
+    return max(recent_utc_weekday(day) for day in (2, 3, 4, 5))
+
+
 def phase_totals(work: Path, base: str, broker_url: str, timeout: float) -> dict:
     agent = Agent(work, TOTALS_SITE, "jetson-totals", broker_url, 1.0)
     truth_path = work / "truth.json"
@@ -210,7 +217,8 @@ def phase_totals(work: Path, base: str, broker_url: str, timeout: float) -> dict
         res = subprocess.run(
             [sys.executable, "-m", "edge", "simulate", "--site", TOTALS_SITE, "--cameras",
              "EMPLOYEE_AREA:10,RECEPTION_AREA:5,CAFETERIA:12,BOSS_CABIN:3:restricted,SERVER_ROOM:2:restricted",
-             "--utc-offset", "+05:30", "--days", "2", "--seed", "7", "--to-agent",
+             "--utc-offset", "+05:30", "--end", str(two_working_days_end()), "--days", "2", "--seed", "7",
+             "--to-agent",
              "udp://127.0.0.1:%d" % agent.udp, "--to-central", base, "--truth", str(truth_path)],
             cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=300,
         )
@@ -280,27 +288,25 @@ class Load:
 
 
 def phase_freshness(base: str, agent: Agent, probes: int) -> list:
-    date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    url = "%s/api/v1/dashboard/%s?date=%s" % (base, FRESH_SITE, date)
-
-    def probe_events() -> int:
-        zone = get_json(url)["zones"].get("PROBE")
+    def probe_events(ts: float) -> int:
+        """PROBE events on the (UTC) day of ``ts``: a run across midnight reads the right day."""
+        date = datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d")
+        zone = get_json("%s/api/v1/dashboard/%s?date=%s" % (base, FRESH_SITE, date))["zones"].get("PROBE")
         return zone["events"] if zone else 0
 
-    seen = probe_events()
     latencies = []
     for i in range(probes):
         # Spread probes over the publish cycle, not in step with it.
         time.sleep(0.37 + (i % 7) * 0.11)
         sent = time.time()
+        seen = probe_events(sent)
         agent.send([event_line("PROBE", 1, sent)])
         deadline = time.monotonic() + 15
-        while probe_events() <= seen:
+        while probe_events(sent) <= seen:
             if time.monotonic() > deadline:
                 break
             time.sleep(0.02)
         latencies.append(time.time() - sent)
-        seen = probe_events()
     return latencies
 
 

@@ -91,6 +91,10 @@ class Consumer:
         self.on_written = on_written
         self.shutdown_timeout = shutdown_timeout
         self.connected = False
+        #: Set on the SUBACK of this connection's subscriptions, cleared when it drops: from
+        #: then on the broker routes (and the persistent session keeps) the devices' messages.
+        self.subscribed = threading.Event()
+        self._sub_mid: int | None = None
         self.degraded = False
         self._queue: queue.Queue[_Item] = queue.Queue()
         # Decoding the next batch overlaps the insert of the previous one.
@@ -128,6 +132,7 @@ class Consumer:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     @property
@@ -164,11 +169,21 @@ class Consumer:
             # it; writing the same availability twice is harmless.
             (topics.subscription("status"), 1),
         ]
-        client.subscribe(subs)
+        self._sub_mid = client.subscribe(subs)[1]
         logger.info("MQTT connected (session present: %s)", flags.session_present)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if mid != self._sub_mid:
+            return
+        if any(rc.is_failure for rc in reason_codes):
+            logger.warning("MQTT subscriptions refused: %s", ", ".join(str(rc) for rc in reason_codes))
+            return
+        logger.info("MQTT subscribed (%d topic filters)", len(reason_codes))
+        self.subscribed.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected = False
+        self.subscribed.clear()
         self.metrics.mqtt_connected.set(0)
         if not self._stopping.is_set():
             logger.warning("MQTT disconnected: %s", reason_code)
@@ -384,5 +399,6 @@ class Consumer:
         self._client.disconnect()
         self._client.loop_stop()
         self.connected = False
+        self.subscribed.clear()
         self.metrics.mqtt_connected.set(0)
         logger.info("MQTT consumer stopped")

@@ -43,6 +43,10 @@ class Link:
         self.on_connect_cb = on_connect
         self.keepalive = keepalive
         self.connected = threading.Event()
+        #: Set on the SUBACK of the ack topic, cleared when the connection drops: from then
+        #: on the persistent session holds the subscription (what tests and operators wait on).
+        self.subscribed = threading.Event()
+        self._sub_mid: Optional[int] = None
         self.connects = 0
         self.bad_acks = 0
         self._ack_topic = ack_topic(site, device)
@@ -71,6 +75,7 @@ class Link:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
 
     def start(self) -> None:
         try:
@@ -99,6 +104,7 @@ class Link:
                 info = self._client.publish(self._status_topic, self._status("stopped"), qos=1, retain=True)
                 info.wait_for_publish(timeout)
             self.connected.clear()  # a disconnect asked for is not "lost"
+            self.subscribed.clear()
             self._client.disconnect()
         except (RuntimeError, ValueError, OSError) as exc:
             log.warning("closing the link: %s", exc)
@@ -132,7 +138,7 @@ class Link:
         self.connects += 1
         log.info("connected to %s%s", self.target.describe(),
                  " (session resumed)" if flags.session_present else "")
-        client.subscribe(self._ack_topic, qos=1)
+        self._sub_mid = client.subscribe(self._ack_topic, qos=1)[1]
         client.publish(self._status_topic, self._status("online"), qos=1, retain=True)
         self.connected.set()
         self.on_connect_cb()
@@ -141,6 +147,16 @@ class Link:
         if self.connected.is_set():
             log.warning("lost the connection to %s: %s", self.target.describe(), reason_code)
         self.connected.clear()
+        self.subscribed.clear()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if mid != self._sub_mid:
+            return
+        if any(rc.is_failure for rc in reason_codes):
+            log.warning("broker %s refused the subscription to %s: %s", self.target.describe(),
+                        self._ack_topic, ", ".join(str(rc) for rc in reason_codes))
+            return
+        self.subscribed.set()
 
     def _on_message(self, client, userdata, message) -> None:
         try:

@@ -7,16 +7,136 @@ port and find its persistent sessions again.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any, Callable
 
-__all__ = ["Mosquitto", "find_mosquitto", "free_port", "wait_for_port"]
+__all__ = [
+    "Mosquitto",
+    "StreamLines",
+    "eventually",
+    "eventually_async",
+    "find_mosquitto",
+    "free_port",
+    "recent_utc_weekday",
+    "recent_utc_workday",
+    "subscribed",
+    "wait_for_port",
+]
+
+#: How often eventually() asks again: fast enough not to slow tests, slow enough not to load
+#: a shared CI machine.
+_POLL = 0.02
+
+
+def eventually(predicate: Callable[[], Any], timeout: float = 10.0, message: str = "",
+               interval: float = _POLL) -> Any:
+    """Ask ``predicate()`` until it returns something truthy, and return that; AssertionError
+    after ``timeout`` seconds with ``message`` and the last answer.
+
+    The one way tests wait for something that happens in another thread or process: a bounded
+    wait on the signal itself, never a fixed sleep before an assert. ``interval`` is for
+    predicates that cost something (several HTTP requests, say).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("%s (not true after %.1f s; last: %r)" % (message or "condition", timeout, value))
+        time.sleep(interval)
+
+
+async def eventually_async(predicate: Callable[[], Any], timeout: float = 10.0, message: str = "") -> Any:
+    """eventually() for a test on the event loop: the loop keeps running between asks.
+
+    ``predicate`` may be a plain function or return an awaitable (an ``async def``).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("%s (not true after %.1f s; last: %r)" % (message or "condition", timeout, value))
+        await asyncio.sleep(_POLL)
+
+
+def subscribed(client, topic: str, qos: int = 1, timeout: float = 5.0) -> None:
+    """Subscribe a connected paho client (callback API 2) and wait for the broker's SUBACK.
+
+    A refused subscription still gets a SUBACK (mosquitto grants and then delivers nothing the
+    ACL forbids): this waits for the broker's answer, not for a grant.
+    """
+    # The SUBACK may come back on paho's thread before subscribe() has returned the mid.
+    acked: set = set()
+    client.on_subscribe = lambda _client, _userdata, got, *_rest: acked.add(got)
+    rc, mid = client.subscribe(topic, qos=qos)
+    if rc != 0:
+        raise AssertionError("cannot subscribe to %s: rc %s" % (topic, rc))
+    eventually(lambda: mid in acked, timeout, "the SUBACK for %s" % topic)
+
+
+class StreamLines:
+    """The lines of a child process's text stream (its stderr, say), read by a thread of their
+    own, so a test can wait for the line that says something happened and still see the rest."""
+
+    def __init__(self, stream) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.lines.append(line)
+        stream.close()
+
+    def wait_for(self, text: str, timeout: float = 10.0) -> str:
+        """The first line containing ``text``; AssertionError, with what came, after ``timeout``."""
+        try:
+            return eventually(lambda: next((x for x in list(self.lines) if text in x), None), timeout)
+        except AssertionError:
+            raise AssertionError("no line with %r after %.0f s; got:\n%s" % (text, timeout, self.text())) from None
+
+    def text(self, timeout: float = 0.0) -> str:
+        """All lines so far; with ``timeout``, first wait that long for the stream to close."""
+        self._thread.join(timeout)
+        return "".join(self.lines)
+
+
+def recent_utc_weekday(weekday: int, now: float | None = None) -> int:
+    """The latest UTC midnight at or before ``now`` that begins ``weekday`` (Monday = 0).
+
+    For tests whose data must lie within a live agent's window (relative to the real clock)
+    yet must not depend on today: the weekday and time of day of the data are fixed, only the
+    week moves. At most 7 days back.
+    """
+    today = datetime.fromtimestamp(time.time() if now is None else now, timezone.utc)
+    day = today.date() - timedelta(days=(today.weekday() - weekday) % 7)
+    return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp())
+
+
+def recent_utc_workday(hour: int, now: float | None = None) -> int:
+    """The latest ``hour``:00 UTC of a Monday to Friday at or before ``now`` (at most 3 days
+    and ``hour`` hours back): the end of a window of working hours inside a live agent's
+    window, with the same weekday curve whatever today is."""
+    moment = datetime.fromtimestamp(time.time() if now is None else now, timezone.utc)
+    at = datetime(moment.year, moment.month, moment.day, hour, tzinfo=timezone.utc)
+    while at > moment or at.weekday() >= 5:
+        at -= timedelta(days=1)
+    return int(at.timestamp())
 
 
 def free_port() -> int:

@@ -11,6 +11,15 @@ import threading
 import paho.mqtt.client as mqtt
 import pytest
 
+from shared.events import parse_time
+from tests.harness import (
+    eventually,
+    eventually_async,
+    recent_utc_weekday,
+    recent_utc_workday,
+    subscribed,
+)
+
 
 def _client(broker, client_id: str, clean: bool = True) -> mqtt.Client:
     c = mqtt.Client(
@@ -35,18 +44,10 @@ def test_publish_subscribe_round_trip(mosquitto):
     sub = _client(mosquitto, "sub")
     sub.on_message = lambda c, u, m: got.put((m.topic, m.payload, m.qos))
     _connect(sub, mosquitto)
-    assert sub.subscribe("t/#", qos=1)[0] == mqtt.MQTT_ERR_SUCCESS
+    subscribed(sub, "t/#")
     pub = _client(mosquitto, "pub")
     _connect(pub, mosquitto)
     try:
-        # Subscription is in place once a probe comes back.
-        for _ in range(50):
-            pub.publish("t/probe", b"p", qos=1).wait_for_publish(2)
-            try:
-                got.get(timeout=0.1)
-                break
-            except queue.Empty:
-                continue
         info = pub.publish("t/x", b"hello", qos=1)
         info.wait_for_publish(5)
         topic, payload, qos = got.get(timeout=5)
@@ -128,3 +129,43 @@ def test_cli_help(program):
     )
     assert out.returncode == 0, out.stderr
     assert "usage: python -m %s" % program in out.stdout
+
+
+def test_eventually_returns_the_first_truthy_answer_or_says_what_it_waited_for():
+    answers = iter([0, None, [], "ready"])
+    assert eventually(lambda: next(answers), 5) == "ready"
+    with pytest.raises(AssertionError, match=r"the door opens.*last: False"):
+        eventually(lambda: False, 0.05, "the door opens")
+
+
+async def test_eventually_async_lets_the_loop_run_and_takes_coroutines():
+    import asyncio
+
+    done = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.05, done.set)
+
+    async def is_done():
+        return done.is_set()
+
+    assert await eventually_async(is_done, 5)
+    with pytest.raises(AssertionError):
+        await eventually_async(lambda: False, 0.05)
+
+
+@pytest.mark.parametrize(("now", "weekday", "want"), [
+    ("2026-12-01T08:15:00Z", 3, "2026-11-26T00:00:00Z"),  # a Tuesday: last Thursday
+    ("2026-12-03T00:00:00Z", 3, "2026-12-03T00:00:00Z"),  # Thursday midnight itself
+    ("2026-03-29T01:30:00Z", 0, "2026-03-23T00:00:00Z"),  # London's clock change, a Sunday
+])
+def test_recent_utc_weekday(now, weekday, want):
+    assert recent_utc_weekday(weekday, parse_time(now)) == parse_time(want)
+
+
+@pytest.mark.parametrize(("now", "want"), [
+    ("2026-12-01T12:00:00Z", "2026-12-01T12:00:00Z"),  # Tuesday noon itself
+    ("2026-12-01T11:59:59Z", "2026-11-30T12:00:00Z"),  # Tuesday morning: Monday noon
+    ("2026-11-30T08:00:00Z", "2026-11-27T12:00:00Z"),  # Monday morning: Friday noon
+    ("2026-11-29T23:59:30Z", "2026-11-27T12:00:00Z"),  # Sunday night
+])
+def test_recent_utc_workday(now, want):
+    assert recent_utc_workday(12, parse_time(now)) == parse_time(want)

@@ -26,6 +26,7 @@ async def conforms(resp, path, method="get"):
     return body
 
 
+@pytest.mark.clock
 async def test_dashboard_responses_match_the_openapi_document(client):
     resp = await client.post("/api/v1/events", json=[EVENT])
     assert (await conforms(resp, "/api/v1/events", "post")) == {"accepted": 1}

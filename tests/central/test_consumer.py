@@ -24,6 +24,7 @@ from central.metrics import Metrics
 from central.store import Store
 from shared import protocol, topics
 from tests.central.conftest import services
+from tests.harness import eventually, eventually_async
 
 SLOT = 1767600000  # 2026-01-05T08:00:00Z
 
@@ -75,19 +76,16 @@ def state(camera="EMPLOYEE_AREA", slot=SLOT, peak=5, events=10, rev=1, triggers=
     return protocol.SlotState(camera, slot, peak, events, rev, triggers or {})
 
 
-async def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in %.0f s" % timeout)
+def accepted_states(consumer) -> float:
+    """State messages a consumer took, read through prometheus_client's public API."""
+    value = consumer.metrics.registry.get_sample_value(
+        "heatmap_mqtt_messages_total", {"kind": "state", "result": "accepted"})
+    return value or 0.0
 
 
 async def wait_connected(client):
-    await wait_for(lambda: services(client).consumer.connected, timeout=20)
-    await asyncio.sleep(0.3)  # SUBACK
+    consumer = services(client).consumer
+    await eventually_async(consumer.subscribed.is_set, 20, "the consumer's SUBACK")
 
 
 @pytest.fixture
@@ -121,12 +119,8 @@ async def test_states_are_written_then_acked_end_to_end(central, mosquitto, chdb
             doc = await (await central.get("/api/v1/sites")).json()
             site = next(s for s in doc["sites"] if s["site_name"] == "HEAD_OFFICE")
             return site["devices"] and site["devices"][0]["status"] == "online" and site["devices"][0]
-        for _ in range(100):
-            listed = await device_listed()
-            if listed:
-                break
-            await asyncio.sleep(0.05)
-        assert listed and listed["device_id"] == "jetson-01" and listed["last_seen"].endswith("Z")
+        listed = await eventually_async(device_listed, 10, "the device listed online")
+        assert listed["device_id"] == "jetson-01" and listed["last_seen"].endswith("Z")
     finally:
         dev.close()
 
@@ -143,7 +137,7 @@ async def test_bad_messages_go_to_dead_letters_with_reasons(central, mosquitto, 
         acks = await asyncio.get_running_loop().run_in_executor(
             None, dev.ack_items, 20.0, {("EMPLOYEE_AREA", SLOT, 7)})
         assert acks == {("EMPLOYEE_AREA", SLOT, 7)}
-        reasons = await wait_for(lambda: sorted(r[0] for r in chdb_client.query(
+        reasons = await eventually_async(lambda: sorted(r[0] for r in chdb_client.query(
             "SELECT reason FROM dead_letters").result_rows) or None)
         assert reasons == ["bad_encoding", "bad_json", "identity_mismatch", "unsupported_version"]
         row = chdb_client.query("SELECT topic, device_id, field, payload FROM dead_letters "
@@ -174,10 +168,10 @@ async def test_an_unexpected_decode_error_becomes_a_dead_letter(central, mosquit
         acks = await asyncio.get_running_loop().run_in_executor(
             None, dev.ack_items, 20.0, {("EMPLOYEE_AREA", SLOT, 6)})
         assert ("EMPLOYEE_AREA", SLOT, 6) in acks
-        row = await wait_for(lambda: chdb_client.query(
+        row = await eventually_async(lambda: chdb_client.query(
             "SELECT reason, device_id, message FROM dead_letters").result_rows or None)
         assert row == [("internal_error", "buggy", "KeyError: 'boom'")]
-        await wait_for(lambda: services(central).consumer.pending == 0)
+        await eventually_async(lambda: services(central).consumer.pending == 0)
     finally:
         buggy.close()
         dev.close()
@@ -203,7 +197,7 @@ async def test_a_batch_write_failing_with_any_exception_is_retried(central, mosq
         assert chdb_client.query("SELECT max(rev) FROM slot_states").result_rows == [(9,)]
         metrics = await (await central.get("/metrics")).text()
         assert 'heatmap_insert_failures_total{reason="TypeError"} 2.0' in metrics
-        await wait_for(lambda: services(central).consumer.pending == 0)
+        await eventually_async(lambda: services(central).consumer.pending == 0)
     finally:
         dev.close()
 
@@ -233,12 +227,10 @@ def consumer_config(config, broker, client_id, **overrides):
                    mqtt_client_id=client_id, **overrides)
 
 
-def until_connected(*consumers, settle=0.3):
-    """Wait (up to 20 s) for every consumer's connection, then ``settle`` for its subscription."""
-    deadline = time.monotonic() + 20
-    while not all(c.connected for c in consumers) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(settle)
+def until_subscribed(*consumers):
+    """Wait (up to 20 s) for every consumer's SUBACK."""
+    for c in consumers:
+        assert c.subscribed.wait(20), "a consumer did not subscribe"
 
 
 def test_graceful_stop_writes_and_acks_what_was_taken(config, mosquitto, chdb_url):
@@ -251,19 +243,20 @@ def test_graceful_stop_writes_and_acks_what_was_taken(config, mosquitto, chdb_ur
     consumer.start()
     dev = Device(mosquitto)
     try:
-        until_connected(consumer)
+        until_subscribed(consumer)
         dev.publish(dev.states([state(rev=21)]))
-        deadline = time.monotonic() + 20
-        while consumer.pending == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        eventually(lambda: consumer.pending, 20, "the consumer took the message")
         assert consumer.pending == 1
         consumer.stop()
         assert store.query("SELECT max(rev) FROM slot_states")[0][0] == 21
         assert ("EMPLOYEE_AREA", SLOT, 21) in dev.ack_items(10.0, {("EMPLOYEE_AREA", SLOT, 21)})
         again = Consumer(cfg, store, Metrics())
         again.start()
-        time.sleep(1.5)
-        assert again.pending == 0 and again.metrics.mqtt_messages.labels("state", "accepted")._value.get() == 0
+        assert again.subscribed.wait(20)
+        # A probe published after the SUBACK comes after anything the session still held.
+        dev.publish(dev.states([state(rev=22)], seq=2))
+        eventually(lambda: accepted_states(again) >= 1, 20, "the probe taken")
+        assert accepted_states(again) == 1  # the probe only: rev 21 was acked before the stop
         again.stop()
     finally:
         dev.close()
@@ -280,10 +273,10 @@ def test_unacked_messages_come_back_after_a_restart(config, mosquitto, chdb_url)
     consumer.start()
     dev = Device(mosquitto)
     try:
-        until_connected(consumer)
+        until_subscribed(consumer)
         store.command("DETACH TABLE slot_states")
         dev.publish(dev.states([state(rev=31)]))
-        time.sleep(0.5)
+        eventually(lambda: consumer.pending, 20, "the consumer took the message")
         consumer.stop()  # cannot write: gives up without acking
         store.command("ATTACH TABLE slot_states")
         assert dev.ack_items(0.3) == set()
@@ -308,14 +301,14 @@ def test_shared_subscription_splits_the_stream(config, mosquitto, chdb_url):
             consumer = Consumer(cfg, store, Metrics())
             consumer.start()
             consumers.append(consumer)
-        until_connected(*consumers, settle=0.5)
+        until_subscribed(*consumers)
         dev = Device(mosquitto)
         for i in range(20):
             dev.publish(dev.states([state(slot=SLOT + 900 * i, rev=100 + i)], seq=i))
         want = {("EMPLOYEE_AREA", SLOT + 900 * i, 100 + i) for i in range(20)}
         acks = dev.ack_items(20.0, want)
         assert acks == want
-        taken = [c.metrics.mqtt_messages.labels("state", "accepted")._value.get() for c in consumers]
+        taken = [accepted_states(c) for c in consumers]
         assert sum(taken) == 20 and all(t > 0 for t in taken), taken
     finally:
         for c in consumers:
@@ -343,7 +336,7 @@ async def test_device_contact_per_slot_feeds_coverage(central, mosquitto, chdb_c
             got = {r[0] for r in rows}
             return got if {SLOT, SLOT + 3600} <= got and got & now_slots else None
 
-        got = await wait_for(contact)
+        got = await eventually_async(contact, 20, "device contact recorded")
         assert got - {SLOT, SLOT + 3600} <= now_slots
         # Hour 08 UTC: one slot of four reported (with people); hour 09: one (nobody there);
         # hour 10: none (offline). Coverage tells the last two apart, peaks cannot.

@@ -17,15 +17,18 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import date, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 from playwright.sync_api import sync_playwright
+from zoneinfo import ZoneInfo
 
 from shared.protocol import SlotState, StateBatch, Status, encode
 from shared.topics import state_topic, status_topic
-from tests.harness import Mosquitto, free_port, wait_for_port
+from tests.harness import Mosquitto, eventually, free_port, wait_for_port
 
 pytestmark = pytest.mark.slow
 
@@ -218,11 +221,9 @@ def central(tmp_path_factory):
         try:
             post_events(server.base, _events(), "page-seed-1")
             publish_edge(broker)
-            deadline = time.monotonic() + 60
             path = "/api/v1/dashboard/HEAD_OFFICE?date=2026-01-05"
-            while api_json(server.base, path)["meta"]["source"] != "mixed":
-                assert time.monotonic() < deadline, "the edge state never reached the dashboard"
-                time.sleep(0.2)
+            eventually(lambda: api_json(server.base, path)["meta"]["source"] == "mixed", 60,
+                       "the edge state reached the dashboard")
             yield server.base
         finally:
             server.stop()
@@ -250,6 +251,10 @@ class Page:
             self.context.add_init_script(
                 "sessionStorage.setItem('heatmap.token', %s)" % json.dumps(token))
         self.page = self.context.new_page()
+        if os.environ.get("TEST_CLOCK_OFFSET"):
+            # A fixed-instant run (tests/_clock): the page's "today" is Chromium's clock, so
+            # it starts at this process's (moved) wall clock and runs on from there.
+            self.page.clock.install(time=time.time())
         self.errors: list[str] = []
         self.dashboard_requests: list[str] = []
         self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
@@ -435,7 +440,29 @@ def test_unauthorised_until_a_token_is_given(central, tab):
     assert all(re.search(r"\b40[13]\b", e) for e in t.errors), t.errors
 
 
-def test_today_refreshes_in_place(central, tab):
+def within_local_day(day: str, zone: str, ts: float) -> float:
+    """``ts`` moved inside the local day ``day`` of ``zone`` (at most 60 s before its end).
+
+    A test that shows "today" and adds events "now" must not see them land on the next or
+    the previous day when it runs across the site's midnight."""
+    tz = ZoneInfo(zone)
+    start = datetime.combine(date.fromisoformat(day), dtime(0), tz)
+    end = datetime.combine(date.fromisoformat(day) + timedelta(days=1), dtime(0), tz)
+    return min(max(ts, start.timestamp()), end.timestamp() - 60)
+
+
+@pytest.fixture
+def bare_central(tmp_path):
+    """A central of this test's own with tokens and nothing seeded: the module's seed holds
+    dates up to November 2026, which a fixed-instant run before them would refuse."""
+    server = Central(tmp_path, HEATMAP_READ_TOKEN=READ_TOKEN, HEATMAP_INGEST_TOKEN=INGEST_TOKEN)
+    yield server.base
+    server.stop()
+
+
+@pytest.mark.clock
+def test_today_refreshes_in_place(bare_central, tab):
+    central = bare_central
     t = tab()
     # Nothing was seeded for today: the view starts empty and fills in on its own.
     page = t.open(central + "/?site=HEAD_OFFICE&refresh=1", state="empty")
@@ -446,13 +473,15 @@ def test_today_refreshes_in_place(central, tab):
         new MutationObserver(() => window.__states.push(document.getElementById('main').dataset.state))
             .observe(document.getElementById('main'), {attributes: true, attributeFilter: ['data-state']}); }""")
     post_events(central, [{"site": "HEAD_OFFICE", "camera": "LOBBY_NOW", "people_count": 5,
-                           "timestamp": time.time() - 30, "triggers": ["RESTRICTED_ACCESS"]}], "page-today-1")
+                           "timestamp": within_local_day(today, "Asia/Kolkata", time.time() - 30),
+                           "triggers": ["RESTRICTED_ACCESS"]}], "page-today-1")
     page.wait_for_selector("[data-zone=LOBBY_NOW][data-events='1']", timeout=WAIT_MS)
     tile = page.query_selector("[data-zone=LOBBY_NOW]")
     tile.focus()
     renders = int(page.get_attribute("#main", "data-renders"))
     post_events(central, [{"site": "HEAD_OFFICE", "camera": "LOBBY_NOW", "people_count": 7,
-                           "timestamp": time.time() - 20}], "page-today-2")
+                           "timestamp": within_local_day(today, "Asia/Kolkata", time.time() - 20)}],
+                "page-today-2")
     page.wait_for_selector("[data-zone=LOBBY_NOW][data-events='2']", timeout=WAIT_MS)
     assert int(page.get_attribute("#main", "data-renders")) > renders
     # Updated in place: the same element, still focused; no loading state in between.
@@ -506,6 +535,7 @@ def test_clock_change_days(central, tab, site, date, hours, hour, kind):
     assert t.errors == []
 
 
+@pytest.mark.clock
 def test_central_going_away_keeps_the_numbers_and_says_so(tmp_path, tab):
     """A failed refresh keeps today's view with a warning; a new view shows the error state."""
     server = Central(tmp_path)  # no tokens, no MQTT

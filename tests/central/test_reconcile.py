@@ -189,6 +189,7 @@ def test_table_output_names_the_site_and_the_worst_difference(env):
     assert "... and 4 more" in out
 
 
+@pytest.mark.clock
 def test_site_time_zones_bound_the_dates(env):
     store, flags = env
     # HQ (Kolkata): 18:15Z is Jan 4 23:45 local, 18:30Z is Jan 5 00:00 local; likewise at the end.
@@ -212,6 +213,7 @@ def test_site_time_zones_bound_the_dates(env):
     assert doc["sites"][0]["from"] == "2026-01-04" and doc["sites"][0]["slots"]["missing_on_edge"] == 3
 
 
+@pytest.mark.clock
 def test_open_slots_are_left_to_the_agents(env):
     store, flags = env
     raw(store, "HQ", "GATE", T + 1, 3)
@@ -228,6 +230,7 @@ def test_open_slots_are_left_to_the_agents(env):
     assert store.query("SELECT repaired_by FROM slot_repairs") == [(pwd.getpwuid(os.getuid()).pw_name,)]
 
 
+@pytest.mark.clock
 async def test_dashboard_honours_repairs_against_later_edge_updates(env, tmp_path, aiohttp_client):
     pytest.importorskip("central.app", reason="the dashboard app is not in this tree")
     from central.app import create_app

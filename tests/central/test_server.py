@@ -7,14 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.central.test_consumer import SLOT, Device, state
-from tests.harness import free_port, wait_for_port
+from tests.harness import eventually, free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,13 +32,9 @@ def test_serve_consumes_and_stops_cleanly_on_sigterm(tmp_path, mosquitto):
     try:
         wait_for_port(port, timeout=60)
         base = "http://127.0.0.1:%d" % port
-        for _ in range(300):
-            health = json.loads(urllib.request.urlopen(base + "/healthz", timeout=5).read())
-            if health["mqtt"] == "connected":
-                break
-            time.sleep(0.1)
-        assert health["status"] == "ok", health
-        time.sleep(0.3)
+        eventually(lambda: "MQTT subscribed" in log.read_text(), 30, "central's SUBACK")
+        health = json.loads(urllib.request.urlopen(base + "/healthz", timeout=5).read())
+        assert health["status"] == "ok" and health["mqtt"] == "connected", health
         dev = Device(mosquitto)
         dev.publish(dev.states([state(rev=5)]))
         assert ("EMPLOYEE_AREA", SLOT, 5) in dev.ack_items(20.0, {("EMPLOYEE_AREA", SLOT, 5)})

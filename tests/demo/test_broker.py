@@ -14,7 +14,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from demo.run import free_port
-from tests.harness import wait_for_port
+from tests.harness import eventually, subscribed, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,8 +96,7 @@ def test_anonymous_clients_are_refused(amqtt):
 
 def test_qos1_and_persistent_session_for_named_clients(amqtt):
     sub = _client(amqtt, "central", clean=False)
-    sub.subscribe("heatmap/v1/+/+/state", qos=1)
-    time.sleep(0.3)
+    subscribed(sub, "heatmap/v1/+/+/state")
     _close(sub)
     pub = _client(amqtt, "jetson-01")
     for i in range(5):
@@ -136,16 +135,12 @@ def test_manual_ack_gaps_the_agent_resend_covers(amqtt):
     timeout, so this costs a delay, not data. If amqtt starts redelivering, this fails and
     the README's note can go."""
     sub = _client(amqtt, "central-b", clean=False, manual_ack=True)
-    sub.subscribe("t/state", qos=1)
-    time.sleep(0.3)
+    subscribed(sub, "t/state")
     pub = _client(amqtt, "jetson-02")
     pub.publish("t/state", b"m", qos=1).wait_for_publish(5)
     # amqtt 0.12 has been seen to hand a new subscriber a retained message of a topic it
     # did not subscribe to; both our programs check every topic, so only ours count here.
-    got: list = []
-    deadline = time.monotonic() + 3
-    while not got and time.monotonic() < deadline:
-        got = [m for m in _drain(sub, 1, until=1) if m.topic == "t/state"]
+    got = eventually(lambda: [m for m in _drain(sub, 1, until=1) if m.topic == "t/state"], 3, "the message")
     assert [m.payload for m in got] == [b"m"]
     _close(sub, clean=False)
     time.sleep(0.5)
@@ -160,10 +155,9 @@ def test_no_shared_subscriptions(amqtt):
     """central must subscribe without a share group on amqtt."""
     subs = [_client(amqtt, "central-share-%d" % i) for i in range(2)]
     for s in subs:
-        s.subscribe("$share/central/t/state", qos=1)
+        subscribed(s, "$share/central/t/state")
     plain = _client(amqtt, "plain")
-    plain.subscribe("t/state", qos=1)
-    time.sleep(0.3)
+    subscribed(plain, "t/state")
     pub = _client(amqtt, "jetson-03")
     for i in range(4):
         pub.publish("t/state", b"%d" % i, qos=1).wait_for_publish(5)

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 
 from demo.config import ConfigError, DemoConfig
 from demo.sites import SITES, sites_toml
-from tests.harness import free_port
+from tests.harness import eventually, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -107,22 +106,28 @@ def test_demo_backfills_matches_the_truth_and_stops_clean(tmp_path):
         assert ready.wait(180), "demo not ready:\n" + "".join(lines[-40:])
         assert any(base + "/" in line for line in lines)
 
-        deadline = time.monotonic() + 90
         pending = {}
         for site in SITES:
             truth = json.loads((demo_dir / "truth" / ("%s.json" % site.name)).read_text())
-            assert truth["events"] > 1000
+            # Not empty; the backfill ends now, and 1.5 days of a weekend hold about 700 events
+            # (2026, every 15 minutes, seed 2026), a working week's 8,000: compared day by day below.
+            assert truth["events"] > 300
             for date, want in truth["days"].items():
                 pending[(site.name, date)] = want
         results = {}
-        while pending and time.monotonic() < deadline:
+
+        def all_days_match() -> bool:
             for (site, date), want in list(pending.items()):
                 got = _get("%s/api/v1/dashboard/%s?date=%s" % (base, site, date))
                 results[(site, date)] = (got["meta"]["source"], _comparable(got) == _comparable(want))
                 if results[(site, date)] == ("edge", True):
                     del pending[(site, date)]
-            time.sleep(0.5)
-        assert not pending, {k: results.get(k) for k in pending}
+            return not pending
+
+        try:
+            eventually(all_days_match, 90, interval=0.5)
+        except AssertionError:
+            raise AssertionError({k: results.get(k) for k in pending}) from None
 
         sites = {s["site_name"]: s for s in _get(base + "/api/v1/sites")["sites"]}
         assert sites["NYC_WAREHOUSE"]["timezone"] == "America/New_York"
@@ -140,10 +145,7 @@ def test_demo_backfills_matches_the_truth_and_stops_clean(tmp_path):
         reader.join(5)
         proc.stdout.close()
     assert code == 0, "".join(lines[-40:])
-    deadline = time.monotonic() + 5
-    while _processes_mentioning(str(demo_dir)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _processes_mentioning(str(demo_dir)) == []
+    eventually(lambda: _processes_mentioning(str(demo_dir)) == [], 5, "no process left")
     assert any("stopped;" in line for line in lines)
 
 

@@ -18,7 +18,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from shared.topics import ack_topic, state_topic, status_topic, subscription
-from tests.harness import find_mosquitto, free_port, wait_for_port
+from tests.harness import eventually, find_mosquitto, free_port, subscribed, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -115,13 +115,12 @@ def _close(*clients):
 def test_devices_are_confined_to_their_subtree(broker):
     central = _client(broker, "heatmap-central", "pw-central", tls=False)
     assert _connected(central)
-    central.subscribe(subscription("state"), qos=1)
+    subscribed(central, subscription("state"))
     dev1 = _client(broker, "jetson-01", "pw-jetson-01")
     dev2 = _client(broker, "jetson-02", "pw-jetson-02")
     assert _connected(dev1) and _connected(dev2)
-    dev1.subscribe(ack_topic("HEAD_OFFICE", "jetson-01"), qos=1)
-    dev2.subscribe(ack_topic("HEAD_OFFICE", "jetson-01"), qos=1)  # not its own: denied
-    time.sleep(0.3)
+    subscribed(dev1, ack_topic("HEAD_OFFICE", "jetson-01"))
+    subscribed(dev2, ack_topic("HEAD_OFFICE", "jetson-01"))  # not its own: denied
     dev1.publish(state_topic("HEAD_OFFICE", "jetson-01"), b"mine", qos=1).wait_for_publish(5)
     dev1.publish(state_topic("LONDON_STORE", "jetson-02"), b"forged", qos=1).wait_for_publish(5)
     dev1.publish(state_topic("LONDON_STORE", "jetson-01"), b"other site", qos=1).wait_for_publish(5)
@@ -164,8 +163,7 @@ def test_add_device_refuses_bad_names_and_duplicates(broker):
 def test_a_real_agent_connects_over_tls_with_its_account(broker, tmp_path):
     central = _client(broker, "heatmap-central", "pw-central", tls=False, cid="central-status")
     assert _connected(central)
-    central.subscribe(subscription("status"), qos=1)
-    time.sleep(0.3)
+    subscribed(central, subscription("status"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEATMAP_")}
     env.update(HEATMAP_SITE="HEAD_OFFICE", HEATMAP_DEVICE_ID="jetson-01",
                HEATMAP_MQTT_URL="mqtts://jetson-01:pw-jetson-01@127.0.0.1:%d" % broker["tls"],
@@ -174,12 +172,14 @@ def test_a_real_agent_connects_over_tls_with_its_account(broker, tmp_path):
     agent = subprocess.Popen([sys.executable, "-m", "edge", "run"], cwd=ROOT, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
-        states = []
-        while time.monotonic() < deadline and "online" not in states:
-            states += [json.loads(p)["state"] for t, p in _drain(central, 0.3)
-                       if t == status_topic("HEAD_OFFICE", "jetson-01")]
-        assert "online" in states
+        states: list = []
+
+        def online() -> bool:
+            states.extend(json.loads(p)["state"] for t, p in _drain(central, 0.3)
+                          if t == status_topic("HEAD_OFFICE", "jetson-01"))
+            return "online" in states
+
+        eventually(online, 20, "the agent's retained 'online'")
     finally:
         agent.terminate()
         agent.wait(15)

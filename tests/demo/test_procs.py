@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from demo.procs import ChildFailed, Supervisor
+from tests.harness import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,11 +32,7 @@ def _alive(pid: int) -> bool:
 
 
 def _wait_file(path: Path, timeout: float = 10) -> str:
-    deadline = time.monotonic() + timeout
-    while not (path.exists() and path.read_text().strip()):
-        assert time.monotonic() < deadline, "%s never written" % path
-        time.sleep(0.05)
-    return path.read_text().strip()
+    return eventually(lambda: path.exists() and path.read_text().strip(), timeout, "%s written" % path)
 
 
 STUBBORN = textwrap.dedent("""
@@ -89,9 +86,10 @@ def test_children_stop_when_the_demo_is_killed(tmp_path):
     assert _alive(orphan)
     demo.kill()
     demo.wait()
-    deadline = time.monotonic() + 5
-    while _alive(orphan) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    try:
+        eventually(lambda: not _alive(orphan), 5)
+    except AssertionError:
+        pass  # said below, after the orphan is killed
     alive = _alive(orphan)
     if alive:
         os.kill(orphan, signal.SIGKILL)

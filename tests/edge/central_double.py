@@ -8,12 +8,12 @@ tests can watch acks retire states or withhold them to see resends.
 from __future__ import annotations
 
 import threading
-import time
 
 import paho.mqtt.client as mqtt
 
 from shared.protocol import Ack, AckItem, StateBatch, Status, decode, encode
 from shared.topics import ack_topic
+from tests.harness import eventually
 
 __all__ = ["CentralDouble"]
 
@@ -74,9 +74,9 @@ class CentralDouble:
         return out
 
     def wait_for(self, predicate, timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.02)
-        return predicate()
+        """True once ``predicate()`` holds, False after ``timeout`` (for ``assert ..., why``)."""
+        try:
+            eventually(predicate, timeout)
+        except AssertionError:
+            return False
+        return True

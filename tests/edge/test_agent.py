@@ -8,9 +8,15 @@ import threading
 import time
 import zlib
 
+import pytest
+
 from edge.agent import Agent
 from shared.slots import slot_of
 from tests.edge.central_double import CentralDouble
+from tests.harness import eventually
+
+# Date-sensitive: make test-clock runs these again at fixed instants (tests/_clock).
+pytestmark = pytest.mark.clock
 
 
 def total_events(central, camera=None) -> int:
@@ -19,14 +25,15 @@ def total_events(central, camera=None) -> int:
 
 def test_publish_path_batches_compressed_states_and_acks_retire_them(central, make_config):
     agent = Agent(make_config()).start()
+    now = time.time()  # one timestamp for all: no slot boundary falls between the events
     try:
         for i in range(16):
-            agent.record("CAM%02d" % i, i % 9, None, ["UNAUTHORIZED_STRANGER"] * (i % 3))
+            agent.record("CAM%02d" % i, i % 9, now, ["UNAUTHORIZED_STRANGER"] * (i % 3))
         assert agent.wait_acked(10)
         assert central.wait_for(lambda: any(s.state == "online" for s in central.statuses))
         latest = central.latest()
         assert len(latest) == 16
-        state = latest[("CAM05", slot_of(time.time()))]
+        state = latest[("CAM05", slot_of(now))]
         assert (state.peak, state.events, dict(state.triggers)) == (5, 1, {"UNAUTHORIZED_STRANGER": 2})
         # All changed cameras of the device travel in one compressed message.
         assert len(central.batches) == 1
@@ -36,7 +43,7 @@ def test_publish_path_batches_compressed_states_and_acks_retire_them(central, ma
         assert stats["outbox_backlog"] == 0 and stats["acks"] == 16
         assert agent.outbox.backlog() == 0
 
-        agent.record("CAM05", 7)
+        agent.record("CAM05", 7, now)
         assert agent.wait_acked(10)
         newer = central.latest()[("CAM05", state.slot)]
         assert (newer.peak, newer.events) == (7, 2) and newer.rev > state.rev
@@ -48,26 +55,27 @@ def test_publish_path_batches_compressed_states_and_acks_retire_them(central, ma
 def test_unacked_states_are_resent_with_backoff_and_an_older_ack_does_not_retire(central, make_config):
     central.auto_ack = False
     agent = Agent(make_config(ack_timeout=0.4, max_backoff=0.8)).start()
+    now = time.time()  # one slot for all the events: no boundary falls between them
     try:
-        agent.record("CAM", 3)
+        agent.record("CAM", 3, now)
         assert agent.flush()
         assert central.wait_for(lambda: len(central.states()) >= 3, 10), "no resends"
         first = central.states()[0]
         assert all(s.rev == first.rev for s in central.states())
         assert agent.stats()["states_resent"] >= 2
 
-        agent.record("CAM", 4)
+        agent.record("CAM", 4, now)
         assert agent.flush()
         assert central.wait_for(lambda: max(s.rev for s in central.states()) > first.rev)
         central.ack("HEAD_OFFICE", "jetson-01", [("CAM", first.slot, first.rev)])  # stale ack
-        time.sleep(0.5)
+        eventually(lambda: agent.stats()["acks"] >= 1, 10, "the stale ack applied")
         assert len(agent.pending) == 1
         newest = max(s.rev for s in central.states())
         central.ack("HEAD_OFFICE", "jetson-01", [("CAM", first.slot, newest)])
         assert central.wait_for(lambda: len(agent.pending) == 0, 5)
-        sent = len(central.states())
-        time.sleep(1.0)
-        assert len(central.states()) == sent  # acked: no more resends
+        sent = agent.stats()["states_sent"]
+        assert agent.flush() and agent.flush()  # two full passes of the loop that resends
+        assert agent.stats()["states_sent"] == sent  # acked: no more resends
     finally:
         agent.stop()
 
@@ -76,10 +84,12 @@ def test_in_flight_is_bounded(central, make_config):
     central.auto_ack = False
     agent = Agent(make_config(max_inflight_states=5, ack_timeout=30)).start()
     try:
+        assert agent.link.subscribed.wait(10)  # connected: the pass after the commit publishes
         for i in range(12):
             agent.record("CAM%02d" % i, 1)
-        assert agent.flush()
-        time.sleep(0.8)
+        assert agent.flush() and agent.flush()  # a publish pass ran after the commit
+        assert agent.stats()["states_sent"] == 5
+        eventually(lambda: len(central.states()) >= 5, 10, "five states at central")
         assert len(central.states()) == 5
         central.ack("HEAD_OFFICE", "jetson-01", [(s.camera, s.slot, s.rev) for s in central.states()])
         assert central.wait_for(lambda: len(central.states()) == 10, 5)
@@ -91,8 +101,9 @@ def test_restart_restores_from_the_outbox_and_continues_revisions(central, make_
     central.auto_ack = False
     cfg = make_config()
     agent = Agent(cfg).start()
-    agent.record("CAM", 5, None, ["A"])
-    agent.record("CAM", 2)
+    now = time.time()  # one slot for all the events: no boundary falls between them
+    agent.record("CAM", 5, now, ["A"])
+    agent.record("CAM", 2, now)
     assert agent.flush()
     assert central.wait_for(lambda: len(central.states()) == 1)
     agent.stop()
@@ -104,7 +115,7 @@ def test_restart_restores_from_the_outbox_and_continues_revisions(central, make_
         assert agent.stats()["restored"] == 1
         # The unacked state is published again after the restart, then acked.
         assert agent.wait_acked(10)
-        agent.record("CAM", 1, None, ["A"])
+        agent.record("CAM", 1, now, ["A"])
         assert agent.wait_acked(10)
         after = central.latest()[before.key()]
         assert (after.peak, after.events, dict(after.triggers)) == (5, 3, {"A": 2})
@@ -115,25 +126,28 @@ def test_restart_restores_from_the_outbox_and_continues_revisions(central, make_
 
 def test_broker_goes_away_and_comes_back(central, mosquitto, make_config):
     agent = Agent(make_config(ack_timeout=1.0)).start()
+    now = time.time()  # one slot for all the events: no boundary falls between them
     try:
-        agent.record("CAM", 1)
+        agent.record("CAM", 1, now)
         assert agent.wait_acked(10)
         central.stop()
         mosquitto.stop()
         assert central.wait_for(lambda: not agent.link.connected.is_set(), 5)
+        assert not agent.link.subscribed.is_set()  # cleared with the connection
         for n in range(2, 6):
-            agent.record("CAM", n)
-            agent.record("CAF", n)
+            agent.record("CAM", n, now)
+            agent.record("CAF", n, now)
         assert agent.flush()
         assert agent.stats()["outbox_backlog"] == 2
         assert agent.outbox.backlog() == 2  # committed while the broker was away
         mosquitto.start()
         central = CentralDouble(mosquitto).start()
+        assert agent.link.subscribed.wait(30)  # the SUBACK of the new connection
         assert agent.wait_acked(30)
         central.stop()
         got = central.latest()
-        assert got[("CAM", slot_of(time.time()))].events == 5
-        assert got[("CAF", slot_of(time.time()))].events == 4
+        assert got[("CAM", slot_of(now))].events == 5
+        assert got[("CAF", slot_of(now))].events == 4
         assert agent.stats()["connects"] >= 2
     finally:
         agent.stop()
@@ -184,8 +198,9 @@ def test_after_a_reset_outbox_slots_central_may_hold_are_refused_not_overwritten
 
     agent = Agent(cfg).start()
     try:
-        now = time.time()
-        assert not agent.record("CAM", 1)
+        # The instant of the reset: its slot began before it, whatever the time of day.
+        now = agent.buffers.refuse_before
+        assert not agent.record("CAM", 1, now)
         assert not agent.record("CAM", 1, now - 3600)
         assert agent.record_batch("CAM", [1, 1], [now, now - 60]) == 0
         next_slot = float(slot_of(now) + 900)
@@ -202,8 +217,9 @@ def test_after_a_reset_outbox_slots_central_may_hold_are_refused_not_overwritten
 
 def test_a_failing_outbox_keeps_the_counts_for_the_next_commit(make_config, caplog):
     agent = Agent(make_config(mqtt=None)).start()
+    now = time.time()  # one slot for all the events: no boundary falls between them
     try:
-        agent.record("CAM", 3)
+        agent.record("CAM", 3, now)
         db = agent.outbox._db
         dead = sqlite3.connect(":memory:", check_same_thread=False)
         dead.close()
@@ -214,7 +230,7 @@ def test_a_failing_outbox_keeps_the_counts_for_the_next_commit(make_config, capl
         assert "retrying; counts stay in memory" in caplog.text
         with agent.outbox._lock:
             agent.outbox._db = db
-        agent.record("CAM", 5)
+        agent.record("CAM", 5, now)
         assert agent.flush()
         values, _ = agent.outbox.load(0)
         assert [(c, p, e) for c, _, p, e, _ in values] == [("CAM", 5, 2)]

@@ -11,6 +11,9 @@ from hypothesis import strategies as st
 
 from edge.buffers import SlotBuffers
 
+# Date-sensitive: make test-clock runs these again at fixed instants (tests/_clock).
+pytestmark = pytest.mark.clock
+
 NOW = 1_767_600_000.0 + 450  # inside a slot, 2026-01-05
 SLOT = 1_767_600_000
 

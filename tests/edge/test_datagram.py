@@ -7,8 +7,14 @@ import json
 import socket
 import time
 
+import pytest
+
 from edge.agent import Agent
 from shared.slots import slot_of
+from tests.harness import eventually
+
+# Date-sensitive: make test-clock runs these again at fixed instants (tests/_clock).
+pytestmark = pytest.mark.clock
 
 
 def committed(agent) -> dict:
@@ -23,9 +29,7 @@ def send_all(sock, address, datagrams) -> None:
 
 
 def wait_datagrams(inp, n, timeout=5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while inp.datagrams < n and time.monotonic() < deadline:
-        time.sleep(0.01)
+    eventually(lambda: inp.datagrams >= n, timeout, "%d datagrams" % n)
     assert inp.datagrams == n
 
 

@@ -16,6 +16,10 @@ from edge.config import Config
 from edge.inputs.local_mqtt import apply_mapping
 from shared.events import parse_event
 from shared.exceptions import EventError
+from tests.harness import eventually
+
+# Date-sensitive: make test-clock runs these again at fixed instants (tests/_clock).
+pytestmark = pytest.mark.clock
 
 DEEPSTREAM = {"@timestamp": "2026-01-05T10:00:00.000Z", "sensorId": "ENTRANCE",
               "objects": ["1|person", "2|person"], "analytics": {"triggers": ["CROWD_VIOLATION"]},
@@ -44,8 +48,8 @@ def _agent(make_config, broker) -> Agent:
                                "HEATMAP_LOCAL_MQTT_URL": broker.url}).local_mqtt
     agent = Agent(make_config(mqtt=None, local_mqtt=local, local_mqtt_topic="ds/detections",
                               commit_interval=60.0, publish_interval=60.0)).start()
-    # Subscribed: the persistent session takes messages from here.
-    assert agent.inputs[0].subscribed.wait(10)
+    # The SUBACK: the persistent session takes messages from here.
+    assert agent.inputs[0].subscribed.wait(10), "the local MQTT input did not subscribe"
     return agent
 
 
@@ -54,15 +58,6 @@ def _publisher(broker) -> mqtt.Client:
     c.connect("127.0.0.1", broker.port)
     c.loop_start()
     return c
-
-
-def _wait(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def test_uncommitted_messages_ask_for_an_early_commit_past_the_brokers_inflight_limit(make_config, mosquitto):
@@ -74,7 +69,7 @@ def test_uncommitted_messages_ask_for_an_early_commit_past_the_brokers_inflight_
             pub.publish("ds/detections", event, qos=1)
         # mosquitto sends 20 unacked messages at a time; the 60 s commit interval would
         # hold the rest back for a minute.
-        assert _wait(lambda: agent.inputs[0].messages == 200, 10), agent.inputs[0].messages
+        eventually(lambda: agent.inputs[0].messages == 200, 10, "200 messages")
         assert agent.flush(5)
         assert [e for _, _, _, e, _ in agent.outbox.load(0)[0]] == [200]
     finally:
@@ -89,16 +84,16 @@ def test_an_ack_lost_with_the_connection_does_not_count_the_redelivery_twice(mak
     pub = _publisher(mosquitto)
     try:
         pub.publish("ds/detections", json.dumps({"camera": "ENTRANCE", "people_count": 2}), qos=1).wait_for_publish(5)
-        assert _wait(lambda: inp.messages == 1)
+        eventually(lambda: inp.messages == 1, 10, "one message")
     finally:
         pub.disconnect()
         pub.loop_stop()
     try:
         mosquitto.stop()  # persists the session with the message in flight, unacked
-        assert _wait(lambda: not inp._client.is_connected())
+        eventually(lambda: not inp._client.is_connected(), 10, "disconnected")
         assert agent.flush(5)  # committed; its ack goes nowhere
         mosquitto.start()  # the session resumes and the message comes again, DUP set
-        assert _wait(lambda: inp.messages + inp.redelivered >= 2, 15)
+        eventually(lambda: inp.messages + inp.redelivered >= 2, 15, "the redelivery")
         assert (inp.messages, inp.redelivered) == (1, 1)
         assert agent.flush(5)
         assert [e for _, _, _, e, _ in agent.outbox.load(0)[0]] == [1]
@@ -126,7 +121,7 @@ def _sentinel_arrives_first(agent, broker) -> None:
     pub = _publisher(broker)
     try:
         pub.publish("ds/detections", json.dumps({"camera": "SENTINEL", "people_count": 1}), qos=1).wait_for_publish(5)
-        assert _wait(lambda: inp.messages >= 1)
+        assert eventually(lambda: inp.messages >= 1)
         assert (inp.messages, inp.redelivered) == (1, 0)
     finally:
         pub.disconnect()
@@ -148,7 +143,7 @@ def test_a_poison_message_of_any_kind_is_counted_acked_and_skipped(make_config, 
         for payload in [*bad, good]:
             pub.publish("ds/detections", payload, qos=1)
         pub.publish("ds/detections", good, qos=1).wait_for_publish(5)
-        assert _wait(lambda: inp.messages == len(bad) + 2), inp.stats()
+        assert eventually(lambda: inp.messages == len(bad) + 2), inp.stats()
         assert _outbox_events(agent) == {"CAM_X": 2}
         stats = agent.stats()
         assert stats["local_mqtt_bad_messages"] == len(bad)
@@ -256,7 +251,7 @@ def test_fuzzed_payloads_are_counted_acked_and_never_stop_the_input(make_config,
         pub.publish("ds/detections", json.dumps(_good("ENTRANCE", 1)), qos=1).wait_for_publish(10)
         sent["messages"] += 1
         sent["events"]["ENTRANCE"] = sent["events"].get("ENTRANCE", 0) + 1
-        assert _wait(lambda: inp.messages == sent["messages"], 30), (inp.messages, sent["messages"])
+        assert eventually(lambda: inp.messages == sent["messages"], 30), (inp.messages, sent["messages"])
         assert inp.alive()
         assert _outbox_events(agent) == sent["events"]
         assert inp.bad_messages == sent["bad"]

@@ -11,6 +11,9 @@ import pytest
 from edge.exceptions import OutboxError
 from edge.outbox import Outbox
 
+# Date-sensitive: make test-clock runs these again at fixed instants (tests/_clock).
+pytestmark = pytest.mark.clock
+
 SLOT = 1_767_600_000
 
 

@@ -21,7 +21,10 @@ from edge.agent import OUTBOX_FILE, Agent
 from edge.config import Config
 from edge.outbox import Outbox
 from tests.edge.central_double import CentralDouble
-from tests.harness import free_port
+from tests.harness import StreamLines, eventually, free_port
+
+# Date-sensitive: make test-clock runs these again at fixed instants (tests/_clock).
+pytestmark = pytest.mark.clock
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,7 +33,9 @@ def agent_env(tmp_path: Path, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("HEATMAP_") and k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
     env.update(HEATMAP_SITE="HEAD_OFFICE", HEATMAP_DEVICE_ID="jetson-01",
-               HEATMAP_STATE_DIR=str(tmp_path / "state"), PYTHONPATH=str(ROOT))
+               HEATMAP_STATE_DIR=str(tmp_path / "state"),
+               # Ahead of, not instead of, what is there (tests/_clock in a fixed-instant run).
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     env.update(extra)
     return env
 
@@ -51,7 +56,7 @@ def test_invalid_config_is_one_line_and_exit_2(tmp_path):
 def test_sigterm_commits_publishes_says_stopped_and_exits(tmp_path, mosquitto, central):
     port = free_port()
     env = agent_env(tmp_path, HEATMAP_MQTT_URL=mosquitto.url, HEATMAP_UDP_ADDR="127.0.0.1:%d" % port,
-                    HEATMAP_COMMIT_INTERVAL="30", HEATMAP_PUBLISH_INTERVAL="30")
+                    HEATMAP_COMMIT_INTERVAL="30", HEATMAP_PUBLISH_INTERVAL="30", HEATMAP_STATS_INTERVAL="0.2")
     proc = spawn(env)
     try:
         assert central.wait_for(lambda: any(s.state == "online" for s in central.statuses), 15)
@@ -59,7 +64,9 @@ def test_sigterm_commits_publishes_says_stopped_and_exits(tmp_path, mosquitto, c
             for i in range(50):
                 sock.sendto(json.dumps({"camera": "CAM", "people_count": i % 10, "triggers": ["A"]}).encode(),
                             ("127.0.0.1", port))
-        time.sleep(0.5)
+        # Its statistics say when the agent has taken all 50 (stats every 0.2 s; states wait 30 s).
+        eventually(lambda: any(m.stats.get("udp_datagrams") == 50 for m in list(central.stats)), 10,
+                   "the agent took 50 datagrams")
         assert central.states() == []  # the intervals are long: nothing went out yet
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -119,25 +126,27 @@ def test_local_mqtt_input_replays_after_sigkill_and_acks_after_commit(tmp_path, 
                               "analytics": {"triggers": ["CROWD_VIOLATION"] if i == 2 else []}})
                   for i in range(3)]
     proc = spawn(env)
+    err = StreamLines(proc.stderr)
     try:
-        time.sleep(2.0)  # connected and subscribed: the persistent session exists from here
+        # The SUBACK: the persistent session holds the subscription from here.
+        err.wait_for("local MQTT input subscribed", 15)
         _publish(mosquitto, "ds/detections", detections)
-        time.sleep(1.0)
-        proc.kill()  # SIGKILL before any commit: the events are in memory only
+        # Usually the agent has them in memory by now; if not, the session still holds them:
+        # either way they must come back after the SIGKILL, so no wait could hide a loss.
+        proc.kill()  # SIGKILL before any commit (60 s interval): the events are in memory only
         proc.wait(10)
     finally:
         if proc.poll() is None:
             proc.kill()
-        proc.communicate()
+            proc.wait(10)
+        proc.stdout.close()
 
     cfg = Config.load(None, agent_env(tmp_path, HEATMAP_LOCAL_MQTT_URL=mosquitto.url,
                                       HEATMAP_LOCAL_MQTT_TOPIC="ds/detections", HEATMAP_LOCAL_MQTT_MAPPING=mapping,
                                       HEATMAP_COMMIT_INTERVAL="0.2", HEATMAP_PUBLISH_INTERVAL="0.2"))
     agent = Agent(cfg).start()
     try:
-        deadline = time.monotonic() + 10
-        while agent.inputs[0].messages < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        eventually(lambda: agent.inputs[0].messages >= 3, 10, "the three detections replayed")
         assert agent.flush()
         values, _ = agent.outbox.load(0)
         assert [(c, p, e, t) for c, _, p, e, t in values] == [("ENTRANCE", 3, 3, {"CROWD_VIOLATION": 1})]
@@ -146,10 +155,15 @@ def test_local_mqtt_input_replays_after_sigkill_and_acks_after_commit(tmp_path, 
 
     agent = Agent(cfg).start()  # acked after the commit: nothing comes again
     try:
-        time.sleep(1.5)
-        assert agent.inputs[0].messages == 0
+        assert agent.inputs[0].subscribed.wait(10)
+        # A probe published now arrives after anything the session still held.
+        probe = json.dumps({"sensorId": "PROBE", "@timestamp": now, "objects": ["p"], "analytics": {}})
+        _publish(mosquitto, "ds/detections", [probe])
+        eventually(lambda: agent.inputs[0].messages >= 1, 10, "the probe")
+        assert agent.flush()
+        assert agent.inputs[0].messages == 1
         values, _ = agent.outbox.load(0)
-        assert [e for _, _, _, e, _ in values] == [3]
+        assert sorted((c, e) for c, _, _, e, _ in values) == [("ENTRANCE", 3), ("PROBE", 1)]
     finally:
         agent.stop()
 

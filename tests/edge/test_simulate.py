@@ -31,6 +31,7 @@ from edge._sim_model import (
 from edge._sim_sinks import MAX_DATAGRAM, DatagramSink, HttpSink, SinkError, encode_lines
 from shared.events import parse_event
 from shared.slots import SLOT_SECONDS
+from tests.harness import StreamLines, eventually, free_port, recent_utc_weekday
 
 ROOT = Path(__file__).resolve().parents[2]
 # Monday 2026-01-05 00:00 UTC, the handoff's date.
@@ -311,13 +312,15 @@ def _cli(*args, timeout=60):
     )
 
 
+@pytest.mark.clock
 def test_cli_fast_forward_to_udp_writes_the_truth(tmp_path):
     sock = _receiver()
     truth_file = tmp_path / "truth.json"
     received: list = []
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge", "simulate", "--site", "HQ", "--cameras", "A:5,B:9",
-         "--utc-offset", "+05:30", "--seed", "9", "--days", "2", "--to-agent",
+         "--utc-offset", "+05:30", "--seed", "9", "--start", "2026-01-05T00:00:00Z",
+         "--end", "2026-01-07T00:00:00Z", "--to-agent",
          "udp://127.0.0.1:%d" % sock.getsockname()[1], "--truth", str(truth_file)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -343,6 +346,7 @@ def test_cli_fast_forward_to_udp_writes_the_truth(tmp_path):
     assert "fast-forward" in err
 
 
+@pytest.mark.clock
 def test_cli_live_mode_sends_in_real_time(tmp_path):
     import time
 
@@ -365,6 +369,7 @@ def test_cli_live_mode_sends_in_real_time(tmp_path):
     assert all(started - 1 <= e["timestamp"] <= time.time() for e in events)
 
 
+@pytest.mark.clock
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -384,11 +389,14 @@ def test_cli_invalid_configuration_is_one_line(args, message):
     assert len(lines) == 1 and message in lines[0], res.stderr
 
 
+@pytest.mark.clock
 def test_cli_fails_when_central_refuses(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    res = _cli("--site", "HQ", "--days", "0.1", "--to-central", "http://127.0.0.1:%d" % port,
+    # A working morning, so the window holds events to send whatever today is.
+    res = _cli("--site", "HQ", "--start", "2026-01-05T09:00:00Z", "--end", "2026-01-05T11:24:00Z",
+               "--to-central", "http://127.0.0.1:%d" % port,
                "--retry-for", "0.3", "--truth", str(tmp_path / "t.json"))
     assert res.returncode == 1 and "unreachable" in res.stderr
     assert json.loads((tmp_path / "t.json").read_text())["events"] == 0
@@ -397,11 +405,16 @@ def test_cli_fails_when_central_refuses(tmp_path):
 # -- with the real agent -------------------------------------------------------------------
 
 
+@pytest.mark.clock
 def test_simulated_history_through_a_real_agent_matches_the_truth(tmp_path, mosquitto, central):
     """simulate --to-agent -> python -m edge run -> mosquitto: the highest revision of every
-    (camera, slot) the agent publishes equals the simulator's truth."""
+    (camera, slot) the agent publishes equals the simulator's truth.
+
+    The agent only takes events inside its window of the real clock, so the history cannot be
+    a fixed date: it is the last Monday to Wednesday (UTC) before now, three working days
+    whatever today is, and the window is wide enough to hold it (up to 10 days back)."""
     import os
-    import time
+
 
     udp = _receiver()
     port = udp.getsockname()[1]
@@ -409,40 +422,43 @@ def test_simulated_history_through_a_real_agent_matches_the_truth(tmp_path, mosq
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEATMAP_")}
     env.update(HEATMAP_SITE="HQ", HEATMAP_DEVICE_ID="jetson-sim", HEATMAP_MQTT_URL=mosquitto.url,
                HEATMAP_STATE_DIR=str(tmp_path / "state"), HEATMAP_UDP_ADDR="127.0.0.1:%d" % port,
-               HEATMAP_PUBLISH_INTERVAL="0.3", HEATMAP_COMMIT_INTERVAL="0.2", HEATMAP_RETENTION_DAYS="4")
+               HEATMAP_PUBLISH_INTERVAL="0.3", HEATMAP_COMMIT_INTERVAL="0.2", HEATMAP_RETENTION_DAYS="11")
     agent = subprocess.Popen([sys.executable, "-m", "edge", "run"], cwd=ROOT, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
-        while not any(s.state == "online" for s in central.statuses):
-            assert agent.poll() is None and time.monotonic() < deadline, "agent did not come online"
-            time.sleep(0.05)
+        eventually(lambda: agent.poll() is not None or any(s.state == "online" for s in central.statuses),
+                   20, "agent online")
+        assert agent.poll() is None, "agent exited"
+        end = recent_utc_weekday(3)  # Thursday 00:00 UTC
         truth_file = tmp_path / "truth.json"
         res = _cli("--site", "HQ", "--cameras", "EMPLOYEE_AREA:8,CAFETERIA:6,BOSS_CABIN:3:restricted",
-                   "--utc-offset", "UTC-05:00", "--dst", "us", "--days", "3", "--seed", "4",
+                   "--utc-offset", "UTC-05:00", "--dst", "us", "--end", str(end), "--days", "3", "--seed", "4",
                    "--to-agent", "udp://127.0.0.1:%d" % port, "--truth", str(truth_file))
         assert res.returncode == 0, res.stderr
         truth = json.loads(truth_file.read_text())
         want = {(s["camera"], s["slot"]): (s["peak"], s["events"], s["triggers"]) for s in truth["slots"]}
-        deadline = time.monotonic() + 30
-        while True:
+
+        def published() -> dict:
             with central.lock:
                 best: dict = {}
                 for batch in central.batches:
                     for s in batch.states:
                         if s.rev > best.get(s.key(), (0,))[0]:
                             best[s.key()] = (s.rev, (s.peak, s.events, dict(s.triggers)))
-            got = {k: v[1] for k, v in best.items()}
-            if got == want or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        assert got == want
-        assert sum(v[1] for v in got.values()) == truth["events"] > 3000
+            return {k: v[1] for k, v in best.items()}
+
+        try:
+            eventually(lambda: published() == want, 30, "the agent's states equal the truth")
+        except AssertionError:
+            assert published() == want  # the diff
+        # Three working days: thousands of events, not a quiet weekend's trickle.
+        assert sum(v[1] for v in want.values()) == truth["events"] > 3000
     finally:
         agent.terminate()
         agent.wait(15)
 
 
+@pytest.mark.clock
 def test_cli_stops_promptly_on_sigterm_while_central_is_down(tmp_path):
     import signal
     import time
@@ -451,18 +467,16 @@ def test_cli_stops_promptly_on_sigterm_while_central_is_down(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge", "simulate", "--site", "HQ", "--days", "1",
+        [sys.executable, "-m", "edge", "simulate", "--site", "HQ", "--end", "2026-01-06T00:00:00Z", "--days", "1",
          "--to-central", "http://127.0.0.1:%d" % port, "--truth", str(tmp_path / "t.json")],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
-    deadline = time.monotonic() + 20
-    err = ""
-    while "retrying" not in err:  # it is in its retry loop
-        assert time.monotonic() < deadline and proc.poll() is None
-        err += proc.stderr.readline()
+    err = StreamLines(proc.stderr)
+    err.wait_for("retrying", 20)  # it is in its retry loop
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    rest = proc.communicate(timeout=10)[1]
+    proc.wait(10)
+    rest = err.text(10)
     assert time.monotonic() - started < 3
     assert proc.returncode == 1 and "stopped while retrying" in rest
     assert json.loads((tmp_path / "t.json").read_text())["events"] == 0
@@ -473,10 +487,8 @@ def test_cli_to_a_real_central_gives_the_truth_and_retries_do_not_double(tmp_pat
     day's dashboard equals the truth; running the same backfill again changes nothing
     (each batch's Idempotency-Key is derived from its body)."""
     import os
-    import time
     import urllib.request
 
-    from tests.harness import free_port
 
     port = free_port()
     base = "http://127.0.0.1:%d" % port
@@ -487,14 +499,15 @@ def test_cli_to_a_real_central_gives_the_truth_and_retries_do_not_double(tmp_pat
     central = subprocess.Popen([sys.executable, "-m", "central", "serve"], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while True:
+        def up() -> bool:
+            assert central.poll() is None, "central exited"
             try:
                 urllib.request.urlopen(base + "/healthz", timeout=2).close()
-                break
             except OSError:
-                assert central.poll() is None and time.monotonic() < deadline, "central did not start"
-                time.sleep(0.2)
+                return False
+            return True
+
+        eventually(up, 60, "central's /healthz", interval=0.2)
         args = ["--site", "HQ", "--cameras", "EMPLOYEE_AREA:8,CAFETERIA:6", "--utc-offset", "+05:30",
                 "--start", "2026-01-04T00:00:00Z", "--end", "2026-01-06T00:00:00Z", "--seed", "3",
                 "--to-central", base, "--token", "s3cret", "--batch", "1000"]

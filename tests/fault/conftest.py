@@ -34,7 +34,7 @@ from edge._sim_model import TRIGGERS, Clock, SiteModel, Truth, parse_cameras
 from edge._sim_sinks import DatagramSink, encode_lines
 from shared import protocol, topics
 from shared.exceptions import HeatmapError
-from tests.harness import free_port, wait_for_port
+from tests.harness import eventually, free_port, recent_utc_workday, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
 SITE = "FAULT_SITE"
@@ -60,14 +60,8 @@ def child_env(**extra: str) -> dict:
 
 
 def wait_until(what: str, ready, timeout: float, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = ready()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
-        time.sleep(interval)
+    """tests.harness.eventually, worded for the scenarios: ``ready()`` polled every ``interval``."""
+    return eventually(ready, timeout, "waiting for %s" % what, interval)
 
 
 class Proc:
@@ -264,10 +258,13 @@ class Feeder:
     scenario can count what was sent in the last commit interval before a kill.
     """
 
-    def __init__(self, seed: int = 1, rate_scale: float = 20.0, hours: float = 3.0, end_ago: int = 120,
+    def __init__(self, seed: int = 1, rate_scale: float = 20.0, hours: float = 3.0, end_ago: int | None = None,
                  window: tuple[int, int] | None = None):
         self.model = SiteModel(SITE, parse_cameras(CAMERAS, seed), Clock(0), seed, rate_scale)
-        end = int(time.time()) - end_ago
+        # By default the window ends at the latest weekday noon (UTC) at least two minutes
+        # ago: working hours whatever today is, so every run sends about as many events.
+        # ``end_ago`` ends it that many seconds before now instead (whatever the weekday).
+        end = int(time.time()) - end_ago if end_ago is not None else recent_utc_workday(12, time.time() - 120)
         self.events = self.model.events(*(window or (end - int(hours * 3600), end)))
         self.truth = Truth(self.model)
         self.cursor = 0
@@ -404,14 +401,18 @@ def dashboard_matches(central: Central, expected: dict, token: str | None = None
 def wait_dashboard(central: Central, expected: dict, timeout: float, token: str | None = None) -> float:
     """Seconds until the dashboard equals the truth; fails with the difference after ``timeout``."""
     began = time.monotonic()
-    last = (False, 0)
-    while time.monotonic() - began < timeout:
-        last = dashboard_matches(central, expected, token)
-        if last[0]:
-            return time.monotonic() - began
-        time.sleep(0.5)
-    raise AssertionError("dashboard never matched the truth in %.0f s: %d of %d events"
-                         % (timeout, last[1], sum(v[1] for v in expected.values())))
+    last = [(False, 0)]
+
+    def matches() -> bool:
+        last[0] = dashboard_matches(central, expected, token)
+        return last[0][0]
+
+    try:
+        eventually(matches, timeout, interval=0.5)  # each ask is a dashboard request per day
+    except AssertionError:
+        raise AssertionError("dashboard never matched the truth in %.0f s: %d of %d events"
+                             % (timeout, last[0][1], sum(v[1] for v in expected.values()))) from None
+    return time.monotonic() - began
 
 
 class Monitor:
@@ -421,12 +422,15 @@ class Monitor:
         self.states: list[tuple[str, bytes]] = []
         self.acked_states = 0
         self.stats: dict[str, dict] = {}
+        self.status: dict[str, str] = {}  # device -> its last availability ("online", "stopped", ...)
+        self.subscribed = threading.Event()  # the SUBACK: what is published from now on is seen
         self._lock = threading.Lock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fault-monitor-%d" % free_port())
         if username:
             self.client.username_pw_set(username, password)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, *a: c.subscribe(topics.PREFIX + "/#", qos=1)
+        self.client.on_subscribe = lambda *a: self.subscribed.set()
         self.client.connect_async("127.0.0.1", port)
         self.client.loop_start()
 
@@ -434,7 +438,7 @@ class Monitor:
         # Scenarios publish garbage on purpose: what does not decode is not recorded.
         try:
             topic = topics.parse_topic(msg.topic)
-            decoded = protocol.decode(msg.payload) if topic.kind in ("ack", "stats") else None
+            decoded = protocol.decode(msg.payload) if topic.kind in ("ack", "stats", "status") else None
         except HeatmapError:
             return
         with self._lock:
@@ -444,6 +448,8 @@ class Monitor:
                 self.acked_states += len(decoded.acks)
             elif isinstance(decoded, protocol.Stats):
                 self.stats[topic.device] = dict(decoded.stats)
+            elif isinstance(decoded, protocol.Status):
+                self.status[topic.device] = decoded.state
 
     def stat(self, device: str, name: str, default: float = 0) -> float:
         with self._lock:
@@ -506,6 +512,7 @@ def monitor():
 
     def make(port: int, username: str | None = None, password: str | None = None) -> Monitor:
         made.append(Monitor(port, username, password))
+        assert made[-1].subscribed.wait(15), "the monitor did not subscribe"
         return made[-1]
 
     yield make

@@ -71,7 +71,8 @@ def test_every_state_replayed_three_times_shuffled_changes_nothing(mosquitto, sp
     expected = feed.expected()
     wait_dashboard(central, expected, timeout=60)
     assert agent.stop() == 0
-    time.sleep(1)
+    # "stopped" is the agent's last message, after its last states: the monitor has them all.
+    wait_until("the agent's 'stopped'", lambda: mon.status.get(agent.device) == "stopped", 15)
     messages = list(mon.states)
     revs = [max(s.rev for s in protocol.decode(p).states) for _, p in messages]
     items = sum(len(protocol.decode(p).states) for _, p in messages)

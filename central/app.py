@@ -1,10 +1,10 @@
 """The aiohttp application: ``create_app(config)``, its route table, middlewares and state.
 
 Routes: the page (``/``), ``/api/v1/dashboard/{site_name}``, ``/api/v1/sites``,
-``POST /api/v1/events``, ``/api/v1/openapi.json``, ``/healthz``, ``/readyz``, ``/metrics``.
+``POST /api/v1/events``, ``/api/v1/alerts``, ``/api/v1/openapi.json``, ``/healthz``, ``/readyz``, ``/metrics``.
 Background work lives in cleanup contexts: the store and schema (migrations run at start;
 while ClickHouse is unreachable the app runs degraded and retries), then the MQTT consumer
-when ``HEATMAP_MQTT_URL`` is set. Every error is a JSON body ``{"error": {code, message}}``.
+when ``HEATMAP_MQTT_URL`` is set, then alerting (``central.alerts``). Every error is a JSON body ``{"error": {code, message}}``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from aiohttp import web
 from shared.names import is_valid_name
 
 from . import schema
+from .alerts import Alerts, parse_rules
+from .alerts import api as alerts_api
 from .config import Config
 from .dashboard import Dashboard, DashboardCache
 from .errors import json_error
@@ -53,6 +55,8 @@ class Services:
     def __init__(self, config: Config, store: Store | None):
         self.config = config
         self.sites = Sites.load(config.sites_file)
+        self.alert_rules = parse_rules(self.sites)  # invalid rules stop start-up here
+        self.alerts: Alerts | None = None
         self.metrics = Metrics()
         self.store = store
         self.owns_store = store is None
@@ -165,6 +169,10 @@ def _health(svc: Services) -> dict:
     return doc
 
 
+async def alerts_handler(request: web.Request) -> web.Response:
+    return await alerts_api.answer(request, request.app[SERVICES].alerts)
+
+
 async def healthz_handler(request: web.Request) -> web.Response:
     return web.json_response(_health(request.app[SERVICES]))
 
@@ -233,6 +241,7 @@ ROUTES = [
     web.get("/api/v1/sites", sites_handler),
     web.get("/api/v1/dashboard/{site_name}", dashboard_handler),
     web.post("/api/v1/events", events_handler),
+    web.get("/api/v1/alerts", alerts_handler),
 ]
 
 
@@ -244,7 +253,8 @@ async def _storage_ctx(app: web.Application):
         svc.store = open_store(svc.config)
     svc.registry = Registry(svc.store, svc.sites)
     svc.ingestor = Ingestor(svc.store, lambda: svc.raw_time, svc.registry, lambda: svc.dashboard,
-                            svc.metrics, svc.config, dedup_getter=lambda: bool(svc.raw_dedup))
+                            svc.metrics, svc.config, dedup_getter=lambda: bool(svc.raw_dedup),
+                            on_data=lambda site, slots: _alerts_on_data(svc, site, slots))
     loop = asyncio.get_running_loop()
     retry_task = None
     try:
@@ -299,6 +309,7 @@ async def _consumer_ctx(app: web.Application):
                 svc.registry.saw(site)
             if svc.dashboard is not None:
                 svc.dashboard.invalidate_slots(site, slots)
+            _alerts_on_data(svc, site, slots)
 
         loop.call_soon_threadsafe(apply)
 
@@ -308,6 +319,29 @@ async def _consumer_ctx(app: web.Application):
     yield
     # Graceful: stop taking messages, flush, ack what was written, disconnect.
     await loop.run_in_executor(None, svc.consumer.stop)
+
+
+def _alerts_on_data(svc: Services, site: str, slots) -> None:
+    # The alerting hook of every write path (consumer and raw ingest), on the event loop.
+    if svc.alerts is not None:
+        svc.alerts.on_data(site, slots)
+
+
+async def _alerts_ctx(app: web.Application):
+    svc = app[SERVICES]
+    if not svc.alert_rules:
+        yield
+        return
+    assert svc.store is not None and svc.registry is not None
+    consumer = svc.consumer
+    svc.alerts = Alerts(svc.alert_rules, svc.config, svc.sites, svc.store, svc.metrics.registry,
+                        dashboard=lambda: svc.dashboard, raw_time=lambda: svc.raw_time,
+                        site_names=svc.registry.site_names,
+                        publish=consumer.publish if consumer is not None else None)
+    svc.alerts.start()
+    logger.info("alerting on with %d rule(s)", len(svc.alert_rules))
+    yield
+    await svc.alerts.stop()
 
 
 def create_app(config: Config, store: Store | None = None) -> web.Application:
@@ -322,4 +356,5 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     app.add_routes(ROUTES)
     app.cleanup_ctx.append(_storage_ctx)
     app.cleanup_ctx.append(_consumer_ctx)
+    app.cleanup_ctx.append(_alerts_ctx)
     return app

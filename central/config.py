@@ -192,6 +192,9 @@ SETTINGS: tuple[_Setting, ...] = (
     _Setting("max_body_bytes", "HEATMAP_MAX_BODY_BYTES", _int(1024, 1 << 30), "8388608", "largest POST /api/v1/events body (413 above)"),
     _Setting("max_batch_events", "HEATMAP_MAX_BATCH_EVENTS", _int(1, 1_000_000), "50000", "most events in one POST /api/v1/events"),
     _Setting("query_workers", "HEATMAP_QUERY_WORKERS", _int(1, 64), "4", "threads running ClickHouse statements"),
+    _Setting("webhook_secret", "HEATMAP_WEBHOOK_SECRET", _opt_str, "", "key of the X-Heatmap-Signature HMAC-SHA256 on alert webhooks; unset = unsigned", secret=True),
+    _Setting("webhook_timeout", "HEATMAP_WEBHOOK_TIMEOUT", _float(0.1, 120), "10", "seconds one webhook attempt may take before it counts as failed"),
+    _Setting("alert_time_scale", "HEATMAP_ALERT_TIME_SCALE", _float(0.0001, 1), "1", "multiplies the alert retry backoff, the 24 h retry window, the claim lease and the check interval (tests run the real schedule faster)"),
     _Setting("log_level", "HEATMAP_LOG_LEVEL", _log_level, "INFO", "DEBUG, INFO, WARNING or ERROR"),
 )
 _BY_ENV = {s.env: s for s in SETTINGS}
@@ -223,6 +226,9 @@ class Config:
     max_body_bytes: int = 8 * 1024 * 1024
     max_batch_events: int = 50000
     query_workers: int = 4
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_timeout: float = 10.0
+    alert_time_scale: float = 1.0
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:

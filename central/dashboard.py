@@ -26,7 +26,7 @@ from .schema import RawTime
 from .sites import Site, Sites, intensity, local_day
 from .store import Store
 
-__all__ = ["Dashboard", "DashboardCache", "compute", "iso_utc"]
+__all__ = ["Dashboard", "DashboardCache", "choose_slots", "compute", "iso_utc"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,11 +73,9 @@ def _raw_triggers(value) -> dict[str, int]:
     return dict(zip(keys, counts, strict=True))
 
 
-def compute(site: Site, day: date, edge: Iterable, repairs: Iterable, raw: Iterable,
-            now: float | None = None) -> dict:
-    """Merge the three query results into the dashboard document (pure; tested directly)."""
-    tz = site.tz
-    start, end = local_day(day, tz)
+def choose_slots(edge: Iterable, repairs: Iterable, raw: Iterable) -> dict[tuple[str, int], tuple[int, int, dict, str]]:
+    """The slot rule: (camera, slot) -> (peak, events, triggers, source) from the three
+    query results (pinned slots from raw, else edge, else raw)."""
     pinned = {(cam, int(slot)) for cam, slot in repairs}
     chosen: dict[tuple[str, int], tuple[int, int, dict, str]] = {}
     for cam, slot, peak, events, triggers in edge:
@@ -90,6 +88,15 @@ def compute(site: Site, day: date, edge: Iterable, repairs: Iterable, raw: Itera
             chosen[key] = (int(peak), int(events), _raw_triggers(triggers), "repaired")
         elif key not in chosen:
             chosen[key] = (int(peak), int(events), _raw_triggers(triggers), "raw")
+    return chosen
+
+
+def compute(site: Site, day: date, edge: Iterable, repairs: Iterable, raw: Iterable,
+            now: float | None = None) -> dict:
+    """Merge the three query results into the dashboard document (pure; tested directly)."""
+    tz = site.tz
+    start, end = local_day(day, tz)
+    chosen = choose_slots(edge, repairs, raw)
 
     hour_of: dict[int, int] = {}
     zones: dict[str, list[int]] = {}
@@ -263,13 +270,20 @@ class Dashboard:
     async def document(self, site_name: str, day: date) -> dict:
         site = self.sites.get(site_name)
         start, end = local_day(day, site.tz)
+        return compute(site, day, *await self._rows(site_name, start, end))
+
+    async def _rows(self, site_name: str, start: int, end: int) -> tuple[list, list, list]:
         params = {"site": site_name, "start": start, "end": end}
         edge, repairs, raw = await asyncio.gather(
             self.store.aquery(EDGE_SQL, params),
             self.store.aquery(REPAIRS_SQL, params),
             self.store.aquery(self._raw_sql, params),
         )
-        return compute(site, day, edge, repairs, raw)
+        return edge, repairs, raw
+
+    async def slots(self, site_name: str, start: int, end: int) -> dict[tuple[str, int], tuple[int, int, dict, str]]:
+        """Per (camera, slot) in [start, end) the values the dashboard shows (alert rules)."""
+        return choose_slots(*await self._rows(site_name, start, end))
 
     def invalidate_slots(self, site_name: str, slots: Iterable[int]) -> None:
         """Drop cached days of ``site_name`` that hold any of ``slots`` (Unix seconds)."""

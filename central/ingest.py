@@ -46,8 +46,9 @@ _COLUMNS = ["site_name", "cam_name", "people_count", "event_timestamp", "event_t
 
 class Ingestor:
     def __init__(self, store, raw_time_getter, registry, dashboard_getter, metrics, config,
-                 dedup_getter=lambda: False):
+                 dedup_getter=lambda: False, on_data=None):
         self.store = store
+        self._on_data = on_data  # (site, slots) after rows are stored: alert rules
         self._raw_time = raw_time_getter
         self._dedup = dedup_getter
         self._locks: dict[str, list] = {}  # key -> [asyncio.Lock, users]
@@ -154,6 +155,8 @@ class Ingestor:
             self.registry.saw(site)
             if dashboard is not None:
                 dashboard.invalidate_slots(site, slots)
+            if self._on_data is not None:
+                self._on_data(site, slots)
         logger.debug("ingested %d events (key %s)", len(rows), key)
         return web.json_response({"accepted": len(rows)}, status=201)
 

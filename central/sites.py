@@ -50,6 +50,8 @@ class Zone:
     display_name: str
     thresholds: Thresholds
     position: dict[str, int] | None = None
+    #: People the zone is meant to hold (alert rules' capacity_ratio), if configured.
+    capacity: int | None = None
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ def local_day(day: date, tz: ZoneInfo) -> tuple[int, int]:
 
 
 _SITE_KEYS = {"display_name", "timezone", "high", "medium", "zones"}
-_ZONE_KEYS = {"display_name", "high", "medium", "x", "y", "w", "h"}
+_ZONE_KEYS = {"display_name", "high", "medium", "x", "y", "w", "h", "capacity"}
 _DEFAULT_KEYS = {"timezone", "high", "medium"}
 
 
@@ -139,6 +141,8 @@ class Sites:
         self.configured = dict(sites or {})
         self.default_timezone = timezone
         self.default_thresholds = thresholds or Thresholds()
+        #: The raw ``[[alerts]]`` tables of the file (validated by central.alerts.rules).
+        self.alert_tables: tuple = ()
 
     @classmethod
     def load(cls, path: str | Path | None) -> Sites:
@@ -151,7 +155,8 @@ class Sites:
             raise SitesFileError("cannot read sites file %s: %s" % (path, exc.strerror)) from None
         except tomllib.TOMLDecodeError as exc:
             raise SitesFileError("sites file %s: %s" % (path, exc)) from None
-        _check_keys(doc, {"defaults", "sites"}, "sites file")
+        # [[alerts]] tables are alert rules, parsed by central.alerts.rules from ``alert_tables``.
+        _check_keys(doc, {"defaults", "sites", "alerts"}, "sites file")
         defaults = _check_keys(doc.get("defaults", {}), _DEFAULT_KEYS, "[defaults]")
         tz = _timezone(defaults.get("timezone", "UTC"), "defaults")
         base = _thresholds(defaults, "defaults", Thresholds())
@@ -172,7 +177,8 @@ class Sites:
                 if any(k in ztable for k in "xywh"):
                     pos = {k: _int(ztable, k, zwhere, 1 if k in "wh" else 0) for k in "xywh"}
                 zones[cam] = Zone(cam, _text(ztable, "display_name", zwhere, cam),
-                                  _thresholds(ztable, zwhere, thresholds), pos)
+                                  _thresholds(ztable, zwhere, thresholds), pos,
+                                  _int(ztable, "capacity", zwhere, None, 1))
             sites[name] = Site(
                 name=name,
                 display_name=_text(table, "display_name", where, name),
@@ -180,7 +186,12 @@ class Sites:
                 thresholds=thresholds,
                 zones=zones,
             )
-        return cls(sites, tz, base)
+        loaded = cls(sites, tz, base)
+        alerts = doc.get("alerts", [])
+        if not isinstance(alerts, list):
+            raise SitesFileError("alerts must be an array of tables: [[alerts]]")
+        loaded.alert_tables = tuple(alerts)
+        return loaded
 
     def get(self, name: str) -> Site:
         """The configured site, or one built from the defaults for a site seen in data."""

@@ -1,5 +1,6 @@
 """Real services for tests: a mosquitto per test on a free port, a chDB store in a temp dir.
 
+Also a webhook receiver (a real aiohttp server in a thread) for alert deliveries.
 Nothing here imitates a service. The broker is the Debian ``mosquitto`` binary with its own
 config, persistence directory and log, so a test can stop, kill and restart it on the same
 port and find its persistent sessions again.
@@ -13,10 +14,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
-__all__ = ["Mosquitto", "find_mosquitto", "free_port", "wait_for_port"]
+__all__ = ["Mosquitto", "WebhookReceiver", "find_mosquitto", "free_port", "wait_for_port"]
 
 
 def free_port() -> int:
@@ -135,3 +137,107 @@ class Mosquitto:
         if self.proc is not None and self.proc.stderr is not None:
             self.proc.stderr.close()
         self.proc = None
+
+
+class WebhookReceiver:
+    """A real aiohttp server on 127.0.0.1:``port`` in a thread of its own, recording the
+    alert POSTs it gets. ``script`` is a list of statuses answered first (then 200); a status
+    of 0 holds the request unanswered until :meth:`release`. :meth:`stop` closes the port
+    (connections are refused, as for a receiver that is down) and :meth:`start` opens it again.
+    """
+
+    def __init__(self, port: int | None = None, script: list[int] | None = None):
+        import asyncio
+
+        self.port = port or free_port()
+        self.url = "http://127.0.0.1:%d/hook" % self.port
+        self.script = list(script or [])
+        self.requests: list[dict] = []  # {"id", "body", "headers", "status"}
+        self._cond = threading.Condition()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="webhook-receiver", daemon=True)
+        self._thread.start()
+        self._runner = None
+        self._held = None
+
+    def _call(self, coro, timeout: float = 10.0):
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    async def _handle(self, request):
+        import asyncio
+        import json
+
+        from aiohttp import web
+
+        body = await request.read()
+        with self._cond:
+            status = self.script.pop(0) if self.script else 200
+        if status == 0:
+            self._held = self._held or asyncio.Event()
+            await self._held.wait()
+            status = 200
+        try:
+            alert_id = json.loads(body).get("id")
+        except ValueError:
+            alert_id = None
+        with self._cond:
+            self.requests.append({"id": alert_id, "body": body, "headers": dict(request.headers), "status": status})
+            self._cond.notify_all()
+        return web.Response(status=status, text="ok" if status < 300 else "no")
+
+    async def _start(self):
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_post("/hook", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def _stop(self):
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def start(self) -> WebhookReceiver:
+        self._call(self._start())
+        return self
+
+    def stop(self) -> None:
+        self._call(self._stop(), timeout=30)
+
+    def release(self) -> None:
+        """Answer held requests (200) and stop holding new ones."""
+        def go():
+            if self._held is not None:
+                self._held.set()
+                self._held = None
+        self._loop.call_soon_threadsafe(go)
+
+    def close(self) -> None:
+        self.release()
+        self.stop()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def delivered(self) -> list[str]:
+        """Ids answered with a 2xx, in order, repeats included."""
+        with self._cond:
+            return [r["id"] for r in self.requests if 200 <= r["status"] < 300]
+
+    def wait(self, predicate, timeout: float, what: str = "the webhook receiver"):
+        """Block until ``predicate(self.requests)`` is true (checked on each arrival)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                value = predicate(list(self.requests))
+                if value:
+                    return value
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError("timed out after %.0f s waiting for %s; got %d requests"
+                                         % (timeout, what, len(self.requests)))
+                self._cond.wait(remaining)

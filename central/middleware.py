@@ -2,7 +2,7 @@
 
 Order (outermost first): metrics (sees the final status), errors (turns every failure into a
 JSON error body; storage trouble into 503 with Retry-After), CORS (only with an allow-list),
-tokens (read token for the dashboard and sites, ingest token for POST /api/v1/events).
+tokens (read token for the dashboard, sites and alerts, ingest token for POST /api/v1/events).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def auth_middleware(config: Config):
             token = None
             if path == "/api/v1/events":
                 token = config.ingest_token
-            elif path.startswith(("/api/v1/dashboard", "/api/v1/sites")):
+            elif path.startswith(("/api/v1/dashboard", "/api/v1/sites", "/api/v1/alerts")):
                 token = config.read_token
             if not _token_ok(request, token):
                 resp = json_error(401, "unauthorized", "a valid bearer token is required")

@@ -19,6 +19,7 @@ import hmac
 import logging
 import random
 import time
+import uuid
 from collections.abc import Callable
 
 import aiohttp
@@ -107,7 +108,9 @@ class Deliverer:
     async def _attempt(self, alert: Alert) -> None:
         attempt = alert.attempts + 1
         try:
-            if not await self.ledger.claim(alert.id, attempt, self.owner, self.lease, SETTLE):
+            # A claim names this try, not only this replica, so two tries never both win.
+            claimant = "%s/%s" % (self.owner, uuid.uuid4().hex[:8])
+            if not await self.ledger.claim(alert.id, attempt, claimant, self.lease, SETTLE):
                 return
             current = await self.ledger.get(alert.site_name, alert.id)
             if current is None or current.state != "pending" or current.attempts != alert.attempts:

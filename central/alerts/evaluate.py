@@ -202,7 +202,7 @@ class Evaluator:
             zone = (alert.rule, alert.cam_name or alert.device_id)
             last = recent.last.get(zone, 0.0)
             cooldown = by_name[alert.rule].cooldown_minutes * 60
-            if last and now - last < cooldown:
+            if last and 0 <= now - last < cooldown:  # (an alert "after" now: a pinned clock)
                 keep.append(replace(alert, state="suppressed"))
                 self.metrics.suppressed.labels(alert.kind).inc()
                 continue

@@ -142,7 +142,7 @@ class Mosquitto:
 class WebhookReceiver:
     """A real aiohttp server on 127.0.0.1:``port`` in a thread of its own, recording the
     alert POSTs it gets. ``script`` is a list of statuses answered first (then 200); a status
-    of 0 holds the request unanswered until :meth:`release`. :meth:`stop` closes the port
+    of 0 holds the request unanswered until :meth:`release` (then answers 503). :meth:`stop` closes the port
     (connections are refused, as for a receiver that is down) and :meth:`start` opens it again.
     """
 
@@ -172,19 +172,19 @@ class WebhookReceiver:
         from aiohttp import web
 
         body = await request.read()
-        with self._cond:
-            status = self.script.pop(0) if self.script else 200
-        if status == 0:
-            self._held = self._held or asyncio.Event()
-            await self._held.wait()
-            status = 200
         try:
             alert_id = json.loads(body).get("id")
         except ValueError:
             alert_id = None
         with self._cond:
+            status = self.script.pop(0) if self.script else 200
+            # A held request is recorded on arrival with status 0: it is never delivered.
             self.requests.append({"id": alert_id, "body": body, "headers": dict(request.headers), "status": status})
             self._cond.notify_all()
+        if status == 0:
+            self._held = self._held or asyncio.Event()
+            await self._held.wait()
+            status = 503
         return web.Response(status=status, text="ok" if status < 300 else "no")
 
     async def _start(self):
@@ -209,7 +209,7 @@ class WebhookReceiver:
         self._call(self._stop(), timeout=30)
 
     def release(self) -> None:
-        """Answer held requests (200) and stop holding new ones."""
+        """Answer held requests (503) and stop holding new ones."""
         def go():
             if self._held is not None:
                 self._held.set()

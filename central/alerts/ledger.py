@@ -7,8 +7,9 @@ that fires the same alert late cannot reset a delivered one to pending.
 
 ``alert_claims`` decides which replica sends an attempt: each candidate inserts a claim
 (``claimed_at`` from the server's clock, a column default), waits ``settle`` seconds for
-concurrent claims to land, and sends only if its claim is the earliest live one. Claims live
-for a lease, so a replica killed mid-attempt does not hold the alert for ever.
+concurrent claims to land, then reads the attempt's claims: the earliest holds a lease,
+claims inside it lose, and the first claim after it lapses wins afresh, so a replica
+killed mid-attempt does not hold the alert for ever (:func:`lease_holder`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from datetime import datetime, timezone
 
 from ..store import Store
 
-__all__ = ["Alert", "Ledger", "STATES"]
+__all__ = ["Alert", "Ledger", "STATES", "lease_holder"]
 
 #: pending: waiting for (another) attempt; delivered: a 2xx came back; failed: retried for
 #: the whole window without a 2xx; published: no webhook, the MQTT copy was sent;
@@ -58,12 +59,22 @@ ORDER BY fired_at DESC, id
 LIMIT {limit:UInt32}
 """ % _SELECT
 _PENDING_SQL = "SELECT count() FROM alerts FINAL WHERE state = 'pending'"
-_CLAIM_SQL = """
-SELECT argMin(owner, (claimed_at, owner))
-FROM alert_claims
+_CLAIMS_SQL = """
+SELECT owner, toFloat64(claimed_at) AS at FROM alert_claims
 WHERE id = {id:String} AND attempt = {attempt:UInt32}
-  AND claimed_at > now64(6) - toIntervalMillisecond({lease_ms:UInt64})
+ORDER BY at, owner
 """
+
+
+def lease_holder(claims, lease: float) -> str | None:
+    """The owner holding the lease after ``claims`` ((owner, at) sorted by time): the first
+    claim wins and holds for ``lease`` seconds; claims inside a held lease lose; the first
+    claim after it lapses wins afresh (a replica that died mid-attempt)."""
+    holder, until = None, float("-inf")
+    for owner, at in claims:
+        if at >= until:
+            holder, until = owner, at + lease
+    return holder
 
 
 @dataclass(frozen=True)
@@ -167,6 +178,5 @@ class Ledger:
         """Whether ``owner`` won attempt ``attempt`` of ``alert_id`` (see the module docstring)."""
         await self.store.ainsert("alert_claims", [[alert_id, attempt, owner]], ("id", "attempt", "owner"))
         await asyncio.sleep(settle)
-        rows = await self.store.aquery(
-            _CLAIM_SQL, {"id": alert_id, "attempt": attempt, "lease_ms": int(lease * 1000)})
-        return bool(rows) and rows[0][0] == owner
+        rows = await self.store.aquery(_CLAIMS_SQL, {"id": alert_id, "attempt": attempt})
+        return lease_holder([(o, float(at)) for o, at in rows], lease) == owner

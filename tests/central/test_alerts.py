@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 import pytest
 
 from central.alerts.evaluate import make_alert
-from central.alerts.ledger import Ledger
+from central.alerts.ledger import Ledger, lease_holder
 from central.app import create_app
 from central.store import Store
 from tests.central.conftest import SITES_TOML, services
@@ -311,3 +311,13 @@ async def test_a_claim_has_one_winner(chdb_url):
         assert await ledger.claim("alert-1", 1, "after-lease", lease=0.2, settle=0)
     finally:
         store.close()
+
+
+def test_lease_holder_follows_lapsed_leases():
+    claims = [("a", 0.0), ("b", 0.1), ("b2", 5.0), ("c", 10.5), ("a2", 11.0), ("d", 21.0)]
+    assert lease_holder(claims[:2], 10) == "a"  # inside a's lease, b loses
+    assert lease_holder(claims[:3], 10) == "a"  # losers' claims never extend a lease
+    assert lease_holder(claims[:4], 10) == "c"  # a lapsed at 10.0: c wins afresh
+    assert lease_holder(claims[:5], 10) == "c"
+    assert lease_holder(claims, 10) == "d"
+    assert lease_holder([], 10) is None

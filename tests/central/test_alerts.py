@@ -321,3 +321,48 @@ def test_lease_holder_follows_lapsed_leases():
     assert lease_holder(claims[:5], 10) == "c"
     assert lease_holder(claims, 10) == "d"
     assert lease_holder([], 10) is None
+
+
+async def test_an_edge_state_with_a_trigger_alerts_by_webhook_and_on_mqtt(tmp_path, mosquitto, make_client, receiver):
+    """The consumer path: a device's state carrying a trigger is written, judged, sent to the
+    webhook and published at QoS 1 on heatmap/v1/<site>/alerts with the same body."""
+    import queue
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    from central.config import MqttSettings
+    from shared import topics
+    from tests.central.test_consumer import Device, state, wait_connected
+
+    client = await make_client(mqtt_url=MqttSettings("127.0.0.1", mosquitto.port, False),
+                               mqtt_client_id="central-alerts", batch_seconds=0.05,
+                               sites_file=rules_file(tmp_path, """
+[[alerts]]
+name = "restricted"
+kind = "trigger"
+webhook = "%s"
+""" % receiver.url))
+    await wait_connected(client)
+    got: queue.Queue = queue.Queue()
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="alert-listener", protocol=mqtt.MQTTv311)
+    sub.on_message = lambda c, u, m: got.put(m)
+    subscribed = threading.Event()
+    sub.on_subscribe = lambda *a: subscribed.set()
+    sub.connect("127.0.0.1", mosquitto.port)
+    sub.loop_start()
+    dev = Device(mosquitto)
+    try:
+        info = sub.subscribe(topics.alerts_topic("HEAD_OFFICE"), qos=1)
+        assert info[0] == mqtt.MQTT_ERR_SUCCESS
+        assert await asyncio.get_running_loop().run_in_executor(None, subscribed.wait, 15)  # SUBACK
+        dev.publish(dev.states([state("SERVER_ROOM", last_slot(), 1, 1, 1, {"RESTRICTED_ACCESS": 1})]))
+        req = (await received(receiver, lambda reqs: reqs))[0]
+        msg = await asyncio.get_running_loop().run_in_executor(None, got.get, True, 20)
+        assert msg.topic == "heatmap/v1/HEAD_OFFICE/alerts" and msg.qos == 1
+        assert msg.payload == req["body"]
+        assert json.loads(msg.payload)["trigger"] == "RESTRICTED_ACCESS"
+    finally:
+        dev.close()
+        sub.disconnect()
+        sub.loop_stop()

@@ -23,6 +23,7 @@ from shared.names import is_valid_name
 from . import schema
 from .alerts import Alerts, parse_rules
 from .alerts import api as alerts_api
+from .alerts.ledger import Ledger
 from .config import Config
 from .dashboard import Dashboard, DashboardCache
 from .errors import json_error
@@ -170,7 +171,10 @@ def _health(svc: Services) -> dict:
 
 
 async def alerts_handler(request: web.Request) -> web.Response:
-    return await alerts_api.answer(request, request.app[SERVICES].alerts)
+    svc = request.app[SERVICES]
+    _need_dashboard(svc)
+    assert svc.store is not None
+    return await alerts_api.answer(request, Ledger(svc.store))
 
 
 async def healthz_handler(request: web.Request) -> web.Response:

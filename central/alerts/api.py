@@ -14,8 +14,7 @@ from aiohttp import web
 from shared.names import is_valid_name
 
 from ..errors import json_error
-from ..exceptions import StorageUnavailable
-from .service import Alerts
+from .ledger import Ledger
 
 __all__ = ["answer", "MAX_LIMIT"]
 
@@ -32,8 +31,8 @@ def _instant(text: str) -> float:
     return value.timestamp()
 
 
-async def answer(request: web.Request, alerts: Alerts | None) -> web.Response:
-    """The answer to ``request``; ``alerts`` is None while storage is not ready."""
+async def answer(request: web.Request, ledger: Ledger) -> web.Response:
+    """The answer to ``request`` from ``ledger`` (storage is ready)."""
     site = request.query.get("site", "")
     if site and not is_valid_name(site):
         return json_error(400, "bad_site_name",
@@ -51,7 +50,5 @@ async def answer(request: web.Request, alerts: Alerts | None) -> web.Response:
     text = request.query.get("limit", "1000")
     if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
         return json_error(400, "bad_limit", "limit must be a whole number in 1..%d" % MAX_LIMIT)
-    if alerts is None:
-        raise StorageUnavailable("storage is not ready yet")
-    rows = await alerts.ledger.listing(site, start, end, int(text))
+    rows = await ledger.listing(site, start, end, int(text))
     return web.json_response({"alerts": [a.document() for a in rows]}, headers={"Cache-Control": "no-cache"})

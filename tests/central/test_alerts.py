@@ -18,6 +18,7 @@ from central.alerts.ledger import Ledger, lease_holder
 from central.app import create_app
 from central.store import Store
 from tests.central.conftest import SITES_TOML, services
+from tests.central.test_api import conforms
 from tests.harness import WebhookReceiver
 
 SECRET = "s3cret"
@@ -95,10 +96,12 @@ webhook = "%s"
     assert (await client.post("/api/v1/events", json=[event(triggers=()), event(triggers=("LOITERING",))])).status == 201
 
     auth = {"Authorization": "Bearer r3ad"}
-    assert (await client.get("/api/v1/alerts")).status == 401
+    resp = await client.get("/api/v1/alerts")
+    assert resp.status == 401
+    await conforms(resp, "/api/v1/alerts")
 
     async def listed():
-        doc = await (await client.get("/api/v1/alerts?site=HEAD_OFFICE", headers=auth)).json()
+        doc = await conforms(await client.get("/api/v1/alerts?site=HEAD_OFFICE", headers=auth), "/api/v1/alerts")
         return doc["alerts"] if all(a["delivery"]["state"] == "delivered" for a in doc["alerts"]) else None
 
     alerts = None
@@ -122,7 +125,7 @@ webhook = "%s"
 ])
 async def test_bad_alert_queries_get_a_clear_400(client, query, code):
     resp = await client.get("/api/v1/alerts?" + query)
-    assert resp.status == 400 and (await resp.json())["error"]["code"] == code
+    assert resp.status == 400 and (await conforms(resp, "/api/v1/alerts"))["error"]["code"] == code
 
 
 async def test_cooldown_holds_back_a_burst_and_a_slot_alerts_once(tmp_path, make_client, receiver):

@@ -66,6 +66,10 @@ class Deliverer:
         self._inflight: dict[str, asyncio.Task] = {}
         self._session: aiohttp.ClientSession | None = None
 
+    def oldest_pending(self) -> float:
+        """Fired before this, an alert can no longer be pending (window, last delay, lease)."""
+        return time.time() - self.window - self.max_delay - self.lease - 3600
+
     def backoff(self, attempt: int) -> float:
         """Seconds before attempt ``attempt + 1`` after attempt ``attempt`` failed."""
         delay = min(self.first_delay * 2 ** min(attempt - 1, 40), self.max_delay)
@@ -88,7 +92,7 @@ class Deliverer:
         try:
             while True:
                 try:
-                    for alert in await self.ledger.due(time.time()):
+                    for alert in await self.ledger.due(time.time(), self.oldest_pending()):
                         self._start(alert)
                 except StorageError as exc:
                     logger.warning("alert delivery: reading due alerts failed: %s", exc)

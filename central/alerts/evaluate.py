@@ -42,12 +42,12 @@ GROUP BY site_name, device_id
 """
 _EDGE_LAST_SQL = """
 SELECT site_name, toFloat64(max(received_at)) FROM slot_states
-WHERE slot >= toDateTime({since:UInt32}, 'UTC') AND events > 0
+WHERE site_name IN {sites:Array(String)} AND slot >= toDateTime({since:UInt32}, 'UTC') AND events > 0
 GROUP BY site_name
 """
 _RAW_LAST_SQL = """
 SELECT site_name, toFloat64(%(last)s) FROM camera_events
-WHERE %(where)s
+WHERE site_name IN {sites:Array(String)} AND %(where)s
 GROUP BY site_name
 """
 
@@ -222,9 +222,10 @@ class Evaluator:
         if any(r.kind == "device_offline" for r in self.timed_rules):
             for site_name, device, last in await self.store.aquery(_CONTACT_SQL):
                 self._offline(site_name, device, float(last), now, by_site)
-        if any(r.kind == "no_data" for r in self.timed_rules):
-            last_data = await self._last_data(now)
-            for site_name in site_names:
+        watched = [s for s in site_names if any(r.kind == "no_data" and r.watches(s) for r in self.timed_rules)]
+        if watched:
+            last_data = await self._last_data(now, watched)
+            for site_name in watched:
                 self._silent(site_name, last_data.get(site_name, 0.0), now, by_site)
         fired = []
         for site_name, alerts in sorted(by_site.items()):
@@ -269,18 +270,18 @@ class Evaluator:
                 rule, site, now, alert_id(rule.name, site_name, int(since * 1000)), message,
                 value=round((now - since) / 60, 1), threshold=rule.minutes))
 
-    async def _last_data(self, now: float) -> dict[str, float]:
-        """Last event time per site over the past two days: edge states by their arrival,
-        raw rows by their event time."""
+    async def _last_data(self, now: float, sites: list[str]) -> dict[str, float]:
+        """Last event time of ``sites`` over the past two days: edge states by their
+        arrival, raw rows by their event time (both filtered on the leading key column)."""
         since = int(now - 2 * 86400) // SLOT * SLOT
         last: dict[str, float] = {}
-        for site, when in await self.store.aquery(_EDGE_LAST_SQL, {"since": since}):
+        for site, when in await self.store.aquery(_EDGE_LAST_SQL, {"since": since, "sites": sites}):
             last[site] = max(last.get(site, 0.0), float(when))
         raw = self._raw_time()
         if raw is not None:
             column = "(%s)" % raw.expr if raw.kind == "expr" else "event_timestamp"
             latest = "max(%s)" % column if raw.kind == "unix" else "toUnixTimestamp64Milli(toDateTime64(max(%s), 3)) / 1000" % column
             sql = _RAW_LAST_SQL % {"last": latest, "where": raw.where()}
-            for site, when in await self.store.aquery(sql, {"start": since, "end": int(now) + 86400}):
+            for site, when in await self.store.aquery(sql, {"start": since, "end": int(now) + 86400, "sites": sites}):
                 last[site] = max(last.get(site, 0.0), min(float(when), now))
         return last

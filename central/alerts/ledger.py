@@ -46,7 +46,8 @@ GROUP BY rule, cam_name, device_id, slot, trigger
 _EXISTS_SQL = "SELECT id FROM alerts WHERE site_name = {site:String} AND id IN {ids:Array(String)}"
 _DUE_SQL = """
 SELECT %s FROM alerts FINAL
-WHERE state = 'pending' AND next_attempt_at <= toDateTime64({now:Float64}, 3, 'UTC')
+WHERE fired_at >= toDateTime64({since:Float64}, 3, 'UTC')
+  AND state = 'pending' AND next_attempt_at <= toDateTime64({now:Float64}, 3, 'UTC')
 ORDER BY next_attempt_at
 LIMIT {limit:UInt32}
 """ % _SELECT
@@ -58,7 +59,10 @@ WHERE (empty({site:String}) OR site_name = {site:String}) AND state != 'suppress
 ORDER BY fired_at DESC, id
 LIMIT {limit:UInt32}
 """ % _SELECT
-_PENDING_SQL = "SELECT count() FROM alerts FINAL WHERE state = 'pending'"
+_PENDING_SQL = """
+SELECT count() FROM alerts FINAL
+WHERE fired_at >= toDateTime64({since:Float64}, 3, 'UTC') AND state = 'pending'
+"""
 _CLAIMS_SQL = """
 SELECT owner, toFloat64(claimed_at) AS at FROM alert_claims
 WHERE id = {id:String} AND attempt = {attempt:UInt32}
@@ -159,8 +163,11 @@ class Ledger:
         if alerts:
             await self.store.ainsert("alerts", [a.row() for a in alerts], _COLUMNS)
 
-    async def due(self, now: float, limit: int = 100) -> list[Alert]:
-        return [_alert(r) for r in await self.store.aquery(_DUE_SQL, {"now": now, "limit": limit})]
+    async def due(self, now: float, since: float, limit: int = 100) -> list[Alert]:
+        """Pending alerts whose next attempt is due; ``since`` bounds the scan (no alert
+        fired earlier can still be pending: the retry window has closed on it)."""
+        rows = await self.store.aquery(_DUE_SQL, {"now": now, "since": since, "limit": limit})
+        return [_alert(r) for r in rows]
 
     async def get(self, site: str, alert_id: str) -> Alert | None:
         rows = await self.store.aquery(_ONE_SQL, {"site": site, "id": alert_id})
@@ -170,8 +177,8 @@ class Ledger:
         rows = await self.store.aquery(_LIST_SQL, {"site": site, "start": start, "end": end, "limit": limit})
         return [_alert(r) for r in rows]
 
-    async def pending(self) -> int:
-        rows = await self.store.aquery(_PENDING_SQL)
+    async def pending(self, since: float) -> int:
+        rows = await self.store.aquery(_PENDING_SQL, {"since": since})
         return int(rows[0][0]) if rows else 0
 
     async def claim(self, alert_id: str, attempt: int, owner: str, lease: float, settle: float) -> bool:

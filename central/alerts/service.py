@@ -107,7 +107,7 @@ class Alerts:
                     await self._sweep(names)
                     swept = True
                 await self.evaluator.check(names)
-                self.metrics.pending.set(await self.ledger.pending())
+                self.metrics.pending.set(await self.ledger.pending(self.deliverer.oldest_pending()))
             except StorageError as exc:
                 logger.warning("alert check: %s", exc)
             except Exception:

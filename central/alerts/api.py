@@ -48,7 +48,7 @@ async def answer(request: web.Request, ledger: Ledger) -> web.Response:
     if start >= end:
         return json_error(400, "bad_range", "from must be before to")
     text = request.query.get("limit", "1000")
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIMIT:
         return json_error(400, "bad_limit", "limit must be a whole number in 1..%d" % MAX_LIMIT)
     rows = await ledger.listing(site, start, end, int(text))
     return web.json_response({"alerts": [a.document() for a in rows]}, headers={"Cache-Control": "no-cache"})

@@ -146,20 +146,26 @@ class Evaluator:
         site = self.sites.get(site_name)
         async with self._lock(site_name):
             values = await dashboard.slots(site_name, min(wanted), max(wanted) + SLOT)
+            values = {k: v for k, v in values.items() if k[1] in wanted}
+            # Most writes carry no trigger and no crowd: judge against nothing first, and
+            # read what was already alerted only when something could fire.
+            if not self._judge(site, rules, values, _Recent({}, {}), now):
+                return []
             recent = _Recent.of(await self.ledger.recent(site_name, now - self._memory))
-            out: list[Alert] = []
-            for (cam, slot), (peak, _events, triggers, _source) in sorted(values.items()):
-                if slot not in wanted:
+            return await self._settle(site_name, self._judge(site, rules, values, recent, now), recent, now)
+
+    def _judge(self, site: Site, rules: list[Rule], values: dict, recent: _Recent, now: float) -> list[Alert]:
+        out: list[Alert] = []
+        for (cam, slot), (peak, _events, triggers, _source) in sorted(values.items()):
+            moment = datetime.fromtimestamp(min(now, slot + SLOT - 1), site.tz)
+            for rule in rules:
+                if not rule.watches(site.name, cam) or not rule.in_hours(moment):
                     continue
-                moment = datetime.fromtimestamp(min(now, slot + SLOT - 1), site.tz)
-                for rule in rules:
-                    if not rule.watches(site_name, cam) or not rule.in_hours(moment):
-                        continue
-                    if rule.kind == "trigger":
-                        out.extend(self._triggers(rule, site, cam, slot, triggers, recent, now))
-                    else:
-                        out.extend(self._occupancy(rule, site, cam, slot, peak, recent, now))
-            return await self._settle(site_name, out, recent, now)
+                if rule.kind == "trigger":
+                    out.extend(self._triggers(rule, site, cam, slot, triggers, recent, now))
+                else:
+                    out.extend(self._occupancy(rule, site, cam, slot, peak, recent, now))
+        return out
 
     def _triggers(self, rule: Rule, site: Site, cam: str, slot: int, triggers: dict, recent: _Recent,
                   now: float) -> list[Alert]:

@@ -47,25 +47,39 @@ class Alerts:
         self.check_interval = max(0.05, CHECK_INTERVAL * config.alert_time_scale)
         self._site_names = site_names
         self._tasks: set[asyncio.Task] = set()
+        self._queued: dict[str, set] = {}  # site -> slots written while its judging runs
         self._loops: list[asyncio.Task] = []
 
     # -- hooks --------------------------------------------------------------------------
 
     def on_data(self, site: str, slots) -> None:
-        """Rows of ``slots`` of ``site`` were written: judge them (call on the event loop)."""
+        """Rows of ``slots`` of ``site`` were written: judge them (call on the event loop).
+
+        One judging per site runs at a time; slots written meanwhile are merged and judged
+        right after it, so a busy site costs one judging per round trip, not per batch."""
         if not self.evaluator.slot_rules:
             return
-        task = asyncio.create_task(self._judge(site, set(slots)))
+        queued = self._queued.get(site)
+        if queued is not None:
+            queued.update(slots)
+            return
+        self._queued[site] = set(slots)
+        task = asyncio.create_task(self._judge(site))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _judge(self, site: str, slots: set) -> None:
+    async def _judge(self, site: str) -> None:
         try:
-            await self.evaluator.on_data(site, slots)
-        except StorageError as exc:
-            logger.warning("alert rules for %s not judged (the start-up sweep retries): %s", site, exc)
-        except Exception:
-            logger.exception("judging alert rules for %s failed", site)
+            while self._queued.get(site):
+                slots, self._queued[site] = self._queued[site], set()
+                try:
+                    await self.evaluator.on_data(site, slots)
+                except StorageError as exc:
+                    logger.warning("alert rules for %s not judged (the start-up sweep retries): %s", site, exc)
+                except Exception:
+                    logger.exception("judging alert rules for %s failed", site)
+        finally:
+            self._queued.pop(site, None)
 
     async def fire(self, alerts: list[Alert]) -> None:
         """Persist, count and hand over to delivery (called by the evaluator)."""

@@ -376,3 +376,29 @@ webhook = "%s"
         dev.close()
         sub.disconnect()
         sub.loop_stop()
+
+
+async def test_an_alert_past_its_retry_window_is_given_up(tmp_path, make_client):
+    """A failed attempt 24 h after firing marks the alert failed and counts it; it is listed
+    with its last error and never attempted again."""
+    receiver = WebhookReceiver(script=[503]).start()
+    try:
+        client = await make_client(sites_file=rules_file(tmp_path, """
+[[alerts]]
+name = "restricted"
+kind = "trigger"
+webhook = "%s"
+""" % receiver.url))
+        svc = services(client)
+        deliverer = svc.alerts.deliverer
+        fired = time.time() - deliverer.window - 1
+        alert = make_alert(svc.alert_rules[0], svc.sites.get("HEAD_OFFICE"), fired, "old-1", "old")
+        await svc.alerts.ledger.write([alert])
+        await deliverer._attempt(alert)
+        stored = await svc.alerts.ledger.get("HEAD_OFFICE", "old-1")
+        assert (stored.state, stored.attempts, stored.last_error) == ("failed", 1, "HTTP 503")
+        assert await metric(client, "heatmap_alerts_failed_total") == 1
+        assert await svc.alerts.ledger.due(time.time(), 0) == []
+        assert [r["status"] for r in receiver.requests] == [503]
+    finally:
+        receiver.close()

@@ -338,7 +338,7 @@ async def _alerts_ctx(app: web.Application):
         return
     assert svc.store is not None and svc.registry is not None
     consumer = svc.consumer
-    svc.alerts = Alerts(svc.alert_rules, svc.config, svc.sites, svc.store, svc.metrics.registry,
+    svc.alerts = Alerts(svc.alert_rules, svc.config, svc.sites, svc.store, svc.metrics,
                         dashboard=lambda: svc.dashboard, raw_time=lambda: svc.raw_time,
                         site_names=svc.registry.site_names,
                         publish=consumer.publish if consumer is not None else None)

@@ -129,19 +129,19 @@ class Deliverer:
             if error is None:
                 step = current.step(self.owner, state="delivered", attempts=attempt, delivered_at=now,
                                     last_error="")
-                self.metrics.delivered.inc()
+                self.metrics.alerts_delivered.inc()
                 logger.info("alert %s (%s, %s) delivered on attempt %d", alert.id, alert.rule, alert.site_name,
                             attempt)
             elif now - current.fired_at >= self.window:
                 step = current.step(self.owner, state="failed", attempts=attempt, last_error=error)
-                self.metrics.attempt_failures.inc()
-                self.metrics.failed.inc()
+                self.metrics.alert_attempts_failed.inc()
+                self.metrics.alerts_failed.inc()
                 logger.error("alert %s (%s, %s) given up after %d attempts: %s", alert.id, alert.rule,
                              alert.site_name, attempt, error)
             else:
                 delay = self.backoff(attempt)
                 step = current.step(self.owner, attempts=attempt, next_attempt_at=now + delay, last_error=error)
-                self.metrics.attempt_failures.inc()
+                self.metrics.alert_attempts_failed.inc()
                 logger.warning("alert %s attempt %d failed (%s); next in %.1f s", alert.id, attempt, error, delay)
             await self.ledger.write([step])
         except StorageError as exc:

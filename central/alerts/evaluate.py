@@ -210,7 +210,7 @@ class Evaluator:
             cooldown = by_name[alert.rule].cooldown_minutes * 60
             if last and 0 <= now - last < cooldown:  # (an alert "after" now: a pinned clock)
                 keep.append(replace(alert, state="suppressed"))
-                self.metrics.suppressed.labels(alert.kind).inc()
+                self.metrics.alerts_suppressed.labels(alert.kind).inc()
                 continue
             recent.last[zone] = now
             keep.append(alert)

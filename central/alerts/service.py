@@ -22,7 +22,6 @@ from ..exceptions import StorageError
 from .deliver import Deliverer
 from .evaluate import LOOKBACK, SLOT, Evaluator
 from .ledger import Alert, Ledger
-from .metrics import AlertMetrics
 from .rules import Rule
 
 __all__ = ["Alerts", "CHECK_INTERVAL"]
@@ -34,11 +33,11 @@ _STORE_RETRIES = (0.5, 1, 2, 4, 8, 15, 30)
 
 
 class Alerts:
-    def __init__(self, rules: tuple[Rule, ...], config, sites, store, metrics_registry,
+    def __init__(self, rules: tuple[Rule, ...], config, sites, store, metrics,
                  dashboard: Callable, raw_time: Callable, site_names: Callable,
                  publish: Callable[[str, bytes], None] | None = None):
         self.rules = rules
-        self.metrics = AlertMetrics(metrics_registry)
+        self.metrics = metrics
         self.ledger = Ledger(store)
         #: Names this replica in delivery claims; unique per process, so a restart is a new owner.
         self.owner = "%s-%d-%s" % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:8])
@@ -91,14 +90,14 @@ class Alerts:
                 break
             except StorageError as exc:
                 if pause is None:
-                    self.metrics.not_stored.inc(len(alerts))
+                    self.metrics.alerts_not_stored.inc(len(alerts))
                     logger.error("%d alert(s) not stored, so not sent: %s", len(alerts), exc)
                     return
                 logger.warning("storing %d alert(s) failed (retrying): %s", len(alerts), exc)
                 await asyncio.sleep(pause)
         fresh = [a for a in alerts if a.state == "pending"]
         for alert in fresh:
-            self.metrics.fired.labels(alert.kind).inc()
+            self.metrics.alerts_fired.labels(alert.kind).inc()
             logger.info("alert %s fired: %s", alert.id, alert.body)
         self.deliverer.submit(fresh)
 
@@ -121,7 +120,7 @@ class Alerts:
                     await self._sweep(names)
                     swept = True
                 await self.evaluator.check(names)
-                self.metrics.pending.set(await self.ledger.pending(self.deliverer.oldest_pending()))
+                self.metrics.alerts_pending.set(await self.ledger.pending(self.deliverer.oldest_pending()))
             except StorageError as exc:
                 logger.warning("alert check: %s", exc)
             except Exception:

@@ -1,4 +1,5 @@
-"""Fixtures for central: a Config on a temp chDB store, and the app on a real aiohttp server."""
+"""Fixtures for central: a Config on a temp chDB store, the app on a real aiohttp server, and
+a webhook receiver for alerts."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from central.app import SERVICES, create_app
 from central.config import Config
+from tests.harness import WebhookReceiver
 
 SITES_TOML = """
 [defaults]
@@ -62,6 +64,14 @@ def make_client(aiohttp_client, config):
 @pytest.fixture
 async def client(make_client):
     return await make_client()
+
+
+@pytest.fixture
+def receiver():
+    """A real aiohttp webhook receiver (alerts), in a thread of its own."""
+    r = WebhookReceiver().start()
+    yield r
+    r.close()
 
 
 def services(client):

@@ -2,10 +2,12 @@
 
 Routes: the page (``/``), ``/api/v1/dashboard/{site_name}``, ``/api/v1/sites``,
 ``POST /api/v1/events``, the range views of :mod:`central.views` (history, profile,
-overview, export), ``/api/v1/openapi.json``, ``/healthz``, ``/readyz``, ``/metrics``.
+overview, export), ``/api/v1/alerts``, ``/api/v1/openapi.json``, ``/healthz``, ``/readyz``,
+``/metrics``.
 Background work lives in cleanup contexts: the store and schema (migrations run at start;
 while ClickHouse is unreachable the app runs degraded and retries), then the MQTT consumer
-when ``HEATMAP_MQTT_URL`` is set. Every error is a JSON body ``{"error": {code, message}}``.
+when ``HEATMAP_MQTT_URL`` is set, then alerting (:mod:`central.alerts`) when the sites file
+has ``[[alerts]]`` rules. Every error is a JSON body ``{"error": {code, message}}``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from aiohttp import HttpVersion11, web
 from shared.names import is_valid_name
 
 from . import rollup, schema
+from .alerts import Alerts, parse_rules
+from .alerts import api as alerts_api
+from .alerts.ledger import Ledger
 from .config import Config
 from .dashboard import Dashboard, DashboardCache
 from .errors import json_error
@@ -38,6 +43,8 @@ from .registry import Registry
 from .sites import Sites
 from .slots import SlotStore
 from .state import (
+    ALERT_RULES,
+    ALERTS,
     CONFIG,
     CONSUMER,
     DASHBOARD,
@@ -150,6 +157,12 @@ def _health(app: web.Application) -> dict:
     return doc
 
 
+async def alerts_handler(request: web.Request) -> web.Response:
+    app = request.app
+    app[SCHEMA].require()  # the alerts table exists once migrations ran
+    return await alerts_api.answer(request, Ledger(app[STORE]))
+
+
 async def healthz_handler(request: web.Request) -> web.Response:
     return web.json_response(_health(request.app))
 
@@ -238,6 +251,7 @@ ROUTES = [
         ("GET", "/api/v1/sites", sites_handler),
         ("GET", "/api/v1/dashboard/{site_name}", dashboard_handler),
         ("POST", "/api/v1/events", events_handler),
+        ("GET", "/api/v1/alerts", alerts_handler),
     )
 ]
 
@@ -328,6 +342,33 @@ async def _consumer_ctx(app: web.Application):
     await loop.run_in_executor(None, consumer.stop)
 
 
+async def _alerts_ctx(app: web.Application):
+    """Alert rules judged on every write (the on_data path) and on a timer, delivered by
+    webhooks and on MQTT; only where the sites file has ``[[alerts]]`` rules."""
+    rules = app[ALERT_RULES]
+    if not rules:
+        app[ALERTS].unavailable("no [[alerts]] rules in the sites file")
+        yield
+        return
+    registry = app[REGISTRY]
+
+    def raw_time() -> schema.RawTime | None:
+        facts = app[SCHEMA].value
+        return facts.raw_time if facts is not None else None
+
+    consumer = app[CONSUMER].value
+    alerts = Alerts(rules, app[CONFIG], app[SITES], app[STORE], app[METRICS],
+                    dashboard=lambda: app[DASHBOARD].value, raw_time=raw_time,
+                    site_names=registry.site_names,
+                    publish=consumer.publish if consumer is not None else None)
+    app[ALERTS].set(alerts)
+    app[ON_DATA].append(alerts.on_data)
+    alerts.start()
+    logger.info("alerting on with %d rule(s)", len(rules))
+    yield
+    await alerts.stop()
+
+
 def create_app(config: Config, store: Store | None = None) -> web.Application:
     """The central web application; pass ``store`` to share an open one (tests, tools)."""
     metrics = Metrics()
@@ -338,16 +379,19 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     app = web.Application(middlewares=middlewares, client_max_size=config.max_body_bytes + 1024)
     app[CONFIG] = config
     app[SITES] = Sites.load(config.sites_file)
+    app[ALERT_RULES] = parse_rules(app[SITES])  # invalid rules stop start-up here
     app[METRICS] = metrics
     app[ON_DATA] = OnData()
     app[SCHEMA] = Ready("the database schema")
     app[DASHBOARD] = Ready("the dashboard")
     app[CONSUMER] = Ready("the MQTT consumer")
     app[RANGES] = Ready("the range views")
+    app[ALERTS] = Ready("alerting")
     if store is not None:
         app[STORE] = store
     app.add_routes(ROUTES)
     app.add_routes(RANGE_ROUTES)
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_consumer_ctx)
+    app.cleanup_ctx.append(_alerts_ctx)
     return app

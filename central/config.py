@@ -196,6 +196,9 @@ SETTINGS: tuple[_Setting, ...] = (
     _Setting("http_keepalive_timeout", "HEATMAP_HTTP_KEEPALIVE_TIMEOUT", _float(0.1, 3600), "15", "seconds after a response within which a kept-alive connection must complete its next request head"),
     _Setting("http_body_timeout", "HEATMAP_HTTP_BODY_TIMEOUT", _float(0.1, 3600), "60", "seconds a POST /api/v1/events body may take to arrive in full (408 and the connection closed past it)"),
     _Setting("query_workers", "HEATMAP_QUERY_WORKERS", _int(1, 64), "4", "threads running ClickHouse statements"),
+    _Setting("webhook_secret", "HEATMAP_WEBHOOK_SECRET", _opt_str, "", "key of the X-Heatmap-Signature HMAC-SHA256 on alert webhooks; unset = unsigned", secret=True),
+    _Setting("webhook_timeout", "HEATMAP_WEBHOOK_TIMEOUT", _float(0.1, 120), "10", "seconds one webhook attempt may take before it counts as failed"),
+    _Setting("alert_time_scale", "HEATMAP_ALERT_TIME_SCALE", _float(0.0001, 1), "1", "multiplies the alert retry backoff, the 24 h retry window, the claim lease and the check interval (tests run the real schedule faster)"),
     _Setting("log_level", "HEATMAP_LOG_LEVEL", _log_level, "INFO", "DEBUG, INFO, WARNING or ERROR"),
 )
 _BY_ENV = {s.env: s for s in SETTINGS}
@@ -231,6 +234,9 @@ class Config:
     http_keepalive_timeout: float = 15.0
     http_body_timeout: float = 60.0
     query_workers: int = 4
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_timeout: float = 10.0
+    alert_time_scale: float = 1.0
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:

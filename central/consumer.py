@@ -389,6 +389,10 @@ class Consumer:
         finally:
             self._writer_done.set()
 
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Publish at QoS 1 on this consumer's connection (paho queues it while offline)."""
+        self._client.publish(topic, payload, qos=1)
+
     # -- shutdown ---------------------------------------------------------------------
 
     def stop(self) -> None:

@@ -251,6 +251,12 @@ class Dashboard:
         params = {**Scope.of([site_name], start, end).params(), "tz": site.timezone}
         return compute(site, day, await self.store.aquery(self._hours_sql, params))
 
+    async def slot_values(self, site_name: str, start: int, end: int) -> dict[tuple[str, int], tuple[int, int, dict, str]]:
+        """Per (camera, slot) in [start, end) what the dashboard counts, by the slot rule:
+        (peak, events, triggers, source). Alert rules judge written slots with it."""
+        rows = await self.slots.amerged(Scope.of([site_name], start, end))
+        return {(r.cam_name, r.slot): (r.peak, r.events, r.triggers, r.source) for r in rows}
+
     def invalidate_slots(self, site_name: str, slots: Iterable[int]) -> list[date]:
         """Drop cached days of ``site_name`` that hold any of ``slots`` (Unix seconds);
         returns those days."""

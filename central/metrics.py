@@ -60,5 +60,24 @@ class Metrics:
         self.pending_messages = Gauge(
             "heatmap_mqtt_pending_messages", "received messages not yet written and acked", registry=r)
 
+        # Alerting (central.alerts): counters count this replica's work; pending is read from
+        # ClickHouse and so is the same on every replica.
+        self.alerts_fired = Counter(
+            "heatmap_alerts_fired_total", "alerts fired (persisted for delivery) by kind", ["kind"], registry=r)
+        self.alerts_suppressed = Counter(
+            "heatmap_alerts_suppressed_total", "alerts held back by their rule's cooldown, by kind", ["kind"],
+            registry=r)
+        self.alerts_delivered = Counter(
+            "heatmap_alerts_delivered_total", "alerts whose webhook answered 2xx", registry=r)
+        self.alert_attempts_failed = Counter(
+            "heatmap_alert_attempts_failed_total", "webhook attempts without a 2xx (retried)", registry=r)
+        self.alerts_failed = Counter(
+            "heatmap_alerts_failed_total", "alerts given up after the 24 h retry window", registry=r)
+        self.alerts_not_stored = Counter(
+            "heatmap_alerts_not_stored_total", "alerts lost because ClickHouse refused them for a minute",
+            registry=r)
+        self.alerts_pending = Gauge(
+            "heatmap_alerts_pending", "alerts waiting for delivery, over all replicas", registry=r)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

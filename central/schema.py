@@ -2,9 +2,10 @@
 
 Central owns ``slot_states`` (edge aggregates), ``slot_repairs`` (slots pinned to raw by
 reconciliation), ``dead_letters`` (refused MQTT messages), ``device_status`` (availability
-and last contact per device), ``device_slots`` (device contact per slot, for coverage) and
-``ingest_batches`` (idempotency keys of the raw ingest
-API). ``camera_events`` is the customer's table: it is created only where absent, and an
+and last contact per device), ``device_slots`` (device contact per slot, for coverage),
+``ingest_batches`` (idempotency keys of the raw ingest API), ``alerts`` (fired alerts and
+their delivery state) and ``alert_claims`` (which replica sends which delivery attempt).
+``camera_events`` is the customer's table: it is created only where absent, and an
 existing one is inspected, not changed; :func:`detect_raw_time` reads the type of its
 ``event_timestamp`` and says how to filter and bucket it, and :func:`detect_raw_dedup` says
 whether it drops a repeated insert (``insert_deduplication_token``).
@@ -194,6 +195,53 @@ TABLES: dict[str, TableDef] = {
             shard_key="cityHash64(idempotency_key)",
             ttl="toDateTime(created_at) + INTERVAL 7 DAY",
         ),
+        TableDef(
+            # One row per alert, rewritten at each delivery step with a higher version; the
+            # firing row has version 1, so a late duplicate firing never undoes a delivery.
+            "alerts",
+            (
+                ("id", "String"),
+                ("site_name", "LowCardinality(String)"),
+                ("rule", "String"),
+                ("kind", "LowCardinality(String)"),
+                ("cam_name", "String"),
+                ("device_id", "String"),
+                ("slot", "UInt32"),
+                ("trigger", "String"),
+                ("value", "Float64"),
+                ("fired_at", "DateTime64(3, 'UTC')"),
+                ("body", "String"),
+                ("webhook", "String"),
+                ("state", "LowCardinality(String)"),
+                ("attempts", "UInt32"),
+                ("next_attempt_at", "DateTime64(3, 'UTC')"),
+                ("delivered_at", "DateTime64(3, 'UTC')"),
+                ("last_error", "String"),
+                ("updated_by", "String"),
+                ("version", "UInt64"),
+            ),
+            "ReplacingMergeTree",
+            "version",
+            "(site_name, id)",
+            shard_key="cityHash64(site_name)",
+            ttl="toDateTime(fired_at) + INTERVAL 90 DAY",
+        ),
+        TableDef(
+            # Claims of delivery attempts: the earliest claim (by the server's clock) of an
+            # attempt within its lease wins, so one replica sends it (docs/alerts.md).
+            "alert_claims",
+            (
+                ("id", "String"),
+                ("attempt", "UInt32"),
+                ("owner", "String"),
+                ("claimed_at", "DateTime64(6, 'UTC') DEFAULT now64(6)"),
+            ),
+            "MergeTree",
+            "",
+            "(id, attempt, claimed_at)",
+            shard_key="cityHash64(id)",
+            ttl="toDateTime(claimed_at) + INTERVAL 7 DAY",
+        ),
     )
 }
 
@@ -203,6 +251,7 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
      ("slot_states", "slot_repairs", "dead_letters", "device_status", "ingest_batches")),
     (2, "camera_events where absent (the customer's raw table)", ("camera_events",)),
     (3, "device contact per slot (coverage)", ("device_slots",)),
+    (4, "alerts and their delivery claims", ("alerts", "alert_claims")),
 )
 
 _VERSION_TABLE = TableDef(

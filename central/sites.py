@@ -58,6 +58,7 @@ class Zone:
     display_name: str
     thresholds: Thresholds
     position: dict[str, int] | None = None
+    #: People the zone is meant to hold (utilisation, capacity intensity, alert rules' capacity_ratio), if configured.
     capacity: int | None = None
 
 
@@ -188,6 +189,8 @@ class Sites:
         self.configured = dict(sites or {})
         self.default_timezone = timezone
         self.default_thresholds = thresholds or Thresholds()
+        #: The raw ``[[alerts]]`` tables of the file (validated by central.alerts.rules).
+        self.alert_tables: tuple = ()
 
     @classmethod
     def load(cls, path: str | Path | None) -> Sites:
@@ -200,7 +203,8 @@ class Sites:
             raise SitesFileError("cannot read sites file %s: %s" % (path, exc.strerror)) from None
         except tomllib.TOMLDecodeError as exc:
             raise SitesFileError("sites file %s: %s" % (path, exc)) from None
-        _check_keys(doc, {"defaults", "sites"}, "sites file")
+        # [[alerts]] tables are alert rules, parsed by central.alerts.rules from ``alert_tables``.
+        _check_keys(doc, {"defaults", "sites", "alerts"}, "sites file")
         defaults = _check_keys(doc.get("defaults", {}), _DEFAULT_KEYS, "[defaults]")
         tz = _timezone(defaults.get("timezone", "UTC"), "defaults")
         base = _thresholds(defaults, "defaults", Thresholds())
@@ -232,7 +236,12 @@ class Sites:
                 zones=zones,
                 intensity_mode="fixed" if shares is None else "capacity",
             )
-        return cls(sites, tz, base)
+        loaded = cls(sites, tz, base)
+        alerts = doc.get("alerts", [])
+        if not isinstance(alerts, list):
+            raise SitesFileError("alerts must be an array of tables: [[alerts]]")
+        loaded.alert_tables = tuple(alerts)
+        return loaded
 
     def get(self, name: str) -> Site:
         """The configured site, or one built from the defaults for a site seen in data."""

@@ -52,6 +52,8 @@ __all__ = [
     "INGESTOR",
     "CONSUMER",
     "RANGES",
+    "ALERT_RULES",
+    "ALERTS",
 ]
 
 logger = logging.getLogger(__name__)
@@ -132,3 +134,5 @@ REGISTRY = web.AppKey("registry", Registry)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 CONSUMER = web.AppKey("consumer", Ready)  # Ready[central.consumer.Consumer]; unset without MQTT
 RANGES = web.AppKey("ranges", Ready)  # Ready[central.views.RangeServices]: history, overview, export
+ALERT_RULES = web.AppKey("alert_rules", tuple)  # central.alerts.rules.Rule, parsed at start-up
+ALERTS = web.AppKey("alerts", Ready)  # Ready[central.alerts.Alerts]; unset without rules

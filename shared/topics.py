@@ -18,6 +18,7 @@ __all__ = [
     "Topic",
     "state_topic",
     "ack_topic",
+    "alerts_topic",
     "status_topic",
     "stats_topic",
     "subscription",
@@ -29,6 +30,8 @@ PREFIX = "heatmap/v1"
 #: state: edge -> central slot states; ack: central -> edge; status: retained availability;
 #: stats: periodic agent statistics.
 KINDS = ("state", "ack", "status", "stats")
+#: Site-level topics sit beside the device subtrees, so no device may take their names.
+RESERVED_DEVICES = ("alerts",)
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ class Topic:
     def __post_init__(self) -> None:
         check_name(self.site, "site", TopicError)
         check_name(self.device, "device", TopicError)
+        if self.device in RESERVED_DEVICES:
+            raise TopicError("device name %r is reserved for a site topic" % (self.device,), field="device")
         if self.kind not in KINDS:
             raise TopicError("unknown topic kind %r" % (self.kind,), field="kind")
 
@@ -61,6 +66,11 @@ def status_topic(site: str, device: str) -> str:
 
 def stats_topic(site: str, device: str) -> str:
     return str(Topic(site, device, "stats"))
+
+
+def alerts_topic(site: str) -> str:
+    """Where central publishes a site's alerts at QoS 1: ``heatmap/v1/<site>/alerts``."""
+    return "%s/%s/alerts" % (PREFIX, check_name(site, "site", TopicError))
 
 
 def subscription(

@@ -1,5 +1,6 @@
 """Real services for tests: a mosquitto per test on a free port, a chDB store in a temp dir.
 
+Also a webhook receiver (a real aiohttp server in a thread) for alert deliveries.
 Nothing here imitates a service. The broker is the Debian ``mosquitto`` binary with its own
 config, persistence directory and log, so a test can stop, kill and restart it on the same
 port and find its persistent sessions again.
@@ -23,6 +24,7 @@ from typing import Any, Callable
 __all__ = [
     "Mosquitto",
     "StreamLines",
+    "WebhookReceiver",
     "eventually",
     "eventually_async",
     "find_mosquitto",
@@ -255,3 +257,107 @@ class Mosquitto:
         if self.proc is not None and self.proc.stderr is not None:
             self.proc.stderr.close()
         self.proc = None
+
+
+class WebhookReceiver:
+    """A real aiohttp server on 127.0.0.1:``port`` in a thread of its own, recording the
+    alert POSTs it gets. ``script`` is a list of statuses answered first (then 200); a status
+    of 0 holds the request unanswered until :meth:`release` (then answers 503). :meth:`stop` closes the port
+    (connections are refused, as for a receiver that is down) and :meth:`start` opens it again.
+    """
+
+    def __init__(self, port: int | None = None, script: list[int] | None = None):
+        import asyncio
+
+        self.port = port or free_port()
+        self.url = "http://127.0.0.1:%d/hook" % self.port
+        self.script = list(script or [])
+        self.requests: list[dict] = []  # {"id", "body", "headers", "status"}
+        self._cond = threading.Condition()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="webhook-receiver", daemon=True)
+        self._thread.start()
+        self._runner = None
+        self._held = None
+
+    def _call(self, coro, timeout: float = 10.0):
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    async def _handle(self, request):
+        import asyncio
+        import json
+
+        from aiohttp import web
+
+        body = await request.read()
+        try:
+            alert_id = json.loads(body).get("id")
+        except ValueError:
+            alert_id = None
+        with self._cond:
+            status = self.script.pop(0) if self.script else 200
+            # A held request is recorded on arrival with status 0: it is never delivered.
+            self.requests.append({"id": alert_id, "body": body, "headers": dict(request.headers), "status": status})
+            self._cond.notify_all()
+        if status == 0:
+            self._held = self._held or asyncio.Event()
+            await self._held.wait()
+            status = 503
+        return web.Response(status=status, text="ok" if status < 300 else "no")
+
+    async def _start(self):
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_post("/hook", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def _stop(self):
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def start(self) -> WebhookReceiver:
+        self._call(self._start())
+        return self
+
+    def stop(self) -> None:
+        self._call(self._stop(), timeout=30)
+
+    def release(self) -> None:
+        """Answer held requests (503) and stop holding new ones."""
+        def go():
+            if self._held is not None:
+                self._held.set()
+                self._held = None
+        self._loop.call_soon_threadsafe(go)
+
+    def close(self) -> None:
+        self.release()
+        self.stop()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def delivered(self) -> list[str]:
+        """Ids answered with a 2xx, in order, repeats included."""
+        with self._cond:
+            return [r["id"] for r in self.requests if 200 <= r["status"] < 300]
+
+    def wait(self, predicate, timeout: float, what: str = "the webhook receiver"):
+        """Block until ``predicate(self.requests)`` is true (checked on each arrival)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                value = predicate(list(self.requests))
+                if value:
+                    return value
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError("timed out after %.0f s waiting for %s; got %d requests"
+                                         % (timeout, what, len(self.requests)))
+                self._cond.wait(remaining)

@@ -13,6 +13,9 @@ for name in "$site" "$device"; do
     echo "$0: '$name' is not a valid name (1-64 of A-Z a-z 0-9 _ . -)" >&2; exit 2
   fi
 done
+# heatmap/v1/<site>/alerts is the site's alert topic (central writes it): a device of that
+# name would get it inside heatmap/v1/<site>/alerts/#.
+[ "$device" != "alerts" ] || { echo "$0: 'alerts' is reserved for the site's alert topic" >&2; exit 2; }
 dir=${MOSQUITTO_DIR:-/etc/mosquitto}
 passwd=$dir/heatmap.passwd acl=$dir/heatmap.acl
 [ -f "$acl" ] || { echo "$0: $acl not found (install deploy/mosquitto/heatmap.acl first)" >&2; exit 1; }

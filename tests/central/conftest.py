@@ -1,4 +1,5 @@
-"""Fixtures for central: a Config on a temp chDB store, and the app on a real aiohttp server."""
+"""Fixtures for central: a Config on a temp chDB store, the app on a real aiohttp server, and
+a webhook receiver for alerts."""
 
 from __future__ import annotations
 
@@ -9,7 +10,18 @@ import pytest
 
 from central.app import create_app
 from central.config import Config
-from central.state import CONFIG, CONSUMER, DASHBOARD, INGESTOR, SCHEMA, STORE
+from central.state import (
+    ALERT_RULES,
+    ALERTS,
+    CONFIG,
+    CONSUMER,
+    DASHBOARD,
+    INGESTOR,
+    SCHEMA,
+    SITES,
+    STORE,
+)
+from tests.harness import WebhookReceiver
 
 SITES_TOML = """
 [defaults]
@@ -66,10 +78,19 @@ async def client(make_client):
     return await make_client()
 
 
+@pytest.fixture
+def receiver():
+    """A real aiohttp webhook receiver (alerts), in a thread of its own."""
+    r = WebhookReceiver().start()
+    yield r
+    r.close()
+
+
 def services(client):
     """The app's objects under their keys, as attributes (``None`` where not ready)."""
     app = client.server.app
     facts = app[SCHEMA].value
     return types.SimpleNamespace(
         config=app[CONFIG], store=app[STORE], ingestor=app[INGESTOR], dashboard=app[DASHBOARD].value,
-        consumer=app[CONSUMER].value, raw_time=facts.raw_time if facts is not None else None)
+        consumer=app[CONSUMER].value, raw_time=facts.raw_time if facts is not None else None,
+        sites=app[SITES], alert_rules=app[ALERT_RULES], alerts=app[ALERTS].value)

@@ -64,6 +64,15 @@ def test_token_from_systemd_credentials(tmp_path):
     assert config.read_token == "s3cret"
 
 
+def test_webhook_secret_from_systemd_credentials_and_alert_settings(tmp_path):
+    (tmp_path / "heatmap_webhook_secret").write_text("hook-key\n")
+    config = Config.load(environ={"CREDENTIALS_DIRECTORY": str(tmp_path), "HEATMAP_ALERT_TIME_SCALE": "0.1"})
+    assert config.webhook_secret == "hook-key" and "hook-key" not in repr(config)
+    assert config.alert_time_scale == 0.1 and config.webhook_timeout == 10.0
+    with pytest.raises(ConfigError, match="HEATMAP_ALERT_TIME_SCALE"):
+        Config.load(environ={"HEATMAP_ALERT_TIME_SCALE": "2"})  # only ever faster than real
+
+
 def test_cli_exits_with_one_line_on_bad_setting(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "central", "serve"],

@@ -25,7 +25,7 @@ from central.reconcile import EXIT_CONSISTENT, add_arguments, run
 from central.state import METRICS
 from tests.central.conftest import services
 from tests.central.test_api import PLAIN_CAMERA_EVENTS, conforms
-from tests.harness import free_port
+from tests.harness import eventually_async, free_port
 
 DUP = {"site_name": "DUPTEST", "cam_name": "DOOR", "people_count": 2, "event_timestamp": 1767600123,
        "event_triggers": []}
@@ -95,7 +95,11 @@ class Served:
         return self.app[METRICS]
 
     def count(self, status: str, route: str = "/api/v1/events") -> float:
-        return self.metrics.http_requests.labels(route, status)._value.get()
+        return self.metrics.registry.get_sample_value(
+            "heatmap_http_requests_total", {"route": route, "status": status}) or 0.0
+
+    def inflight(self) -> float:
+        return self.metrics.registry.get_sample_value("heatmap_ingest_inflight_bytes")
 
 
 @pytest.fixture
@@ -152,10 +156,7 @@ def no_errors(caplog) -> None:
 
 
 async def wait_for(what: str, ready, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        assert time.monotonic() < deadline, "timed out waiting for " + what
-        await asyncio.sleep(0.02)
+    await eventually_async(ready, timeout, what)
 
 
 # -- items 4 to 6: the documented JSON 4xx, never 5xx or plain text -----------------------
@@ -200,13 +201,13 @@ async def test_client_gone_mid_body_is_499_at_info(serve, caplog):
     served = await serve(ingest_token=TOKEN)
     _reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
     writer.write(post(b"[" + b" " * 1000, length=100000))
-    await wait_for("the handler reading the body", lambda: served.metrics.ingest_inflight_bytes._value.get() > 0)
+    await wait_for("the handler reading the body", lambda: served.inflight() > 0)
     writer.transport.abort()
     await wait_for("499 counted", lambda: served.count("499") == 1)
     assert served.count("500") == 0
     no_errors(caplog)
     assert any("closed the connection" in r.getMessage() and r.levelno == logging.INFO for r in caplog.records)
-    await wait_for("the budget given back", lambda: served.metrics.ingest_inflight_bytes._value.get() == 0)
+    await wait_for("the budget given back", lambda: served.inflight() == 0)
 
 
 # -- item 7: slow and idle clients are cut off; bodies in flight are capped ----------------
@@ -234,7 +235,7 @@ async def test_silent_partial_and_idle_connections_are_closed(serve, caplog):
     for seconds, got in (silent, partial):
         assert 0.4 <= seconds < 5 and got == b""
     assert 0.7 <= idle[0] < 5 and idle[1].startswith(b"HTTP/1.1 200")
-    assert served.metrics.http_timeouts.labels("header")._value.get() == 2
+    assert served.metrics.registry.get_sample_value("heatmap_http_timeouts_total", {"kind": "header"}) == 2
     no_errors(caplog)
 
 
@@ -244,20 +245,19 @@ async def test_a_stalled_upload_gets_408_and_gives_its_bytes_back(serve, chdb_cl
     status, headers, doc = parse(got)
     assert (status, doc["error"]["code"]) == (408, "body_timeout") and headers["connection"] == "close"
     assert 0.4 <= seconds < 5
-    assert served.metrics.http_timeouts.labels("body")._value.get() == 1
-    assert served.metrics.ingest_inflight_bytes._value.get() == 0
+    assert served.metrics.registry.get_sample_value("heatmap_http_timeouts_total", {"kind": "body"}) == 1
+    assert served.inflight() == 0
     assert chdb_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 0
 
 
 async def test_bodies_in_flight_past_the_budget_get_503_then_room_comes_back(serve, chdb_client):
     served = await serve(max_body_bytes=40_000, ingest_inflight_bytes=100_000, http_body_timeout=30)
-    gauge = served.metrics.ingest_inflight_bytes._value
     stalled = []
     for _ in range(2):  # 2 x 40 kB held, stalled mid-body
         reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
         writer.write(post(b"[", length=40_000, token=None))
         stalled.append((reader, writer))
-    await wait_for("two bodies held", lambda: gauge.get() == 80_000)
+    await wait_for("two bodies held", lambda: served.inflight() == 80_000)
     status, headers, doc = parse(await exchange(served.port, post(BODY + b" " * 30_000, token=None)))
     assert (status, doc["error"]["code"]) == (503, "busy") and int(headers["retry-after"]) > 0
     # A chunked body is charged as it arrives.
@@ -267,7 +267,7 @@ async def test_bodies_in_flight_past_the_budget_get_503_then_room_comes_back(ser
     assert (status, doc["error"]["code"]) == (503, "busy")
     for _, writer in stalled:
         writer.transport.abort()
-    await wait_for("the budget given back", lambda: gauge.get() == 0)
+    await wait_for("the budget given back", lambda: served.inflight() == 0)
     status, _, doc = parse(await exchange(served.port, post(BODY + b" " * 30_000, token=None)))
     assert (status, doc) == (201, {"accepted": 1})
 

@@ -11,7 +11,8 @@ import pytest
 from central.exceptions import StorageUnavailable
 from central.state import DASHBOARD, ON_DATA, OnData, Ready
 from tests.central.conftest import services
-from tests.central.test_consumer import SLOT, Device, state, wait_connected, wait_for
+from tests.central.test_consumer import SLOT, Device, state, wait_connected
+from tests.harness import eventually_async
 
 EVENT = {"site": "LIVE", "camera": "C", "timestamp": "2026-01-05T10:00:00Z", "people_count": 2}
 
@@ -38,7 +39,7 @@ async def test_on_data_runs_every_callback_in_order_and_from_threads(caplog):
     thread = threading.Thread(target=call, args=("T", {0}))
     thread.start()
     thread.join()
-    await wait_for(lambda: len(seen) == 4)
+    await eventually_async(lambda: len(seen) == 4)
     assert seen[2:] == [("first", "T", {0}), ("last", "T", {0})]
 
 
@@ -61,7 +62,7 @@ async def test_the_consumer_takes_the_on_data_path(make_client, mosquitto):
     device = Device(mosquitto)
     try:
         device.publish(device.states([state(slot=SLOT), state(slot=SLOT + 900, rev=2)]))
-        await wait_for(lambda: seen)
+        await eventually_async(lambda: seen)
     finally:
         device.close()
     assert seen == [("HEAD_OFFICE", {SLOT, SLOT + 900})]
@@ -75,7 +76,7 @@ async def test_a_watched_day_is_recomputed_when_data_arrives(make_client):
     assert first["critical_events"]["total_events"] == 1
     # A write: the day is recomputed without anyone asking, so the next poll is a hit.
     assert (await client.post("/api/v1/events", json=[dict(EVENT, timestamp="2026-01-05T11:00:00Z")])).status == 201
-    await wait_for(lambda: dash.cache.get(("LIVE", "2026-01-05")) is not None)
+    await eventually_async(lambda: dash.cache.get(("LIVE", "2026-01-05")) is not None)
     assert dash.refreshes == 1
     hits = dash.hits
     second = await (await client.get("/api/v1/dashboard/LIVE?date=2026-01-05")).json()
@@ -92,7 +93,7 @@ async def test_a_burst_of_writes_costs_one_recomputation(make_client):
     await dash.answer("LIVE", date(2026, 1, 5))
     for minute in range(5):
         client.server.app[ON_DATA]("LIVE", {1767607200 + 900 * minute})
-    await wait_for(lambda: dash.cache.get(("LIVE", "2026-01-05")) is not None)
+    await eventually_async(lambda: dash.cache.get(("LIVE", "2026-01-05")) is not None)
     assert dash.refreshes == 1
 
 

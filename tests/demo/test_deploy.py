@@ -152,7 +152,8 @@ def test_wrong_password_anonymous_and_plain_tls_port_are_refused(broker):
 
 def test_add_device_refuses_bad_names_and_duplicates(broker):
     env = dict(os.environ, MOSQUITTO_DIR=str(broker["dir"]), HEATMAP_DEVICE_PASSWORD="x")
-    for site, device in (("HEAD_OFFICE", "a/b"), ("HEAD/#", "jetson-9"), ("HEAD_OFFICE", "+"), ("HEAD_OFFICE", "jetson-01")):
+    for site, device in (("HEAD_OFFICE", "a/b"), ("HEAD/#", "jetson-9"), ("HEAD_OFFICE", "+"), ("HEAD_OFFICE", "alerts"),
+                         ("HEAD_OFFICE", "jetson-01")):
         res = subprocess.run(["sh", str(DEPLOY / "mosquitto" / "add-device.sh"), site, device],
                              env=env, capture_output=True, text=True, timeout=10)
         assert res.returncode != 0, (site, device)

@@ -158,7 +158,7 @@ def test_read_and_ingest_tokens_are_enforced(spawn):
     now = int(time.time()) - 600
     body = b'{"site":"%s","camera":"ENTRANCE","people_count":2,"timestamp":%d}\n' % (SITE.encode(), now)
     date = time.strftime("%Y-%m-%d", time.gmtime(now))
-    reads = ["/api/v1/dashboard/%s?date=%s" % (SITE, date), "/api/v1/sites"]
+    reads = ["/api/v1/dashboard/%s?date=%s" % (SITE, date), "/api/v1/sites", "/api/v1/alerts"]
     denied = []
     for token in (None, "wrong", "ingest-token-654321", "read-token-12345", "Bearer read-token-123456"):
         denied += [central.get(path, token)[0] for path in reads]

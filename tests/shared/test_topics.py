@@ -6,6 +6,7 @@ from shared.exceptions import TopicError
 from shared.topics import (
     Topic,
     ack_topic,
+    alerts_topic,
     parse_topic,
     state_topic,
     stats_topic,
@@ -55,3 +56,15 @@ def test_names_that_cannot_go_into_a_topic(name):
     with pytest.raises(TopicError) as info:
         state_topic(name, "d")
     assert info.value.field == "site"
+
+
+def test_the_site_alert_topic_sits_beside_the_device_subtrees():
+    assert alerts_topic("HEAD_OFFICE") == "heatmap/v1/HEAD_OFFICE/alerts"
+    with pytest.raises(TopicError):
+        alerts_topic("a/+")
+    # A device named "alerts" would own heatmap/v1/<site>/alerts/#, which covers the topic.
+    with pytest.raises(TopicError) as info:
+        state_topic("HEAD_OFFICE", "alerts")
+    assert info.value.field == "device"
+    with pytest.raises(TopicError):
+        parse_topic("heatmap/v1/HEAD_OFFICE/alerts")

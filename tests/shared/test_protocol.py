@@ -156,9 +156,9 @@ def test_malformed_payloads(payload, code):
 
 def test_unknown_version_is_refused_cleanly():
     with pytest.raises(UnsupportedVersion) as info:
-        decode(raw(batch(v=2)))
+        decode(raw(batch(v=3)))
     assert info.value.code == "unsupported_version"
-    assert "version 2" in str(info.value)
+    assert "version 3" in str(info.value)
 
 
 def test_oversized_and_compression_bomb():

@@ -229,6 +229,33 @@ class SlotBuffers(BatchMixin):
                         self.max_cameras, self.max_triggers, limits[0], limits[1])
         return n
 
+    def view(self, slot_start: int) -> List[Tuple[str, int, int, Dict[str, int]]]:
+        """(camera, peak, previous slot's peak, {trigger: count}) of every camera counted in
+        slot ``slot_start``, hot cells included: what priority publishing compares."""
+        slot = slot_start // SLOT_SECONDS
+        with self.lock:
+            ncam = len(self._camera_names)
+            row, prev = slot % self.rows, (slot - 1) % self.rows
+            if self._row_slot[row] == slot:
+                peaks, events, trig = self._peak[row, :ncam], self._events[row, :ncam], self._trig[row, :ncam]
+            else:
+                peaks = events = np.zeros(ncam, dtype=np.int64)
+                trig = np.zeros((ncam, self._tcap), dtype=np.int64)
+            prev_peaks = self._peak[prev, :ncam] if self._row_slot[prev] == slot - 1 else np.zeros(ncam, np.int64)
+            hot = {cell[_COL]: cell for cell in self._hot.values() if cell[_SLOT] == slot and cell[_EVENTS]}
+            out = []
+            for col in np.flatnonzero(events).tolist() + [c for c in hot if not events[c]]:
+                counts = {self._trigger_names[i]: int(trig[col, i]) for i in np.flatnonzero(trig[col]).tolist()}
+                peak = int(peaks[col])
+                cell = hot.get(col)
+                if cell is not None:
+                    peak = max(peak, cell[_PEAK])
+                    for name, n in cell[_TRIG].items():
+                        if n:
+                            counts[name] = counts.get(name, 0) + n
+                out.append((self._camera_names[col], peak, int(prev_peaks[col]), counts))
+            return out
+
     def cameras(self) -> List[str]:
         with self.lock:
             return list(self._camera_names)

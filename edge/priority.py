@@ -39,6 +39,7 @@ class Priority:
         self.mode = mode
         self.medium = medium
         self.high = high
+        self.scans = 0
         self._slot: Optional[int] = None
         self._seen: Dict[str, Tuple[int, Dict[str, int]]] = {}  # camera -> (class, trigger counts)
 
@@ -52,6 +53,7 @@ class Priority:
 
     def scan(self, slot: int, view: Iterable[View]) -> List[str]:
         """Cameras urgent since the last scan of ``slot`` (a new slot starts from nothing)."""
+        self.scans += 1
         priming = self._slot is None
         if slot != self._slot:
             self._slot = slot

@@ -256,8 +256,9 @@ class Consumer:
         batch.devices.extend(devices)
         if states:
             batch.states.extend(states)
-            batch.acks.setdefault((site, device, msg.v), []).extend(
-                protocol.AckItem(row[2], row[3], row[7]) for row in states)
+            if not msg.urgent:  # its states follow in a regular batch, acked then (docs/protocol.md)
+                batch.acks.setdefault((site, device, msg.v), []).extend(
+                    protocol.AckItem(row[2], row[3], row[7]) for row in states)
             batch.slots.setdefault(site, set()).update(row[3] for row in states)
 
     def _dead(self, batch: _Batch, item: _Item, received: datetime, site: str, device: str,

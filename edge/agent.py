@@ -362,26 +362,35 @@ class Agent:
         return [(camera, slot) for camera in self.priority.scan(slot, self.buffers.view(slot))]
 
     def _publish_urgent(self, keys: List[tuple]) -> None:
-        """Publish the just committed states of ``keys`` now, in one message (or as few as fit)."""
+        """Publish the just committed states of ``keys`` now, in one message (or as few as fit).
+
+        In version 2 the message is marked urgent: central sends no ack for it and the states
+        stay due, so the next regular publish carries them (usually at a newer revision by
+        then) and its ack retires them. An ack per urgent message would cost about as much as
+        the message, and at a busy camera would name a revision already replaced."""
         if self.link is None or not self.link.connected.is_set() or self.outbox is None:
             return  # the regular publish after the reconnect carries them
         items = self.pending.unsent(keys)
         if not items:
             return
-        for chunk, payload in self._encode(self.outbox.states((c, s) for c, s, _ in items)):
+        urgent = self.config.protocol_version >= 2
+        for chunk, payload in self._encode(self.outbox.states((c, s) for c, s, _ in items), urgent):
             if self.link.publish(self._state_topic, payload, qos=1) is None:
                 return
-            self.pending.mark_sent([(st.camera, st.slot, st.rev) for st in chunk])
+            if not urgent:  # version 1: an ordinary batch, acked like any other
+                self.pending.mark_sent([(st.camera, st.slot, st.rev) for st in chunk])
             self.counters["messages_sent"] += 1
             self.counters["priority_sent"] += 1
             self.counters["states_sent"] += len(chunk)
             self.counters["bytes_sent"] += len(payload)
 
-    def _encode(self, states: List[SlotState]) -> list:
+    def _encode(self, states: List[SlotState], urgent: bool = False) -> list:
         """Compressed StateBatch payloads for ``states``, halved until each fits the cap."""
         self._seq += 1
+        # sent_at to the millisecond: the digits beyond cost bytes and say nothing.
         batch = StateBatch(site=self.config.site, device=self.config.device_id, seq=self._seq,
-                           sent_at=time.time(), states=tuple(states), v=self.config.protocol_version)
+                           sent_at=round(time.time(), 3), states=tuple(states),
+                           v=self.config.protocol_version, urgent=urgent)
         try:
             payload = encode(batch, compress=True)
         except ProtocolError as exc:
@@ -394,7 +403,7 @@ class Agent:
             log.error("one state does not fit in %d bytes; it stays unsent", self.config.max_message_bytes)
             return []
         half = len(states) // 2
-        return self._encode(states[:half]) + self._encode(states[half:])
+        return self._encode(states[:half], urgent) + self._encode(states[half:], urgent)
 
     def _apply_acks(self) -> int:
         items = []

@@ -148,7 +148,11 @@ class SlotState:
 class StateBatch:
     """A batch of slot states. ``v`` is the version it came in or goes out in; central
     acknowledges in the same version, so an agent only ever gets acks it can read. It
-    defaults to 1 so code written for version 1 keeps speaking it; the agent sets it."""
+    defaults to 1 so code written for version 1 keeps speaking it; the agent sets it.
+
+    ``urgent`` (version 2): sent ahead of the publish interval by priority publishing;
+    central writes it but sends no ack, because the same states follow in a regular batch
+    (usually at a newer revision), whose ack retires them. On the wire only when true."""
 
     site: str
     device: str
@@ -156,6 +160,7 @@ class StateBatch:
     sent_at: float
     states: Tuple[SlotState, ...]
     v: int = 1
+    urgent: bool = False
     type = "state"
 
 
@@ -272,6 +277,10 @@ def _to_json(msg: Message, version: int) -> Dict[str, Any]:
     head: Dict[str, Any] = {"v": version, "type": msg.type, "site": msg.site, "device": msg.device}
     if isinstance(msg, StateBatch):
         head.update(seq=msg.seq, sent_at=msg.sent_at, states=[s.to_json() for s in msg.states])
+        if msg.urgent:
+            if version < 2:
+                raise ProtocolError("an urgent batch needs version 2", field="urgent", code="bad_value")
+            head["urgent"] = True
     elif isinstance(msg, Ack):
         if version != 1:
             raise ProtocolError("an ack by (camera, slot, rev) is version 1", field="v", code="bad_value")
@@ -404,7 +413,10 @@ def _from_json(obj: Any) -> Message:
         raise ProtocolError(
             "must be one of %s" % ", ".join(sorted(set(_FIELDS) - {"revack"})), field="type", code="bad_value"
         )
-    _check_fields(obj, _FIELDS["revack" if kind == "ack" and version >= 2 else kind], "")
+    if kind == "state" and version >= 2:
+        _check_fields(obj, _FIELDS["state"] | {"urgent"}, "", optional={"urgent"})
+    else:
+        _check_fields(obj, _FIELDS["revack" if kind == "ack" and version >= 2 else kind], "")
     site = check_name(obj["site"], "site", ProtocolError)
     device = check_name(obj["device"], "device", ProtocolError)
     if kind == "state":
@@ -416,6 +428,7 @@ def _from_json(obj: Any) -> Message:
             sent_at=_check_time(obj["sent_at"], "sent_at"),
             states=tuple(_state(s, "states[%d]" % i) for i, s in enumerate(states)),
             v=version,
+            urgent=_check_bool(obj.get("urgent", False), "urgent"),
         )
     if kind == "ack" and version >= 2:
         return RevAck(site=site, device=device, revs=_revs(obj["revs"]))
@@ -489,6 +502,12 @@ def _check_fields(obj: Any, allowed: set, prefix: str, optional: frozenset | set
             field=where,
             code="unknown_field",
         )
+
+
+def _check_bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ProtocolError("must be true or false", field=where, code="bad_type")
+    return value
 
 
 def _check_list(value: Any, where: str) -> list:

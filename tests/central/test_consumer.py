@@ -136,6 +136,10 @@ async def test_version_2_states_get_acks_by_revision_version_1_per_state(central
     dev = Device(mosquitto)
     try:
         v2 = [state(rev=10), state("CAFETERIA", rev=11), state("LOBBY", rev=13)]
+        # Urgent (priority publishing): written, never acked; the regular batch is.
+        dev.publish(protocol.encode(protocol.StateBatch(dev.site, dev.device, 1, time.time(),
+                                                        (state("RECEPTION", rev=9),), v=2, urgent=True),
+                                    compress=True))
         dev.publish(protocol.encode(protocol.StateBatch(dev.site, dev.device, 1, time.time(), tuple(v2), v=2),
                                     compress=True))
 
@@ -158,7 +162,7 @@ async def test_version_2_states_get_acks_by_revision_version_1_per_state(central
             None, dev.ack_items, 20.0, {("EMPLOYEE_AREA", SLOT, 20)})
         assert ("EMPLOYEE_AREA", SLOT, 20) in acks
         rows = chdb_client.query("SELECT cam_name, max(rev) FROM slot_states GROUP BY cam_name ORDER BY cam_name")
-        assert rows.result_rows == [("CAFETERIA", 11), ("EMPLOYEE_AREA", 20), ("LOBBY", 13)]
+        assert rows.result_rows == [("CAFETERIA", 11), ("EMPLOYEE_AREA", 20), ("LOBBY", 13), ("RECEPTION", 9)]
     finally:
         dev.close()
 

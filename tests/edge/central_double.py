@@ -2,7 +2,8 @@
 
 It subscribes to every heatmap topic, decodes with shared.protocol, keeps what it got, and
 (while ``auto_ack`` is on) answers each state batch with an ack the way central does (in the
-batch's version: revision ranges for version 2, (camera, slot, rev) items for 1), so
+batch's version: revision ranges for version 2, (camera, slot, rev) items for 1; an urgent
+batch gets none), so
 tests can watch acks retire states or withhold them to see resends.
 """
 
@@ -55,7 +56,7 @@ class CentralDouble:
                 self.statuses.append(msg)
             elif msg.type == "stats":
                 self.stats.append(msg)
-        if isinstance(msg, StateBatch) and self.auto_ack:
+        if isinstance(msg, StateBatch) and self.auto_ack and not msg.urgent:
             if msg.v >= 2:
                 self.ack_revs(msg.site, msg.device, [s.rev for s in msg.states])
             else:

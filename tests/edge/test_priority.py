@@ -78,17 +78,22 @@ def test_new_trigger_reaches_central_at_once_while_the_rest_waits(central, make_
         urgent = central.batches[-1]
         assert sorted((s.camera, s.events, dict(s.triggers)) for s in urgent.states) == [
             ("CAFETERIA", 2, {"UNAUTHORIZED_STRANGER": 1}), ("LOBBY", 2, {"RESTRICTED_ACCESS": 1})]
-        assert agent.counters["priority_sent"] == 1
-        assert agent.wait_acked(10)  # central's ack by revision retires them
+        assert agent.counters["priority_sent"] == 1 and urgent.urgent and urgent.v == 2
+        # Central does not ack an urgent batch: the states stay pending until a regular
+        # publish carries them and its ack (by revision) retires them.
+        assert agent.stats()["outbox_backlog"] == 2
+        assert agent.wait_acked(10)
+        assert [s.rev for s in central.batches[2].states] == [s.rev for s in urgent.states]
+        assert not central.batches[2].urgent
         # More of the same trigger in the same slot, and a count that stays low: they wait.
         agent.record("CAFETERIA", 1, None, ["UNAUTHORIZED_STRANGER"])
         agent.record("LOBBY", 3)
         scans = agent.priority.scans
         assert central.wait_for(lambda: agent.priority.scans >= scans + 3, 5)
-        assert agent.counters["priority_sent"] == 1 and len(central.batches) == 2
+        assert agent.counters["priority_sent"] == 1 and len(central.batches) == 3
         # A rise to high goes at once.
         agent.record("LOBBY", 9)
-        assert central.wait_for(lambda: len(central.batches) == 3, 5), "the rise to high waited"
+        assert central.wait_for(lambda: len(central.batches) == 4, 5), "the rise to high waited"
         (state,) = central.batches[-1].states
         assert (state.camera, state.peak, state.slot) == ("LOBBY", 9, slot_of(time.time()))
     finally:
@@ -96,11 +101,15 @@ def test_new_trigger_reaches_central_at_once_while_the_rest_waits(central, make_
 
 
 def test_protocol_version_1_for_an_older_central(central, make_config):
-    agent = Agent(make_config(protocol_version=1)).start()
+    agent = Agent(make_config(protocol_version=1, publish_interval=60.0, commit_interval=1.0)).start()
     try:
         agent.record("CAM", 3)
         assert agent.wait_acked(10)  # the double answers v1 with v1 acks, as an old central
-        assert central.batches and all(b.v == 1 for b in central.batches)
-        assert agent.stats()["acks"] == 1
+        # Priority publishing in version 1: an ordinary batch, acked as such.
+        agent.record("CAM", 4, None, ["RESTRICTED_ACCESS"])
+        assert central.wait_for(lambda: len(central.batches) == 2, 5)
+        assert central.wait_for(lambda: len(agent.pending) == 0, 5)
+        assert all(b.v == 1 and not b.urgent for b in central.batches)
+        assert agent.stats()["acks"] == 2 and agent.counters["priority_sent"] == 1
     finally:
         agent.stop()

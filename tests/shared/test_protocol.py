@@ -336,3 +336,18 @@ def test_a_foreign_preset_dictionary_is_refused_not_misread():
     with pytest.raises(ProtocolError) as info:
         decode(data)
     assert info.value.code == "bad_encoding" and "dictionary" in str(info.value)
+
+
+def test_urgent_flag_is_version_2_only_and_strict():
+    states = (SlotState("CAM", SLOT, 1, 1, 5, {}),)
+    msg = StateBatch("S", "d", 1, 1767571234.5, states, v=2, urgent=True)
+    assert decode(encode(msg, compress=True)) == msg
+    assert b"urgent" not in encode(StateBatch("S", "d", 1, 1767571234.5, states, v=2))
+    with pytest.raises(ProtocolError):
+        encode(StateBatch("S", "d", 1, 1767571234.5, states, v=1, urgent=True))
+    with pytest.raises(ProtocolError) as info:
+        decode(raw(batch(v=2, urgent=1)))
+    assert info.value.field == "urgent"
+    with pytest.raises(ProtocolError) as info:
+        decode(raw(batch(urgent=True)))  # version 1 has no such field
+    assert info.value.code == "unknown_field"

@@ -161,7 +161,7 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("local_mqtt_topic", _text, "deepstream/detections", "topic filter on the local broker"),
     Setting("local_mqtt_mapping", _text, None, "field mapping, e.g. camera=sensorId,people_count=objects#"),
     Setting("commit_interval", _positive, 1.0, "seconds between outbox commits (the crash loss window)"),
-    Setting("publish_interval", _positive, 30.0, "seconds between publishes of changed states"),
+    Setting("publish_interval", _positive, 60.0, "seconds between publishes of changed states"),
     Setting("ack_timeout", _positive, 30.0, "seconds before an unacked state is resent (doubles per try)"),
     Setting("max_backoff", _positive, 600.0, "longest wait between resends of one state"),
     Setting("stats_interval", _positive, 300.0, "seconds between statistics messages"),
@@ -200,7 +200,7 @@ class Config:
     local_mqtt_topic: str = "deepstream/detections"
     local_mqtt_mapping: Optional[Mapping[str, str]] = None
     commit_interval: float = 1.0
-    publish_interval: float = 30.0
+    publish_interval: float = 60.0
     ack_timeout: float = 30.0
     max_backoff: float = 600.0
     stats_interval: float = 300.0

@@ -94,6 +94,7 @@ ZDICT = (
     b'"CROWD_VIOLATION":"RESTRICTED_ACCESS":"UNAUTHORIZED_STRANGER":1'
     b'{"v":2,"type":"state","site":"","device":"","seq":1,"sent_at":17'
     b'"states":[{"camera":"","slot":17,"peak":1,"events":1,"triggers":{},"rev":17'
+    b'}],"urgent":true}'
     b'},{"camera":"'
 )
 

@@ -289,7 +289,9 @@ class Agent:
                 self._cond.notify_all()
             if stopping:
                 return
-            wait = min(next_commit, next_publish, next_stats, next_scan if scanning else next_stats) - time.monotonic()
+            wait = min(next_commit, next_publish, next_stats) - time.monotonic()
+            if scanning:
+                wait = min(wait, next_scan - time.monotonic())
             if cfg.watchdog_interval is not None:
                 wait = min(wait, next_ping - time.monotonic())
             self._wake.wait(max(wait, 0.0))

@@ -301,7 +301,7 @@ def phase_totals(work: Path, base: str, broker_url: str, timeout: float) -> dict
 
 
 class Workload:
-    """Events like the simulator's: people around 45% of each zone's capacity (at most half
+    """Events like the simulator's: people around 35% of each zone's capacity (at most half
     again the capacity), UNAUTHORIZED_STRANGER on 0.5% of events, RESTRICTED_ACCESS on 4% in
     restricted rooms and 0.2% elsewhere, CROWD_VIOLATION on half the events over capacity."""
 
@@ -314,7 +314,7 @@ class Workload:
     def second(self) -> list:
         out = []
         for cam in self.cams:
-            people = int(min(max(1, self.rng.poisson(0.45 * cam.capacity)), (cam.capacity * 3 + 1) // 2))
+            people = int(min(max(1, self.rng.poisson(0.35 * cam.capacity)), (cam.capacity * 3 + 1) // 2))
             trig = []
             if self.rng.random() < 0.005:
                 trig.append("UNAUTHORIZED_STRANGER")

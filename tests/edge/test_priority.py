@@ -113,3 +113,22 @@ def test_protocol_version_1_for_an_older_central(central, make_config):
         assert agent.stats()["acks"] == 2 and agent.counters["priority_sent"] == 1
     finally:
         agent.stop()
+
+
+def test_view_shows_only_cameras_whose_peak_rose_or_that_counted_a_trigger():
+    from edge.buffers import SlotBuffers
+
+    now = SLOT + 100.0
+    b = SlotBuffers(clock=lambda: now)
+    b.record("A", 3, now)
+    b.record("B", 2, now, ["X"])
+    b.record("C", 1, now - 900)  # the previous slot: what a class rise is compared with
+    assert sorted(b.view(SLOT)) == [("A", 3, 0, {}), ("B", 2, 0, {"X": 1})]
+    assert b.view(SLOT) == []  # nothing since
+    b.collect()  # a fold keeps the hot peak: the next lower count is no rise
+    b.record("A", 2, now)
+    b.record("C", 4, now)
+    assert b.view(SLOT) == [("C", 4, 1, {})]
+    b.record("A", 5, now)
+    b.record_batch(["B"], [1], [now], {"Y": [1]})
+    assert sorted(b.view(SLOT)) == [("A", 5, 0, {}), ("B", 2, 0, {"X": 1, "Y": 1})]

@@ -4,8 +4,9 @@ paho-mqtt 2.x, MQTT 5, a persistent session (fixed client id, ``clean_start=Fals
 session expiry) and ``manual_ack=True``. paho's network thread only queues what arrives; a
 writer thread validates each message (``shared.protocol.decode`` and ``check_identity``
 against the topic), writes a batch (flushed by size or time) and only after the inserts
-returned acks each MQTT message to the broker, in arrival order, then publishes an ``Ack``
-to each device's ack topic. Refused messages go to ``dead_letters`` with their reason and
+returned acks each MQTT message to the broker, in arrival order, then publishes an ack
+to each device's ack topic, in the protocol version the device's states came in: version 1
+lists (camera, slot, rev) per state, version 2 only the revisions as ranges (a few bytes). Refused messages go to ``dead_letters`` with their reason and
 are acked too (they will not get better by redelivery); an unexpected error decoding one
 message makes it a dead letter too (``internal_error``), and a batch insert failing with any
 exception is retried like a storage error, so a taken message is never silently dropped.
@@ -70,7 +71,7 @@ class _Batch:
     states: list
     devices: list
     dead: list
-    acks: dict  # (site, device) -> [AckItem], one per state written
+    acks: dict  # (site, device, version) -> [AckItem], one per state written
     slots: dict  # site -> {slot}
     contacts: set = field(default_factory=set)  # (site, device, slot): device_slots rows
 
@@ -78,6 +79,19 @@ class _Batch:
 def _slot_of(when: datetime) -> int:
     ts = int(when.timestamp())
     return ts - ts % SLOT_SECONDS
+
+
+def _ack_payloads(site: str, device: str, version: int, acks: list) -> list:
+    """The ack messages for the states written: in the states' own version, so an agent
+    that sent version 1 (an old one, or one told to) gets acks it can read."""
+    if version >= 2:
+        ranges = protocol.rev_ranges(a.rev for a in acks)
+        return [protocol.encode(protocol.RevAck(site, device, ranges[i:i + protocol.MAX_STATES]), compress=True,
+                                version=version)
+                for i in range(0, len(ranges), protocol.MAX_STATES)]
+    # Version 1: one item per state written (also for repeats), so a sender can count them.
+    return [protocol.encode(protocol.Ack(site, device, tuple(acks[i:i + protocol.MAX_STATES])), compress=True)
+            for i in range(0, len(acks), protocol.MAX_STATES)]
 
 
 class Consumer:
@@ -266,8 +280,9 @@ class Consumer:
         batch.devices.extend(devices)
         if states:
             batch.states.extend(states)
-            batch.acks.setdefault((site, device), []).extend(
-                protocol.AckItem(row[2], row[3], row[7]) for row in states)
+            if not msg.urgent:  # its states follow in a regular batch, acked then (docs/protocol.md)
+                batch.acks.setdefault((site, device, msg.v), []).extend(
+                    protocol.AckItem(row[2], row[3], row[7]) for row in states)
             batch.slots.setdefault(site, set()).update(row[3] for row in states)
             batch.contacts.update((site, device, row[3]) for row in states)
 
@@ -323,12 +338,9 @@ class Consumer:
                 except Exception:  # the broker redelivers it; rewriting is harmless
                     logger.exception("MQTT ack of message %d failed", item.mid)
         self.metrics.states_written.inc(len(batch.states))
-        for (site, device), acks in batch.acks.items():
-            # One ack item per state written (also for repeats), so a sender can count them.
+        for (site, device, version), acks in batch.acks.items():
             try:
-                for i in range(0, len(acks), protocol.MAX_STATES):
-                    payload = protocol.encode(protocol.Ack(site, device, tuple(acks[i:i + protocol.MAX_STATES])),
-                                              compress=True)
+                for payload in _ack_payloads(site, device, version, acks):
                     self._client.publish(topics.ack_topic(site, device), payload, qos=1)
                     self.metrics.device_acks.inc()
             except Exception:  # the device resends unacked states; harmless

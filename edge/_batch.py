@@ -89,6 +89,7 @@ class BatchMixin:
             self._dirty.reshape(-1)[flat] = True
             if triggers is not None:
                 self._batch_triggers(triggers, flat, valid if accepted < n else None, n)
+            self._watch.update(self._camera_names[c] for c in np.unique(cols).tolist())
             self.accepted += accepted
             return accepted
 

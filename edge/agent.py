@@ -5,7 +5,10 @@
 ``stats()``, ``stop()``. The main loop (one thread) commits changed slots to the outbox
 every ``commit_interval``, publishes due states every ``publish_interval`` (only what is
 committed, so central is never ahead of the outbox), applies acks, sends stats, prunes the
-window and pings the systemd watchdog. Startup, loop and shutdown are three visible steps.
+window and pings the systemd watchdog. Every ``priority.TICK`` it also looks for urgent
+states (a new trigger, a rise of intensity class: ``priority.py``); those are committed and
+published at once, in one message per tick. Startup, loop and shutdown are three visible
+steps.
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ import os
 import queue
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 from shared.exceptions import ProtocolError
-from shared.protocol import MAX_STATS, Ack, SlotState, StateBatch, Stats, encode
+from shared.protocol import MAX_STATS, Ack, RevAck, SlotState, StateBatch, Stats, encode
 from shared.slots import SLOT_SECONDS
 from shared.topics import state_topic
 
@@ -31,6 +34,7 @@ from .link import Link
 from .notify import Notifier
 from .outbox import Outbox
 from .pending import Pending
+from .priority import TICK, Priority
 from .refusals import Refusals
 
 __all__ = ["Agent", "OUTBOX_FILE", "OUTBOX_MARKER"]
@@ -62,12 +66,14 @@ class Agent:
         self.record_batch = self.buffers.record_batch
         self.notifier = Notifier(config.notify_socket)
         self.pending = Pending(config.ack_timeout, config.max_backoff, config.max_inflight_states)
+        self.priority = Priority(config.priority, config.intensity_medium, config.intensity_high)
         self.outbox: Optional[Outbox] = None
         self.link: Optional[Link] = None
         self.inputs: List[Any] = []
         self.counters: Dict[str, float] = {
             "messages_sent": 0, "states_sent": 0, "bytes_sent": 0, "acks": 0,
             "expired_unacked": 0, "commit_errors": 0, "outbox_quarantined": 0, "restored": 0,
+            "priority_sent": 0,
         }
         self._acks: queue.Queue = queue.Queue()
         self._state_topic = state_topic(config.site, config.device_id)
@@ -108,7 +114,7 @@ class Agent:
         try:
             if cfg.mqtt is not None:
                 self.link = Link(cfg.mqtt, cfg.site, cfg.device_id, on_ack=self._on_ack,
-                                 on_connect=self._on_connect)
+                                 on_connect=self._on_connect, version=cfg.protocol_version)
                 self.link.start()
             self.inputs = build_inputs(cfg, self)
             for inp in self.inputs:
@@ -236,7 +242,9 @@ class Agent:
         next_stats = now + cfg.stats_interval
         next_prune = now
         next_ping = now
+        next_scan = now
         last_publish = now
+        scanning = self.priority.enabled and self.link is not None
         while True:
             stopping = self._stop.is_set()
             with self._cond:
@@ -255,9 +263,15 @@ class Agent:
             early = self._commit_soon.is_set()
             if early:
                 self._commit_soon.clear()
-            if forced or stopping or early or now >= next_commit:
+            urgent = []
+            if scanning and now >= next_scan:
+                urgent = self._guard(self._scan) or []
+                next_scan = now + TICK
+            if forced or stopping or early or urgent or now >= next_commit:
                 self._guard(self._commit)
                 next_commit = now + cfg.commit_interval
+            if urgent:
+                self._guard(self._publish_urgent, urgent)
             if self._reconnected.is_set():
                 self._reconnected.clear()
                 self.pending.resend_all()
@@ -283,6 +297,8 @@ class Agent:
             if stopping:
                 return
             wait = min(next_commit, next_publish, next_stats) - time.monotonic()
+            if scanning:
+                wait = min(wait, next_scan - time.monotonic())
             if cfg.watchdog_interval is not None:
                 wait = min(wait, next_ping - time.monotonic())
             self._wake.wait(max(wait, 0.0))
@@ -358,11 +374,41 @@ class Agent:
             trim()
         return infos
 
-    def _encode(self, states: List[SlotState]) -> list:
+    def _scan(self) -> List[tuple]:
+        """(camera, slot) keys of the current slot that became urgent since the last scan."""
+        slot = int(time.time() // SLOT_SECONDS) * SLOT_SECONDS
+        return [(camera, slot) for camera in self.priority.scan(slot, self.buffers.view(slot))]
+
+    def _publish_urgent(self, keys: List[tuple]) -> None:
+        """Publish the just committed states of ``keys`` now, in one message (or as few as fit).
+
+        In version 2 the message is marked urgent: central sends no ack for it and the states
+        stay due, so the next regular publish carries them (usually at a newer revision by
+        then) and its ack retires them. An ack per urgent message would cost about as much as
+        the message, and at a busy camera would name a revision already replaced."""
+        if self.link is None or not self.link.connected.is_set() or self.outbox is None:
+            return  # the regular publish after the reconnect carries them
+        items = self.pending.unsent(keys)
+        if not items:
+            return
+        urgent = self.config.protocol_version >= 2
+        for chunk, payload in self._encode(self.outbox.states((c, s) for c, s, _ in items), urgent):
+            if self.link.publish(self._state_topic, payload, qos=1) is None:
+                return
+            if not urgent:  # version 1: an ordinary batch, acked like any other
+                self.pending.mark_sent([(st.camera, st.slot, st.rev) for st in chunk])
+            self.counters["messages_sent"] += 1
+            self.counters["priority_sent"] += 1
+            self.counters["states_sent"] += len(chunk)
+            self.counters["bytes_sent"] += len(payload)
+
+    def _encode(self, states: List[SlotState], urgent: bool = False) -> list:
         """Compressed StateBatch payloads for ``states``, halved until each fits the cap."""
         self._seq += 1
+        # sent_at to the millisecond: the digits beyond cost bytes and say nothing.
         batch = StateBatch(site=self.config.site, device=self.config.device_id, seq=self._seq,
-                           sent_at=time.time(), states=tuple(states))
+                           sent_at=round(time.time(), 3), states=tuple(states),
+                           v=self.config.protocol_version, urgent=urgent)
         try:
             payload = encode(batch, compress=True)
         except ProtocolError as exc:
@@ -375,15 +421,21 @@ class Agent:
             log.error("one state does not fit in %d bytes; it stays unsent", self.config.max_message_bytes)
             return []
         half = len(states) // 2
-        return self._encode(states[:half]) + self._encode(states[half:])
+        return self._encode(states[:half], urgent) + self._encode(states[half:], urgent)
 
     def _apply_acks(self) -> int:
         items = []
         while True:
             try:
-                msg: Ack = self._acks.get_nowait()
+                msg = self._acks.get_nowait()
             except queue.Empty:
                 break
+            if isinstance(msg, RevAck):
+                retired, lag = self.pending.ack_revs(msg.revs)
+                items.extend(retired)
+                if lag is not None:
+                    self._last_ack_lag = lag
+                continue
             for a in msg.acks:
                 items.append((a.camera, a.slot, a.rev))
                 lag = self.pending.ack(a.camera, a.slot, a.rev)
@@ -414,7 +466,8 @@ class Agent:
         log.debug("stats %s", stats)
         if self.link is not None:
             payload = encode(Stats(site=self.config.site, device=self.config.device_id,
-                                   ts=time.time(), stats=stats), compress=True)
+                                   ts=time.time(), stats=stats), compress=True,
+                             version=self.config.protocol_version)
             self.link.publish_stats(payload)
 
     def _lower_slot(self) -> int:
@@ -422,7 +475,7 @@ class Agent:
 
     # -- link callbacks (paho's thread) ------------------------------------------------------
 
-    def _on_ack(self, msg: Ack) -> None:
+    def _on_ack(self, msg: Union[Ack, RevAck]) -> None:
         self._acks.put(msg)
         self._wake.set()
 

@@ -63,6 +63,9 @@ class SlotBuffers(BatchMixin):
         self.rows = int(math.ceil(self.retention / SLOT_SECONDS) + math.ceil(self.max_future / SLOT_SECONDS) + 2)
         self.accepted = 0  # events folded into the arrays (hot cells count at collect time)
         self._hot: Dict[Any, list] = {}
+        #: Cameras whose peak rose or that counted a trigger since the last view(): the
+        #: only ones priority publishing needs to look at (set in rare branches only).
+        self._watch: set = set()
         self._cameras: Dict[str, int] = {}
         self._camera_names: List[str] = []
         self._triggers: Dict[str, int] = {}
@@ -92,8 +95,10 @@ class SlotBuffers(BatchMixin):
                                 raise KeyError
                         for t in triggers:
                             tc[t] += 1
+                        self._watch.add(camera)
                     if people_count > cell[2]:
                         cell[2] = people_count
+                        self._watch.add(camera)
                     cell[3] += 1
                     return True
             except (KeyError, TypeError):
@@ -106,6 +111,7 @@ class SlotBuffers(BatchMixin):
         col = self._camera_column(camera)
         if col is None:
             return False
+        self._watch.add(camera)
         count = self._check_count(count)
         if count is None:
             return False
@@ -229,6 +235,39 @@ class SlotBuffers(BatchMixin):
                         self.max_cameras, self.max_triggers, limits[0], limits[1])
         return n
 
+    def view(self, slot_start: int) -> List[Tuple[str, int, int, Dict[str, int]]]:
+        """(camera, peak, previous slot's peak, {trigger: count}) in slot ``slot_start``, hot
+        cells included, of the cameras whose peak rose or that counted a trigger since the
+        last call (all of them the first time): what priority publishing compares."""
+        slot = slot_start // SLOT_SECONDS
+        with self.lock:
+            watch, self._watch = self._watch, set()
+            row, prev = slot % self.rows, (slot - 1) % self.rows
+            here = self._row_slot[row] == slot
+            before = self._row_slot[prev] == slot - 1
+            out = []
+            for camera in watch:
+                col = self._cameras.get(camera)
+                if col is None:
+                    continue
+                cell = self._hot.get(camera)
+                if cell is not None and (cell[_SLOT] != slot or not cell[_EVENTS]):
+                    cell = None
+                if (not here or not self._events[row, col]) and cell is None:
+                    continue
+                peak, counts = 0, {}
+                if here:
+                    peak = int(self._peak[row, col])
+                    trig = self._trig[row, col]
+                    counts = {self._trigger_names[i]: int(trig[i]) for i in np.flatnonzero(trig).tolist()}
+                if cell is not None:
+                    peak = max(peak, cell[_PEAK])
+                    for name, n in cell[_TRIG].items():
+                        if n:
+                            counts[name] = counts.get(name, 0) + n
+                out.append((camera, peak, int(self._peak[prev, col]) if before else 0, counts))
+            return out
+
     def cameras(self) -> List[str]:
         with self.lock:
             return list(self._camera_names)
@@ -254,7 +293,8 @@ class SlotBuffers(BatchMixin):
                     tc[name] = 0
             self._dirty[row, col] = True
         self.accepted += cell[_EVENTS]
-        cell[_PEAK] = 0
+        # The peak stays: folding a max again changes nothing, and record() then sees a
+        # rise only when the slot's peak really rises (what priority publishing watches).
         cell[_EVENTS] = 0
 
     def _claim(self, slot: int) -> Optional[int]:

@@ -17,11 +17,21 @@ from typing import Callable, Dict, Mapping, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
 from shared.names import check_name
-from shared.protocol import MAX_PAYLOAD_BYTES, MAX_STATES, MAX_TRIGGERS
+from shared.protocol import (
+    MAX_PAYLOAD_BYTES,
+    MAX_PEAK,
+    MAX_STATES,
+    MAX_TRIGGERS,
+    PROTOCOL_VERSION,
+    SUPPORTED_VERSIONS,
+)
 
 from .exceptions import ConfigError
 
 __all__ = ["Config", "MqttTarget", "Setting", "SETTINGS", "add_arguments", "parse_mapping"]
+
+#: HEATMAP_PRIORITY: which triggers are published at once (docs/edge.md, "Priority").
+PRIORITY_MODES = ("new", "all", "off")
 
 #: Fields of an event a local-MQTT field mapping may fill.
 MAPPABLE = ("camera", "people_count", "timestamp", "triggers")
@@ -114,6 +124,20 @@ def _text(text: str) -> str:
     return text
 
 
+def _priority(text: str) -> str:
+    mode = text.lower()
+    if mode not in PRIORITY_MODES:
+        raise ValueError("must be one of %s" % ", ".join(PRIORITY_MODES))
+    return mode
+
+
+def _protocol(text: str) -> int:
+    value = int(text)
+    if value not in SUPPORTED_VERSIONS:
+        raise ValueError("must be one of %s" % ", ".join(map(str, SUPPORTED_VERSIONS)))
+    return value
+
+
 def _level(text: str) -> str:
     level = text.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -137,10 +161,14 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("local_mqtt_topic", _text, "deepstream/detections", "topic filter on the local broker"),
     Setting("local_mqtt_mapping", _text, None, "field mapping, e.g. camera=sensorId,people_count=objects#"),
     Setting("commit_interval", _positive, 1.0, "seconds between outbox commits (the crash loss window)"),
-    Setting("publish_interval", _positive, 20.0, "seconds between publishes of changed states"),
+    Setting("publish_interval", _positive, 60.0, "seconds between publishes of changed states"),
     Setting("ack_timeout", _positive, 30.0, "seconds before an unacked state is resent (doubles per try)"),
     Setting("max_backoff", _positive, 600.0, "longest wait between resends of one state"),
-    Setting("stats_interval", _positive, 60.0, "seconds between statistics messages"),
+    Setting("stats_interval", _positive, 300.0, "seconds between statistics messages"),
+    Setting("priority", _priority, "new", "publish at once: a trigger new in its slot (new), every trigger (all), nothing (off)"),
+    Setting("intensity_medium", _count(1, MAX_PEAK), 4, "peak from which a zone is medium (priority publishing)"),
+    Setting("intensity_high", _count(1, MAX_PEAK), 7, "peak from which a zone is high (priority publishing)"),
+    Setting("protocol_version", _protocol, PROTOCOL_VERSION, "protocol version sent (1 while central is older)"),
     Setting("retention_days", _positive, 7.0, "days of slots kept in memory and the outbox"),
     Setting("max_future", _positive, 300.0, "seconds an event may be ahead of this clock"),
     Setting("max_message_bytes", _count(4096, MAX_PAYLOAD_BYTES), 64 * 1024, "cap of one state message"),
@@ -172,10 +200,14 @@ class Config:
     local_mqtt_topic: str = "deepstream/detections"
     local_mqtt_mapping: Optional[Mapping[str, str]] = None
     commit_interval: float = 1.0
-    publish_interval: float = 20.0
+    publish_interval: float = 60.0
     ack_timeout: float = 30.0
     max_backoff: float = 600.0
-    stats_interval: float = 60.0
+    stats_interval: float = 300.0
+    priority: str = "new"
+    intensity_medium: int = 4
+    intensity_high: int = 7
+    protocol_version: int = PROTOCOL_VERSION
     retention_days: float = 7.0
     max_future: float = 300.0
     max_message_bytes: int = 64 * 1024
@@ -239,10 +271,13 @@ class Config:
         state_dir = values["state_dir"] or env.get("STATE_DIRECTORY", "").split(":")[0] or "./var/edge"
         if float(values["publish_interval"]) < float(values["commit_interval"]):  # type: ignore[arg-type]
             raise ConfigError("HEATMAP_PUBLISH_INTERVAL must not be below HEATMAP_COMMIT_INTERVAL")
+        if int(values["intensity_high"]) <= int(values["intensity_medium"]):  # type: ignore[call-overload]
+            raise ConfigError("HEATMAP_INTENSITY_HIGH must be above HEATMAP_INTENSITY_MEDIUM")
         plain = {k: values[k] for k in (
             "commit_interval", "publish_interval", "ack_timeout", "max_backoff", "stats_interval",
             "retention_days", "max_future", "max_message_bytes", "max_states_per_message",
-            "max_inflight_states", "max_cameras", "max_triggers", "log_level")}
+            "max_inflight_states", "max_cameras", "max_triggers", "log_level", "priority",
+            "intensity_medium", "intensity_high", "protocol_version")}
         return cls(
             site=str(values["site"]),
             device_id=str(values["device_id"]),

@@ -3,8 +3,9 @@ for that broker.
 
 It connects in the background and keeps reconnecting, announces availability on the
 retained status topic (last will "offline", "online" on every connect, "stopped" on a clean
-close), subscribes to the device's ack topic and hands decoded :class:`Ack` messages to the
-agent through a callback. The session is persistent (fixed client id, clean_session off), so
+close), subscribes to the device's ack topic and hands decoded acks (:class:`Ack` of version 1 or
+:class:`RevAck` of version 2: central answers in the version of the states it got, and
+states of both may be in flight around an upgrade) to the agent through a callback. The session is persistent (fixed client id, clean_session off), so
 acks central sends while the link is down wait at the broker. Nothing is published while
 disconnected: paho would only queue it in memory, and the outbox already holds it.
 """
@@ -15,12 +16,12 @@ import logging
 import ssl
 import threading
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import paho.mqtt.client as mqtt
 
 from shared.exceptions import HeatmapError
-from shared.protocol import Ack, Status, check_identity, decode, encode
+from shared.protocol import PROTOCOL_VERSION, Ack, RevAck, Status, check_identity, decode, encode
 from shared.topics import Topic, ack_topic, stats_topic, status_topic
 
 from ._paho_log import paho_logger
@@ -34,14 +35,15 @@ log = logging.getLogger(__name__)
 
 class Link:
     def __init__(self, target: MqttTarget, site: str, device: str,
-                 on_ack: Callable[[Ack], None], on_connect: Callable[[], None] = lambda: None,
-                 keepalive: int = 30) -> None:
+                 on_ack: Callable[[Union[Ack, RevAck]], None], on_connect: Callable[[], None] = lambda: None,
+                 keepalive: int = 30, version: int = PROTOCOL_VERSION) -> None:
         self.target = target
         self.site = site
         self.device = device
         self.on_ack = on_ack
         self.on_connect_cb = on_connect
         self.keepalive = keepalive
+        self.version = version
         self.connected = threading.Event()
         #: Set on the SUBACK of the ack topic, cleared when the connection drops: from then
         #: on the persistent session holds the subscription (what tests and operators wait on).
@@ -129,7 +131,8 @@ class Link:
     # -- paho callbacks (paho's thread) ----------------------------------------------------
 
     def _status(self, state: str) -> bytes:
-        return encode(Status(site=self.site, device=self.device, state=state, ts=time.time()))
+        return encode(Status(site=self.site, device=self.device, state=state, ts=time.time()),
+                      version=self.version)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -164,7 +167,7 @@ class Link:
                 raise HeatmapError("unexpected topic %s" % message.topic)
             msg = decode(message.payload)
             check_identity(msg, self._identity)
-            if not isinstance(msg, Ack):  # pragma: no cover - check_identity ensures it
+            if not isinstance(msg, (Ack, RevAck)):  # pragma: no cover - check_identity ensures it
                 raise HeatmapError("not an ack")
         except HeatmapError as exc:
             self.bad_acks += 1

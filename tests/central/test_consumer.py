@@ -125,6 +125,42 @@ async def test_states_are_written_then_acked_end_to_end(central, mosquitto, chdb
         dev.close()
 
 
+async def test_version_2_states_get_acks_by_revision_version_1_per_state(central, mosquitto, chdb_client):
+    """A rolling upgrade: the same device's v1 and v2 batches each get acks they can read."""
+    dev = Device(mosquitto)
+    try:
+        v2 = [state(rev=10), state("CAFETERIA", rev=11), state("LOBBY", rev=13)]
+        # Urgent (priority publishing): written, never acked; the regular batch is.
+        dev.publish(protocol.encode(protocol.StateBatch(dev.site, dev.device, 1, time.time(),
+                                                        (state("RECEPTION", rev=9),), v=2, urgent=True),
+                                    compress=True))
+        dev.publish(protocol.encode(protocol.StateBatch(dev.site, dev.device, 1, time.time(), tuple(v2), v=2),
+                                    compress=True))
+
+        def rev_acks():
+            got = []
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and sum(a.count() for a in got) < 3:
+                try:
+                    ack = dev.acks.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                got.append(ack)
+            return got
+
+        got = await asyncio.get_running_loop().run_in_executor(None, rev_acks)
+        assert all(isinstance(a, protocol.RevAck) for a in got)
+        assert sorted(r for a in got for first, last in a.revs for r in range(first, last + 1)) == [10, 11, 13]
+        dev.publish(dev.states([state(rev=20)], seq=2))  # v1 from the same device
+        acks = await asyncio.get_running_loop().run_in_executor(
+            None, dev.ack_items, 20.0, {("EMPLOYEE_AREA", SLOT, 20)})
+        assert ("EMPLOYEE_AREA", SLOT, 20) in acks
+        rows = chdb_client.query("SELECT cam_name, max(rev) FROM slot_states GROUP BY cam_name ORDER BY cam_name")
+        assert rows.result_rows == [("CAFETERIA", 11), ("EMPLOYEE_AREA", 20), ("LOBBY", 13), ("RECEPTION", 9)]
+    finally:
+        dev.close()
+
+
 async def test_bad_messages_go_to_dead_letters_with_reasons(central, mosquitto, chdb_client):
     dev = Device(mosquitto)
     other = protocol.encode(protocol.StateBatch("HEAD_OFFICE", "someone-else", 1, time.time(), (state(),)))

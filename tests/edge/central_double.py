@@ -1,7 +1,9 @@
 """A stand-in for central on the real test broker, for the agent's tests.
 
 It subscribes to every heatmap topic, decodes with shared.protocol, keeps what it got, and
-(while ``auto_ack`` is on) answers each state batch with an Ack the way central does, so
+(while ``auto_ack`` is on) answers each state batch with an ack the way central does (in the
+batch's version: revision ranges for version 2, (camera, slot, rev) items for 1; an urgent
+batch gets none), so
 tests can watch acks retire states or withhold them to see resends.
 """
 
@@ -11,7 +13,7 @@ import threading
 
 import paho.mqtt.client as mqtt
 
-from shared.protocol import Ack, AckItem, StateBatch, Status, decode, encode
+from shared.protocol import Ack, AckItem, RevAck, StateBatch, Status, decode, encode, rev_ranges
 from shared.topics import ack_topic
 from tests.harness import eventually
 
@@ -54,11 +56,18 @@ class CentralDouble:
                 self.statuses.append(msg)
             elif msg.type == "stats":
                 self.stats.append(msg)
-        if isinstance(msg, StateBatch) and self.auto_ack:
-            self.ack(msg.site, msg.device, [(s.camera, s.slot, s.rev) for s in msg.states])
+        if isinstance(msg, StateBatch) and self.auto_ack and not msg.urgent:
+            if msg.v >= 2:
+                self.ack_revs(msg.site, msg.device, [s.rev for s in msg.states])
+            else:
+                self.ack(msg.site, msg.device, [(s.camera, s.slot, s.rev) for s in msg.states])
 
     def ack(self, site: str, device: str, items) -> None:
         payload = encode(Ack(site, device, tuple(AckItem(c, s, r) for c, s, r in items)))
+        self.client.publish(ack_topic(site, device), payload, qos=1)
+
+    def ack_revs(self, site: str, device: str, revs) -> None:
+        payload = encode(RevAck(site, device, rev_ranges(revs)), compress=True)
         self.client.publish(ack_topic(site, device), payload, qos=1)
 
     def states(self) -> list:

@@ -11,6 +11,7 @@ import zlib
 import pytest
 
 from edge.agent import Agent
+from shared.protocol import ZDICT
 from shared.slots import slot_of
 from tests.edge.central_double import CentralDouble
 from tests.harness import eventually
@@ -38,7 +39,9 @@ def test_publish_path_batches_compressed_states_and_acks_retire_them(central, ma
         # All changed cameras of the device travel in one compressed message.
         assert len(central.batches) == 1
         raw = central.raw[0]
-        assert raw[:1] == b"\x78" and len(raw) < len(zlib.decompress(raw)) / 2
+        # Version 2: compressed with the protocol's preset dictionary.
+        assert raw[:1] == b"\x78" and len(raw) < len(zlib.decompressobj(zdict=ZDICT).decompress(raw)) / 2
+        assert central.batches[0].v == 2
         stats = agent.stats()
         assert stats["outbox_backlog"] == 0 and stats["acks"] == 16
         assert agent.outbox.backlog() == 0

@@ -92,3 +92,19 @@ def test_watchdog_interval_is_half_of_systemds():
     cfg = Config.load(None, env)
     assert (cfg.watchdog_interval, cfg.notify_socket) == (15.0, "/run/systemd/notify")
     assert Config.load(None, dict(env, WATCHDOG_PID="1")).watchdog_interval is None
+
+
+def test_priority_intensity_and_protocol_settings():
+    cfg = Config.load(None, dict(BASE))
+    assert (cfg.priority, cfg.intensity_medium, cfg.intensity_high, cfg.protocol_version) == ("new", 4, 7, 2)
+    assert (cfg.publish_interval, cfg.stats_interval) == (60.0, 300.0)
+    cfg = Config.load(None, dict(BASE, HEATMAP_PRIORITY="ALL", HEATMAP_INTENSITY_MEDIUM="10",
+                                 HEATMAP_INTENSITY_HIGH="20", HEATMAP_PROTOCOL_VERSION="1"))
+    assert (cfg.priority, cfg.intensity_medium, cfg.intensity_high, cfg.protocol_version) == ("all", 10, 20, 1)
+    for env, named in ((dict(HEATMAP_PRIORITY="urgent"), "HEATMAP_PRIORITY"),
+                       (dict(HEATMAP_PROTOCOL_VERSION="3"), "HEATMAP_PROTOCOL_VERSION"),
+                       (dict(HEATMAP_INTENSITY_HIGH="0"), "HEATMAP_INTENSITY_HIGH"),
+                       (dict(HEATMAP_INTENSITY_MEDIUM="7"), "HEATMAP_INTENSITY_HIGH must be above")):
+        with pytest.raises(ConfigError) as info:
+            Config.load(None, dict(BASE, **env))
+        assert named in str(info.value)

@@ -56,7 +56,8 @@ def test_invalid_config_is_one_line_and_exit_2(tmp_path):
 def test_sigterm_commits_publishes_says_stopped_and_exits(tmp_path, mosquitto, central):
     port = free_port()
     env = agent_env(tmp_path, HEATMAP_MQTT_URL=mosquitto.url, HEATMAP_UDP_ADDR="127.0.0.1:%d" % port,
-                    HEATMAP_COMMIT_INTERVAL="30", HEATMAP_PUBLISH_INTERVAL="30", HEATMAP_STATS_INTERVAL="0.2")
+                    HEATMAP_COMMIT_INTERVAL="30", HEATMAP_PUBLISH_INTERVAL="30", HEATMAP_STATS_INTERVAL="0.2",
+                    HEATMAP_PRIORITY="off")  # triggers would go out at once (test_priority.py)
     proc = spawn(env)
     try:
         assert central.wait_for(lambda: any(s.state == "online" for s in central.statuses), 15)

@@ -446,6 +446,8 @@ class Monitor:
                 self.states.append((msg.topic, bytes(msg.payload)))
             elif isinstance(decoded, protocol.Ack):
                 self.acked_states += len(decoded.acks)
+            elif isinstance(decoded, protocol.RevAck):
+                self.acked_states += decoded.count()
             elif isinstance(decoded, protocol.Stats):
                 self.stats[topic.device] = dict(decoded.stats)
             elif isinstance(decoded, protocol.Status):

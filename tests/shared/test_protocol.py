@@ -14,6 +14,7 @@ from shared.protocol import (
     MAX_STATES,
     Ack,
     AckItem,
+    RevAck,
     SlotState,
     StateBatch,
     Stats,
@@ -21,6 +22,7 @@ from shared.protocol import (
     check_identity,
     decode,
     encode,
+    rev_ranges,
 )
 from shared.topics import parse_topic, state_topic
 
@@ -160,9 +162,9 @@ def test_malformed_payloads(payload, code):
 
 def test_unknown_version_is_refused_cleanly():
     with pytest.raises(UnsupportedVersion) as info:
-        decode(raw(batch(v=2)))
+        decode(raw(batch(v=3)))
     assert info.value.code == "unsupported_version"
-    assert "version 2" in str(info.value)
+    assert "version 3" in str(info.value)
 
 
 def test_oversized_and_compression_bomb():
@@ -219,7 +221,9 @@ def slot_states(draw):
 
 
 messages = st.one_of(
-    st.builds(StateBatch, names, names, st.integers(0, 2**53 - 1), times, st.lists(slot_states(), max_size=20).map(tuple)),
+    st.builds(StateBatch, names, names, st.integers(0, 2**53 - 1), times, st.lists(slot_states(), max_size=20).map(tuple),
+              st.sampled_from([1, 2])),
+    st.builds(RevAck, names, names, st.lists(st.integers(1, 2**53 - 1), max_size=40).map(rev_ranges)),
     st.builds(Ack, names, names, st.lists(st.builds(AckItem, names, slots, st.integers(1, 2**53 - 1)), max_size=20).map(tuple)),
     st.builds(Status, names, names, st.sampled_from(["online", "offline", "stopped"]), times),
     st.builds(Stats, names, names, times, st.dictionaries(names, st.integers(-(2**53), 2**53) | times, max_size=10)),
@@ -276,3 +280,78 @@ def test_structured_garbage_raises_only_protocol_error(obj):
         decode(json.dumps(obj).encode())
     except ProtocolError:
         pass
+
+
+def test_version_2_state_batch_round_trips_with_the_preset_dictionary():
+    msg = StateBatch("HEAD_OFFICE", "jetson-01", 7, 1767571234.5,
+                     (SlotState("EMPLOYEE_AREA", SLOT, 8, 17, 42, {"UNAUTHORIZED_STRANGER": 3}),), v=2)
+    packed = encode(msg, compress=True)
+    assert packed[:1] == b"\x78" and packed[1] & 0x20  # FDICT: a preset dictionary
+    assert decode(packed) == msg and decode(encode(msg)) == msg
+    plain_v1 = encode(StateBatch(msg.site, msg.device, msg.seq, msg.sent_at, msg.states), compress=True)
+    assert len(packed) < len(plain_v1) * 0.7
+    # v1 (no dictionary) still decodes; an old agent's batch says so in .v
+    assert decode(encode(StateBatch(msg.site, msg.device, 7, msg.sent_at, msg.states), compress=True)).v == 1
+
+
+def test_rev_ack_ranges_round_trip_and_membership():
+    ranges = rev_ranges([9, 5, 6, 7, 7, 2**53 - 1])
+    assert ranges == ((5, 7), (9, 9), (2**53 - 1, 2**53 - 1))
+    ack = RevAck("S", "d", ranges)
+    assert decode(encode(ack, compress=True)) == ack and decode(encode(ack)) == ack
+    assert ack.count() == 5
+    assert [r in ack for r in (4, 5, 7, 8, 9, 10, 2**53 - 1)] == [False, True, True, False, True, False, True]
+    assert isinstance(decode(encode(Ack("S", "d", (AckItem("CAM", SLOT, 3),)))), Ack)
+
+
+@pytest.mark.parametrize("revs, field", [
+    ([[3, 2]], "revs[0]"),  # first > last
+    ([[1, 5], [5, 6]], "revs[1]"),  # overlapping
+    ([[7, 8], [1, 2]], "revs[1]"),  # unsorted
+    ([[1, 2, 3]], "revs[0]"),
+    ([[0, 2]], "revs[0][0]"),
+    ([[1, 2**53]], "revs[0][1]"),
+    ([[1, True]], "revs[0][1]"),
+    ("1-2", "revs"),
+])
+def test_bad_rev_ranges_are_refused(revs, field):
+    obj = {"v": 2, "type": "ack", "site": "S", "device": "d", "revs": revs}
+    with pytest.raises(ProtocolError) as info:
+        decode(raw(obj))
+    assert info.value.field == field
+
+
+def test_version_mismatched_shapes_are_refused():
+    # A v1 ack shape under v2 and a v2 ack shape under v1: refused as unknown fields.
+    with pytest.raises(ProtocolError) as info:
+        decode(raw({"v": 2, "type": "ack", "site": "S", "device": "d", "acks": []}))
+    assert info.value.code in ("unknown_field", "missing")
+    with pytest.raises(ProtocolError):
+        decode(raw({"v": 1, "type": "ack", "site": "S", "device": "d", "revs": [[1, 2]]}))
+    with pytest.raises(ProtocolError):
+        encode(RevAck("S", "d", ((1, 2),)), version=1)
+    with pytest.raises(ProtocolError):
+        encode(Ack("S", "d", ()), version=2)
+
+
+def test_a_foreign_preset_dictionary_is_refused_not_misread():
+    packer = zlib.compressobj(9, zdict=b'{"v":2,"type":"state" something else')
+    data = packer.compress(raw(batch(v=2))) + packer.flush()
+    with pytest.raises(ProtocolError) as info:
+        decode(data)
+    assert info.value.code == "bad_encoding" and "dictionary" in str(info.value)
+
+
+def test_urgent_flag_is_version_2_only_and_strict():
+    states = (SlotState("CAM", SLOT, 1, 1, 5, {}),)
+    msg = StateBatch("S", "d", 1, 1767571234.5, states, v=2, urgent=True)
+    assert decode(encode(msg, compress=True)) == msg
+    assert b"urgent" not in encode(StateBatch("S", "d", 1, 1767571234.5, states, v=2))
+    with pytest.raises(ProtocolError):
+        encode(StateBatch("S", "d", 1, 1767571234.5, states, v=1, urgent=True))
+    with pytest.raises(ProtocolError) as info:
+        decode(raw(batch(v=2, urgent=1)))
+    assert info.value.field == "urgent"
+    with pytest.raises(ProtocolError) as info:
+        decode(raw(batch(urgent=True)))  # version 1 has no such field
+    assert info.value.code == "unknown_field"

@@ -63,6 +63,8 @@ __all__ = ["create_app", "PAGE_PATH", "OPENAPI_PATH"]
 logger = logging.getLogger(__name__)
 
 PAGE_PATH = Path(__file__).parent / "static" / "heatmap_v2.html"
+# The page's ES modules (no build step); only flat names, so a path can never leave the folder.
+SCRIPTS_DIR = Path(__file__).parent / "static" / "js"
 OPENAPI_PATH = Path(__file__).parent / "openapi.json"
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 
@@ -223,8 +225,19 @@ async def page_handler(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def script_handler(request: web.Request) -> web.StreamResponse:
+    path = SCRIPTS_DIR / request.match_info["name"]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return json_error(404, "not_found", "no such script")
+    return web.Response(text=text, content_type="text/javascript",
+                        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+
+
 ROUTES = [
     web.get("/", page_handler),
+    web.get(r"/js/{name:[a-z][a-z0-9_]*\.js}", script_handler),
     web.get("/heatmap_v2.html", page_handler),
     web.get("/healthz", healthz_handler),
     web.get("/readyz", readyz_handler),

@@ -57,6 +57,7 @@ timezone = "Asia/Kolkata"
 
 [sites.HEAD_OFFICE.zones.EMPLOYEE_AREA]
 display_name = "Employee Area"
+capacity = 10
 x = 0
 y = 0
 w = 2

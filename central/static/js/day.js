@@ -40,6 +40,7 @@ function render(data) {
 
     state.renders += 1;
     main.dataset.renders = String(state.renders);
+    main.dataset.view = 'day';
     main.dataset.site = site;
     main.dataset.date = state.date || '';
     setState(empty ? 'empty' : 'ready');

@@ -52,6 +52,12 @@ function longDate(text) {
         timeZone: 'UTC', weekday: 'long', year: 'numeric', month: 'long', day: 'numeric'
     }).format(new Date(text + 'T12:00:00Z'));
 }
+function shortDate(text) {
+    if (!validDate(text)) return text || '';
+    return new Intl.DateTimeFormat(undefined, {
+        timeZone: 'UTC', weekday: 'short', month: 'short', day: 'numeric'
+    }).format(new Date(text + 'T12:00:00Z'));
+}
 // Quarter hours per local hour between day_start and day_end: 4 normally, 0 for the hour
 // a spring-forward day skips, 8 for the hour an autumn day repeats.
 function quartersPerHour(meta, tz) {
@@ -83,4 +89,4 @@ function dateTimeIn(tz, iso) {
     return new Intl.DateTimeFormat(undefined, opts).format(when);
 }
 
-export {LEVELS, LEVEL_TEXT, SOURCE_TEXT, DATE_RE, num, numberFormat, fmt, level, pad2, hourRange, humanTrigger, validZone, partsIn, todayIn, validDate, shiftDate, longDate, quartersPerHour, timeIn, dateTimeIn};
+export {LEVELS, LEVEL_TEXT, SOURCE_TEXT, DATE_RE, num, numberFormat, fmt, level, pad2, hourRange, humanTrigger, validZone, partsIn, todayIn, validDate, shiftDate, longDate, shortDate, quartersPerHour, timeIn, dateTimeIn};

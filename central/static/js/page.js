@@ -11,7 +11,10 @@ function setState(name) {
     show($('loading'), name === 'loading');
     show($('error'), name === 'error');
     show($('auth'), name === 'unauthorised');
-    show($('view'), name === 'ready' || name === 'empty' || (name === 'loading' && state.data !== null));
+    const visible = name === 'ready' || name === 'empty' || (name === 'loading' && state.data !== null);
+    show($('view'), visible && state.view === 'day');
+    show($('portfolio'), visible && state.view === 'portfolio');
+    show($('range'), visible && state.view === 'range');
     $('panels').classList.toggle('stale', name === 'loading');
     setAttr(main, 'aria-busy', name === 'loading' ? 'true' : null);
 }

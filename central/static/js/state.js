@@ -13,6 +13,11 @@ const state = {
     data: null,           // last dashboard rendered
     dataKey: null,        // site|date of that dashboard
     selectedZone: null,
+    view: 'day',          // day | range | portfolio (?view=)
+    from: null,           // range view, inclusive local dates (?from=&to=)
+    to: null,
+    compare: false,       // range view: compare with the previous period (?compare=previous)
+    sort: {key: 'utilisation', descending: true},  // portfolio (?sort=)
     seq: 0,
     controller: null,
     timer: null,

@@ -150,3 +150,52 @@ def test_phone_width(central, tab, view):
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     shoot(page, "%s-phone.png" % view)
     assert t.errors == []
+
+
+def test_hour_on_the_strip_recolours_the_plan(central, tab):
+    t = tab()
+    page = t.open(central + "/?site=HEAD_OFFICE&date=2026-01-05", "ready")
+    data = api_json(central, "/api/v1/dashboard/HEAD_OFFICE?date=2026-01-05")
+    before = len(t.dashboard_requests)
+    renders = page.get_attribute("#main", "data-renders")
+    page.focus("#strip li[data-hour='9'] button")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#plan[data-hour='9']", timeout=30000)
+    assert page.get_attribute("#strip li[data-hour='9'] button", "aria-pressed") == "true"
+    at_nine = {zone: r for zone, rows in data["zone_hourly"].items() for r in rows if r["hour"] == 9}
+    assert at_nine, "the fixture has zones at 09:00"
+    for tile in page.query_selector_all("#plan .zone"):
+        r = at_nine.get(tile.get_attribute("data-zone"))
+        if r is None:
+            assert tile.get_attribute("data-peak") == ""
+        else:
+            assert digits(tile.query_selector(".z-peak").text_content()) == r["count"]
+            assert digits(tile.query_selector(".z-events").text_content()) == r["events"]
+    assert "09:00" in page.text_content("#plan-hour")
+    # Choosing an hour re-renders what the page has: no new request.
+    assert len(t.dashboard_requests) == before
+    assert page.get_attribute("#main", "data-renders") != renders
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#plan[data-hour='']", timeout=30000)
+    employee = page.query_selector("[data-zone=EMPLOYEE_AREA]")
+    assert digits(employee.query_selector(".z-peak").text_content()) == data["zones"]["EMPLOYEE_AREA"]["peak"]
+    # EMPLOYEE_AREA has a capacity of 10: its tile is coloured by its share, shown and in the legend.
+    share = data["zones"]["EMPLOYEE_AREA"]["peak"] / 10
+    assert float(employee.get_attribute("data-utilisation")) == share
+    assert employee.get_attribute("data-level") == ("high" if share >= 0.9 else "medium" if share >= 0.5 else "low")
+    assert "%d %% of 10" % round(share * 100) in employee.text_content()
+    assert "Employee Area by share of capacity" in page.text_content("#legend-capacity")
+    assert "high from 10, medium from 5" in page.get_attribute("[data-zone=RECEPTION_AREA]", "title")
+    assert t.errors == []
+
+
+def test_today_has_a_now_marker_and_a_dimmed_future(central, tab):
+    t = tab()
+    # 10:30 in Kolkata on 2026-01-05, the fixture's day.
+    t.page.clock.set_fixed_time("2026-01-05T05:00:00Z")
+    page = t.open(central + "/?site=HEAD_OFFICE", "ready")
+    assert page.get_attribute("#main", "data-date") == "2026-01-05"
+    assert page.get_attribute("#strip li[data-hour='10']", "class").split().count("now") == 1
+    future = [int(li.get_attribute("data-hour")) for li in page.query_selector_all("#strip li.future")]
+    assert future == list(range(11, 24))
+    assert t.errors == []

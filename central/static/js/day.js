@@ -2,8 +2,8 @@
 
 import {$, el, setText, setAttr, setBreakable, setLevel, show, keyed} from './dom.js';
 import {LEVEL_TEXT, SOURCE_TEXT, num, fmt, level, pad2, hourRange, humanTrigger, validZone, longDate,
-    quartersPerHour, timeIn, dateTimeIn} from './format.js';
-import {state, siteInfo, siteTz, zoneName, viewingToday, siteThresholds, ownThresholds, zonePosition,
+    quartersPerHour, timeIn, dateTimeIn, partsIn} from './format.js';
+import {state, siteInfo, siteTz, zoneName, zoneConfig, viewingToday, siteThresholds, ownThresholds, zonePosition,
     zoneOrder} from './state.js';
 import {main, setState} from './page.js';
 
@@ -33,7 +33,9 @@ function render(data) {
 
     if (state.selectedZone && names.indexOf(state.selectedZone) < 0) state.selectedZone = null;
     renderLegend(site);
-    renderPlan(site, names, zones, meta);
+    if (state.selectedHour !== null && !zoneHourly) state.selectedHour = null;
+    renderPlan(site, names, state.selectedHour === null ? zones : zonesAt(zoneHourly, state.selectedHour), meta);
+    renderPlanHour(site);
     renderCritical(crit);
     renderStrip(hourly, zoneHourly, meta, tz, site);
     renderMatrix(site, names, zoneHourly, meta, tz);
@@ -107,7 +109,14 @@ function renderLegend(site) {
         }
         setText(li.lastChild, item[1]);
     });
-    let note = legend.children[items.length];
+    const withCapacity = Object.keys(zones).filter((z) => zoneCapacity(site, z));
+    let cap = legend.children[items.length];
+    if (!cap) { cap = legend.appendChild(el('li', 'muted')); cap.id = 'legend-capacity'; }
+    setText(cap, withCapacity.length ? withCapacity.map((z) => zoneName(site, z, null)).join(', ') +
+        ' by share of capacity: low under ' + CAPACITY.medium + ' %, medium ' + CAPACITY.medium + ' to ' +
+        (CAPACITY.high - 1) + ' %, high ' + CAPACITY.high + ' % or more' : '');
+    show(cap, withCapacity.length > 0);
+    let note = legend.children[items.length + 1];
     if (!note) note = legend.appendChild(el('li', 'muted'));
     setText(note, own.length ? '* ' + own.map((z) => zoneName(site, z, null)).join(', ') +
         (own.length === 1 ? ' has' : ' have') + ' own thresholds' : '');
@@ -115,6 +124,58 @@ function renderLegend(site) {
 }
 
 
+
+// Share-of-capacity bands for zones with a capacity (the API's capacity_high / _medium defaults).
+const CAPACITY = {high: 90, medium: 50};
+
+function zoneCapacity(site, zone) {
+    const cfg = zoneConfig(site, zone);
+    const c = cfg ? Number(cfg.capacity) : NaN;
+    return Number.isInteger(c) && c > 0 ? c : null;
+}
+
+// The zones' figures in one local hour, from zone_hourly (count = that hour's peak).
+function zonesAt(zoneHourly, hour) {
+    const out = {};
+    Object.keys(zoneHourly).forEach((zone) => {
+        const r = (Array.isArray(zoneHourly[zone]) ? zoneHourly[zone] : []).find((x) => x && x.hour === hour);
+        if (r) out[zone] = {peak: r.count, events: r.events, intensity: r.intensity};
+    });
+    return out;
+}
+
+function renderPlanHour(site) {
+    const node = $('plan-hour');
+    const hour = state.selectedHour;
+    setText(node, hour === null ? '' : 'At ' + hourRange(hour));
+    show(node, hour !== null);
+    $('plan').dataset.hour = hour === null ? '' : String(hour);
+}
+
+// A fixed bar scale per site (or zone): its capacity, else twice its high threshold; the
+// day's own maximum would make a quiet Sunday look as full as a busy Wednesday.
+function stripScale(site, zone) {
+    if (zone) {
+        const cap = zoneCapacity(site, zone);
+        return cap ? {max: cap, why: 'capacity'} : {max: 2 * (ownThresholds(site, zone) || siteThresholds(site)).high, why: 'twice the high threshold'};
+    }
+    const info = siteInfo(site);
+    const zones = info && info.zones && typeof info.zones === 'object' ? Object.keys(info.zones) : [];
+    const caps = zones.map((z) => zoneCapacity(site, z)).filter(Boolean);
+    return caps.length ? {max: caps.reduce((a, b) => a + b, 0), why: 'total capacity'}
+        : {max: 2 * siteThresholds(site).high, why: 'twice the high threshold'};
+}
+
+function currentHour(tz) {
+    if (!validZone(tz) || !viewingToday()) return null;
+    const p = partsIn(tz, new Date(), {hour: '2-digit', hourCycle: 'h23'});
+    return parseInt(p.hour, 10) % 24;
+}
+
+function selectHour(hour) {
+    state.selectedHour = state.selectedHour === hour ? null : hour;
+    if (state.data) render(state.data);
+}
 
 function renderPlan(site, names, zones, meta) {
     const plan = $('plan');
@@ -149,7 +210,10 @@ function renderPlan(site, names, zones, meta) {
     nodes.forEach((b, i) => {
         const zone = names[i];
         const z = zones[zone] && typeof zones[zone] === 'object' ? zones[zone] : null;
-        const lvl = z ? level(z.intensity) : 'none';
+        const apiLevel = z ? level(z.intensity) : 'none';
+        const capacity = zoneCapacity(site, zone);
+        const share = z && capacity ? num(z.peak) / capacity : null;
+        const lvl = share === null ? apiLevel : share >= CAPACITY.high / 100 ? 'high' : share >= CAPACITY.medium / 100 ? 'medium' : 'low';
         const label = zoneName(site, zone, meta);
         setLevel(b, lvl, 'zone');
         setBreakable(b.querySelector('.z-name'), label);
@@ -157,11 +221,16 @@ function renderPlan(site, names, zones, meta) {
         const events = z ? num(z.events) : 0;
         setText(b.querySelector('.z-events'), z ? fmt(events) + (events === 1 ? ' event' : ' events') : 'no events');
         const own = ownThresholds(site, zone);
-        setText(b.querySelector('.z-level'), LEVEL_TEXT[lvl] + (own ? ' *' : ''));
+        setText(b.querySelector('.z-level'), LEVEL_TEXT[lvl] + (share !== null ? ' \u00b7 ' + Math.round(share * 100) + ' % of ' + capacity : '') + (own ? ' *' : ''));
         b.dataset.peak = z ? String(num(z.peak)) : '';
         b.dataset.events = String(events);
-        b.dataset.intensity = lvl;
-        setAttr(b, 'title', label !== zone ? zone : null);
+        b.dataset.intensity = apiLevel;
+        b.dataset.level = lvl;
+        b.dataset.utilisation = share === null ? '' : String(share);
+        const th = own || siteThresholds(site);
+        setAttr(b, 'title', (label !== zone ? label + ' (' + zone + ')\n' : '') +
+            (capacity ? 'Capacity ' + capacity + ' people: high from ' + CAPACITY.high + ' %, medium from ' + CAPACITY.medium + ' %\n' : '') +
+            'Thresholds' + (own ? ' (own)' : ' (site)') + ': high from ' + th.high + ', medium from ' + th.medium + ' people');
         setAttr(b, 'aria-pressed', state.selectedZone === zone ? 'true' : 'false');
         setAttr(b, 'aria-label', label + ': ' + (z
             ? 'peak ' + num(z.peak) + ' people, ' + events + ' events, ' + LEVEL_TEXT[lvl].toLowerCase() + ' intensity'
@@ -214,8 +283,10 @@ function renderStrip(hourly, zoneHourly, meta, tz, site) {
     rows.forEach((r) => {
         if (r && Number.isInteger(r.hour) && r.hour >= 0 && r.hour < 24) byHour.set(r.hour, r);
     });
-    let max = 0;
-    byHour.forEach((r) => { max = Math.max(max, num(r.count)); });
+    const scale = stripScale(site, zone);
+    const max = scale.max;
+    setText($('strip-scale'), 'Bars: 0 to ' + max + ' people (' + scale.why + '); a dark top edge marks more.');
+    const nowHour = currentHour(tz);
     const quarters = quartersPerHour(meta, tz);
     setText($('hourly-title'), zone ? 'Hourly peak: ' + zoneName(site, zone, meta) : 'Hourly peak (people, site-wide)');
     show($('clear-zone'), Boolean(zone));
@@ -224,11 +295,14 @@ function renderStrip(hourly, zoneHourly, meta, tz, site) {
     const nodes = keyed(strip, hours, (h) => {
         const li = el('li', 'hour');
         li.dataset.hour = h;
-        li.appendChild(el('span', 'h-count'));
-        const track = li.appendChild(el('span', 'h-track'));
+        const btn = li.appendChild(el('button', 'h-btn'));
+        btn.type = 'button';
+        btn.addEventListener('click', () => selectHour(Number(h)));
+        btn.appendChild(el('span', 'h-count'));
+        const track = btn.appendChild(el('span', 'h-track'));
         track.setAttribute('aria-hidden', 'true');
         track.appendChild(el('span', 'h-bar'));
-        const label = li.appendChild(el('span', 'h-label', pad2(Number(h))));
+        const label = btn.appendChild(el('span', 'h-label', pad2(Number(h))));
         label.setAttribute('aria-hidden', 'true');
         return li;
     });
@@ -238,11 +312,13 @@ function renderStrip(hourly, zoneHourly, meta, tz, site) {
         const lvl = r ? level(r.intensity) : 'none';
         const skipped = quarters[h] === 0;
         const repeated = quarters[h] > 4;
-        li.className = 'hour' + (skipped ? ' skipped' : '') + (repeated ? ' repeated' : '');
+        const future = nowHour !== null && h > nowHour;
+        li.className = 'hour' + (skipped ? ' skipped' : '') + (repeated ? ' repeated' : '') +
+            (future ? ' future' : '') + (nowHour === h ? ' now' : '') + (count !== null && count > max ? ' over' : '');
         setText(li.querySelector('.h-count'), count === null ? '' : fmt(count));
         const bar = li.querySelector('.h-bar');
         setLevel(bar, lvl, 'h-bar');
-        const height = count === null || max === 0 ? 0 : Math.max(4, Math.round(count / max * 100));
+        const height = count === null || max === 0 ? 0 : Math.min(100, Math.max(4, Math.round(count / max * 100)));
         bar.style.height = height + '%';
         li.dataset.count = count === null ? '' : String(count);
         li.dataset.intensity = lvl;
@@ -251,7 +327,11 @@ function renderStrip(hourly, zoneHourly, meta, tz, site) {
         else if (count === null) text += 'no data';
         else text += 'peak ' + count + ' people, ' + LEVEL_TEXT[lvl].toLowerCase();
         if (repeated) text += ' (this hour happens twice: clock change)';
-        setAttr(li, 'aria-label', text);
+        if (nowHour === h) text += ' (now)';
+        else if (future) text += ' (later today)';
+        const btn = li.firstChild;
+        setAttr(btn, 'aria-label', text + '. Shows the floor plan at this hour.');
+        setAttr(btn, 'aria-pressed', state.selectedHour === h ? 'true' : 'false');
         setAttr(li, 'title', text);
     });
 }
@@ -316,4 +396,4 @@ function selectZone(zone) {
     if (state.data) render(state.data);
 }
 
-export {render, renderMeta, renderDevices, renderLegend, renderPlan, renderCritical, renderStrip, renderMatrix, selectZone};
+export {render, selectHour, renderMeta, renderDevices, renderLegend, renderPlan, renderCritical, renderStrip, renderMatrix, selectZone};

@@ -103,6 +103,7 @@ async function load(mode) {
         const shown = typeof data.date === 'string' ? data.date : date;
         if (state.dateIsDefault) state.date = shown;
         state.data = data;
+        if (state.dataKey !== 'day|' + site + '|' + (date || shown)) state.selectedHour = null;
         state.dataKey = 'day|' + site + '|' + (date || shown);
         state.lastLoad = Date.now();
         $('date').value = state.date || '';

@@ -13,6 +13,7 @@ const state = {
     data: null,           // last dashboard rendered
     dataKey: null,        // site|date of that dashboard
     selectedZone: null,
+    selectedHour: null,   // day view: the floor plan at this local hour (null = the whole day)
     view: 'day',          // day | range | portfolio (?view=)
     from: null,           // range view, inclusive local dates (?from=&to=)
     to: null,

@@ -204,6 +204,7 @@ function renderPlan(site, names, zones, meta) {
         const foot = b.appendChild(el('span', 'z-foot'));
         foot.appendChild(el('span', 'z-events'));
         foot.appendChild(el('span', 'z-level'));
+        b.appendChild(el('span', 'z-more visually-hidden'));
         b.addEventListener('click', () => selectZone(b.dataset.zone));
         return b;
     });
@@ -232,9 +233,8 @@ function renderPlan(site, names, zones, meta) {
             (capacity ? 'Capacity ' + capacity + ' people: high from ' + CAPACITY.high + ' %, medium from ' + CAPACITY.medium + ' %\n' : '') +
             'Thresholds' + (own ? ' (own)' : ' (site)') + ': high from ' + th.high + ', medium from ' + th.medium + ' people');
         setAttr(b, 'aria-pressed', state.selectedZone === zone ? 'true' : 'false');
-        setAttr(b, 'aria-label', label + ': ' + (z
-            ? 'peak ' + num(z.peak) + ' people, ' + events + ' events, ' + LEVEL_TEXT[lvl].toLowerCase() + ' intensity'
-            : 'no data this day') + (own ? ' (own thresholds: high from ' + own.high + ', medium from ' + own.medium + ')' : '') +
+        // The accessible name is the visible text plus this (axe: label-content-name-mismatch).
+        setText(b.querySelector('.z-more'), (own ? ' (own thresholds: high from ' + own.high + ', medium from ' + own.medium + ')' : '') +
             '. Shows its hours below.');
         const p = positions[i];
         let area = '';
@@ -302,8 +302,9 @@ function renderStrip(hourly, zoneHourly, meta, tz, site) {
         const track = btn.appendChild(el('span', 'h-track'));
         track.setAttribute('aria-hidden', 'true');
         track.appendChild(el('span', 'h-bar'));
-        const label = btn.appendChild(el('span', 'h-label', pad2(Number(h))));
-        label.setAttribute('aria-hidden', 'true');
+        btn.appendChild(el('span', 'h-label', pad2(Number(h))));
+        // The accessible name is the visible text plus this (axe: label-content-name-mismatch).
+        btn.appendChild(el('span', 'h-more visually-hidden'));
         return li;
     });
     nodes.forEach((li, h) => {
@@ -330,7 +331,7 @@ function renderStrip(hourly, zoneHourly, meta, tz, site) {
         if (nowHour === h) text += ' (now)';
         else if (future) text += ' (later today)';
         const btn = li.firstChild;
-        setAttr(btn, 'aria-label', text + '. Shows the floor plan at this hour.');
+        setText(btn.querySelector('.h-more'), ' ' + text + '. Shows the floor plan at this hour.');
         setAttr(btn, 'aria-pressed', state.selectedHour === h ? 'true' : 'false');
         setAttr(li, 'title', text);
     });

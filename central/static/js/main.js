@@ -328,6 +328,8 @@ async function start() {
     clearTimeout(state.timer);
     show($('forget-token'), Boolean(token()));
     showLoading(state.site || 'sites', null);
+    // The portfolio needs nothing from /api/v1/sites: both requests go out at once.
+    if (state.view === 'portfolio') load('navigate');
     try {
         await loadSites();
     } catch (e) {
@@ -339,7 +341,7 @@ async function start() {
     }
     fillSiteSelect();
     if (!state.dateIsDefault) $('date').value = validDate(state.date) ? state.date : '';
-    await load('navigate');
+    if (state.view !== 'portfolio') await load('navigate');
 }
 
 readQuery();

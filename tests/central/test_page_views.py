@@ -115,6 +115,14 @@ def test_range_numbers_compare_and_profile(central, tab):
     t.wait("ready", view="range", date="2025-12-12/2026-01-11")
     assert query(page)["from"] == "2025-12-12"
     assert len(page.query_selector_all("#range-body tr")) == 31
+    # Another site keeps the range and fetches that site's history and profile.
+    requests.clear()
+    page.select_option("#site", "WAREHOUSE")
+    t.wait("ready", view="range", site="WAREHOUSE", date="2025-12-12/2026-01-11")
+    assert any("/history/WAREHOUSE?from=2025-12-12&to=2026-01-11" in u for u in requests)
+    assert any("/profile/WAREHOUSE" in u for u in requests)
+    wh = api_json(central, "/api/v1/history/WAREHOUSE?from=2025-12-12&to=2026-01-11&bucket=day")
+    assert digits(page.inner_text("#range-totals [data-total=events] .value")) == wh["totals"]["events"]
     assert t.errors == []
 
 

@@ -139,7 +139,9 @@ async function load(mode) {
 // The range defaults to the 7 days ending on the day shown (or today at the site).
 function ensureRange() {
     if (state.from && state.to) return;
-    const end = (!state.dateIsDefault && validDate(state.date)) ? state.date : todayIn(siteTz(state.site));
+    // The browser's own today when the site's zone is not known (an unlisted site).
+    const end = (!state.dateIsDefault && validDate(state.date)) ? state.date
+        : todayIn(siteTz(state.site)) || todayIn(Intl.DateTimeFormat().resolvedOptions().timeZone);
     if (!end) return;
     state.to = end;
     state.from = shiftDate(end, -6);

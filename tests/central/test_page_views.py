@@ -6,13 +6,14 @@ number shown is compared with the API's own JSON, fetched by the test.
 
 from __future__ import annotations
 
+import time
 import urllib.parse
 from pathlib import Path
 
 import pytest
 
 from tests.central import test_page as day
-from tests.central.test_page import READ_TOKEN, SCREENSHOTS, _request, api_json, digits
+from tests.central.test_page import READ_TOKEN, SCREENSHOTS, _request, api_json, digits, post_events
 
 # The day view's module fixtures: one seeded central and one browser for both modules' tests.
 central = day.central
@@ -206,4 +207,21 @@ def test_today_has_a_now_marker_and_a_dimmed_future(central, tab):
     assert page.get_attribute("#strip li[data-hour='10']", "class").split().count("now") == 1
     future = [int(li.get_attribute("data-hour")) for li in page.query_selector_all("#strip li.future")]
     assert future == list(range(11, 24))
+    assert t.errors == []
+
+
+def test_todays_portfolio_refreshes_in_place(central, tab):
+    t = tab()
+    page = t.open(central + "/?view=portfolio&refresh=1", "ready")
+    row = page.query_selector("#portfolio-body tr[data-site=HEAD_OFFICE]")
+    before = int(row.get_attribute("data-events"))
+    page.evaluate("""() => { window.__states = [];
+        new MutationObserver(() => window.__states.push(document.getElementById('main').dataset.state))
+            .observe(document.getElementById('main'), {attributes: true, attributeFilter: ['data-state']}); }""")
+    post_events(central, [{"site": "HEAD_OFFICE", "camera": "LOBBY_PORTFOLIO", "people_count": 3,
+                           "timestamp": time.time() - 30, "triggers": []}], "page-portfolio-today")
+    page.wait_for_selector("#portfolio-body tr[data-site=HEAD_OFFICE][data-events='%d']" % (before + 1),
+                           timeout=30000)
+    assert row.evaluate("r => r.isConnected")
+    assert "loading" not in page.evaluate("window.__states")
     assert t.errors == []

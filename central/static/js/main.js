@@ -198,7 +198,11 @@ async function loadOther(mode, controller, seq) {
         state.dataKey = null;
         showError(e);
     } finally {
-        if (seq === state.seq) state.controller = null;
+        if (seq === state.seq) {
+            state.controller = null;
+            // Today's portfolio refreshes itself like today's day view; a range does not.
+            if (portfolio && state.dateIsDefault) schedule();
+        }
     }
 }
 

@@ -26,6 +26,8 @@ function fillSiteSelect() {
         select.dataset.options = wanted;
     }
     if (state.site !== null) select.value = state.site;
+    // A long name may still be cut by the control's width: the tooltip has all of it.
+    select.title = state.site ? siteLabel(state.site) : '';
     select.disabled = names.length === 0;
 }
 
@@ -252,6 +254,7 @@ function navigate() {
 function bind() {
     $('site').addEventListener('change', (ev) => {
         state.site = ev.target.value;
+        ev.target.title = siteLabel(state.site);
         state.selectedZone = null;
         navigate();
     });

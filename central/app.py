@@ -69,6 +69,8 @@ __all__ = ["create_app", "PAGE_PATH", "OPENAPI_PATH"]
 logger = logging.getLogger(__name__)
 
 PAGE_PATH = Path(__file__).parent / "static" / "heatmap_v2.html"
+# The page's ES modules (no build step); only flat names, so a path can never leave the folder.
+SCRIPTS_DIR = Path(__file__).parent / "static" / "js"
 OPENAPI_PATH = Path(__file__).parent / "openapi.json"
 
 
@@ -224,6 +226,16 @@ async def page_handler(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def script_handler(request: web.Request) -> web.StreamResponse:
+    path = SCRIPTS_DIR / request.match_info["name"]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return json_error(404, "not_found", "no such script")
+    return web.Response(text=text, content_type="text/javascript",
+                        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+
+
 async def expect_handler(request: web.Request) -> web.StreamResponse | None:
     """``Expect: 100-continue`` as aiohttp does it; any other expectation gets the JSON 417
     (aiohttp's own answer is plain text, sent past the middlewares)."""
@@ -243,6 +255,7 @@ ROUTES = [
     else web.post(path, handler, expect_handler=expect_handler)
     for method, path, handler in (
         ("GET", "/", page_handler),
+        ("GET", r"/js/{name:[a-z][a-z0-9_]*\.js}", script_handler),
         ("GET", "/heatmap_v2.html", page_handler),
         ("GET", "/healthz", healthz_handler),
         ("GET", "/readyz", readyz_handler),

@@ -233,6 +233,24 @@ async def test_page_is_served_with_a_content_security_policy(client):
     assert (await client.get("/heatmap_v2.html")).status == 200
 
 
+async def test_page_modules_are_served_and_only_they(client):
+    import re
+
+    from central.app import PAGE_PATH, SCRIPTS_DIR
+
+    page = PAGE_PATH.read_text(encoding="utf-8")
+    names = set(re.findall(r'src="js/([a-z_]+\.js)"', page)) | set(re.findall(r'href="js/([a-z_]+\.js)"', page))
+    assert "main.js" in names
+    assert names == {p.name for p in SCRIPTS_DIR.glob("*.js")}, "every module is preloaded by the page"
+    for name in sorted(names):
+        resp = await client.get("/js/" + name)
+        assert resp.status == 200 and resp.content_type == "text/javascript", name
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert "export" in await resp.text() or name == "main.js"
+    for bad in ("/js/missing.js", "/js/..%2Fapp.py", "/js/%2e%2e/app.py", "/js/Main.js", "/js/main.py"):
+        assert (await client.get(bad)).status == 404, bad
+
+
 async def test_metrics_and_unavailable_storage(make_client, tmp_path):
     from tests.harness import free_port
 

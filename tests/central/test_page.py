@@ -60,6 +60,7 @@ timezone = "Asia/Kolkata"
 
 [sites.HEAD_OFFICE.zones.EMPLOYEE_AREA]
 display_name = "Employee Area"
+capacity = 10
 x = 0
 y = 0
 w = 2
@@ -357,7 +358,7 @@ def test_numbers_on_the_page_equal_the_api(central, tab):
     # RECEPTION_AREA has its own thresholds in the sites file: marked, and said in its label.
     reception = page.query_selector("[data-zone=RECEPTION_AREA]")
     assert reception.query_selector(".z-level").text_content().endswith("*")
-    assert "own thresholds: high from 10, medium from 5" in reception.get_attribute("aria-label")
+    assert "own thresholds: high from 10, medium from 5" in reception.text_content()
     assert "Reception has own thresholds" in page.text_content("#legend")
     # A tile has its legend swatch's colour, also under the mouse.
     employee.hover()

@@ -1,0 +1,359 @@
+// Entry point: URL state, loading with cancellation and refresh, controls.
+
+import {$, setText, show} from './dom.js';
+import {validZone, todayIn, validDate, shiftDate, timeIn} from './format.js';
+import {setToken, token, ApiError, api} from './api.js';
+import {state, siteInfo, siteTz, siteLabel, loadSites, viewingToday} from './state.js';
+import {showLoading, showError, showUnauthorised} from './page.js';
+import {render, selectZone} from './day.js';
+import {renderPortfolio} from './portfolio.js';
+import {renderRange} from './range.js';
+import {exportShown} from './export.js';
+import {main, setState} from './page.js';
+
+function fillSiteSelect() {
+    const select = $('site');
+    const names = state.sites.map((s) => s.site_name);
+    if (state.site && names.indexOf(state.site) < 0) names.push(state.site);
+    const wanted = names.map((n) => n + '\u0000' + siteLabel(n)).join('\u0001') + (state.sitesLoaded ? '+' : '-');
+    if (select.dataset.options !== wanted) {
+        while (select.firstChild) select.removeChild(select.firstChild);
+        names.forEach((n) => {
+            const known = Boolean(siteInfo(n));
+            const suffix = known || !state.sitesLoaded ? '' : ' (not listed)';
+            select.appendChild(new Option(siteLabel(n) + suffix, n));
+        });
+        select.dataset.options = wanted;
+    }
+    if (state.site !== null) select.value = state.site;
+    // A long name may still be cut by the control's width: the tooltip has all of it.
+    select.title = state.site ? siteLabel(state.site) : '';
+    select.disabled = names.length === 0;
+}
+
+// ---- URL ------------------------------------------------------------------------------
+function readQuery() {
+    const q = new URLSearchParams(window.location.search);
+    const site = q.get('site');
+    if (site) state.site = site;
+    const date = q.get('date');
+    if (date) { state.date = date; state.dateIsDefault = false; }
+    const view = q.get('view');
+    if (VIEWS.indexOf(view) >= 0) state.view = view;
+    const from = q.get('from'), to = q.get('to');
+    if (validDate(from) && validDate(to) && from <= to) { state.from = from; state.to = to; }
+    state.compare = q.get('compare') === 'previous';
+    const sort = q.get('sort');
+    if (sort && /^-?[a-z_]+$/.test(sort)) state.sort = {key: sort.replace(/^-/, ''), descending: sort[0] === '-'};
+    const refresh = q.get('refresh');
+    if (refresh !== null && /^\d+$/.test(refresh)) state.refreshSeconds = Math.min(3600, parseInt(refresh, 10));
+}
+const VIEWS = ['day', 'range', 'portfolio'];
+
+function writeQuery() {
+    const q = new URLSearchParams(window.location.search);
+    if (state.site) q.set('site', state.site); else q.delete('site');
+    if (!state.dateIsDefault && state.date && state.view !== 'range') q.set('date', state.date); else q.delete('date');
+    if (state.view !== 'day') q.set('view', state.view); else q.delete('view');
+    if (state.view === 'range' && state.from) { q.set('from', state.from); q.set('to', state.to); } else { q.delete('from'); q.delete('to'); }
+    if (state.view === 'range' && state.compare) q.set('compare', 'previous'); else q.delete('compare');
+    if (state.view === 'portfolio') q.set('sort', (state.sort.descending ? '-' : '') + state.sort.key); else q.delete('sort');
+    const search = q.toString();
+    const url = window.location.pathname + (search ? '?' + search : '') + window.location.hash;
+    if (url !== window.location.pathname + window.location.search + window.location.hash) {
+        history.replaceState(null, '', url);
+    }
+}
+
+
+function schedule(delaySeconds) {
+    clearTimeout(state.timer);
+    state.timer = null;
+    const delay = delaySeconds !== undefined ? delaySeconds
+        : (viewingToday() && state.refreshSeconds > 0 ? state.refreshSeconds : 0);
+    if (delay > 0) state.timer = setTimeout(() => { if (!document.hidden) load('refresh'); }, delay * 1000);
+}
+
+async function load(mode) {
+    clearTimeout(state.timer);
+    if (state.controller) state.controller.abort();
+    const controller = new AbortController();
+    state.controller = controller;
+    const seq = ++state.seq;
+    syncControls();
+    if (state.view !== 'day') { loadOther(mode, controller, seq); return; }
+    const site = state.site;
+    if (!site) {
+        showError(new ApiError(0, 'no_site', 'No site to show: /api/v1/sites listed none and CONFIG.SITE_ID is empty.'));
+        return;
+    }
+    let date = state.date;
+    if (state.dateIsDefault) {
+        // Today on the site's clock; if its zone is not known yet the API picks today.
+        date = todayIn(siteTz(site));
+    }
+    const key = 'day|' + site + '|' + (date || '');
+    const quiet = mode === 'refresh' && state.dataKey !== null && state.dataKey === key;
+    if (!quiet) showLoading(site, date);
+    let retry;
+    try {
+        const path = '/dashboard/' + encodeURIComponent(site) + (date ? '?date=' + encodeURIComponent(date) : '');
+        const data = await api(path, controller);
+        if (seq !== state.seq) return;
+        const meta = data.meta && typeof data.meta === 'object' ? data.meta : {};
+        if (validZone(meta.timezone)) state.tzBySite.set(site, meta.timezone);
+        const shown = typeof data.date === 'string' ? data.date : date;
+        if (state.dateIsDefault) state.date = shown;
+        state.data = data;
+        if (state.dataKey !== 'day|' + site + '|' + (date || shown)) state.selectedHour = null;
+        state.dataKey = 'day|' + site + '|' + (date || shown);
+        state.lastLoad = Date.now();
+        $('date').value = state.date || '';
+        render(data);
+        writeQuery();
+    } catch (e) {
+        if (seq !== state.seq) return;
+        if (e && e.name === 'AbortError') return;
+        if (!(e instanceof ApiError)) {
+            // A bug of this page, not of the API: say so instead of failing silently.
+            e = new ApiError(0, 'page_error', 'The page could not show this answer: ' + (e && e.message));
+        }
+        if (e.status === 401 || e.status === 403) { showUnauthorised(e); return; }
+        if (quiet) {
+            // Keep today's numbers on screen; say that they are not fresh.
+            const w = $('meta-warning');
+            setText(w, 'Refresh failed at ' + timeIn(null, new Date().toISOString()) + ': ' + e.message);
+            show(w, true);
+        } else {
+            state.data = null;
+            state.dataKey = null;
+            showError(e);
+        }
+        if (e.status === 503 && e.retryAfter) retry = Math.max(1, Math.min(e.retryAfter, 300));
+    } finally {
+        if (seq === state.seq) {
+            state.controller = null;
+            schedule(retry);
+        }
+    }
+}
+
+// The range defaults to the 7 days ending on the day shown (or today at the site).
+function ensureRange() {
+    if (state.from && state.to) return;
+    // The browser's own today when the site's zone is not known (an unlisted site).
+    const end = (!state.dateIsDefault && validDate(state.date)) ? state.date
+        : todayIn(siteTz(state.site)) || todayIn(Intl.DateTimeFormat().resolvedOptions().timeZone);
+    if (!end) return;
+    state.to = end;
+    state.from = shiftDate(end, -6);
+}
+
+async function loadOther(mode, controller, seq) {
+    const portfolio = state.view === 'portfolio';
+    let path, key;
+    if (portfolio) {
+        const date = !state.dateIsDefault && validDate(state.date) ? state.date : null;
+        path = '/overview' + (date ? '?date=' + date : '');
+        key = 'portfolio|' + (date || '');
+    } else {
+        if (!state.site) {
+            showError(new ApiError(0, 'no_site', 'No site to show: /api/v1/sites listed none and CONFIG.SITE_ID is empty.'));
+            return;
+        }
+        ensureRange();
+        const q = '?from=' + state.from + '&to=' + state.to;
+        path = '/history/' + encodeURIComponent(state.site) + q + '&bucket=day' + (state.compare ? '&compare=previous' : '');
+        key = 'range|' + state.site + '|' + state.from + '|' + state.to + '|' + state.compare;
+    }
+    const quiet = mode === 'refresh' && state.dataKey === key;
+    if (!quiet) showLoading(portfolio ? 'all sites' : state.site, portfolio ? state.date : state.from + ' to ' + state.to);
+    try {
+        let outcome;
+        if (portfolio) {
+            const doc = await api(path, controller);
+            if (seq !== state.seq) return;
+            state.data = doc;
+            outcome = renderPortfolio(doc, sortBy, siteHref);
+        } else {
+            const profilePath = '/profile/' + encodeURIComponent(state.site) + '?weeks=8&end=' + state.to;
+            const both = await Promise.all([api(path, controller), api(profilePath, controller)]);
+            if (seq !== state.seq) return;
+            state.data = both[0];
+            outcome = renderRange(both[0], both[1]);
+        }
+        state.dataKey = key;
+        state.lastLoad = Date.now();
+        syncControls();
+        writeQuery();
+        state.renders += 1;
+        main.dataset.renders = String(state.renders);
+        main.dataset.view = state.view;
+        main.dataset.site = portfolio ? '' : state.site;
+        main.dataset.date = portfolio ? (state.dateIsDefault ? '' : state.date) : state.from + '/' + state.to;
+        setState(outcome);
+    } catch (e) {
+        if (seq !== state.seq || (e && e.name === 'AbortError')) return;
+        if (!(e instanceof ApiError)) e = new ApiError(0, 'page_error', 'The page could not show this answer: ' + (e && e.message));
+        if (e.status === 401 || e.status === 403) { showUnauthorised(e); return; }
+        state.data = null;
+        state.dataKey = null;
+        showError(e);
+    } finally {
+        if (seq === state.seq) {
+            state.controller = null;
+            // Today's portfolio refreshes itself like today's day view; a range does not.
+            if (portfolio && state.dateIsDefault) schedule();
+        }
+    }
+}
+
+function sortBy(key) {
+    state.sort = {key: key, descending: state.sort.key === key ? !state.sort.descending : key !== 'display_name' && key !== 'busiest_zone'};
+    if (state.data && state.view === 'portfolio') {
+        renderPortfolio(state.data, sortBy, siteHref);
+        writeQuery();
+        const th = document.querySelector('#portfolio-head th[data-key="' + key + '"] button');
+        if (th) th.focus();
+    }
+}
+function siteHref(name) {
+    return window.location.pathname + '?site=' + encodeURIComponent(name) +
+        (!state.dateIsDefault && state.date ? '&date=' + state.date : '');
+}
+
+// Controls follow the view: the day picker for day and portfolio, from/to for the range.
+function syncControls() {
+    document.querySelectorAll('.view-tab').forEach((b) => b.setAttribute('aria-pressed', String(b.dataset.view === state.view)));
+    const range = state.view === 'range';
+    show(document.querySelector('.range-only'), range);
+    show($('date').parentElement, !range);
+    show($('site').parentElement, state.view !== 'portfolio');
+    show($('export'), state.view !== 'portfolio');
+    if (range) {
+        $('range-from').value = state.from || '';
+        $('range-to').value = state.to || '';
+        $('range-compare').checked = state.compare;
+    }
+    main.dataset.view = state.view;
+}
+
+function setView(view) {
+    if (view === state.view) return;
+    state.view = view;
+    state.data = null;
+    state.dataKey = null;
+    navigate();
+}
+
+// ---- controls ----------------------------------------------------------------------------
+function navigate() {
+    writeQuery();
+    load('navigate');
+}
+function bind() {
+    $('site').addEventListener('change', (ev) => {
+        state.site = ev.target.value;
+        ev.target.title = siteLabel(state.site);
+        state.selectedZone = null;
+        navigate();
+    });
+    $('date').addEventListener('change', (ev) => {
+        const value = ev.target.value;
+        if (!validDate(value)) return;  // half-typed dates wait for the rest
+        const today = todayIn(siteTz(state.site));
+        state.date = value;
+        state.dateIsDefault = value === today;
+        navigate();
+    });
+    const step = (days) => {
+        const from = validDate(state.date) ? state.date : todayIn(siteTz(state.site));
+        if (!from) return;
+        const value = shiftDate(from, days);
+        state.date = value;
+        state.dateIsDefault = value === todayIn(siteTz(state.site));
+        navigate();
+    };
+    $('prev-day').addEventListener('click', () => step(-1));
+    $('next-day').addEventListener('click', () => step(1));
+    $('today').addEventListener('click', () => { state.dateIsDefault = true; state.date = null; navigate(); });
+    $('refresh').addEventListener('click', () => load('refresh'));
+    document.querySelectorAll('.view-tab').forEach((b) => b.addEventListener('click', () => setView(b.dataset.view)));
+    const setRange = (from, to) => {
+        if (!validDate(from) || !validDate(to)) return;  // half-typed dates wait for the rest
+        if (from > to) { const x = from; from = to; to = x; }
+        state.from = from;
+        state.to = to;
+        navigate();
+    };
+    $('range-from').addEventListener('change', (ev) => setRange(ev.target.value, state.to || ev.target.value));
+    $('range-to').addEventListener('change', (ev) => setRange(state.from || ev.target.value, ev.target.value));
+    const lastDays = (n) => {
+        const end = validDate(state.to) ? state.to : todayIn(siteTz(state.site));
+        if (end) setRange(shiftDate(end, 1 - n), end);
+    };
+    $('range-7').addEventListener('click', () => lastDays(7));
+    $('range-31').addEventListener('click', () => lastDays(31));
+    $('range-compare').addEventListener('change', (ev) => { state.compare = ev.target.checked; navigate(); });
+    $('export').addEventListener('click', () => exportShown());
+    $('portfolio-body').addEventListener('click', (ev) => {
+        const a = ev.target.closest('a.site-link');
+        if (!a || ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.button !== 0) return;
+        ev.preventDefault();
+        state.site = a.closest('tr').dataset.site;
+        state.selectedZone = null;
+        state.view = 'day';
+        state.data = null;
+        state.dataKey = null;
+        fillSiteSelect();
+        navigate();
+    });
+    $('error-retry').addEventListener('click', () => start());
+    $('clear-zone').addEventListener('click', () => {
+        const zone = state.selectedZone;
+        selectZone(zone);
+        const b = Array.from($('plan').children).find((n) => n.dataset.zone === zone);
+        if (b) b.focus();
+    });
+    $('plan').addEventListener('keydown', (ev) => {
+        if (ev.key === 'Escape' && state.selectedZone) { selectZone(state.selectedZone); }
+    });
+    $('auth-form').addEventListener('submit', (ev) => {
+        ev.preventDefault();
+        const value = $('token').value.trim();
+        if (!value) return;
+        $('token').value = '';
+        setToken(value);
+        start();
+    });
+    $('forget-token').addEventListener('click', () => { setToken(''); start(); });
+    document.addEventListener('visibilitychange', () => {
+        if (document.hidden || !state.data || !viewingToday() || state.refreshSeconds <= 0) return;
+        if (Date.now() - state.lastLoad >= state.refreshSeconds * 1000) load('refresh');
+    });
+}
+
+async function start() {
+    clearTimeout(state.timer);
+    show($('forget-token'), Boolean(token()));
+    showLoading(state.site || 'sites', null);
+    // The portfolio needs nothing from /api/v1/sites: both requests go out at once.
+    if (state.view === 'portfolio') load('navigate');
+    try {
+        await loadSites();
+    } catch (e) {
+        if (e.status === 401 || e.status === 403) { fillSiteSelect(); showUnauthorised(e); return; }
+        throw e;
+    }
+    if (!state.site) {
+        state.site = CONFIG.SITE_ID || (state.sites[0] && state.sites[0].site_name) || null;
+    }
+    fillSiteSelect();
+    if (!state.dateIsDefault) $('date').value = validDate(state.date) ? state.date : '';
+    if (state.view !== 'portfolio') await load('navigate');
+}
+
+readQuery();
+bind();
+start();
+

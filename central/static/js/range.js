@@ -1,0 +1,149 @@
+// The range view: day by day from GET /api/v1/history (with compare=previous) and the
+// hour-of-week heatmap from GET /api/v1/profile.
+
+import {$, el, setText, setAttr, show, keyed} from './dom.js';
+import {num, fmt, pad2, hourRange, longDate, shortDate} from './format.js';
+import {state, siteInfo, siteThresholds} from './state.js';
+
+const WEEKDAYS = ['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday', 'Sunday'];
+
+function critTotal(crit) {
+    return crit && typeof crit === 'object' ? Object.keys(crit).reduce((s, k) => s + num(crit[k]), 0) : 0;
+}
+function percent(share) {
+    return share === null || share === undefined ? '\u2013' : Math.round(num(share) * 100) + ' %';
+}
+function signed(n) {
+    return (n > 0 ? '+' : n < 0 ? '\u2212' : '\u00b1') + fmt(Math.abs(n));
+}
+
+function renderTotals(doc) {
+    const t = doc.totals || {};
+    const d = doc.totals_diff || null;
+    const items = [
+        ['peak', 'Peak (people)', fmt(t.peak), d ? d.peak : null],
+        ['events', 'Events', fmt(t.events), d ? d.events : null],
+        ['critical', 'Critical events', fmt(critTotal(t.critical_events)), d ? critTotal(d.critical_events) : null],
+        ['utilisation', 'Utilisation', percent(t.utilisation), null],
+        ['coverage', 'Coverage', percent(t.coverage), null]
+    ];
+    const dl = $('range-totals');
+    const nodes = keyed(dl, items.map((i) => i[0]), (key) => {
+        const div = el('div');
+        div.dataset.total = key;
+        div.appendChild(el('dt'));
+        const dd = div.appendChild(el('dd'));
+        dd.appendChild(el('span', 'value'));
+        dd.appendChild(el('span', 'diff'));
+        return div;
+    });
+    nodes.forEach((div, i) => {
+        const it = items[i];
+        setText(div.firstChild, it[1]);
+        setText(div.querySelector('.value'), it[2]);
+        const diff = div.querySelector('.diff');
+        setText(diff, it[3] === null ? '' : signed(it[3]) + ' vs previous');
+        diff.className = 'diff' + (it[3] > 0 ? ' up' : it[3] < 0 ? ' down' : '');
+    });
+}
+
+function renderDays(doc) {
+    const series = Array.isArray(doc.series) ? doc.series : [];
+    const prev = doc.previous && Array.isArray(doc.previous.series) ? doc.previous.series : null;
+    const diff = Array.isArray(doc.diff) ? doc.diff : null;
+    const th = siteThresholds(state.site);
+    // A fixed scale per site: the high threshold, or the range's own peak if above it.
+    const scale = Math.max(th.high, ...series.map((s) => num(s.peak)), ...(prev || []).map((s) => num(s.peak)));
+    $('range-days').classList.toggle('compare', Boolean(prev));
+    document.querySelectorAll('#range-days .prev-col').forEach((n) => show(n, Boolean(prev)));
+    const trs = keyed($('range-body'), series.map((s) => String(s.start)), () => {
+        const tr = el('tr');
+        tr.appendChild(el('th')).scope = 'row';
+        for (let i = 0; i < 7; i++) tr.appendChild(el('td', 'num'));
+        const bar = el('span', 'd-bar');
+        bar.setAttribute('aria-hidden', 'true');
+        tr.children[1].appendChild(bar);
+        tr.children[1].appendChild(el('span', 'v'));
+        return tr;
+    });
+    trs.forEach((tr, i) => {
+        const s = series[i];
+        const day = String(s.start).slice(0, 10);
+        tr.dataset.day = day;
+        tr.dataset.peak = String(num(s.peak));
+        tr.dataset.events = String(num(s.events));
+        setText(tr.firstChild, shortDate(day));
+        setAttr(tr.firstChild, 'title', longDate(day));
+        tr.children[1].firstChild.style.width = Math.round(num(s.peak) / (scale || 1) * 4) + 'rem';
+        setText(tr.children[1].lastChild, fmt(s.peak));
+        setText(tr.children[2], fmt(s.events));
+        setText(tr.children[3], fmt(critTotal(s.critical_events)));
+        setText(tr.children[4], percent(s.utilisation));
+        setText(tr.children[5], s.coverage === null || s.coverage === undefined ? 'n/a' : percent(s.coverage));
+        const p = prev && prev[i] ? prev[i] : null;
+        const d = diff && diff[i] ? diff[i] : null;
+        show(tr.children[6], Boolean(prev));
+        show(tr.children[7], Boolean(prev));
+        setText(tr.children[6], p ? fmt(p.peak) : '\u2013');
+        setAttr(tr.children[6], 'title', p ? longDate(String(p.start).slice(0, 10)) : null);
+        setText(tr.children[7], d ? signed(num(d.peak)) : '\u2013');
+        tr.children[7].className = 'num' + (d && d.peak > 0 ? ' up' : d && d.peak < 0 ? ' down' : '');
+        tr.dataset.previousPeak = p ? String(num(p.peak)) : '';
+    });
+}
+
+function renderProfile(profile) {
+    const head = $('profile-head');
+    if (head.children.length === 1) {
+        for (let h = 0; h < 24; h++) {
+            const th = el('th', null, pad2(h));
+            th.scope = 'col';
+            th.setAttribute('aria-label', hourRange(h));
+            head.appendChild(th);
+        }
+    }
+    const cells = profile && Array.isArray(profile.cells) ? profile.cells : [];
+    const th = siteThresholds(state.site);
+    const rows = keyed($('profile-body'), WEEKDAYS, (name) => {
+        const tr = el('tr');
+        tr.appendChild(el('th', null, name.slice(0, 3))).scope = 'row';
+        tr.firstChild.title = name;
+        for (let h = 0; h < 24; h++) tr.appendChild(el('td'));
+        return tr;
+    });
+    const byKey = new Map(cells.map((c) => [c.weekday * 24 + c.hour, c]));
+    rows.forEach((tr, wd) => {
+        for (let h = 0; h < 24; h++) {
+            const c = byKey.get(wd * 24 + h);
+            const td = tr.children[h + 1];
+            const mean = c && c.peak_mean !== null && c.peak_mean !== undefined ? num(c.peak_mean) : null;
+            // Same fixed scale as the day view: the site's thresholds.
+            const lvl = mean === null ? 'none' : mean >= th.high ? 'high' : mean >= th.medium ? 'medium' : 'low';
+            td.className = 'i-' + lvl;
+            setText(td, mean === null ? '' : String(Math.round(mean * 10) / 10));
+            td.dataset.mean = mean === null ? '' : String(mean);
+            td.dataset.weekday = String(wd);
+            td.dataset.hour = String(h);
+            const text = WEEKDAYS[wd] + ' ' + hourRange(h) + ': ' + (mean === null ? 'no data'
+                : 'mean peak ' + (Math.round(mean * 10) / 10) + ', highest ' + num(c.peak_max) + ' (' + c.days + ' days)');
+            setAttr(td, 'title', text);
+            setAttr(td, 'aria-label', text);
+        }
+    });
+    setText($('profile-note'), profile ? 'The ' + profile.weeks + ' weeks from ' + longDate(profile.from) + ' to ' +
+        longDate(profile.to) + '. Colours use the site\u2019s thresholds (medium from ' + th.medium +
+        ', high from ' + th.high + ').' : '');
+}
+
+function renderRange(doc, profile) {
+    const info = siteInfo(state.site);
+    setText($('range-title'), doc.display_name || (info && info.display_name) || state.site);
+    setText($('range-span'), longDate(doc.from) + ' \u2013 ' + longDate(doc.to) +
+        (doc.previous ? ' (compared with ' + longDate(doc.previous.from) + ' \u2013 ' + longDate(doc.previous.to) + ')' : ''));
+    renderTotals(doc);
+    renderDays(doc);
+    renderProfile(profile);
+    return 'ready';
+}
+
+export {renderRange};

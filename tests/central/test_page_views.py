@@ -1,0 +1,227 @@
+"""The page's portfolio, range and export in real headless Chromium against real central.
+
+Reuses the day view's module (``test_page``): the same seeded central, browser and tabs. Every
+number shown is compared with the API's own JSON, fetched by the test.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from tests.central import test_page as day
+from tests.central.test_page import READ_TOKEN, SCREENSHOTS, _request, api_json, digits, post_events
+
+# The day view's module fixtures: one seeded central and one browser for both modules' tests.
+central = day.central
+browser = day.browser
+tab = day.tab
+
+pytestmark = pytest.mark.slow
+
+
+def query(page) -> dict:
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlparse(page.url).query))
+
+
+def shoot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+
+
+def test_portfolio_numbers_sorting_and_links(central, tab):
+    t = tab()
+    requests: list[str] = []
+    t.page.on("request", lambda r: "/api/v1/" in r.url and requests.append(r.url))
+    page = t.open(central + "/?view=portfolio&date=2026-01-05", "ready")
+    assert page.get_attribute("#main", "data-view") == "portfolio"
+    data = api_json(central, "/api/v1/overview?date=2026-01-05")
+    rows = page.query_selector_all("#portfolio-body tr")
+    assert [r.get_attribute("data-site") for r in rows] == [s["site_name"] for s in
+                                                           api_json(central, "/api/v1/overview?date=2026-01-05&sort=-utilisation")["sites"]]
+    by_site = {r.get_attribute("data-site"): r for r in rows}
+    assert set(by_site) == {s["site_name"] for s in data["sites"]}
+    for s in data["sites"]:
+        tr = by_site[s["site_name"]]
+        cells = tr.query_selector_all("td")
+        assert tr.get_attribute("data-events") == str(s["events"])
+        assert digits(cells[2].inner_text()) == s["events"]
+        assert tr.get_attribute("data-critical") == str(s["critical_events"])
+        if s["peak"] is None:
+            assert tr.get_attribute("data-peak") == ""
+        else:
+            assert digits(cells[1].inner_text()) == s["peak"]
+        if s["utilisation"] is None:
+            assert tr.get_attribute("data-utilisation") == ""
+        else:
+            assert float(tr.get_attribute("data-utilisation")) == s["utilisation"]
+            assert cells[0].inner_text().strip() == "%d %%" % round(s["utilisation"] * 100)
+    # Sorting is local (no refetch) and lives in the URL.
+    before = len(requests)
+    page.click("#portfolio-head th[data-key=events] button")
+    assert query(page)["sort"] == "-events"
+    got = [int(r.get_attribute("data-events")) for r in page.query_selector_all("#portfolio-body tr")]
+    assert got == sorted(got, reverse=True)
+    assert page.get_attribute("#portfolio-head th[data-key=events]", "aria-sort") == "descending"
+    page.keyboard.press("Enter")  # focus stays on the header: keyboard toggles the order
+    assert query(page)["sort"] == "events"
+    assert len(requests) == before
+    shoot(page, "portfolio-desktop.png")
+    # A row leads to its site's day.
+    page.click("#portfolio-body tr[data-site=HEAD_OFFICE] a")
+    t.wait("ready", view="day", site="HEAD_OFFICE", date="2026-01-05")
+    assert any("/api/v1/dashboard/HEAD_OFFICE?date=2026-01-05" in u for u in requests)
+    assert "view" not in query(page)
+    assert t.errors == []
+
+
+def test_range_numbers_compare_and_profile(central, tab):
+    t = tab()
+    requests: list[str] = []
+    t.page.on("request", lambda r: "/api/v1/" in r.url and requests.append(r.url))
+    url = "/?view=range&site=HEAD_OFFICE&from=2026-01-05&to=2026-01-11&compare=previous"
+    page = t.open(central + url, "ready")
+    hist = api_json(central, "/api/v1/history/HEAD_OFFICE?from=2026-01-05&to=2026-01-11&bucket=day&compare=previous")
+    prof = api_json(central, "/api/v1/profile/HEAD_OFFICE?weeks=8&end=2026-01-11")
+    rows = page.query_selector_all("#range-body tr")
+    assert len(rows) == len(hist["series"]) == 7
+    for tr, s, p in zip(rows, hist["series"], hist["previous"]["series"]):
+        assert tr.get_attribute("data-day") == s["start"][:10]
+        assert tr.get_attribute("data-peak") == str(s["peak"])
+        assert tr.get_attribute("data-events") == str(s["events"])
+        assert digits(tr.query_selector_all("td")[1].inner_text()) == s["events"]
+        assert tr.get_attribute("data-previous-peak") == str(p["peak"])
+    total = page.inner_text("#range-totals [data-total=events] .value")
+    assert digits(total) == hist["totals"]["events"]
+    cells = {(c["weekday"], c["hour"]): c for c in prof["cells"]}
+    for td in page.query_selector_all("#profile-body td"):
+        c = cells[(int(td.get_attribute("data-weekday")), int(td.get_attribute("data-hour")))]
+        mean = td.get_attribute("data-mean")
+        assert (mean == "" and c["peak_mean"] is None) or float(mean) == c["peak_mean"]
+    assert any(float(td.get_attribute("data-mean") or 0) > 0 for td in page.query_selector_all("#profile-body td"))
+    shoot(page, "range-desktop.png")
+    # Turning the comparison off refetches without it and drops it from the URL.
+    requests.clear()
+    renders = page.get_attribute("#main", "data-renders")
+    page.click("#range-compare")
+    page.wait_for_function("r => document.querySelector('#main').dataset.renders !== r"
+                           " && document.querySelector('#main').dataset.state === 'ready'", arg=renders)
+    assert any("/history/HEAD_OFFICE" in u and "compare" not in u for u in requests)
+    assert "compare" not in query(page)
+    # 31 days ending on the range's last day.
+    page.click("#range-31")
+    t.wait("ready", view="range", date="2025-12-12/2026-01-11")
+    assert query(page)["from"] == "2025-12-12"
+    assert len(page.query_selector_all("#range-body tr")) == 31
+    # Another site keeps the range and fetches that site's history and profile.
+    requests.clear()
+    page.select_option("#site", "WAREHOUSE")
+    t.wait("ready", view="range", site="WAREHOUSE", date="2025-12-12/2026-01-11")
+    assert any("/history/WAREHOUSE?from=2025-12-12&to=2026-01-11" in u for u in requests)
+    assert any("/profile/WAREHOUSE" in u for u in requests)
+    wh = api_json(central, "/api/v1/history/WAREHOUSE?from=2025-12-12&to=2026-01-11&bucket=day")
+    assert digits(page.inner_text("#range-totals [data-total=events] .value")) == wh["totals"]["events"]
+    assert t.errors == []
+
+
+def test_export_downloads_what_is_shown(central, tab):
+    t = tab()
+    page = t.open(central + "/?site=HEAD_OFFICE&date=2026-01-05", "ready")
+    with page.expect_download() as info:
+        page.click("#export")
+    download = info.value
+    status, body = _request(central + "/api/v1/export/HEAD_OFFICE?from=2026-01-05&to=2026-01-05&bucket=hour&format=csv",
+                            READ_TOKEN)
+    assert status == 200
+    assert Path(download.path()).read_bytes() == body
+    assert download.suggested_filename.startswith("HEAD_OFFICE_2026-01-05_2026-01-05")
+    # The range view exports its days.
+    page.click(".view-tab[data-view=range]")
+    t.wait("ready", view="range")
+    with page.expect_download() as info:
+        page.click("#export")
+    q = query(page)
+    status, body = _request(central + "/api/v1/export/HEAD_OFFICE?from=%s&to=%s&bucket=day&format=csv"
+                            % (q["from"], q["to"]), READ_TOKEN)
+    assert Path(info.value.path()).read_bytes() == body
+    assert t.errors == []
+
+
+@pytest.mark.parametrize("view", ["portfolio", "range"])
+def test_phone_width(central, tab, view):
+    t = tab(width=390, height=844)
+    url = {"portfolio": "/?view=portfolio&date=2026-01-05",
+           "range": "/?view=range&site=HEAD_OFFICE&from=2026-01-05&to=2026-01-11&compare=previous"}[view]
+    page = t.open(central + url, "ready")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    shoot(page, "%s-phone.png" % view)
+    assert t.errors == []
+
+
+def test_hour_on_the_strip_recolours_the_plan(central, tab):
+    t = tab()
+    page = t.open(central + "/?site=HEAD_OFFICE&date=2026-01-05", "ready")
+    data = api_json(central, "/api/v1/dashboard/HEAD_OFFICE?date=2026-01-05")
+    before = len(t.dashboard_requests)
+    renders = page.get_attribute("#main", "data-renders")
+    page.focus("#strip li[data-hour='9'] button")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#plan[data-hour='9']", timeout=30000)
+    assert page.get_attribute("#strip li[data-hour='9'] button", "aria-pressed") == "true"
+    at_nine = {zone: r for zone, rows in data["zone_hourly"].items() for r in rows if r["hour"] == 9}
+    assert at_nine, "the fixture has zones at 09:00"
+    for tile in page.query_selector_all("#plan .zone"):
+        r = at_nine.get(tile.get_attribute("data-zone"))
+        if r is None:
+            assert tile.get_attribute("data-peak") == ""
+        else:
+            assert digits(tile.query_selector(".z-peak").text_content()) == r["count"]
+            assert digits(tile.query_selector(".z-events").text_content()) == r["events"]
+    assert "09:00" in page.text_content("#plan-hour")
+    # Choosing an hour re-renders what the page has: no new request.
+    assert len(t.dashboard_requests) == before
+    assert page.get_attribute("#main", "data-renders") != renders
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#plan[data-hour='']", timeout=30000)
+    employee = page.query_selector("[data-zone=EMPLOYEE_AREA]")
+    assert digits(employee.query_selector(".z-peak").text_content()) == data["zones"]["EMPLOYEE_AREA"]["peak"]
+    # EMPLOYEE_AREA has a capacity of 10: its tile is coloured by its share, shown and in the legend.
+    share = data["zones"]["EMPLOYEE_AREA"]["peak"] / 10
+    assert float(employee.get_attribute("data-utilisation")) == share
+    assert employee.get_attribute("data-level") == ("high" if share >= 0.9 else "medium" if share >= 0.5 else "low")
+    assert "%d %% of 10" % round(share * 100) in employee.text_content()
+    assert "Employee Area by share of capacity" in page.text_content("#legend-capacity")
+    assert "high from 10, medium from 5" in page.get_attribute("[data-zone=RECEPTION_AREA]", "title")
+    assert t.errors == []
+
+
+def test_today_has_a_now_marker_and_a_dimmed_future(central, tab):
+    t = tab()
+    # 10:30 in Kolkata on 2026-01-05, the fixture's day.
+    t.page.clock.set_fixed_time("2026-01-05T05:00:00Z")
+    page = t.open(central + "/?site=HEAD_OFFICE", "ready")
+    assert page.get_attribute("#main", "data-date") == "2026-01-05"
+    assert page.get_attribute("#strip li[data-hour='10']", "class").split().count("now") == 1
+    future = [int(li.get_attribute("data-hour")) for li in page.query_selector_all("#strip li.future")]
+    assert future == list(range(11, 24))
+    assert t.errors == []
+
+
+def test_todays_portfolio_refreshes_in_place(central, tab):
+    t = tab()
+    page = t.open(central + "/?view=portfolio&refresh=1", "ready")
+    row = page.query_selector("#portfolio-body tr[data-site=HEAD_OFFICE]")
+    before = int(row.get_attribute("data-events"))
+    page.evaluate("""() => { window.__states = [];
+        new MutationObserver(() => window.__states.push(document.getElementById('main').dataset.state))
+            .observe(document.getElementById('main'), {attributes: true, attributeFilter: ['data-state']}); }""")
+    post_events(central, [{"site": "HEAD_OFFICE", "camera": "LOBBY_PORTFOLIO", "people_count": 3,
+                           "timestamp": time.time() - 30, "triggers": []}], "page-portfolio-today")
+    page.wait_for_selector("#portfolio-body tr[data-site=HEAD_OFFICE][data-events='%d']" % (before + 1),
+                           timeout=30000)
+    assert row.evaluate("r => r.isConnected")
+    assert "loading" not in page.evaluate("window.__states")
+    assert t.errors == []

@@ -270,7 +270,8 @@ def bench_load(seconds: float) -> dict:
                 sock.sendto("\n".join(lines[k:k + 100]).encode(), ("127.0.0.1", port))
                 time.sleep(0.002)
             target = acker.states + len(lines)
-            deadline = time.monotonic() + 60
+            # One publish interval (the default, 60 s) may pass before they go out.
+            deadline = time.monotonic() + 150
             while acker.states < target and time.monotonic() < deadline:
                 time.sleep(0.2)
             out["window_states_published"] = len(lines)

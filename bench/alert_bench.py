@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from e2e_bench import CAMERAS, clean_env, pct, spawn, stop, udp_bound, wait_http  # noqa: E402
+from e2e_bench import CAMERAS, DEFAULT_INTERVAL, Agent, clean_env, pct, spawn, stop, wait_http  # noqa: E402
 
 from tests.harness import Mosquitto, WebhookReceiver, free_port  # noqa: E402
 
@@ -37,36 +37,6 @@ PROBE_CAMERA = "VAULT_%02d"  # one zone per probe
 def log(msg: str, *args) -> None:
     sys.stderr.write("[alert %s] %s\n" % (time.strftime("%H:%M:%S"), msg % args))
     sys.stderr.flush()
-
-
-class Agent:
-    """``python -m edge run`` with a UDP input; ``interval`` None keeps the agent's default."""
-
-    def __init__(self, work: Path, mqtt_url: str, interval: float | None):
-        import socket
-
-        self.udp = free_port()
-        while udp_bound(self.udp):
-            self.udp = free_port()
-        self.log_path = work / "agent.log"
-        settings = dict(site=SITE, device_id="jetson-alert", mqtt_url=mqtt_url, state_dir=str(work / "edge"),
-                        udp_addr="127.0.0.1:%d" % self.udp)
-        if interval is not None:
-            settings.update(publish_interval="%g" % interval, commit_interval="%g" % min(1.0, interval))
-        self.proc = spawn(["edge", "run"], clean_env(**settings), self.log_path)
-        deadline = time.monotonic() + 30
-        while not udp_bound(self.udp):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("agent did not start:\n" + self.log_path.read_text()[-3000:])
-            time.sleep(0.05)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-
-    def send(self, lines: list) -> None:
-        self.sock.sendto(b"\n".join(lines), ("127.0.0.1", self.udp))
-
-    def stop(self) -> None:
-        self.sock.close()
-        stop(self.proc)
 
 
 def line(camera: str, people: int, ts: float, triggers: list) -> bytes:
@@ -126,7 +96,7 @@ def main() -> int:
         try:
             wait_http(base + "/healthz", central, 120, central_log)
             interval = args.publish_interval
-            agent = Agent(work, broker.url, interval)
+            agent = Agent(work, SITE, "jetson-alert", broker.url, DEFAULT_INTERVAL if interval is None else interval)
             load = threading.Thread(target=background, args=(agent, stop_event), daemon=True)
             load.start()
             time.sleep(3.0)  # let the agent connect and settle into its cycle

@@ -94,6 +94,13 @@ display_name = %s
 
 [sites.LORD_HOWE]
 timezone = "Australia/Lord_Howe"
+
+[[alerts]]
+name = "vault-access"
+kind = "trigger"
+sites = ["HEAD_OFFICE"]
+cameras = ["VAULT"]
+cooldown_minutes = 0
 """ % json.dumps(HOSTILE_NAME)
 
 
@@ -490,6 +497,33 @@ def test_today_refreshes_in_place(bare_central, tab):
     assert "loading" not in page.evaluate("window.__states")
     assert_page_matches(page, api_json(central, "/api/v1/dashboard/HEAD_OFFICE?date=" + today))
     assert t.errors == []
+
+
+def test_alerts_panel_lists_the_alerts_of_the_day_shown(bare_central, tab):
+    central = bare_central
+    post_events(central, [{"site": "HEAD_OFFICE", "camera": "VAULT", "people_count": 1,
+                           "timestamp": time.time() - 5, "triggers": ["RESTRICTED_ACCESS"]}], "page-alert-1")
+    fired = eventually(lambda: api_json(central, "/api/v1/alerts?site=HEAD_OFFICE")["alerts"], 30,
+                       "the vault rule fired")[0]
+    # The day the alert fired on, at the site: the page lists what the API lists for that day.
+    day = datetime.fromisoformat(fired["at"].replace("Z", "+00:00")).astimezone(ZoneInfo("Asia/Kolkata")).date()
+    page = tab().open(central + "/?site=HEAD_OFFICE&date=%s" % day.isoformat())
+    meta = api_json(central, "/api/v1/dashboard/HEAD_OFFICE?date=%s" % day.isoformat())["meta"]
+    listed = api_json(central, "/api/v1/alerts?site=HEAD_OFFICE&from=%s&to=%s" % (meta["day_start"], meta["day_end"]))
+    assert [a["id"] for a in listed["alerts"]] == [fired["id"]]
+    page.wait_for_selector("#alerts li", timeout=WAIT_MS)
+    items = page.query_selector_all("#alerts li")
+    assert [i.get_attribute("data-key") for i in items] == [fired["id"]]
+    what = items[0].query_selector(".a-what").text_content()
+    assert what.startswith("vault-access") and "VAULT" in what.upper() and "RESTRICTED" in what.upper(), what
+    assert items[0].query_selector(".a-time").get_attribute("datetime") == fired["at"]
+    assert items[0].query_selector(".a-message").text_content() == fired["message"]
+    assert page.is_hidden("#alerts-none") and page.is_hidden("#alerts-error")
+    # Another day has none, and says so.
+    other = (day - timedelta(days=3)).isoformat()
+    page = tab().open(central + "/?site=HEAD_OFFICE&date=%s" % other, state="empty")
+    page.wait_for_selector("#alerts-none:not([hidden])", timeout=WAIT_MS)
+    assert page.query_selector_all("#alerts li") == []
 
 
 def test_phone_width_and_keyboard(central, tab):

@@ -10,6 +10,7 @@ import {renderPortfolio} from './portfolio.js';
 import {renderRange} from './range.js';
 import {exportShown} from './export.js';
 import {main, setState} from './page.js';
+import {loadAlerts} from './alerts.js';
 
 function fillSiteSelect() {
     const select = $('site');
@@ -111,6 +112,8 @@ async function load(mode) {
         $('date').value = state.date || '';
         render(data);
         writeQuery();
+        // The alerts panel follows on its own request; it never holds back or fails the day.
+        loadAlerts(site, meta, validZone(meta.timezone) ? meta.timezone : siteTz(site), controller, seq);
     } catch (e) {
         if (seq !== state.seq) return;
         if (e && e.name === 'AbortError') return;

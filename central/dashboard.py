@@ -249,7 +249,15 @@ class Dashboard:
         site = self.sites.get(site_name)
         start, end = local_day(day, site.tz)
         params = {**Scope.of([site_name], start, end).params(), "tz": site.timezone}
-        return compute(site, day, await self.store.aquery(self._hours_sql, params))
+        doc = compute(site, day, await self.store.aquery(self._hours_sql, params))
+        if not doc["zones"] and not doc["critical_events"]["total_events"]:
+            # An empty day: say where the site's data lies ("nobody there" or "before the data").
+            span = await self.slots.adata_range(site_name)
+            doc["meta"]["data_range"] = None if span is None else {
+                "first_day": datetime.fromtimestamp(span[0], site.tz).date().isoformat(),
+                "last_day": datetime.fromtimestamp(span[1], site.tz).date().isoformat(),
+            }
+        return doc
 
     async def slot_values(self, site_name: str, start: int, end: int) -> dict[tuple[str, int], tuple[int, int, dict, str]]:
         """Per (camera, slot) in [start, end) what the dashboard counts, by the slot rule:

@@ -198,6 +198,22 @@ async def test_empty_day_of_a_known_site(client):
     got = await get(client, "HEAD_OFFICE", "2026-02-01")
     assert got["zones"] == {} and got["hourly"] == [] and got["critical_events"] == {"total_events": 0}
     assert got["meta"]["source"] == "none"
+    assert got["meta"]["data_range"] is None  # no data at all yet
+
+
+async def test_an_empty_day_says_where_the_sites_data_lies(client):
+    # Kolkata (+05:30): raw at 20:00 UTC on 01-04 is 01:30 local on 01-05; edge at 19:00 UTC
+    # on 01-09 is 00:30 local on 01-10. Another site's later data changes nothing.
+    await post(client, [{"site": "KOLKATA", "camera": "GATE", "people_count": 2,
+                         "timestamp": "2026-01-04T20:00:00Z"},
+                        {"site": "HEAD_OFFICE", "camera": "GATE", "people_count": 1,
+                         "timestamp": "2026-03-01T12:00:00Z"}])
+    services(client).store.insert("slot_states", [edge_rows("KOLKATA", "d", "GATE", ts("2026-01-09T19:00:00+00:00"),
+                                                            1, 1, 1)], STATE_COLUMNS)
+    empty = await get(client, "KOLKATA", "2026-01-07")
+    assert empty["zones"] == {} and empty["meta"]["data_range"] == {"first_day": "2026-01-05",
+                                                                      "last_day": "2026-01-10"}
+    assert "data_range" not in (await get(client, "KOLKATA", "2026-01-05"))["meta"]  # a day with data
 
 
 async def test_cache_is_invalidated_by_new_data(make_client):

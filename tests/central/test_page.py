@@ -430,6 +430,11 @@ def test_empty_day_shows_the_empty_state(central, tab):
     t = tab()
     page = t.open(central + "/?site=WAREHOUSE&date=2025-06-01", state="empty")
     assert page.is_visible("#empty") and not page.is_visible("#panels")
+    # It says where the site's data lies (New York local days of the first and last event).
+    meta = api_json(central, "/api/v1/dashboard/WAREHOUSE?date=2025-06-01")["meta"]
+    assert meta["data_range"] == {"first_day": "2026-01-05", "last_day": "2026-11-01"}
+    message = page.text_content("#empty-message")
+    assert "Its data runs from" in message and "2026" in message, message
     assert t.errors == []
 
 

@@ -14,6 +14,14 @@ function dayHours(meta) {
     const ms = Date.parse(meta && meta.day_end) - Date.parse(meta && meta.day_start);
     return ms > 0 ? Math.round(ms / 900e3) / 4 : 0;
 }
+// Where the site's data lies, said on an empty day (meta.data_range).
+function dataRangeText(meta) {
+    if (!('data_range' in meta)) return '';
+    const r = meta.data_range;
+    if (!r || typeof r !== 'object') return ' No data has been recorded for this site yet.';
+    if (r.first_day === r.last_day) return ' Its only data is from ' + longDate(r.first_day) + '.';
+    return ' Its data runs from ' + longDate(r.first_day) + ' to ' + longDate(r.last_day) + '.';
+}
 function render(data) {
     const site = state.site;
     const meta = data.meta && typeof data.meta === 'object' ? data.meta : {};
@@ -33,7 +41,7 @@ function render(data) {
     const total = num(crit.total_events);
     const empty = Object.keys(zones).length === 0 && total === 0 && hourly.length === 0;
     setText($('empty-message'), 'Nothing was recorded at ' + (info && info.display_name ? info.display_name : site) +
-        ' on ' + longDate(state.date) + '.' + (viewingToday() ? ' This view refreshes on its own.' : ''));
+        ' on ' + longDate(state.date) + '.' + dataRangeText(meta) + (viewingToday() ? ' This view refreshes on its own.' : ''));
     show($('empty'), empty);
     show($('panels'), !empty);
 

@@ -355,11 +355,8 @@ function renderStrip(hourly, zoneHourly, meta, tz, site) {
     });
 }
 
-function renderMatrix(site, names, zoneHourly, meta, tz) {
-    show($('matrix-missing'), !zoneHourly);
-    $('matrix').hidden = !zoneHourly;
-    if (!zoneHourly) return;
-    const head = $('matrix-head');
+// The 24 hour columns of a table head that holds only its first column (once).
+function hourColumns(head) {
     if (head.children.length === 1) {
         for (let h = 0; h < 24; h++) {
             const th = el('th', null, pad2(h));
@@ -368,6 +365,14 @@ function renderMatrix(site, names, zoneHourly, meta, tz) {
             head.appendChild(th);
         }
     }
+}
+
+function renderMatrix(site, names, zoneHourly, meta, tz) {
+    show($('matrix-missing'), !zoneHourly);
+    $('matrix').hidden = !zoneHourly;
+    if (!zoneHourly) return;
+    const head = $('matrix-head');
+    hourColumns(head);
     const quarters = quartersPerHour(meta, tz);
     const body = $('matrix-body');
     const rows = keyed(body, names, (zone) => {
@@ -415,4 +420,4 @@ function selectZone(zone) {
     if (state.data) render(state.data);
 }
 
-export {render, selectHour, renderMeta, renderDevices, renderLegend, renderPlan, renderCritical, renderStrip, renderMatrix, selectZone};
+export {hourColumns, render, selectHour, renderMeta, renderDevices, renderLegend, renderPlan, renderCritical, renderStrip, renderMatrix, selectZone};

@@ -2,8 +2,9 @@
 // hour-of-week heatmap from GET /api/v1/profile.
 
 import {$, el, setText, setAttr, show, keyed} from './dom.js';
-import {num, fmt, pad2, hourRange, longDate, shortDate} from './format.js';
+import {num, fmt, hourRange, longDate, shortDate} from './format.js';
 import {state, siteInfo, siteThresholds} from './state.js';
+import {hourColumns} from './day.js';
 
 const WEEKDAYS = ['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday', 'Sunday'];
 
@@ -94,14 +95,7 @@ function renderDays(doc) {
 
 function renderProfile(profile) {
     const head = $('profile-head');
-    if (head.children.length === 1) {
-        for (let h = 0; h < 24; h++) {
-            const th = el('th', null, pad2(h));
-            th.scope = 'col';
-            th.setAttribute('aria-label', hourRange(h));
-            head.appendChild(th);
-        }
-    }
+    hourColumns(head);
     const cells = profile && Array.isArray(profile.cells) ? profile.cells : [];
     const th = siteThresholds(state.site);
     const rows = keyed($('profile-body'), WEEKDAYS, (name) => {

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 from shared.names import is_valid_name
 from shared.slots import SLOT_SECONDS
 
-from . import rollup, schema
+from . import answers, rollup, schema
 from .config import Config
 from .config import add_arguments as add_config_arguments
 from .exceptions import CentralError, StorageError
@@ -256,7 +256,8 @@ def reconcile(
     windows = plan_windows(sites, names, opts, now)
     # A slot is closed once its end plus the grace period has passed.
     closed_before = int(now - opts.grace) - SLOT_SECONDS
-    slots = SlotStore(store, raw_time, rollup=rollup.status(store).available)
+    built = rollup.status(store)
+    slots = SlotStore(store, raw_time, rollup=built.available, answers=answers.status(store, built).available)
     comparison = compare(slots, windows, closed_before,
                          chunk_seconds=opts.chunk_days * 86400, progress=progress)
     run_id = uuid.uuid4().hex

@@ -40,7 +40,7 @@ from .schema import TABLES, RawTime, source_table, table_ddl
 from .slots import ROLLUP_TABLE
 from .store import Storage
 
-__all__ = ["RollupStatus", "VERSION", "VIEW", "ensure", "build", "status", "view_select"]
+__all__ = ["RollupStatus", "VERSION", "VIEW", "ensure", "build", "status", "usable_source", "view_select"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def _built(store: Storage) -> bool:
     return bool(rows and rows[0][0]) and _exists(store, VIEW)
 
 
-def _usable_source(store: Storage) -> tuple[str | None, str]:
+def usable_source(store: Storage) -> tuple[str | None, str]:
     """(local table the view must watch, or None, and why not)."""
     engine, source = source_table(store)
     if engine == "Distributed" and not _exists(store, source):
@@ -107,7 +107,7 @@ def _usable_source(store: Storage) -> tuple[str | None, str]:
 
 def status(store: Storage) -> RollupStatus:
     """Whether a complete rollup exists (no DDL)."""
-    source, why = _usable_source(store)
+    source, why = usable_source(store)
     if source is None:
         return RollupStatus(False, why)
     if _built(store):
@@ -140,7 +140,7 @@ def build(store: Storage, raw_time: RawTime, cluster: str | None,
           progress: Callable[[int, int, int], None] | None = None,
           chunk_seconds: int = _CHUNK_SECONDS) -> RollupStatus:
     """(Re)create the view and backfill what camera_events held before it; see the module."""
-    source, why = _usable_source(store)
+    source, why = usable_source(store)
     if source is None:
         return RollupStatus(False, why)
     on = " ON CLUSTER %s" % cluster if cluster else ""

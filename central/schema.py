@@ -3,7 +3,9 @@
 Central owns ``slot_states`` (edge aggregates), ``slot_repairs`` (slots pinned to raw by
 reconciliation), ``dead_letters`` (refused MQTT messages), ``device_status`` (availability
 and last contact per device), ``device_slots`` (device contact per slot, for coverage),
-``ingest_batches`` (idempotency keys of the raw ingest API), ``alerts`` (fired alerts and
+``ingest_batches`` (idempotency keys of the raw ingest API), ``raw_slots``, ``slot_answers``
+and ``slot_dirty`` (the rollup and the kept answers, built by :mod:`central.rollup` and
+:mod:`central.answers`), ``alerts`` (fired alerts and
 their delivery state) and ``alert_claims`` (which replica sends which delivery attempt).
 ``camera_events`` is the customer's table: it is created only where absent, and an
 existing one is inspected, not changed; :func:`detect_raw_time` reads the type of its
@@ -110,6 +112,42 @@ TABLES: dict[str, TableDef] = {
             "",
             "(site_name, cam_name, slot)",
             shard_key="cityHash64(site_name)",
+        ),
+        # The slot rule's answer per slot, kept on write (central.answers): the latest
+        # version of each slot wins; ``present`` 0 is a slot that no longer has an answer.
+        TableDef(
+            "slot_answers",
+            (
+                ("site_name", "LowCardinality(String)"),
+                ("slot", "DateTime('UTC')"),
+                ("cam_name", "LowCardinality(String)"),
+                ("peak", "UInt32"),
+                ("events", "UInt64"),
+                ("triggers", "Map(LowCardinality(String), UInt64)"),
+                ("source", "LowCardinality(String)"),
+                ("present", "UInt8"),
+                ("ver", "UInt64"),
+            ),
+            "ReplacingMergeTree",
+            "ver",
+            "(site_name, slot, cam_name)",
+            shard_key="cityHash64(site_name)",
+        ),
+        # Slots of camera_events rows from any writer (a materialized view), so that
+        # answers follow rows central did not write itself (central.answers).
+        TableDef(
+            "slot_dirty",
+            (
+                ("site_name", "LowCardinality(String)"),
+                ("cam_name", "LowCardinality(String)"),
+                ("slot", "DateTime('UTC')"),
+                ("at", "DateTime64(3, 'UTC')"),
+            ),
+            "MergeTree",
+            "",
+            "(at)",
+            shard_key="cityHash64(site_name)",
+            ttl="toDateTime(at) + INTERVAL 2 DAY",
         ),
         TableDef(
             "slot_repairs",

@@ -27,6 +27,7 @@ from typing import Generic, TypeVar
 
 from aiohttp import web
 
+from .answers import AnswersStatus
 from .config import Config
 from .exceptions import StorageUnavailable
 from .ingest import Ingestor
@@ -51,6 +52,8 @@ __all__ = [
     "REGISTRY",
     "INGESTOR",
     "CONSUMER",
+    "SLOTS",
+    "FOLLOWER",
     "RANGES",
     "ALERT_RULES",
     "ALERTS",
@@ -95,6 +98,7 @@ class SchemaFacts:
     raw_time: RawTime
     raw_dedup: bool
     rollup: RollupStatus
+    answers: AnswersStatus
 
 
 class OnData:
@@ -133,6 +137,8 @@ DASHBOARD = web.AppKey("dashboard", Ready)  # Ready[central.dashboard.Dashboard]
 REGISTRY = web.AppKey("registry", Registry)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 CONSUMER = web.AppKey("consumer", Ready)  # Ready[central.consumer.Consumer]; unset without MQTT
+SLOTS = web.AppKey("slots", Ready)  # Ready[central.slots.SlotStore]: what every view reads through
+FOLLOWER = web.AppKey("follower", Ready)  # Ready[central.answers.DirtyFollower]; unset without kept answers
 RANGES = web.AppKey("ranges", Ready)  # Ready[central.views.RangeServices]: history, overview, export
 ALERT_RULES = web.AppKey("alert_rules", tuple)  # central.alerts.rules.Rule, parsed at start-up
 ALERTS = web.AppKey("alerts", Ready)  # Ready[central.alerts.Alerts]; unset without rules

@@ -150,7 +150,7 @@ async def test_mixed_edge_and_raw_coverage_and_revisions(client, chdb_client):
         {"site": "MIX", "camera": "CAM_B", "timestamp": slot + 60, "people_count": 3, "triggers": ["T1"]},
         {"site": "MIX", "camera": "CAM_A", "timestamp": slot + 3600, "people_count": 2},
     ])
-    store = services(client).store
+    slots = services(client).slots  # writes through the slot store keep the answers
     rows = [
         edge_rows("MIX", "dev1", "CAM_A", slot, 8, 20, 5, {"T1": 2}),
         edge_rows("MIX", "dev1", "CAM_A", slot, 2, 5, 3, {"T1": 9}),  # older revision, later
@@ -158,7 +158,7 @@ async def test_mixed_edge_and_raw_coverage_and_revisions(client, chdb_client):
         edge_rows("MIX", "dev2", "CAM_A", slot, 3, 4, 1, {"T2": 1}),  # second device: sums
     ]
     for row in rows:  # separate inserts: separate parts, as retries would make
-        store.insert("slot_states", [row], STATE_COLUMNS)
+        slots.write_states([row])
     got = await get(client, "MIX")
     assert got["zones"]["CAM_A"] == {"peak": 8, "events": 24 + 1, "intensity": "high"}
     assert got["zones"]["CAM_B"] == {"peak": 3, "events": 1, "intensity": "low"}
@@ -170,11 +170,9 @@ async def test_mixed_edge_and_raw_coverage_and_revisions(client, chdb_client):
     assert (await get(client, "MIX"))["zones"] == got["zones"]
 
     # A repair pins the slot to raw: later edge revisions change nothing.
-    store.insert("slot_repairs", [["MIX", "CAM_A", slot, "run1", datetime.now(timezone.utc), "test", "drift",
-                                   8, 24, {}, 5, 30, 1, {}]],
-                 ["site_name", "cam_name", "slot", "run_id", "repaired_at", "repaired_by", "reason", "edge_peak",
-                  "edge_events", "edge_triggers", "edge_rev", "raw_peak", "raw_events", "raw_triggers"])
-    store.insert("slot_states", [edge_rows("MIX", "dev1", "CAM_A", slot, 9, 99, 6)], STATE_COLUMNS)
+    slots.write_repairs([["MIX", "CAM_A", slot, "run1", datetime.now(timezone.utc), "test", "drift",
+                          8, 24, {}, 5, 30, 1, {}]])
+    slots.write_states([edge_rows("MIX", "dev1", "CAM_A", slot, 9, 99, 6)])
     got = await get(client, "MIX")
     assert got["zones"]["CAM_A"] == {"peak": 30, "events": 2, "intensity": "high"}
     assert got["meta"]["slots"] == {"edge": 0, "raw": 2, "repaired": 1}
@@ -183,9 +181,8 @@ async def test_mixed_edge_and_raw_coverage_and_revisions(client, chdb_client):
 
 async def test_edge_only_and_zone_thresholds(client):
     slot = ts("2026-01-05T08:00:00+00:00")
-    store = services(client).store
-    store.insert("slot_states", [edge_rows("HEAD_OFFICE", "d", "EMPLOYEE_AREA", slot, 8, 3, 1),
-                                 edge_rows("HEAD_OFFICE", "d", "EMPTY_CAM", slot, 0, 0, 1)], STATE_COLUMNS)
+    services(client).slots.write_states([edge_rows("HEAD_OFFICE", "d", "EMPLOYEE_AREA", slot, 8, 3, 1),
+                                         edge_rows("HEAD_OFFICE", "d", "EMPTY_CAM", slot, 0, 0, 1)])
     got = await get(client, "HEAD_OFFICE")
     # Zone thresholds (high 10, medium 5) for the zone; site thresholds for hourly.
     assert got["zones"] == {"EMPLOYEE_AREA": {"peak": 8, "events": 3, "intensity": "medium"}}
@@ -208,8 +205,7 @@ async def test_an_empty_day_says_where_the_sites_data_lies(client):
                          "timestamp": "2026-01-04T20:00:00Z"},
                         {"site": "HEAD_OFFICE", "camera": "GATE", "people_count": 1,
                          "timestamp": "2026-03-01T12:00:00Z"}])
-    services(client).store.insert("slot_states", [edge_rows("KOLKATA", "d", "GATE", ts("2026-01-09T19:00:00+00:00"),
-                                                            1, 1, 1)], STATE_COLUMNS)
+    services(client).slots.write_states([edge_rows("KOLKATA", "d", "GATE", ts("2026-01-09T19:00:00+00:00"), 1, 1, 1)])
     empty = await get(client, "KOLKATA", "2026-01-07")
     assert empty["zones"] == {} and empty["meta"]["data_range"] == {"first_day": "2026-01-05",
                                                                       "last_day": "2026-01-10"}

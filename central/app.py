@@ -100,7 +100,9 @@ def _schema_ready(app: web.Application, facts: SchemaFacts) -> None:
     app[SCHEMA].set(facts)
     slots = SlotStore(store, facts.raw_time, rollup=facts.rollup.available, answers=facts.answers.available)
     app[SLOTS].set(slots)
-    dashboard = Dashboard(slots, app[SITES], DashboardCache(config.cache_ttl, config.cache_ttl_past))
+    hub = app[ON_DATA]
+    dashboard = Dashboard(slots, app[SITES], DashboardCache(config.cache_ttl, config.cache_ttl_past),
+                          live=lambda: hub.live)
     if slots.answers:
         follower = answers.DirtyFollower(slots, on_refreshed=dashboard.on_data)
         follower.task = asyncio.get_running_loop().create_task(follower.run())

@@ -106,6 +106,10 @@ class OnData:
 
     def __init__(self) -> None:
         self._callbacks: list[DataCallback] = []
+        #: True while the callbacks run for a write of the live feed (the MQTT consumer):
+        #: its readers poll, and may get the previous answer for a moment; a raw-ingest
+        #: client reads its own write at once.
+        self.live = False
 
     def append(self, callback: DataCallback) -> None:
         self._callbacks.append(callback)
@@ -122,9 +126,16 @@ class OnData:
         """The same path for a writer on another thread: runs on ``loop``."""
 
         def call(site: str, slots: set[int]) -> None:
-            loop.call_soon_threadsafe(self, site, set(slots))
+            loop.call_soon_threadsafe(self._live, site, set(slots))
 
         return call
+
+    def _live(self, site: str, slots: set[int]) -> None:
+        self.live = True
+        try:
+            self(site, slots)
+        finally:
+            self.live = False
 
 
 CONFIG = web.AppKey("config", Config)

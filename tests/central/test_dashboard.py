@@ -7,13 +7,15 @@ queries run by chDB on the same rows, or from local times worked out by hand.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import datetime, timezone
 
 import pytest
 
+from central.state import ON_DATA
 from tests.central.conftest import services
-from tests.harness import eventually_async
+from tests.harness import eventually, eventually_async
 
 DAY = "2026-01-05"
 
@@ -354,6 +356,46 @@ def test_a_trimmed_version_table_never_readmits_a_stale_answer():
     fresh = cache.version(key)
     cache.put(key, b"fresh", 60, fresh)
     assert cache.get(key) == b"fresh"
+
+
+def test_a_watched_days_answer_outlives_a_write_only_by_the_grace():
+    from central.dashboard import DashboardCache
+
+    cache = DashboardCache(60, 60)
+    key = ("S", "2026-01-05")
+    cache.put(key, b"before", 60, cache.version(key))
+    assert cache.is_current(key)
+    cache.invalidate(*key, grace=0.3)  # a write to a day someone watches
+    assert cache.get(key) == b"before" and not cache.is_current(key)
+    eventually(lambda: cache.get(key) is None, timeout=5, message="the old answer outlived its grace")
+    cache.put(key, b"after", 60, cache.version(key))
+    assert cache.get(key) == b"after" and cache.is_current(key)
+    cache.invalidate(*key)  # no one watches: gone at once
+    assert cache.get(key) is None
+
+
+async def test_a_poll_after_a_live_write_gets_the_old_answer_then_the_new_one(make_client):
+    client = await make_client(cache_ttl=60, cache_ttl_past=60)
+    slot = ts("2026-01-05T08:00:00+00:00")
+    await post(client, [{"site": "MIX", "camera": "CAM_A", "timestamp": slot + 60, "people_count": 3}])
+    svc = services(client)
+    dash = svc.dashboard
+    first = await get(client, "MIX")
+    assert first["zones"]["CAM_A"]["events"] == 1
+    # A state of the live feed, told as the consumer tells it (from its writer thread).
+    svc.slots.write_states([edge_rows("MIX", "dev1", "CAM_A", slot, 4, 2, 1)])
+    refreshes = dash.refreshes
+    client.server.app[ON_DATA].threadsafe(asyncio.get_running_loop())("MIX", {slot})
+    await asyncio.sleep(0)  # the call lands on the loop
+
+    async def fresh():
+        doc = await get(client, "MIX")
+        # Until it is fresh, only the answer from before the write, never a broken one.
+        assert doc["zones"]["CAM_A"]["events"] in (1, 2)
+        return doc["zones"]["CAM_A"]["events"] == 2
+
+    await eventually_async(fresh, timeout=5, message="the watched day was not recomputed")
+    assert dash.refreshes == refreshes + 1  # recomputed by the live path, not by a poll
 
 
 @pytest.mark.clock

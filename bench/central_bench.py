@@ -144,7 +144,7 @@ def handoff(data_dir: Path, repeats: int) -> dict:
 
     from zoneinfo import ZoneInfo
 
-    from central import rollup
+    from central import answers, rollup
     from central.dashboard import Dashboard, DashboardCache
     from central.schema import detect_raw_time
     from central.sites import Sites, local_day
@@ -164,7 +164,9 @@ def handoff(data_dir: Path, repeats: int) -> dict:
         times.append(time.perf_counter() - t0)
     # Our uncached computation in the same engine, same process, for reference.
     sites = Sites.load(data_dir / "sites.toml")
-    dash = Dashboard(SlotStore(store, detect_raw_time(store), rollup=rollup.status(store).available), sites,
+    built = rollup.status(store)
+    kept = answers.status(store, built).available
+    dash = Dashboard(SlotStore(store, detect_raw_time(store), rollup=built.available, answers=kept), sites,
                      DashboardCache(0, 0))
 
     async def ours() -> list[float]:

@@ -132,6 +132,9 @@ TABLES: dict[str, TableDef] = {
             "ver",
             "(site_name, slot, cam_name)",
             shard_key="cityHash64(site_name)",
+            # A site-day is 96 x cameras rows: small granules read less around it (measured
+            # on chDB: a site-day with FINAL in 3.8 ms instead of 7.4 ms at 8192).
+            settings="index_granularity = 1024",
         ),
         # Slots of camera_events rows from any writer (a materialized view), so that
         # answers follow rows central did not write itself (central.answers).

@@ -51,6 +51,9 @@ GROUP BY cam_name, hour
 """
 
 
+_SMALL_READ = {"max_threads": 1}
+
+
 def iso_utc(ts: float, millis: bool = False) -> str:
     dt = datetime.fromtimestamp(ts, timezone.utc)
     if millis:
@@ -266,7 +269,9 @@ class Dashboard:
         site = self.sites.get(site_name)
         start, end = local_day(day, site.tz)
         params = {**Scope.of([site_name], start, end).params(), "tz": site.timezone}
-        doc = compute(site, day, await self.store.aquery(self._hours_sql, params))
+        # One thread: a site-day is a few granules, and a pipeline of many threads costs more
+        # than it saves there (measured on chDB: 9 ms instead of 13 ms).
+        doc = compute(site, day, await self.store.aquery(self._hours_sql, params, settings=_SMALL_READ))
         if not doc["zones"] and not doc["critical_events"]["total_events"]:
             # An empty day: say where the site's data lies ("nobody there" or "before the data").
             span = await self.slots.adata_range(site_name)

@@ -44,7 +44,7 @@ from shared.events import parse_event
 from shared.exceptions import EventError
 
 from .bodies import BodyBudget, BodyRefused, read_body
-from .errors import json_error
+from .http_errors import json_error
 from .slots import RAW_COLUMNS
 
 __all__ = ["Ingestor", "MAX_ITEM_ERRORS"]

@@ -56,7 +56,6 @@ _TRANSIENT_CODES = frozenset(
         999,  # KEEPER_EXCEPTION
     }
 )
-_CODE_RE = re.compile(r"Code:\s*(\d+)")
 _READ_RETRIES = (0.05, 0.25)
 
 
@@ -81,8 +80,9 @@ class Storage(Protocol):
 def _translate(exc: BaseException, what: str) -> StorageError:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     text = text if len(text) <= 300 else text[:297] + "..."
-    match = _CODE_RE.search(str(exc))
-    code = int(match.group(1)) if match else None
+    # clickhouse-connect puts the server's error code on its errors (from the HTTP header, or
+    # from chDB's message); None for transport errors and for errors raised outside the engine.
+    code = exc.code if isinstance(exc, ch_errors.Error) else None
     if isinstance(exc, OSError) or (
         isinstance(exc, ch_errors.OperationalError) and (code is None or code in _TRANSIENT_CODES)
     ):

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import queue
+import subprocess
+import sys
 import threading
 import time
 import zlib
 from dataclasses import replace
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -20,6 +24,7 @@ import pytest
 from central import schema
 from central.config import MqttSettings
 from central.consumer import Consumer
+from central.exceptions import ConfigError
 from central.metrics import Metrics
 from central.store import Store
 from shared import protocol, topics
@@ -384,3 +389,30 @@ async def test_device_contact_per_slot_feeds_coverage(central, mosquitto, chdb_c
         assert doc["totals"]["coverage"] == round(2 / 96, 4)
     finally:
         dev.close()
+
+
+def test_a_ca_file_that_is_no_certificate_is_a_config_error(config, tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not a certificate\n")
+    store = Store(config.clickhouse_url)
+    try:
+        with pytest.raises(ConfigError, match=r"TLS setup for mqtts://127.0.0.1:8883 \(HEATMAP_MQTT_CA_FILE .*ca.pem\)"):
+            Consumer(replace(config, mqtt_url=MqttSettings("127.0.0.1", 8883, True), mqtt_ca_file=str(ca)),
+                     store, Metrics())
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_serve_with_a_bad_ca_file_stops_with_one_line(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not a certificate\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEATMAP_")}
+    # Port 9 (discard): start-up stops at the TLS set-up, before any connection.
+    env.update(HEATMAP_DATA_DIR=str(tmp_path / "central"), HEATMAP_HTTP_ADDR="127.0.0.1:0",
+               HEATMAP_MQTT_URL="mqtts://127.0.0.1:9", HEATMAP_MQTT_CA_FILE=str(ca))
+    proc = subprocess.run([sys.executable, "-m", "central", "serve"], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 2, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("python -m central serve: TLS setup for mqtts://127.0.0.1:9"), proc.stderr

@@ -101,7 +101,7 @@ async def central(mosquitto, make_client):
     return client
 
 
-async def test_states_are_written_then_acked_end_to_end(central, mosquitto, chdb_client):
+async def test_states_are_written_then_acked_end_to_end(central, mosquitto, clickhouse_client):
     dev = Device(mosquitto)
     try:
         dev.publish(dev.states([state(rev=1), state("CAFETERIA", peak=2, events=3, rev=2, triggers={"X": 1})]))
@@ -115,7 +115,7 @@ async def test_states_are_written_then_acked_end_to_end(central, mosquitto, chdb
         assert doc["zones"]["EMPLOYEE_AREA"]["events"] == 12 and doc["zones"]["EMPLOYEE_AREA"]["peak"] == 7
         assert doc["critical_events"] == {"X": 1, "total_events": 15}
         assert doc["meta"]["source"] == "edge"
-        rows = chdb_client.query("SELECT cam_name, max(rev) FROM slot_states GROUP BY cam_name ORDER BY cam_name")
+        rows = clickhouse_client.query("SELECT cam_name, max(rev) FROM slot_states GROUP BY cam_name ORDER BY cam_name")
         assert rows.result_rows == [("CAFETERIA", 2), ("EMPLOYEE_AREA", 3)]
         # Availability and last contact show in /api/v1/sites.
         dev.publish(protocol.encode(protocol.Status(dev.site, dev.device, "online", time.time())), "status",
@@ -130,7 +130,7 @@ async def test_states_are_written_then_acked_end_to_end(central, mosquitto, chdb
         dev.close()
 
 
-async def test_version_2_states_get_acks_by_revision_version_1_per_state(central, mosquitto, chdb_client):
+async def test_version_2_states_get_acks_by_revision_version_1_per_state(central, mosquitto, clickhouse_client):
     """A rolling upgrade: the same device's v1 and v2 batches each get acks they can read."""
     dev = Device(mosquitto)
     try:
@@ -160,13 +160,13 @@ async def test_version_2_states_get_acks_by_revision_version_1_per_state(central
         acks = await asyncio.get_running_loop().run_in_executor(
             None, dev.ack_items, 20.0, {("EMPLOYEE_AREA", SLOT, 20)})
         assert ("EMPLOYEE_AREA", SLOT, 20) in acks
-        rows = chdb_client.query("SELECT cam_name, max(rev) FROM slot_states GROUP BY cam_name ORDER BY cam_name")
+        rows = clickhouse_client.query("SELECT cam_name, max(rev) FROM slot_states GROUP BY cam_name ORDER BY cam_name")
         assert rows.result_rows == [("CAFETERIA", 11), ("EMPLOYEE_AREA", 20), ("LOBBY", 13), ("RECEPTION", 9)]
     finally:
         dev.close()
 
 
-async def test_bad_messages_go_to_dead_letters_with_reasons(central, mosquitto, chdb_client):
+async def test_bad_messages_go_to_dead_letters_with_reasons(central, mosquitto, clickhouse_client):
     dev = Device(mosquitto)
     other = protocol.encode(protocol.StateBatch("HEAD_OFFICE", "someone-else", 1, time.time(), (state(),)))
     try:
@@ -178,10 +178,10 @@ async def test_bad_messages_go_to_dead_letters_with_reasons(central, mosquitto, 
         acks = await asyncio.get_running_loop().run_in_executor(
             None, dev.ack_items, 20.0, {("EMPLOYEE_AREA", SLOT, 7)})
         assert acks == {("EMPLOYEE_AREA", SLOT, 7)}
-        reasons = await eventually_async(lambda: sorted(r[0] for r in chdb_client.query(
+        reasons = await eventually_async(lambda: sorted(r[0] for r in clickhouse_client.query(
             "SELECT reason FROM dead_letters").result_rows) or None)
         assert reasons == ["bad_encoding", "bad_json", "identity_mismatch", "unsupported_version"]
-        row = chdb_client.query("SELECT topic, device_id, field, payload FROM dead_letters "
+        row = clickhouse_client.query("SELECT topic, device_id, field, payload FROM dead_letters "
                                 "WHERE reason = 'bad_json'").result_rows[0]
         assert row[0] == topics.state_topic("HEAD_OFFICE", "jetson-01") and row[1] == "jetson-01"
         metrics = await (await central.get("/metrics")).text()
@@ -191,7 +191,7 @@ async def test_bad_messages_go_to_dead_letters_with_reasons(central, mosquitto, 
         dev.close()
 
 
-async def test_an_unexpected_decode_error_becomes_a_dead_letter(central, mosquitto, chdb_client, monkeypatch):
+async def test_an_unexpected_decode_error_becomes_a_dead_letter(central, mosquitto, clickhouse_client, monkeypatch):
     import central.consumer as consumer_module
 
     real = consumer_module.protocol.check_identity
@@ -209,7 +209,7 @@ async def test_an_unexpected_decode_error_becomes_a_dead_letter(central, mosquit
         acks = await asyncio.get_running_loop().run_in_executor(
             None, dev.ack_items, 20.0, {("EMPLOYEE_AREA", SLOT, 6)})
         assert ("EMPLOYEE_AREA", SLOT, 6) in acks
-        row = await eventually_async(lambda: chdb_client.query(
+        row = await eventually_async(lambda: clickhouse_client.query(
             "SELECT reason, device_id, message FROM dead_letters").result_rows or None)
         assert row == [("internal_error", "buggy", "KeyError: 'boom'")]
         await eventually_async(lambda: services(central).consumer.pending == 0)
@@ -218,7 +218,7 @@ async def test_an_unexpected_decode_error_becomes_a_dead_letter(central, mosquit
         dev.close()
 
 
-async def test_a_batch_write_failing_with_any_exception_is_retried(central, mosquitto, chdb_client, monkeypatch):
+async def test_a_batch_write_failing_with_any_exception_is_retried(central, mosquitto, clickhouse_client, monkeypatch):
     store = services(central).store
     real, failures = store.insert, []
 
@@ -235,7 +235,7 @@ async def test_a_batch_write_failing_with_any_exception_is_retried(central, mosq
         acks = await asyncio.get_running_loop().run_in_executor(
             None, dev.ack_items, 20.0, {("EMPLOYEE_AREA", SLOT, 9)})
         assert ("EMPLOYEE_AREA", SLOT, 9) in acks and len(failures) == 2
-        assert chdb_client.query("SELECT max(rev) FROM slot_states").result_rows == [(9,)]
+        assert clickhouse_client.query("SELECT max(rev) FROM slot_states").result_rows == [(9,)]
         metrics = await (await central.get("/metrics")).text()
         assert 'heatmap_insert_failures_total{reason="TypeError"} 2.0' in metrics
         await eventually_async(lambda: services(central).consumer.pending == 0)
@@ -244,17 +244,17 @@ async def test_a_batch_write_failing_with_any_exception_is_retried(central, mosq
 
 
 @pytest.mark.slow
-async def test_storage_outage_acks_nothing_until_the_insert_succeeds(central, mosquitto, chdb_client):
+async def test_storage_outage_acks_nothing_until_the_insert_succeeds(central, mosquitto, clickhouse_client):
     dev = Device(mosquitto)
     try:
-        chdb_client.command("DETACH TABLE slot_states")
+        clickhouse_client.command("DETACH TABLE slot_states")
         dev.publish(dev.states([state(rev=11)]))
         loop = asyncio.get_running_loop()
         assert await loop.run_in_executor(None, dev.ack_items, 1.5) == set()
         health = await (await central.get("/healthz")).json()
         assert health["status"] == "degraded" and health["pending_messages"] >= 1
         assert (await central.get("/readyz")).status == 503
-        chdb_client.command("ATTACH TABLE slot_states")
+        clickhouse_client.command("ATTACH TABLE slot_states")
         acks = await loop.run_in_executor(None, dev.ack_items, 20.0, {("EMPLOYEE_AREA", SLOT, 11)})
         assert ("EMPLOYEE_AREA", SLOT, 11) in acks
         assert (await (await central.get("/healthz")).json())["status"] == "ok"
@@ -274,10 +274,10 @@ def until_subscribed(*consumers):
         assert c.subscribed.wait(20), "a consumer did not subscribe"
 
 
-def test_graceful_stop_writes_and_acks_what_was_taken(config, mosquitto, chdb_url):
+def test_graceful_stop_writes_and_acks_what_was_taken(config, mosquitto, clickhouse_url):
     """A long batch window: stop() must flush the batch, ack it, and leave nothing unacked
     in the broker session (a new consumer with the same id receives nothing)."""
-    store = Store(chdb_url)
+    store = Store(clickhouse_url)
     schema.migrate(store)
     cfg = consumer_config(config, mosquitto, "central-graceful", batch_seconds=30)
     consumer = Consumer(cfg, store, Metrics())
@@ -305,9 +305,9 @@ def test_graceful_stop_writes_and_acks_what_was_taken(config, mosquitto, chdb_ur
 
 
 @pytest.mark.slow
-def test_unacked_messages_come_back_after_a_restart(config, mosquitto, chdb_url):
+def test_unacked_messages_come_back_after_a_restart(config, mosquitto, clickhouse_url):
     """Messages taken but not written (storage down at shutdown) are redelivered."""
-    store = Store(chdb_url)
+    store = Store(clickhouse_url)
     schema.migrate(store)
     cfg = consumer_config(config, mosquitto, "central-redeliver", batch_seconds=0.05)
     consumer = Consumer(cfg, store, Metrics(), shutdown_timeout=0.5)
@@ -331,8 +331,8 @@ def test_unacked_messages_come_back_after_a_restart(config, mosquitto, chdb_url)
         store.close()
 
 
-def test_shared_subscription_splits_the_stream(config, mosquitto, chdb_url):
-    store = Store(chdb_url)
+def test_shared_subscription_splits_the_stream(config, mosquitto, clickhouse_url):
+    store = Store(clickhouse_url)
     schema.migrate(store)
     consumers = []
     dev = None
@@ -359,7 +359,7 @@ def test_shared_subscription_splits_the_stream(config, mosquitto, chdb_url):
         store.close()
 
 
-async def test_device_contact_per_slot_feeds_coverage(central, mosquitto, chdb_client):
+async def test_device_contact_per_slot_feeds_coverage(central, mosquitto, clickhouse_client):
     """A state marks its slot as reported; any message marks the slot it arrived in."""
     dev = Device(mosquitto)
     try:
@@ -372,7 +372,7 @@ async def test_device_contact_per_slot_feeds_coverage(central, mosquitto, chdb_c
         now_slots = set(range(int(before) // 900 * 900, int(after) // 900 * 900 + 1, 900))
 
         def contact():
-            rows = chdb_client.query("SELECT DISTINCT toUnixTimestamp(slot) FROM device_slots "
+            rows = clickhouse_client.query("SELECT DISTINCT toUnixTimestamp(slot) FROM device_slots "
                                      "WHERE site_name = 'HEAD_OFFICE' AND device_id = 'jetson-01'").result_rows
             got = {r[0] for r in rows}
             return got if {SLOT, SLOT + 3600} <= got and got & now_slots else None

@@ -119,10 +119,14 @@ class Store:
                     self._client = clickhouse_connect.get_client(
                         dsn=self.url, settings={"max_execution_time": 60} if self.engine == "server" else None
                     )
-                except (ch_errors.ClickHouseError, OSError) as exc:
+                except (ch_errors.ClickHouseError, OSError, RuntimeError) as exc:
+                    # chdb refuses a busy path or a second directory with a RuntimeError, which
+                    # clickhouse-connect (1.12) wraps in a ProgrammingError: unavailable here.
+                    if isinstance(exc, RuntimeError) or (
+                        self.engine == "chdb" and isinstance(exc, ch_errors.ProgrammingError)
+                    ):
+                        raise StorageUnavailable("connect: cannot open %s: %s" % (self._safe_url(), exc)) from None
                     raise self._failed(exc, "connect") from None
-                except RuntimeError as exc:  # chdb: a busy path or a second directory
-                    raise StorageUnavailable("connect: cannot open %s: %s" % (self._safe_url(), exc)) from None
             return self._client
 
     def _safe_url(self) -> str:

@@ -77,6 +77,16 @@ def test_the_code_is_read_from_the_error_not_its_text():
                           StorageUnavailable)
 
 
+def test_a_second_chdb_directory_is_unavailable_not_a_bad_statement(chdb_url, tmp_path):
+    # This process's engine is open on chdb_url's directory; chDB admits one per process.
+    store = Store("chdb://%s" % (tmp_path / "other"), workers=1)
+    try:
+        with pytest.raises(StorageUnavailable, match=r"connect: cannot open chdb://.*other"):
+            store.query("SELECT 1")
+    finally:
+        store.close()
+
+
 def test_a_test_database_on_a_server_keeps_the_rest_of_the_url():
     assert (database_url("https://heat:pw@ch.example:8443/default?compress=0", "heatmap_test_1_2")
             == "https://heat:pw@ch.example:8443/heatmap_test_1_2?compress=0")

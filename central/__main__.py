@@ -18,10 +18,18 @@ EXIT_STORAGE = 1
 EXIT_CONFIG = 2
 
 
+_RECONCILE = "central.reconcile"
+
+
 def _reconcile_module():
+    """``central.reconcile``, or None where an install left it out. Only that module missing
+    counts as "not installed": an import error inside it (a bug, a missing module of its
+    own) is raised with its traceback."""
     try:
-        return importlib.import_module("central.reconcile")
-    except ImportError:
+        return importlib.import_module(_RECONCILE)
+    except ModuleNotFoundError as exc:
+        if exc.name != _RECONCILE:
+            raise
         return None
 
 

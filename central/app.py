@@ -28,8 +28,8 @@ from .alerts import api as alerts_api
 from .alerts.ledger import Ledger
 from .config import Config
 from .dashboard import Dashboard, DashboardCache
-from .errors import json_error
 from .exceptions import SchemaError, StorageError, StorageUnavailable
+from .http_errors import json_error
 from .ingest import Ingestor
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .middleware import (

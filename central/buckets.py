@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from shared.slots import SLOT_SECONDS
+
 from .sites import local_day
 
-__all__ = ["SLOT", "KINDS", "Bucket", "key_sql", "OFFSET_SQL", "enumerate_buckets", "local_iso", "EPOCH"]
+__all__ = ["KINDS", "Bucket", "key_sql", "OFFSET_SQL", "enumerate_buckets", "local_iso", "EPOCH"]
 
-SLOT = 900
 KINDS = ("slot", "hour", "day", "week")
 EPOCH = date(1970, 1, 1)
 
@@ -37,7 +38,7 @@ OFFSET_SQL = "timeZoneOffset(toDateTime(slot, {tz:String}))"
 _KEY_SQL = {
     "slot": "toInt64(slot)",
     # Hour and offset packed in one integer: offsets are whole quarter hours within +-14 h.
-    "hour": "intDiv(toInt64(slot) + off, 3600) * 128 + intDiv(off, 900)",
+    "hour": "intDiv(toInt64(slot) + off, 3600) * 128 + intDiv(off, %d)" % SLOT_SECONDS,
     "day": "intDiv(toInt64(slot) + off, 86400)",
     "week": "intDiv(intDiv(toInt64(slot) + off, 86400) + 3, 7)",
 }
@@ -62,7 +63,7 @@ def local_iso(ts: int, tz: ZoneInfo) -> str:
 
 def _hour_key(ts: int, tz: ZoneInfo) -> int:
     off = int(datetime.fromtimestamp(ts, tz).utcoffset().total_seconds())  # type: ignore[union-attr]
-    return ((ts + off) // 3600) * 128 + off // 900
+    return ((ts + off) // 3600) * 128 + off // SLOT_SECONDS
 
 
 def enumerate_buckets(tz: ZoneInfo, first: date, last: date, kind: str) -> list[Bucket]:
@@ -76,13 +77,13 @@ def enumerate_buckets(tz: ZoneInfo, first: date, last: date, kind: str) -> list[
     out: list[Bucket] = []
     if kind in ("slot", "hour"):
         key_of = (lambda ts: ts) if kind == "slot" else (lambda ts: _hour_key(ts, tz))
-        for ts in range(lo, hi, SLOT):
+        for ts in range(lo, hi, SLOT_SECONDS):
             key = key_of(ts)
             if out and out[-1].key == key:
                 prev = out[-1]
-                out[-1] = Bucket(key, prev.start, ts + SLOT, prev.label)
+                out[-1] = Bucket(key, prev.start, ts + SLOT_SECONDS, prev.label)
             else:
-                out.append(Bucket(key, ts, ts + SLOT, local_iso(ts, tz)))
+                out.append(Bucket(key, ts, ts + SLOT_SECONDS, local_iso(ts, tz)))
         return out
     day = first
     while day <= last:

@@ -37,7 +37,7 @@ from shared.exceptions import HeatmapError
 from shared.slots import SLOT_SECONDS
 
 from .config import Config
-from .exceptions import StorageError
+from .exceptions import ConfigError, StorageError
 from .metrics import Metrics
 from .slots import STATE_COLUMNS
 from .store import Store
@@ -145,7 +145,12 @@ class Consumer:
         if url.username:
             client.username_pw_set(url.username, url.password)
         if url.tls:
-            client.tls_set(ca_certs=self.config.mqtt_ca_file, cert_reqs=ssl.CERT_REQUIRED)
+            try:
+                client.tls_set(ca_certs=self.config.mqtt_ca_file, cert_reqs=ssl.CERT_REQUIRED)
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                raise ConfigError("TLS setup for mqtts://%s:%d (HEATMAP_MQTT_CA_FILE %s) failed: %s"
+                                  % (url.host, url.port, self.config.mqtt_ca_file or "unset: system trust store",
+                                     exc)) from None
         client.reconnect_delay_set(1, 30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

@@ -11,7 +11,9 @@ the site's devices. A site that never had an edge device (raw ingest only) has n
 
 from __future__ import annotations
 
-from .buckets import OFFSET_SQL, SLOT, key_sql
+from shared.slots import SLOT_SECONDS
+
+from .buckets import OFFSET_SQL, key_sql
 from .sites import Site
 from .store import Store
 
@@ -71,4 +73,4 @@ class Coverage:
 
     @staticmethod
     def share(slots: int, start: int, end: int) -> float:
-        return round(min(1.0, slots * SLOT / (end - start)), 4) if end > start else 0.0
+        return round(min(1.0, slots * SLOT_SECONDS / (end - start)), 4) if end > start else 0.0

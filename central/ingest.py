@@ -42,10 +42,11 @@ from typing import NamedTuple
 from aiohttp import web
 from shared.events import parse_event
 from shared.exceptions import EventError
+from shared.slots import SLOT_SECONDS
 
 from .bodies import BodyBudget, BodyRefused, read_body
-from .errors import json_error
 from .exceptions import StorageError
+from .http_errors import json_error
 from .slots import RAW_COLUMNS
 
 __all__ = ["Ingestor", "MAX_ITEM_ERRORS"]
@@ -175,7 +176,7 @@ def _prepare(body: bytes, max_events: int, raw_time) -> _Batch:
         if not errors:
             rows.append([event.site, event.camera, event.people_count,
                          raw_time.value(event.timestamp), list(event.triggers)])
-            touched.setdefault(event.site, set()).add(int(event.timestamp) // 900 * 900)
+            touched.setdefault(event.site, set()).add(int(event.timestamp) // SLOT_SECONDS * SLOT_SECONDS)
     if errors:
         raise _Refused(
             422, "invalid_events",

@@ -27,7 +27,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError
 
 from .config import Config
-from .errors import json_error
+from .http_errors import json_error
 
 __all__ = ["listen", "CLIENT_FAULTS"]
 

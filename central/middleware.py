@@ -17,8 +17,8 @@ import time
 from aiohttp import web
 
 from .config import Config
-from .errors import json_error
 from .exceptions import RequestError, StorageError, StorageUnavailable
+from .http_errors import json_error
 from .metrics import Metrics
 
 __all__ = ["RETRY_SECONDS", "CLIENT_CLOSED", "errors_middleware", "metrics_middleware", "auth_middleware", "cors_middleware"]

@@ -14,6 +14,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+from shared.slots import SLOT_SECONDS
+
 from .coverage import Coverage
 from .registry import Registry
 from .sites import Site, Sites, local_day, utilisation
@@ -51,17 +53,17 @@ def _offset(ts: int, site: Site) -> int:
 def _day_offsets(site: Site, start: int, end: int) -> tuple[int, int, int]:
     """(offset at the start, instant of the change or ``end``, offset after it): a local day
     holds at most one clock change, always at a slot boundary."""
-    first, last = _offset(start, site), _offset(end - 900, site)
+    first, last = _offset(start, site), _offset(end - SLOT_SECONDS, site)
     if first == last:
         return first, end, last
-    lo, hi = start // 900, (end - 900) // 900  # offset(lo) == first, offset(hi) == last
+    lo, hi = start // SLOT_SECONDS, (end - SLOT_SECONDS) // SLOT_SECONDS  # offset(lo) == first, offset(hi) == last
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if _offset(mid * 900, site) == first:
+        if _offset(mid * SLOT_SECONDS, site) == first:
             lo = mid
         else:
             hi = mid
-    return first, hi * 900, last
+    return first, hi * SLOT_SECONDS, last
 
 
 class _Row:

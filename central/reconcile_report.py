@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from shared.slots import SLOT_SECONDS
+
 from .reconcile_query import Comparison, SiteWindow, SlotDiff
 
 __all__ = ["render_table", "render_json", "diff_json", "site_json"]
@@ -92,7 +94,7 @@ def render_json(comparison: Comparison, windows: Sequence[SiteWindow], opts: Any
         "repair": bool(opts.repair),
         "repaired_by": opts.repaired_by if opts.repair else None,
         "grace_seconds": opts.grace,
-        "closed_before": _iso(max(0, comparison.closed_before) + 900),
+        "closed_before": _iso(max(0, comparison.closed_before) + SLOT_SECONDS),
         "consistent": comparison.inconsistent == 0,
         "exit_code": exit_code,
         "seconds": round(seconds, 3),

@@ -35,6 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from shared.slots import SLOT_SECONDS
+
 from .exceptions import StorageError, StorageUnavailable
 from .schema import TABLES, RawTime, source_table, table_ddl
 from .slots import ROLLUP_TABLE
@@ -178,8 +180,8 @@ def _backfill(store: Storage, raw_time: RawTime, source: str, parts: list[str], 
     started = time.monotonic()
     insert = "INSERT INTO %s %s" % (
         ROLLUP_TABLE, view_select(raw_time, source, "WHERE %s AND %s" % (raw_time.where("lo", "hi"), only)))
-    step = max(900, chunk_seconds // 900 * 900)
-    pieces = list(range(lo, hi + 900, step))
+    step = max(SLOT_SECONDS, chunk_seconds // SLOT_SECONDS * SLOT_SECONDS)
+    pieces = list(range(lo, hi + SLOT_SECONDS, step))
     for done, start in enumerate(pieces, 1):
         store.command(insert, parameters={"lo": start, "hi": start + step, "parts": parts})
         if progress is not None:

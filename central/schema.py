@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from shared.slots import SLOT_SECONDS
+
 from .exceptions import SchemaError, StorageError
 from .store import Storage
 
@@ -420,8 +422,8 @@ class RawTime:
     def slot(self) -> str:
         """SQL giving the 15-minute slot start (UInt32 Unix seconds) of each row."""
         if self.kind == "unix":
-            return "toUInt32(intDiv(event_timestamp, 900) * 900)"
-        return "toUInt32(intDiv(toUnixTimestamp(%s), 900) * 900)" % self._as_datetime
+            return "toUInt32(intDiv(event_timestamp, %d) * %d)" % (SLOT_SECONDS, SLOT_SECONDS)
+        return "toUInt32(intDiv(toUnixTimestamp(%s), %d) * %d)" % (self._as_datetime, SLOT_SECONDS, SLOT_SECONDS)
 
     @property
     def writable(self) -> bool:

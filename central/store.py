@@ -56,7 +56,6 @@ _TRANSIENT_CODES = frozenset(
         999,  # KEEPER_EXCEPTION
     }
 )
-_CODE_RE = re.compile(r"Code:\s*(\d+)")
 _READ_RETRIES = (0.05, 0.25)
 
 
@@ -81,8 +80,9 @@ class Storage(Protocol):
 def _translate(exc: BaseException, what: str) -> StorageError:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     text = text if len(text) <= 300 else text[:297] + "..."
-    match = _CODE_RE.search(str(exc))
-    code = int(match.group(1)) if match else None
+    # clickhouse-connect puts the server's error code on its errors (from the HTTP header, or
+    # from chDB's message); None for transport errors and for errors raised outside the engine.
+    code = exc.code if isinstance(exc, ch_errors.Error) else None
     if isinstance(exc, OSError) or (
         isinstance(exc, ch_errors.OperationalError) and (code is None or code in _TRANSIENT_CODES)
     ):
@@ -119,10 +119,14 @@ class Store:
                     self._client = clickhouse_connect.get_client(
                         dsn=self.url, settings={"max_execution_time": 60} if self.engine == "server" else None
                     )
-                except (ch_errors.ClickHouseError, OSError) as exc:
+                except (ch_errors.ClickHouseError, OSError, RuntimeError) as exc:
+                    # chdb refuses a busy path or a second directory with a RuntimeError, which
+                    # clickhouse-connect (1.12) wraps in a ProgrammingError: unavailable here.
+                    if isinstance(exc, RuntimeError) or (
+                        self.engine == "chdb" and isinstance(exc, ch_errors.ProgrammingError)
+                    ):
+                        raise StorageUnavailable("connect: cannot open %s: %s" % (self._safe_url(), exc)) from None
                     raise self._failed(exc, "connect") from None
-                except RuntimeError as exc:  # chdb: a busy path or a second directory
-                    raise StorageUnavailable("connect: cannot open %s: %s" % (self._safe_url(), exc)) from None
             return self._client
 
     def _safe_url(self) -> str:

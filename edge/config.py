@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, Mapping, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
+from shared.events import MAX_PEOPLE
 from shared.names import check_name
 from shared.protocol import (
     MAX_PAYLOAD_BYTES,
-    MAX_PEAK,
     MAX_STATES,
     MAX_TRIGGERS,
     PROTOCOL_VERSION,
@@ -166,8 +166,8 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("max_backoff", _positive, 600.0, "longest wait between resends of one state"),
     Setting("stats_interval", _positive, 300.0, "seconds between statistics messages"),
     Setting("priority", _priority, "new", "publish at once: a trigger new in its slot (new), every trigger (all), nothing (off)"),
-    Setting("intensity_medium", _count(1, MAX_PEAK), 4, "peak from which a zone is medium (priority publishing)"),
-    Setting("intensity_high", _count(1, MAX_PEAK), 7, "peak from which a zone is high (priority publishing)"),
+    Setting("intensity_medium", _count(1, MAX_PEOPLE), 4, "peak from which a zone is medium (priority publishing)"),
+    Setting("intensity_high", _count(1, MAX_PEOPLE), 7, "peak from which a zone is high (priority publishing)"),
     Setting("protocol_version", _protocol, PROTOCOL_VERSION, "protocol version sent (1 while central is older)"),
     Setting("retention_days", _positive, 7.0, "days of slots kept in memory and the outbox"),
     Setting("max_future", _positive, 300.0, "seconds an event may be ahead of this clock"),

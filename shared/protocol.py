@@ -28,6 +28,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
+from .events import MAX_PEOPLE
 from .exceptions import ProtocolError, UnsupportedVersion
 from .names import check_name, check_trigger
 from .slots import MAX_TIMESTAMP, MIN_TIMESTAMP, SLOT_SECONDS
@@ -41,7 +42,6 @@ __all__ = [
     "MAX_STATES",
     "MAX_TRIGGERS",
     "MAX_STATS",
-    "MAX_PEAK",
     "MAX_COUNT",
     "MAX_REV",
     "STATUS_STATES",
@@ -69,7 +69,6 @@ MAX_DECODED_BYTES = 1024 * 1024  # after inflating; bounds a compression bomb
 MAX_STATES = 2000  # states in one message; acks likewise
 MAX_TRIGGERS = 64  # trigger names in one state
 MAX_STATS = 64
-MAX_PEAK = 65535  # people_count is UInt16 in camera_events
 MAX_COUNT = 2**32 - 1
 MAX_REV = 2**53 - 1  # exact in a JSON double
 MAX_SEQ = 2**53 - 1
@@ -116,7 +115,7 @@ class SlotState:
     def validate(self, where: str = "state") -> SlotState:
         check_name(self.camera, where + ".camera", ProtocolError)
         _check_slot(self.slot, where + ".slot")
-        _check_int(self.peak, where + ".peak", 0, MAX_PEAK)
+        _check_int(self.peak, where + ".peak", 0, MAX_PEOPLE)
         _check_int(self.events, where + ".events", 0, MAX_COUNT)
         _check_int(self.rev, where + ".rev", 1, MAX_REV)
         if not isinstance(self.triggers, Mapping):

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from aiohttp import web
 from shared.names import is_valid_name
 
-from ..errors import json_error
+from ..http_errors import json_error
 from .ledger import Ledger
 
 __all__ = ["answer", "MAX_LIMIT"]

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from shared.slots import SLOT_SECONDS
+
 from ..dashboard import Dashboard, iso_utc
 from ..schema import RawTime
 from ..sites import Site, Sites
@@ -35,7 +37,6 @@ __all__ = ["Evaluator", "LOOKBACK", "make_alert", "alert_id"]
 logger = logging.getLogger(__name__)
 
 LOOKBACK = 3600.0
-SLOT = 900
 _CONTACT_SQL = """
 SELECT site_name, device_id, toFloat64(max(seen_at)) FROM device_status FINAL
 GROUP BY site_name, device_id
@@ -123,7 +124,7 @@ class Evaluator:
         self.slot_rules = tuple(r for r in rules if r.kind in ("trigger", "occupancy"))
         self.timed_rules = tuple(r for r in rules if r.kind in ("device_offline", "no_data"))
         longest = max((r.cooldown_minutes * 60 for r in rules), default=0.0)
-        self._memory = max(LOOKBACK, longest) + SLOT
+        self._memory = max(LOOKBACK, longest) + SLOT_SECONDS
 
     def _lock(self, site: str) -> asyncio.Lock:
         lock = self._locks.get(site)
@@ -140,12 +141,12 @@ class Evaluator:
         if not rules or dashboard is None:
             return []
         now = time.time() if now is None else now
-        wanted = {int(s) for s in slots if int(s) + SLOT > now - LOOKBACK and int(s) <= now}
+        wanted = {int(s) for s in slots if int(s) + SLOT_SECONDS > now - LOOKBACK and int(s) <= now}
         if not wanted:
             return []
         site = self.sites.get(site_name)
         async with self._lock(site_name):
-            values = await dashboard.slot_values(site_name, min(wanted), max(wanted) + SLOT)
+            values = await dashboard.slot_values(site_name, min(wanted), max(wanted) + SLOT_SECONDS)
             values = {k: v for k, v in values.items() if k[1] in wanted}
             # Most writes carry no trigger and no crowd: judge against nothing first, and
             # read what was already alerted only when something could fire.
@@ -157,7 +158,7 @@ class Evaluator:
     def _judge(self, site: Site, rules: list[Rule], values: dict, recent: _Recent, now: float) -> list[Alert]:
         out: list[Alert] = []
         for (cam, slot), (peak, _events, triggers, _source) in sorted(values.items()):
-            moment = datetime.fromtimestamp(min(now, slot + SLOT - 1), site.tz)
+            moment = datetime.fromtimestamp(min(now, slot + SLOT_SECONDS - 1), site.tz)
             for rule in rules:
                 if not rule.watches(site.name, cam) or not rule.in_hours(moment):
                     continue
@@ -279,7 +280,7 @@ class Evaluator:
     async def _last_data(self, now: float, sites: list[str]) -> dict[str, float]:
         """Last event time of ``sites`` over the past two days: edge states by their
         arrival, raw rows by their event time (both filtered on the leading key column)."""
-        since = int(now - 2 * 86400) // SLOT * SLOT
+        since = int(now - 2 * 86400) // SLOT_SECONDS * SLOT_SECONDS
         last: dict[str, float] = {}
         for site, when in await self.store.aquery(_EDGE_LAST_SQL, {"since": since, "sites": sites}):
             last[site] = max(last.get(site, 0.0), float(when))

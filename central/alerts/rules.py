@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from urllib.parse import urlsplit
 
+from shared.events import MAX_PEOPLE
 from shared.names import is_valid_name
 
 from ..exceptions import SitesFileError
@@ -176,7 +177,7 @@ def _one(table, index: int, sites: Sites, seen: set, errors: list) -> Rule | Non
     if kind == "trigger":
         rule["triggers"] = _names(table.get("triggers"), where, "triggers", errors, _TRIGGER_RE)
     elif kind == "occupancy":
-        threshold = _number(table, "threshold", where, errors, 1, 65535, whole=True)
+        threshold = _number(table, "threshold", where, errors, 1, MAX_PEOPLE, whole=True)
         ratio = _number(table, "capacity_ratio", where, errors, 0.01, 10)
         if ("threshold" in table) == ("capacity_ratio" in table):
             errors.append("%s: an occupancy rule needs exactly one of threshold, capacity_ratio" % where)

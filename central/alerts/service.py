@@ -18,9 +18,11 @@ import time
 import uuid
 from collections.abc import Callable
 
+from shared.slots import SLOT_SECONDS
+
 from ..exceptions import StorageError
 from .deliver import Deliverer
-from .evaluate import LOOKBACK, SLOT, Evaluator
+from .evaluate import LOOKBACK, Evaluator
 from .ledger import Alert, Ledger
 from .rules import Rule
 
@@ -129,7 +131,7 @@ class Alerts:
 
     async def _sweep(self, names: list[str]) -> None:
         now = time.time()
-        first = int(now - LOOKBACK) // SLOT * SLOT
-        slots = range(first, int(now) + 1, SLOT)
+        first = int(now - LOOKBACK) // SLOT_SECONDS * SLOT_SECONDS
+        slots = range(first, int(now) + 1, SLOT_SECONDS)
         for name in names:
             await self.evaluator.on_data(name, slots, now)

@@ -1,12 +1,28 @@
-"""Fixtures for central: a Config on a temp chDB store, the app on a real aiohttp server, and
-a webhook receiver for alerts."""
+"""Fixtures for central: a Config on a fresh ClickHouse database, the app on a real aiohttp
+server, and a webhook receiver for alerts.
+
+The engine: chDB by default (a database of its own per test on the process's engine, so
+these tests always run); a ClickHouse server when ``HEATMAP_TEST_CLICKHOUSE_URL`` is set
+(``http://user:pass@host:8123/db``), with a fresh database per test named
+``heatmap_test_<run>_<n>`` and dropped after it, as clickhouse-connect's own integration tests
+pick their target from ``CLICKHOUSE_CONNECT_TEST_*``. A set URL whose server does not answer
+skips these tests with the reason, once per run.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import os
+import random
+import re
+import time
 import types
+from urllib.parse import urlsplit, urlunsplit
 
+import clickhouse_connect
 import pytest
+from clickhouse_connect.driver import exceptions as ch_errors
 
 from central.app import create_app
 from central.config import Config
@@ -54,11 +70,63 @@ timezone = "Asia/Kathmandu"
 """
 
 
+SERVER_URL_VAR = "HEATMAP_TEST_CLICKHOUSE_URL"
+_server_databases = itertools.count(1)
+
+
+def _hide_password(url: str) -> str:
+    return re.sub(r"//([^:@/]*):[^@/]*@", r"//\1:***@", url)
+
+
+def database_url(url: str, database: str) -> str:
+    """``url`` with its database (the path) replaced by ``database``; the rest kept."""
+    return urlunsplit(urlsplit(url)._replace(path="/" + database))
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server():
+    """(admin client, URL, run prefix) of the server ``HEATMAP_TEST_CLICKHOUSE_URL`` names;
+    the tests that use it are skipped (with the reason) when it does not answer."""
+    url = os.environ[SERVER_URL_VAR]
+    try:
+        admin = clickhouse_connect.get_client(dsn=url, connect_timeout=5, send_receive_timeout=30)
+        admin.query("SELECT 1")
+    except (ch_errors.ClickHouseError, OSError) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        pytest.skip("%s=%s: the ClickHouse server is unreachable: %s"
+                    % (SERVER_URL_VAR, _hide_password(url), reason if len(reason) <= 240 else reason[:237] + "..."))
+    prefix = "heatmap_test_%d_%d" % (random.randint(100000, 999999), int(time.time() * 1000))
+    yield admin, url, prefix
+    admin.close()
+
+
 @pytest.fixture
-def config(tmp_path, chdb_url) -> Config:
+def clickhouse_url(request) -> str:
+    """The URL of a fresh, empty ClickHouse database for this test: on the ClickHouse server
+    of ``HEATMAP_TEST_CLICKHOUSE_URL`` when it is set, else on the process's chDB engine."""
+    if not os.environ.get(SERVER_URL_VAR):
+        yield request.getfixturevalue("chdb_url")
+        return
+    admin, url, prefix = request.getfixturevalue("clickhouse_server")
+    database = "%s_%d" % (prefix, next(_server_databases))
+    admin.command("CREATE DATABASE %s" % database)
+    yield database_url(url, database)
+    admin.command("DROP DATABASE IF EXISTS %s SYNC" % database)
+
+
+@pytest.fixture
+def clickhouse_client(clickhouse_url: str):
+    """A clickhouse-connect client on this test's fresh database (chDB or the server)."""
+    client = clickhouse_connect.get_client(dsn=clickhouse_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def config(tmp_path, clickhouse_url) -> Config:
     sites = tmp_path / "sites.toml"
     sites.write_text(SITES_TOML)
-    return Config(data_dir=str(tmp_path), clickhouse_url=chdb_url,
+    return Config(data_dir=str(tmp_path), clickhouse_url=clickhouse_url,
                   sites_file=str(sites), cache_ttl=0, cache_ttl_past=0)
 
 

@@ -68,10 +68,10 @@ webhook = "%s"
         store.close()
 
 
-async def test_a_claim_has_one_winner(chdb_url):
+async def test_a_claim_has_one_winner(clickhouse_url):
     from central import schema
 
-    store = Store(chdb_url)
+    store = Store(clickhouse_url)
     try:
         schema.migrate(store)
         ledger = Ledger(store)

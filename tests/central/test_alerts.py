@@ -192,7 +192,7 @@ webhook = "%s"
     assert body["local_time"] == day + "T20:30:35+05:30" and body["at"] == day + "T15:00:35.000Z"
 
 
-async def test_device_offline_and_no_data_fire_once_per_silence(tmp_path, make_client, receiver, chdb_client):
+async def test_device_offline_and_no_data_fire_once_per_silence(tmp_path, make_client, receiver, clickhouse_client):
     client = await make_client(sites_file=rules_file(tmp_path, """
 [[alerts]]
 name = "offline"
@@ -211,7 +211,7 @@ webhook = "%s"
     svc = services(client)
     now = pinned(12)  # 17:30 in Kolkata (UTC+5:30 all year)
     seen = datetime.fromtimestamp(now - 400, timezone.utc)
-    chdb_client.insert("device_status", [["HEAD_OFFICE", "jetson-01", "seen", "", seen, {}],
+    clickhouse_client.insert("device_status", [["HEAD_OFFICE", "jetson-01", "seen", "", seen, {}],
                                          ["HEAD_OFFICE", "jetson-02", "seen", "", datetime.fromtimestamp(now - 60, timezone.utc), {}]],
                        column_names=["site_name", "device_id", "kind", "status", "seen_at", "stats"])
     svc.slots.write_states([["KOLKATA", "jetson-09", "DOOR", datetime.fromtimestamp(now - 3 * 3600, timezone.utc),

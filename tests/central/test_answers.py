@@ -31,8 +31,8 @@ def dt(ts: int) -> datetime:
     return datetime.fromtimestamp(ts, timezone.utc)
 
 
-def open_slots(chdb_url: str, keep: bool) -> SlotStore:
-    store = Store(chdb_url)
+def open_slots(clickhouse_url: str, keep: bool) -> SlotStore:
+    store = Store(clickhouse_url)
     schema.migrate(store)
     raw_time = schema.detect_raw_time(store)
     built = rollup.build(store, raw_time, None)
@@ -81,9 +81,9 @@ def write_raw(slots: SlotStore, rows: list[list]) -> None:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_kept_answers_follow_every_write(chdb_url, seed):
+def test_kept_answers_follow_every_write(clickhouse_url, seed):
     rng = random.Random(seed)
-    slots = open_slots(chdb_url, keep=True)
+    slots = open_slots(clickhouse_url, keep=True)
     try:
         for _ in range(6):  # rounds of writes: later revisions, new pins, more raw
             write_raw(slots, raws(rng, 60))
@@ -103,8 +103,8 @@ def test_kept_answers_follow_every_write(chdb_url, seed):
         slots.store.close()
 
 
-def test_a_pin_without_raw_takes_the_answer_away(chdb_url):
-    slots = open_slots(chdb_url, keep=True)
+def test_a_pin_without_raw_takes_the_answer_away(clickhouse_url):
+    slots = open_slots(clickhouse_url, keep=True)
     try:
         slots.write_states([["A", "d", "C1", dt(T0), 5, 7, {}, 1, NOW]])
         assert [r[4] for r in kept_and_computed(slots)[0]] == [7]
@@ -117,9 +117,9 @@ def test_a_pin_without_raw_takes_the_answer_away(chdb_url):
         slots.store.close()
 
 
-def test_build_computes_what_was_stored_before(chdb_url):
+def test_build_computes_what_was_stored_before(clickhouse_url):
     rng = random.Random(7)
-    slots = open_slots(chdb_url, keep=False)
+    slots = open_slots(clickhouse_url, keep=False)
     store = slots.store
     try:
         store.insert("camera_events", raws(rng, 200), RAW_COLUMNS)
@@ -137,8 +137,8 @@ def test_build_computes_what_was_stored_before(chdb_url):
         store.close()
 
 
-async def test_another_writers_raw_rows_are_followed(chdb_url):
-    slots = open_slots(chdb_url, keep=True)
+async def test_another_writers_raw_rows_are_followed(clickhouse_url):
+    slots = open_slots(clickhouse_url, keep=True)
     try:
         follower = answers.DirtyFollower(slots)
         assert await follower.once() == 0

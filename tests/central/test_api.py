@@ -100,7 +100,7 @@ async def test_cors_allow_list(make_client):
     assert resp.status == 403
 
 
-async def test_ingest_is_all_or_nothing_with_item_errors(client, chdb_client):
+async def test_ingest_is_all_or_nothing_with_item_errors(client, clickhouse_client):
     bad = [EVENT, {**EVENT, "people_count": -1}, {"camera": "X", "people_count": 1}, {**EVENT, "camera": "a b"},
            {**EVENT, "triggers": ["total_events"]}, {**EVENT, "timestamp": "2026-01-05T10:00:00"}, "nope"]
     resp = await client.post("/api/v1/events", json=bad)
@@ -108,7 +108,7 @@ async def test_ingest_is_all_or_nothing_with_item_errors(client, chdb_client):
     assert resp.status == 422 and body["error"]["code"] == "invalid_events"
     assert [(i["index"], i["field"]) for i in body["error"]["items"]] == [
         (1, "people_count"), (2, "site"), (3, "camera"), (4, "triggers"), (5, "timestamp"), (6, "event")]
-    assert chdb_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 0
+    assert clickhouse_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 0
 
 
 @pytest.mark.parametrize(
@@ -122,7 +122,7 @@ async def test_ingest_bad_bodies(client, body, code):
     assert doc["error"]["code"] == code
 
 
-async def test_ingest_ndjson_and_size_limits(make_client, chdb_client):
+async def test_ingest_ndjson_and_size_limits(make_client, clickhouse_client):
     client = await make_client(max_body_bytes=4096, max_batch_events=3)
     lines = "\n".join(json.dumps({**EVENT, "timestamp": 1767607200 + i}) for i in range(3)) + "\n"
     resp = await client.post("/api/v1/events", data=lines, headers={"Content-Type": "application/x-ndjson"})
@@ -138,10 +138,10 @@ async def test_ingest_ndjson_and_size_limits(make_client, chdb_client):
 
     resp = await client.post("/api/v1/events", data=chunks(), headers=NDJSON)  # chunked, no Content-Length
     assert resp.status == 413
-    assert chdb_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 3
+    assert clickhouse_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 3
 
 
-async def test_idempotent_retries_never_double_rows(client, chdb_client):
+async def test_idempotent_retries_never_double_rows(client, clickhouse_client):
     events = [{**EVENT, "timestamp": 1767607200 + i} for i in range(5)]
     headers = {"Idempotency-Key": "batch-0001"}
     first = await client.post("/api/v1/events", json=events, headers=headers)
@@ -153,9 +153,9 @@ async def test_idempotent_retries_never_double_rows(client, chdb_client):
     assert other.status == 409 and (await conforms(other, "/api/v1/events", "post"))["error"]["code"] == "idempotency_conflict"
     # A retry that races past the batch record (lost response, record not yet written)
     # is still a no-op: the insert carries the key as its deduplication token.
-    chdb_client.command("TRUNCATE TABLE ingest_batches")
+    clickhouse_client.command("TRUNCATE TABLE ingest_batches")
     assert (await client.post("/api/v1/events", json=events, headers=headers)).status == 201
-    assert chdb_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 5
+    assert clickhouse_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 5
     bad_key = await client.post("/api/v1/events", json=events, headers={"Idempotency-Key": "a b"})
     assert bad_key.status == 400
 
@@ -172,11 +172,11 @@ async def raw_count(client):
 
 
 @pytest.mark.parametrize("dedup", [True, False])
-async def test_concurrent_same_key_retries_never_double_rows(make_client, chdb_client, dedup):
+async def test_concurrent_same_key_retries_never_double_rows(make_client, clickhouse_client, dedup):
     import asyncio
 
     if not dedup:
-        chdb_client.command(PLAIN_CAMERA_EVENTS)
+        clickhouse_client.command(PLAIN_CAMERA_EVENTS)
     client = await make_client()
     readyz = await conforms(await client.get("/readyz"), "/readyz")
     assert readyz["raw_insert_dedup"] is dedup
@@ -191,11 +191,11 @@ async def test_concurrent_same_key_retries_never_double_rows(make_client, chdb_c
 
 
 @pytest.mark.parametrize("dedup", [True, False])
-async def test_a_retry_after_a_failure_midway_never_doubles_rows(make_client, chdb_client, monkeypatch, dedup):
+async def test_a_retry_after_a_failure_midway_never_doubles_rows(make_client, clickhouse_client, monkeypatch, dedup):
     from central.exceptions import StorageUnavailable
 
     if not dedup:
-        chdb_client.command(PLAIN_CAMERA_EVENTS)
+        clickhouse_client.command(PLAIN_CAMERA_EVENTS)
     client = await make_client()
     store, failed = services(client).store, []
     real = store.ainsert

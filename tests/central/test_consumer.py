@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import queue
+import subprocess
+import sys
 import threading
 import time
 import zlib
 from dataclasses import replace
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -20,6 +24,7 @@ import pytest
 from central import schema
 from central.config import MqttSettings
 from central.consumer import Consumer
+from central.exceptions import ConfigError
 from central.metrics import Metrics
 from central.store import Store
 from shared import protocol, topics
@@ -96,7 +101,7 @@ async def central(mosquitto, make_client):
     return client
 
 
-async def test_states_are_written_then_acked_end_to_end(central, mosquitto, chdb_client):
+async def test_states_are_written_then_acked_end_to_end(central, mosquitto, clickhouse_client):
     dev = Device(mosquitto)
     try:
         dev.publish(dev.states([state(rev=1), state("CAFETERIA", peak=2, events=3, rev=2, triggers={"X": 1})]))
@@ -110,7 +115,7 @@ async def test_states_are_written_then_acked_end_to_end(central, mosquitto, chdb
         assert doc["zones"]["EMPLOYEE_AREA"]["events"] == 12 and doc["zones"]["EMPLOYEE_AREA"]["peak"] == 7
         assert doc["critical_events"] == {"X": 1, "total_events": 15}
         assert doc["meta"]["source"] == "edge"
-        rows = chdb_client.query("SELECT cam_name, max(rev) FROM slot_states GROUP BY cam_name ORDER BY cam_name")
+        rows = clickhouse_client.query("SELECT cam_name, max(rev) FROM slot_states GROUP BY cam_name ORDER BY cam_name")
         assert rows.result_rows == [("CAFETERIA", 2), ("EMPLOYEE_AREA", 3)]
         # Availability and last contact show in /api/v1/sites.
         dev.publish(protocol.encode(protocol.Status(dev.site, dev.device, "online", time.time())), "status",
@@ -125,7 +130,7 @@ async def test_states_are_written_then_acked_end_to_end(central, mosquitto, chdb
         dev.close()
 
 
-async def test_version_2_states_get_acks_by_revision_version_1_per_state(central, mosquitto, chdb_client):
+async def test_version_2_states_get_acks_by_revision_version_1_per_state(central, mosquitto, clickhouse_client):
     """A rolling upgrade: the same device's v1 and v2 batches each get acks they can read."""
     dev = Device(mosquitto)
     try:
@@ -155,13 +160,13 @@ async def test_version_2_states_get_acks_by_revision_version_1_per_state(central
         acks = await asyncio.get_running_loop().run_in_executor(
             None, dev.ack_items, 20.0, {("EMPLOYEE_AREA", SLOT, 20)})
         assert ("EMPLOYEE_AREA", SLOT, 20) in acks
-        rows = chdb_client.query("SELECT cam_name, max(rev) FROM slot_states GROUP BY cam_name ORDER BY cam_name")
+        rows = clickhouse_client.query("SELECT cam_name, max(rev) FROM slot_states GROUP BY cam_name ORDER BY cam_name")
         assert rows.result_rows == [("CAFETERIA", 11), ("EMPLOYEE_AREA", 20), ("LOBBY", 13), ("RECEPTION", 9)]
     finally:
         dev.close()
 
 
-async def test_bad_messages_go_to_dead_letters_with_reasons(central, mosquitto, chdb_client):
+async def test_bad_messages_go_to_dead_letters_with_reasons(central, mosquitto, clickhouse_client):
     dev = Device(mosquitto)
     other = protocol.encode(protocol.StateBatch("HEAD_OFFICE", "someone-else", 1, time.time(), (state(),)))
     try:
@@ -173,10 +178,10 @@ async def test_bad_messages_go_to_dead_letters_with_reasons(central, mosquitto, 
         acks = await asyncio.get_running_loop().run_in_executor(
             None, dev.ack_items, 20.0, {("EMPLOYEE_AREA", SLOT, 7)})
         assert acks == {("EMPLOYEE_AREA", SLOT, 7)}
-        reasons = await eventually_async(lambda: sorted(r[0] for r in chdb_client.query(
+        reasons = await eventually_async(lambda: sorted(r[0] for r in clickhouse_client.query(
             "SELECT reason FROM dead_letters").result_rows) or None)
         assert reasons == ["bad_encoding", "bad_json", "identity_mismatch", "unsupported_version"]
-        row = chdb_client.query("SELECT topic, device_id, field, payload FROM dead_letters "
+        row = clickhouse_client.query("SELECT topic, device_id, field, payload FROM dead_letters "
                                 "WHERE reason = 'bad_json'").result_rows[0]
         assert row[0] == topics.state_topic("HEAD_OFFICE", "jetson-01") and row[1] == "jetson-01"
         metrics = await (await central.get("/metrics")).text()
@@ -186,7 +191,7 @@ async def test_bad_messages_go_to_dead_letters_with_reasons(central, mosquitto, 
         dev.close()
 
 
-async def test_an_unexpected_decode_error_becomes_a_dead_letter(central, mosquitto, chdb_client, monkeypatch):
+async def test_an_unexpected_decode_error_becomes_a_dead_letter(central, mosquitto, clickhouse_client, monkeypatch):
     import central.consumer as consumer_module
 
     real = consumer_module.protocol.check_identity
@@ -204,7 +209,7 @@ async def test_an_unexpected_decode_error_becomes_a_dead_letter(central, mosquit
         acks = await asyncio.get_running_loop().run_in_executor(
             None, dev.ack_items, 20.0, {("EMPLOYEE_AREA", SLOT, 6)})
         assert ("EMPLOYEE_AREA", SLOT, 6) in acks
-        row = await eventually_async(lambda: chdb_client.query(
+        row = await eventually_async(lambda: clickhouse_client.query(
             "SELECT reason, device_id, message FROM dead_letters").result_rows or None)
         assert row == [("internal_error", "buggy", "KeyError: 'boom'")]
         await eventually_async(lambda: services(central).consumer.pending == 0)
@@ -213,7 +218,7 @@ async def test_an_unexpected_decode_error_becomes_a_dead_letter(central, mosquit
         dev.close()
 
 
-async def test_a_batch_write_failing_with_any_exception_is_retried(central, mosquitto, chdb_client, monkeypatch):
+async def test_a_batch_write_failing_with_any_exception_is_retried(central, mosquitto, clickhouse_client, monkeypatch):
     store = services(central).store
     real, failures = store.insert, []
 
@@ -230,7 +235,7 @@ async def test_a_batch_write_failing_with_any_exception_is_retried(central, mosq
         acks = await asyncio.get_running_loop().run_in_executor(
             None, dev.ack_items, 20.0, {("EMPLOYEE_AREA", SLOT, 9)})
         assert ("EMPLOYEE_AREA", SLOT, 9) in acks and len(failures) == 2
-        assert chdb_client.query("SELECT max(rev) FROM slot_states").result_rows == [(9,)]
+        assert clickhouse_client.query("SELECT max(rev) FROM slot_states").result_rows == [(9,)]
         metrics = await (await central.get("/metrics")).text()
         assert 'heatmap_insert_failures_total{reason="TypeError"} 2.0' in metrics
         await eventually_async(lambda: services(central).consumer.pending == 0)
@@ -239,17 +244,17 @@ async def test_a_batch_write_failing_with_any_exception_is_retried(central, mosq
 
 
 @pytest.mark.slow
-async def test_storage_outage_acks_nothing_until_the_insert_succeeds(central, mosquitto, chdb_client):
+async def test_storage_outage_acks_nothing_until_the_insert_succeeds(central, mosquitto, clickhouse_client):
     dev = Device(mosquitto)
     try:
-        chdb_client.command("DETACH TABLE slot_states")
+        clickhouse_client.command("DETACH TABLE slot_states")
         dev.publish(dev.states([state(rev=11)]))
         loop = asyncio.get_running_loop()
         assert await loop.run_in_executor(None, dev.ack_items, 1.5) == set()
         health = await (await central.get("/healthz")).json()
         assert health["status"] == "degraded" and health["pending_messages"] >= 1
         assert (await central.get("/readyz")).status == 503
-        chdb_client.command("ATTACH TABLE slot_states")
+        clickhouse_client.command("ATTACH TABLE slot_states")
         acks = await loop.run_in_executor(None, dev.ack_items, 20.0, {("EMPLOYEE_AREA", SLOT, 11)})
         assert ("EMPLOYEE_AREA", SLOT, 11) in acks
         assert (await (await central.get("/healthz")).json())["status"] == "ok"
@@ -269,10 +274,10 @@ def until_subscribed(*consumers):
         assert c.subscribed.wait(20), "a consumer did not subscribe"
 
 
-def test_graceful_stop_writes_and_acks_what_was_taken(config, mosquitto, chdb_url):
+def test_graceful_stop_writes_and_acks_what_was_taken(config, mosquitto, clickhouse_url):
     """A long batch window: stop() must flush the batch, ack it, and leave nothing unacked
     in the broker session (a new consumer with the same id receives nothing)."""
-    store = Store(chdb_url)
+    store = Store(clickhouse_url)
     schema.migrate(store)
     cfg = consumer_config(config, mosquitto, "central-graceful", batch_seconds=30)
     consumer = Consumer(cfg, store, Metrics())
@@ -300,9 +305,9 @@ def test_graceful_stop_writes_and_acks_what_was_taken(config, mosquitto, chdb_ur
 
 
 @pytest.mark.slow
-def test_unacked_messages_come_back_after_a_restart(config, mosquitto, chdb_url):
+def test_unacked_messages_come_back_after_a_restart(config, mosquitto, clickhouse_url):
     """Messages taken but not written (storage down at shutdown) are redelivered."""
-    store = Store(chdb_url)
+    store = Store(clickhouse_url)
     schema.migrate(store)
     cfg = consumer_config(config, mosquitto, "central-redeliver", batch_seconds=0.05)
     consumer = Consumer(cfg, store, Metrics(), shutdown_timeout=0.5)
@@ -326,8 +331,8 @@ def test_unacked_messages_come_back_after_a_restart(config, mosquitto, chdb_url)
         store.close()
 
 
-def test_shared_subscription_splits_the_stream(config, mosquitto, chdb_url):
-    store = Store(chdb_url)
+def test_shared_subscription_splits_the_stream(config, mosquitto, clickhouse_url):
+    store = Store(clickhouse_url)
     schema.migrate(store)
     consumers = []
     dev = None
@@ -354,7 +359,7 @@ def test_shared_subscription_splits_the_stream(config, mosquitto, chdb_url):
         store.close()
 
 
-async def test_device_contact_per_slot_feeds_coverage(central, mosquitto, chdb_client):
+async def test_device_contact_per_slot_feeds_coverage(central, mosquitto, clickhouse_client):
     """A state marks its slot as reported; any message marks the slot it arrived in."""
     dev = Device(mosquitto)
     try:
@@ -367,7 +372,7 @@ async def test_device_contact_per_slot_feeds_coverage(central, mosquitto, chdb_c
         now_slots = set(range(int(before) // 900 * 900, int(after) // 900 * 900 + 1, 900))
 
         def contact():
-            rows = chdb_client.query("SELECT DISTINCT toUnixTimestamp(slot) FROM device_slots "
+            rows = clickhouse_client.query("SELECT DISTINCT toUnixTimestamp(slot) FROM device_slots "
                                      "WHERE site_name = 'HEAD_OFFICE' AND device_id = 'jetson-01'").result_rows
             got = {r[0] for r in rows}
             return got if {SLOT, SLOT + 3600} <= got and got & now_slots else None
@@ -384,3 +389,30 @@ async def test_device_contact_per_slot_feeds_coverage(central, mosquitto, chdb_c
         assert doc["totals"]["coverage"] == round(2 / 96, 4)
     finally:
         dev.close()
+
+
+def test_a_ca_file_that_is_no_certificate_is_a_config_error(config, tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not a certificate\n")
+    store = Store(config.clickhouse_url)
+    try:
+        with pytest.raises(ConfigError, match=r"TLS setup for mqtts://127.0.0.1:8883 \(HEATMAP_MQTT_CA_FILE .*ca.pem\)"):
+            Consumer(replace(config, mqtt_url=MqttSettings("127.0.0.1", 8883, True), mqtt_ca_file=str(ca)),
+                     store, Metrics())
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_serve_with_a_bad_ca_file_stops_with_one_line(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not a certificate\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEATMAP_")}
+    # Port 9 (discard): start-up stops at the TLS set-up, before any connection.
+    env.update(HEATMAP_DATA_DIR=str(tmp_path / "central"), HEATMAP_HTTP_ADDR="127.0.0.1:0",
+               HEATMAP_MQTT_URL="mqtts://127.0.0.1:9", HEATMAP_MQTT_CA_FILE=str(ca))
+    proc = subprocess.run([sys.executable, "-m", "central", "serve"], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 2, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("python -m central serve: TLS setup for mqtts://127.0.0.1:9"), proc.stderr

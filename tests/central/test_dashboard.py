@@ -2,7 +2,7 @@
 
 Raw events go in through ``POST /api/v1/events``; edge states and repairs are inserted as
 the consumer and reconciliation write them. Expected values come from the handoff's own
-queries run by chDB on the same rows, or from local times worked out by hand.
+queries run by the engine on the same rows, or from local times worked out by hand.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def level(v):
     return "high" if v >= 7 else "medium" if v >= 4 else "low"
 
 
-async def test_utc_site_equals_the_handoff_reference_sql(client, chdb_client):
+async def test_utc_site_equals_the_handoff_reference_sql(client, clickhouse_client):
     rng = random.Random(4)
     base = ts("2026-01-05T00:00:00+00:00")
     cams = ["EMPLOYEE_AREA", "RECEPTION_AREA", "CAFETERIA", "BOSS_CABIN"]
@@ -66,16 +66,16 @@ async def test_utc_site_equals_the_handoff_reference_sql(client, chdb_client):
 
     where = "site_name = {site:String} AND toDate(toDateTime(event_timestamp)) = {day:Date}"
     p = {"site": "PLAZA", "day": DAY}
-    zones = chdb_client.query(
+    zones = clickhouse_client.query(
         "SELECT cam_name AS zone, max(people_count) AS peak, count() AS events FROM camera_events "
         "WHERE %s GROUP BY cam_name" % where, parameters=p).result_rows
-    hourly = chdb_client.query(
+    hourly = clickhouse_client.query(
         "SELECT toHour(toDateTime(event_timestamp)) AS hour, max(people_count) AS peak FROM camera_events "
         "WHERE %s GROUP BY hour ORDER BY hour" % where, parameters=p).result_rows
-    crit = chdb_client.query(
+    crit = clickhouse_client.query(
         "SELECT trigger, count() AS count FROM camera_events ARRAY JOIN event_triggers AS trigger "
         "WHERE %s GROUP BY trigger" % where, parameters=p).result_rows
-    total = chdb_client.query("SELECT count() FROM camera_events WHERE %s" % where, parameters=p).result_rows[0][0]
+    total = clickhouse_client.query("SELECT count() FROM camera_events WHERE %s" % where, parameters=p).result_rows[0][0]
 
     assert got["site_name"] == "PLAZA" and got["date"] == DAY
     assert got["zones"] == {z: {"peak": pk, "events": n, "intensity": level(pk)} for z, pk, n in zones}
@@ -144,7 +144,7 @@ async def test_kathmandu_quarter_hour_offset(client):
     assert got["zones"]["C"]["events"] == 3
 
 
-async def test_mixed_edge_and_raw_coverage_and_revisions(client, chdb_client):
+async def test_mixed_edge_and_raw_coverage_and_revisions(client, clickhouse_client):
     slot = ts("2026-01-05T10:00:00+00:00")
     # Raw rows for CAM_A in the edge-covered slot are ignored; CAM_B is raw only.
     await post(client, [
@@ -168,7 +168,7 @@ async def test_mixed_edge_and_raw_coverage_and_revisions(client, chdb_client):
     assert got["meta"]["source"] == "mixed"
     assert got["meta"]["slots"] == {"edge": 1, "raw": 2, "repaired": 0}
     assert got["meta"]["coverage"] == round(1 / 3, 4)
-    chdb_client.command("OPTIMIZE TABLE slot_states FINAL")
+    clickhouse_client.command("OPTIMIZE TABLE slot_states FINAL")
     assert (await get(client, "MIX"))["zones"] == got["zones"]
 
     # A repair pins the slot to raw: later edge revisions change nothing.
@@ -225,8 +225,8 @@ async def test_cache_is_invalidated_by_new_data(make_client):
     assert second["critical_events"]["total_events"] == 2
 
 
-async def test_existing_unix_seconds_table_is_bucketed_in_local_time(make_client, chdb_client):
-    chdb_client.command(
+async def test_existing_unix_seconds_table_is_bucketed_in_local_time(make_client, clickhouse_client):
+    clickhouse_client.command(
         "CREATE TABLE camera_events (site_name LowCardinality(String), cam_name LowCardinality(String), "
         "people_count UInt16, event_timestamp UInt32, event_triggers Array(String)) "
         "ENGINE = MergeTree ORDER BY (site_name, event_timestamp)")
@@ -236,14 +236,14 @@ async def test_existing_unix_seconds_table_is_bucketed_in_local_time(make_client
         {"site": "KOLKATA", "camera": "GATE", "timestamp": "2026-01-05T00:15:00+05:30", "people_count": 2},
         {"site": "KOLKATA", "camera": "GATE", "timestamp": "2026-01-04T23:59:00+05:30", "people_count": 9},
     ])
-    assert chdb_client.query("SELECT max(event_timestamp) FROM camera_events").result_rows[0][0] == ts(
+    assert clickhouse_client.query("SELECT max(event_timestamp) FROM camera_events").result_rows[0][0] == ts(
         "2026-01-05T00:15:00+05:30")
     got = await get(client, "KOLKATA")
     assert got["hourly"] == [{"hour": 0, "count": 2, "intensity": "low"}]
 
 
-async def test_existing_datetime64_table(make_client, chdb_client):
-    chdb_client.command(
+async def test_existing_datetime64_table(make_client, clickhouse_client):
+    clickhouse_client.command(
         "CREATE TABLE camera_events (site_name String, cam_name String, people_count UInt16, "
         "event_timestamp DateTime64(3, 'UTC'), event_triggers Array(String)) "
         "ENGINE = MergeTree ORDER BY (site_name, event_timestamp)")
@@ -255,13 +255,13 @@ async def test_existing_datetime64_table(make_client, chdb_client):
     assert got["critical_events"] == {"A": 2, "total_events": 1}
 
 
-async def test_raw_rows_from_another_path_show_after_the_ttl(make_client, chdb_client):
+async def test_raw_rows_from_another_path_show_after_the_ttl(make_client, clickhouse_client):
 
     client = await make_client(cache_ttl=0.5, cache_ttl_past=0.5)
     await post(client, [{"site": "TTL", "camera": "C", "timestamp": "2026-01-05T10:00:00Z", "people_count": 1}])
     assert (await get(client, "TTL"))["critical_events"]["total_events"] == 1
     # The customer's own pipeline writes straight into camera_events: no invalidation.
-    chdb_client.command("INSERT INTO camera_events VALUES ('TTL', 'C', 2, '2026-01-05 11:00:00', [])")
+    clickhouse_client.command("INSERT INTO camera_events VALUES ('TTL', 'C', 2, '2026-01-05 11:00:00', [])")
     assert (await get(client, "TTL"))["critical_events"]["total_events"] == 1  # cached
     # Past the 0.5 s TTL the next answer is computed again and holds the new row.
     async def both_rows() -> bool:

@@ -40,9 +40,9 @@ async def raw_count(client, site: str = "DUPTEST") -> int:
 # -- item 1: an unkeyed insert is never deduplicated ---------------------------------------
 
 @pytest.mark.parametrize("table", ["ours", "plain"])
-async def test_identical_unkeyed_posts_are_all_stored(make_client, chdb_client, table):
+async def test_identical_unkeyed_posts_are_all_stored(make_client, clickhouse_client, table):
     if table == "plain":
-        chdb_client.command(PLAIN_CAMERA_EVENTS)
+        clickhouse_client.command(PLAIN_CAMERA_EVENTS)
     client = await make_client()
     for _ in range(2):
         resp = await client.post("/api/v1/events", json=DUP)
@@ -58,7 +58,7 @@ async def test_identical_unkeyed_posts_are_all_stored(make_client, chdb_client, 
     assert await raw_count(client) == 12
 
 
-async def test_reconcile_counts_every_identical_event(make_client, chdb_url, tmp_path):
+async def test_reconcile_counts_every_identical_event(make_client, clickhouse_url, tmp_path):
     client = await make_client()
     for _ in range(2):
         assert (await client.post("/api/v1/events", json=DUP)).status == 201
@@ -71,7 +71,7 @@ async def test_reconcile_counts_every_identical_event(make_client, chdb_url, tmp
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     args = parser.parse_args(["--site", "DUPTEST", "--from", "2026-01-05", "--to", "2026-01-05", "--json",
-                              "--clickhouse-url", chdb_url])
+                              "--clickhouse-url", clickhouse_url])
     out, err = io.StringIO(), io.StringIO()
     code = run(args, now=slot + 30 * 86400, stdout=out, stderr=err, environ={})
     assert code == EXIT_CONSISTENT, (out.getvalue(), err.getvalue())
@@ -178,22 +178,22 @@ async def test_undecodable_bearer_token_is_401(serve, caplog):
     (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 70000 + b"\r\n\r\n", 400, None),
     (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http\r\n\r\n", 400, "bad_request"),
 ])
-async def test_malformed_requests_get_json_errors(serve, caplog, chdb_client, request_bytes, status, code):
+async def test_malformed_requests_get_json_errors(serve, caplog, clickhouse_client, request_bytes, status, code):
     served = await serve(ingest_token=TOKEN)
     got, _, doc = parse(await exchange(served.port, request_bytes))
     assert (got, doc["error"]["code"] if code else None) == (status, code), doc
     no_errors(caplog)
-    assert chdb_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 0
+    assert clickhouse_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 0
 
 
-async def test_good_encodings_and_100_continue_still_work(serve, chdb_client):
+async def test_good_encodings_and_100_continue_still_work(serve, clickhouse_client):
     served = await serve(ingest_token=TOKEN)
     status, _, doc = parse(await exchange(served.port, post(gzip.compress(BODY), "Content-Encoding: gzip")))
     assert (status, doc) == (201, {"accepted": 1})
     status, _, doc = parse((await exchange(served.port, post(BODY, "Expect: 100-continue"))).split(
         b"HTTP/1.1 100 Continue\r\n\r\n")[-1])
     assert (status, doc) == (201, {"accepted": 1})
-    assert chdb_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 2
+    assert clickhouse_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 2
 
 
 async def test_client_gone_mid_body_is_499_at_info(serve, caplog):
@@ -239,7 +239,7 @@ async def test_silent_partial_and_idle_connections_are_closed(serve, caplog):
     no_errors(caplog)
 
 
-async def test_a_stalled_upload_gets_408_and_gives_its_bytes_back(serve, chdb_client):
+async def test_a_stalled_upload_gets_408_and_gives_its_bytes_back(serve, clickhouse_client):
     served = await serve(http_body_timeout=0.5)
     seconds, got = await closed_after(served.port, post(b"[" + b" " * 100, length=5000, token=None))
     status, headers, doc = parse(got)
@@ -247,10 +247,10 @@ async def test_a_stalled_upload_gets_408_and_gives_its_bytes_back(serve, chdb_cl
     assert 0.4 <= seconds < 5
     assert served.metrics.registry.get_sample_value("heatmap_http_timeouts_total", {"kind": "body"}) == 1
     assert served.inflight() == 0
-    assert chdb_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 0
+    assert clickhouse_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 0
 
 
-async def test_bodies_in_flight_past_the_budget_get_503_then_room_comes_back(serve, chdb_client):
+async def test_bodies_in_flight_past_the_budget_get_503_then_room_comes_back(serve, clickhouse_client):
     served = await serve(max_body_bytes=40_000, ingest_inflight_bytes=100_000, http_body_timeout=30)
     stalled = []
     for _ in range(2):  # 2 x 40 kB held, stalled mid-body
@@ -319,12 +319,12 @@ async def test_only_json_bodies_are_events(client, content_type):
     assert await raw_count(client) == 3
 
 
-async def test_two_idempotency_keys_are_refused(serve, chdb_client):
+async def test_two_idempotency_keys_are_refused(serve, clickhouse_client):
     served = await serve()
     status, _, doc = parse(await exchange(served.port, post(BODY, "Idempotency-Key: a-1", "Idempotency-Key: a-2",
                                                             token=None)))
     assert (status, doc["error"]["code"]) == (400, "bad_idempotency_key")
-    assert chdb_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 0
+    assert clickhouse_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 0
 
 
 @pytest.mark.parametrize(("host", "token", "warns"), [

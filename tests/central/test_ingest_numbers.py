@@ -21,9 +21,9 @@ HUGE = "1" + "0" * 400
         ('{"site": "HEAD_OFFICE", "camera": "DOOR", "people_count": 1, "timestamp": 1e400}', "timestamp"),
     ],
 )
-async def test_a_number_too_big_for_its_field_is_a_4xx_json_error(client, chdb_client, body, field):
+async def test_a_number_too_big_for_its_field_is_a_4xx_json_error(client, clickhouse_client, body, field):
     resp = await client.post("/api/v1/events", data=body.encode(), headers={"Content-Type": "application/json"})
     doc = await conforms(resp, "/api/v1/events", "post")
     assert 400 <= resp.status < 500, doc
     assert [item["field"] for item in doc["error"].get("items", [])] == [field], doc
-    assert chdb_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 0
+    assert clickhouse_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 0

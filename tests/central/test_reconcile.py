@@ -1,4 +1,5 @@
-"""python -m central reconcile against the real ClickHouse engine (chDB in a temp dir).
+"""python -m central reconcile against the real ClickHouse engine (chDB, or the server of
+HEATMAP_TEST_CLICKHOUSE_URL: tests/central/conftest.py).
 
 Every kind of drift is seeded into real tables, reported exactly, repaired, and found
 pinned by a second run; the dashboard (real aiohttp app) keeps serving raw for a repaired
@@ -50,13 +51,13 @@ STATE_COLS = ["site_name", "device_id", "cam_name", "slot", "peak", "events", "t
 
 
 @pytest.fixture
-def env(tmp_path: Path, chdb_url: str):
+def env(tmp_path: Path, clickhouse_url: str):
     """A migrated store, a sites file, and the flags that point the CLI at them."""
     sites = tmp_path / "sites.toml"
     sites.write_text(SITES_TOML)
-    store = Store(chdb_url)
+    store = Store(clickhouse_url)
     schema.migrate(store)
-    flags = ["--clickhouse-url", chdb_url, "--sites-file", str(sites)]
+    flags = ["--clickhouse-url", clickhouse_url, "--sites-file", str(sites)]
     yield store, flags
     store.close()
 
@@ -239,7 +240,7 @@ async def test_dashboard_honours_repairs_against_later_edge_updates(env, tmp_pat
     raw(store, "HQ", "GATE", T + 1, 3, ["UNAUTHORIZED_STRANGER"])
     raw(store, "HQ", "GATE", T + 2, 4)
     state(store, "HQ", "jetson-1", "GATE", T, 9, 5, {"UNAUTHORIZED_STRANGER": 3}, rev=5)
-    config = Config(data_dir=str(tmp_path), clickhouse_url="chdb://%s" % store.url[len("chdb://"):],
+    config = Config(data_dir=str(tmp_path), clickhouse_url=store.url,
                     sites_file=flags[-1], cache_ttl=0, cache_ttl_past=0)
 
     async def dashboard() -> dict:
@@ -268,8 +269,8 @@ async def test_dashboard_honours_repairs_against_later_edge_updates(env, tmp_pat
     assert code == EXIT_CONSISTENT and doc["sites"][0]["slots"]["pinned"] == 1
 
 
-def test_unix_seconds_event_timestamp(tmp_path, chdb_url):
-    store = Store(chdb_url)
+def test_unix_seconds_event_timestamp(tmp_path, clickhouse_url):
+    store = Store(clickhouse_url)
     try:
         store.command("CREATE TABLE camera_events (site_name LowCardinality(String), cam_name "
                       "LowCardinality(String), people_count UInt16, event_timestamp UInt32, "
@@ -278,7 +279,7 @@ def test_unix_seconds_event_timestamp(tmp_path, chdb_url):
         raw(store, "SHOP", "TILL", T + 10, 2, ["CROWD_VIOLATION"])
         raw(store, "SHOP", "TILL", T + 900, 1)
         state(store, "SHOP", "d", "TILL", T, 2, 1, {"CROWD_VIOLATION": 1})
-        flags = ["--clickhouse-url", chdb_url]
+        flags = ["--clickhouse-url", clickhouse_url]
         code, doc = report(flags, "--site", "SHOP", "--from", "2026-01-05", "--to", "2026-01-05")
     finally:
         store.close()
@@ -334,14 +335,14 @@ def test_storage_down_exits_2_with_one_line():
     assert len(err.strip().splitlines()) == 1 and "ClickHouse unavailable" in err
 
 
-def test_uint16_timestamp_is_refused(chdb_url):
-    store = Store(chdb_url)
+def test_uint16_timestamp_is_refused(clickhouse_url):
+    store = Store(clickhouse_url)
     try:
         store.command("CREATE TABLE camera_events (site_name LowCardinality(String), cam_name String, "
                       "people_count UInt16, event_timestamp UInt16, event_triggers Array(String)) "
                       "ENGINE = MergeTree ORDER BY site_name")
         schema.migrate(store)
-        code, _, err = reconcile(["--clickhouse-url", chdb_url], "--site", "HQ")
+        code, _, err = reconcile(["--clickhouse-url", clickhouse_url], "--site", "HQ")
     finally:
         store.close()
     assert code == EXIT_ERROR and "UInt16" in err and len(err.strip().splitlines()) == 1

@@ -69,66 +69,66 @@ def rolled(client):
 
 
 @pytest.fixture
-def store(chdb_url):
-    s = Store(chdb_url)
+def store(clickhouse_url):
+    s = Store(clickhouse_url)
     yield s
     s.close()
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
-def test_rollup_equals_raw_after_backfill_and_other_writers(store, chdb_client, kind):
-    make_raw(chdb_client, kind)
+def test_rollup_equals_raw_after_backfill_and_other_writers(store, clickhouse_client, kind):
+    make_raw(clickhouse_client, kind)
     schema.migrate(store)
     for seed in range(3):  # several parts before the view exists
-        insert_random(chdb_client, seed, kind=kind)
+        insert_random(clickhouse_client, seed, kind=kind)
     raw_time = schema.detect_raw_time(store)
     seen = []
     built = rollup.ensure(store, raw_time, None, build_it=True,
                           progress=lambda done, total, reached: seen.append((done, total)))
     assert built.available, built.reason
     assert seen and seen[-1][0] == seen[-1][1] > 1  # chunked, with progress to the end
-    assert rolled(chdb_client) == reference(chdb_client, kind)
+    assert rolled(clickhouse_client) == reference(clickhouse_client, kind)
     # Another client writes after the view exists; our path too.
-    insert_random(chdb_client, 10, kind=kind)
-    insert_random(chdb_client, 11, sites=("C",), kind=kind)
-    assert rolled(chdb_client) == reference(chdb_client, kind)
+    insert_random(clickhouse_client, 10, kind=kind)
+    insert_random(clickhouse_client, 11, sites=("C",), kind=kind)
+    assert rolled(clickhouse_client) == reference(clickhouse_client, kind)
     # The slot store's raw side reads the same from the rollup as from a scan.
     scope = Scope.of(["A", "B", "C"], T - 86400, T + 3 * 86400)
     from_rollup = sorted(SlotStore(store, raw_time, rollup=True).merged(scope))
     assert from_rollup and from_rollup == sorted(SlotStore(store, raw_time).merged(scope))
     # Nothing rebuilt or counted twice by a second start.
     assert rollup.ensure(store, raw_time, None, build_it=True).available
-    assert rolled(chdb_client) == reference(chdb_client, kind)
+    assert rolled(clickhouse_client) == reference(clickhouse_client, kind)
 
 
-def test_an_interrupted_build_is_started_over(store, chdb_client):
+def test_an_interrupted_build_is_started_over(store, clickhouse_client):
     schema.migrate(store)
-    insert_random(chdb_client, 1)
+    insert_random(clickhouse_client, 1)
     raw_time = schema.detect_raw_time(store)
     assert rollup.ensure(store, raw_time, None, build_it=True).available
     # As if the process died before the build was recorded: the rows are in raw_slots.
-    chdb_client.command("ALTER TABLE heatmap_schema DELETE WHERE version = %d" % rollup.VERSION,
+    clickhouse_client.command("ALTER TABLE heatmap_schema DELETE WHERE version = %d" % rollup.VERSION,
                         settings={"mutations_sync": 1})
     assert not rollup.status(store).available
-    insert_random(chdb_client, 2)
+    insert_random(clickhouse_client, 2)
     assert rollup.ensure(store, raw_time, None, build_it=True).available
-    assert rolled(chdb_client) == reference(chdb_client, "datetime")
+    assert rolled(clickhouse_client) == reference(clickhouse_client, "datetime")
 
 
-def test_not_built_against_a_server_until_migrate(store, chdb_client):
+def test_not_built_against_a_server_until_migrate(store, clickhouse_client):
     schema.migrate(store)
     got = rollup.ensure(store, schema.detect_raw_time(store), None, build_it=False)
     assert not got.available and "migrate" in got.reason
 
 
-async def test_a_raw_table_without_inserts_falls_back_to_scanning(make_client, chdb_client):
+async def test_a_raw_table_without_inserts_falls_back_to_scanning(make_client, clickhouse_client):
     # camera_events as a view over the customer's real table: a materialized view on it
     # would never see an insert, so central scans and says so.
-    chdb_client.command(
+    clickhouse_client.command(
         "CREATE TABLE events_store (site_name String, cam_name String, people_count UInt16, "
         "event_timestamp DateTime('UTC'), event_triggers Array(String)) ENGINE = MergeTree ORDER BY event_timestamp")
-    chdb_client.command("CREATE VIEW camera_events AS SELECT * FROM events_store")
-    chdb_client.command("INSERT INTO events_store VALUES ('VIEWED', 'C', 3, '2026-01-05 10:00:00', ['X'])")
+    clickhouse_client.command("CREATE VIEW camera_events AS SELECT * FROM events_store")
+    clickhouse_client.command("INSERT INTO events_store VALUES ('VIEWED', 'C', 3, '2026-01-05 10:00:00', ['X'])")
     client = await make_client()
     health = await (await client.get("/healthz")).json()
     assert health["raw_rollup"]["available"] is False
@@ -138,11 +138,11 @@ async def test_a_raw_table_without_inserts_falls_back_to_scanning(make_client, c
     assert doc["critical_events"] == {"X": 1, "total_events": 1}
 
 
-async def test_the_app_reads_rows_of_another_writer_through_the_rollup(make_client, chdb_client):
+async def test_the_app_reads_rows_of_another_writer_through_the_rollup(make_client, clickhouse_client):
     client = await make_client()
     assert (await (await client.get("/healthz")).json())["raw_rollup"]["available"] is True
     assert services(client).dashboard.slots.rollup is True
-    chdb_client.command("INSERT INTO camera_events VALUES ('OTHER', 'C', 4, '2026-01-05 10:00:00', ['X', 'X']), "
+    clickhouse_client.command("INSERT INTO camera_events VALUES ('OTHER', 'C', 4, '2026-01-05 10:00:00', ['X', 'X']), "
                         "('OTHER', 'C', 6, '2026-01-05 10:05:00', [])")
     # Kept answers follow another writer's rows through slot_dirty (central.answers), and
     # the day already answered (cached) is dropped when they do.

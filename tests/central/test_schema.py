@@ -1,4 +1,4 @@
-"""Migrations on the real engine (chDB), camera_events type detection, cluster DDL."""
+"""Migrations on the real engine (chDB or the test server), camera_events type detection, cluster DDL."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from central.store import Store
 
 
 @pytest.fixture
-def store(chdb_url):
-    s = Store(chdb_url)
+def store(clickhouse_url):
+    s = Store(clickhouse_url)
     yield s
     s.close()
 

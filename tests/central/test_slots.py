@@ -24,8 +24,8 @@ def dt(ts: int) -> datetime:
 
 
 @pytest.fixture
-def slots(chdb_url):
-    store = Store(chdb_url)
+def slots(clickhouse_url):
+    store = Store(clickhouse_url)
     schema.migrate(store)
     yield SlotStore(store, schema.detect_raw_time(store))
     store.close()
@@ -104,10 +104,10 @@ async def test_merged_rows_bucket_in_sql_in_the_sites_zone(slots):
 
 
 @pytest.mark.parametrize("rollup", [False, True])
-def test_trigger_names_cover_every_source(chdb_url, rollup):
+def test_trigger_names_cover_every_source(clickhouse_url, rollup):
     from central import rollup as raw_rollup
 
-    store = Store(chdb_url)
+    store = Store(clickhouse_url)
     try:
         schema.migrate(store)
         raw_time = schema.detect_raw_time(store)

@@ -289,8 +289,8 @@ def gate_first_document(dash):
 
     gate, read, real, calls = asyncio.Event(), asyncio.Event(), dash.store.aquery, []
 
-    async def aquery(sql, params):
-        rows = await real(sql, params)
+    async def aquery(sql, params, settings=None):
+        rows = await real(sql, params, settings)
         if sql == dash._hours_sql:  # one document is one statement
             calls.append(sql)
             if len(calls) == 1:

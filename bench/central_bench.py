@@ -215,7 +215,8 @@ class Server:
                                      stdout=self.log, stderr=subprocess.STDOUT)
         from tests.harness import wait_for_port
 
-        wait_for_port(self.port, timeout=120)
+        # The first start on a new dataset builds the rollup and the kept answers (minutes).
+        wait_for_port(self.port, timeout=3600)
         self.base = "http://127.0.0.1:%d" % self.port
 
     def stop(self) -> None:

@@ -22,10 +22,10 @@ import paho.mqtt.client as mqtt
 
 from shared.exceptions import HeatmapError
 from shared.protocol import PROTOCOL_VERSION, Ack, RevAck, Status, check_identity, decode, encode
+from shared.settings import MqttTarget
 from shared.topics import Topic, ack_topic, stats_topic, status_topic
 
 from ._paho_log import paho_logger
-from .config import MqttTarget
 from .exceptions import LinkError
 
 __all__ = ["Link"]

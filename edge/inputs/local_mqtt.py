@@ -41,9 +41,9 @@ from typing import Any, Dict, List, Mapping, Optional
 import paho.mqtt.client as mqtt
 
 from shared.exceptions import EventError
+from shared.settings import MqttTarget
 
 from .._paho_log import paho_logger
-from ..config import MqttTarget
 from ..exceptions import InputError
 from ._intake import Intake, refusal_reason
 

@@ -10,7 +10,7 @@ Sinks: ``--to-agent udp://HOST:PORT`` (the agent's datagram input) and ``--to-ce
 http://HOST:PORT`` (central's raw ingest, like the customer's pipeline); either or both, or
 neither to only compute the truth. ``--truth FILE`` writes what was sent, per (camera,
 slot) and per local day, so tests and benchmarks can compare totals exactly. The model is
-described in :mod:`edge._sim_model`; local time is ``--utc-offset`` plus ``--dst``.
+described in :mod:`edge.simulate.model`; local time is ``--utc-offset`` plus ``--dst``.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from typing import List, Mapping, Optional, Tuple
 from shared.events import parse_time
 from shared.exceptions import HeatmapError
 
-from ._sim_model import DAY, DST_RULES, Camera, Clock, SiteModel, Truth, parse_cameras, parse_offset
-from ._sim_sinks import DatagramSink, HttpSink, SinkError
+from ..exceptions import SinkError
+from .model import DAY, DST_RULES, Camera, Clock, SiteModel, Truth, parse_cameras, parse_offset
+from .sinks import DatagramSink, HttpSink
 
 __all__ = ["SimConfig", "add_arguments", "main", "run"]
 

@@ -22,17 +22,14 @@ import urllib.request
 from typing import Callable, List, Optional
 from urllib.parse import urlsplit
 
-from ._sim_model import Events, SiteModel
+from ..exceptions import SinkError
+from .model import Events, SiteModel
 
-__all__ = ["MAX_DATAGRAM", "SinkError", "DatagramSink", "HttpSink", "encode_lines"]
+__all__ = ["MAX_DATAGRAM", "DatagramSink", "HttpSink", "encode_lines"]
 
 log = logging.getLogger(__name__)
 
 MAX_DATAGRAM = 60000
-
-
-class SinkError(Exception):
-    """A sink that cannot deliver (bad address, refused batch, retries exhausted)."""
 
 
 def encode_lines(model: SiteModel, ev: Events, with_site: bool = True) -> List[bytes]:

@@ -45,6 +45,7 @@ from shared.settings import MqttTarget
 from .._paho import make_client, start_client
 from ..exceptions import InputError
 from ._intake import Intake, refusal_reason
+from .contracts import InputHost
 
 __all__ = ["LocalMqttInput", "apply_mapping"]
 
@@ -91,7 +92,7 @@ def apply_mapping(payload: Any, mapping: Mapping[str, str]) -> Dict[str, Any]:
 
 
 class LocalMqttInput:
-    def __init__(self, agent: Any, target: MqttTarget, topic: str,
+    def __init__(self, agent: InputHost, target: MqttTarget, topic: str,
                  mapping: Optional[Mapping[str, str]] = None) -> None:
         self.agent = agent
         self.target = target

@@ -40,9 +40,9 @@ def _int(low: int, high: int) -> Callable[[str], int]:
         try:
             number = int(value)
         except ValueError:
-            raise ValueError("%r is not a whole number" % value) from None
+            raise ValueError("not a whole number") from None
         if not low <= number <= high:
-            raise ValueError("%d is outside %d..%d" % (number, low, high))
+            raise ValueError("outside %d..%d" % (low, high))
         return number
 
     return parse
@@ -50,7 +50,7 @@ def _int(low: int, high: int) -> Callable[[str], int]:
 
 def _mqtt_protocol(value: str) -> str:
     if value not in ("5", "3.1.1"):
-        raise ValueError("%r is not 5 or 3.1.1" % value)
+        raise ValueError("not 5 or 3.1.1")
     return value
 
 
@@ -59,9 +59,9 @@ def _float(low: float, high: float) -> Callable[[str], float]:
         try:
             number = float(value)
         except ValueError:
-            raise ValueError("%r is not a number" % value) from None
+            raise ValueError("not a number") from None
         if not low <= number <= high:
-            raise ValueError("%g is outside %g..%g" % (number, low, high))
+            raise ValueError("outside %g..%g" % (low, high))
         return number
 
     return parse
@@ -70,7 +70,7 @@ def _float(low: float, high: float) -> Callable[[str], float]:
 def _http_addr(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not host:
-        raise ValueError("%r is not host:port" % value)
+        raise ValueError("not host:port")
     host = host.strip("[]")
     return host, _int(0, 65535)(port)
 
@@ -102,14 +102,14 @@ def _name(value: str) -> str | None:
     if not value:
         return None
     if not is_valid_name(value):
-        raise ValueError("%r is not a valid name (A-Z a-z 0-9 _ - .)" % value)
+        raise ValueError("not a valid name (A-Z a-z 0-9 _ - .)")
     return value
 
 
 def _log_level(value: str) -> str:
     level = value.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ValueError("%r is not one of DEBUG, INFO, WARNING, ERROR" % value)
+        raise ValueError("not one of DEBUG, INFO, WARNING, ERROR")
     return level
 
 

@@ -40,8 +40,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 
-from edge._sim_model import parse_cameras  # noqa: E402
 from edge.config import Config  # noqa: E402
+from edge.simulate.model import parse_cameras  # noqa: E402
 from tests.harness import Mosquitto, free_port, recent_utc_weekday  # noqa: E402
 
 #: The simulator's kind of site: zone names give the profile (restricted rooms by name).

@@ -4,7 +4,9 @@ Every setting has an environment variable (``HEATMAP_*``) and a command-line fla
 overrides the variable, the variable overrides the default. Secrets (tokens) may also come
 from systemd credentials (``$CREDENTIALS_DIRECTORY/<name>``). An unknown ``HEATMAP_*``
 variable or an invalid value raises :class:`ConfigError` with one line naming it, and the
-entry point exits non-zero. ``docs/central.md`` lists every setting.
+entry point exits non-zero. ``docs/central.md`` lists every setting. The mechanism (flags over
+variables, the list of every ``HEATMAP_*`` name, the broker URL parser) is
+``shared/settings.py``; this module declares central's own settings.
 """
 
 from __future__ import annotations
@@ -15,40 +17,14 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
-from urllib.parse import unquote, urlsplit
 
+from shared import settings
 from shared.names import is_valid_name
+from shared.settings import MqttTarget, Setting, parse_mqtt_url
 
 from .exceptions import ConfigError
 
-__all__ = ["Config", "MqttSettings", "SETTINGS", "add_arguments"]
-
-# Variables the edge agent and tools read; a one-box install may set them in the same
-# environment, so central tolerates them instead of calling them unknown.
-_FOREIGN = frozenset(
-    "HEATMAP_" + name
-    for name in (
-        "ACK_TIMEOUT", "COMMIT_INTERVAL", "DEVICE_ID", "INTENSITY_HIGH", "INTENSITY_MEDIUM",
-        "LOCAL_MQTT_MAPPING", "LOCAL_MQTT_TOPIC",
-        "LOCAL_MQTT_URL", "MAX_BACKOFF", "MAX_CAMERAS", "MAX_FUTURE", "MAX_INFLIGHT_STATES",
-        "MAX_MESSAGE_BYTES", "MAX_STATES_PER_MESSAGE", "MAX_TRIGGERS", "MQTT_CERT_FILE",
-        "MQTT_KEY_FILE", "MQTT_PASSWORD_FILE", "MQTT_USERNAME", "PRIORITY", "PROTOCOL_VERSION", "PUBLISH_INTERVAL",
-        "RETENTION_DAYS", "SITE", "STATE_DIR", "STATS_INTERVAL", "UDP_ADDR", "UNIX_SOCKET",
-    )
-)
-_FOREIGN_PREFIXES = ("HEATMAP_EDGE_", "HEATMAP_DEMO_", "HEATMAP_RECONCILE_", "HEATMAP_TEST_")
-
-
-@dataclass(frozen=True)
-class MqttSettings:
-    """A parsed ``mqtt://`` / ``mqtts://`` URL."""
-
-    host: str
-    port: int
-    tls: bool
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
+__all__ = ["Config", "SETTINGS", "add_arguments"]
 
 
 def _str(value: str) -> str:
@@ -64,9 +40,9 @@ def _int(low: int, high: int) -> Callable[[str], int]:
         try:
             number = int(value)
         except ValueError:
-            raise ValueError("%r is not a whole number" % value) from None
+            raise ValueError("not a whole number") from None
         if not low <= number <= high:
-            raise ValueError("%d is outside %d..%d" % (number, low, high))
+            raise ValueError("outside %d..%d" % (low, high))
         return number
 
     return parse
@@ -74,7 +50,7 @@ def _int(low: int, high: int) -> Callable[[str], int]:
 
 def _mqtt_protocol(value: str) -> str:
     if value not in ("5", "3.1.1"):
-        raise ValueError("%r is not 5 or 3.1.1" % value)
+        raise ValueError("not 5 or 3.1.1")
     return value
 
 
@@ -83,9 +59,9 @@ def _float(low: float, high: float) -> Callable[[str], float]:
         try:
             number = float(value)
         except ValueError:
-            raise ValueError("%r is not a number" % value) from None
+            raise ValueError("not a number") from None
         if not low <= number <= high:
-            raise ValueError("%g is outside %g..%g" % (number, low, high))
+            raise ValueError("outside %g..%g" % (low, high))
         return number
 
     return parse
@@ -94,31 +70,13 @@ def _float(low: float, high: float) -> Callable[[str], float]:
 def _http_addr(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not host:
-        raise ValueError("%r is not host:port" % value)
+        raise ValueError("not host:port")
     host = host.strip("[]")
     return host, _int(0, 65535)(port)
 
 
-def _mqtt_url(value: str) -> MqttSettings | None:
-    if not value:
-        return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("mqtt", "mqtts"):
-        raise ValueError("%r must start with mqtt:// or mqtts://" % value)
-    if not parts.hostname:
-        raise ValueError("%r has no host" % value)
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError("%r has a bad port" % value) from None
-    tls = parts.scheme == "mqtts"
-    return MqttSettings(
-        host=parts.hostname,
-        port=port or (8883 if tls else 1883),
-        tls=tls,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-    )
+def _mqtt_url(value: str) -> MqttTarget | None:
+    return parse_mqtt_url(value) if value else None
 
 
 def _clickhouse_url(value: str) -> str:
@@ -144,65 +102,50 @@ def _name(value: str) -> str | None:
     if not value:
         return None
     if not is_valid_name(value):
-        raise ValueError("%r is not a valid name (A-Z a-z 0-9 _ - .)" % value)
+        raise ValueError("not a valid name (A-Z a-z 0-9 _ - .)")
     return value
 
 
 def _log_level(value: str) -> str:
     level = value.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ValueError("%r is not one of DEBUG, INFO, WARNING, ERROR" % value)
+        raise ValueError("not one of DEBUG, INFO, WARNING, ERROR")
     return level
 
 
-@dataclass(frozen=True)
-class _Setting:
-    attr: str
-    env: str
-    parse: Callable[[str], Any]
-    default: str
-    help: str
-    secret: bool = False
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.attr.replace("_", "-")
-
-
 #: Every setting: attribute, environment variable, parser, default (as text), help.
-SETTINGS: tuple[_Setting, ...] = (
-    _Setting("data_dir", "HEATMAP_DATA_DIR", _str, "./var/central", "directory for local state (the embedded ClickHouse lives in <data-dir>/chdb)"),
-    _Setting("clickhouse_url", "HEATMAP_CLICKHOUSE_URL", _str, "", "chdb:///path (embedded engine) or http(s)://user:pass@host:8123/db; default chdb:///<data-dir>/chdb"),
-    _Setting("clickhouse_cluster", "HEATMAP_CLICKHOUSE_CLUSTER", _name, "", "cluster name: migrations create ON CLUSTER Replicated tables behind Distributed ones"),
-    _Setting("event_timestamp_expr", "HEATMAP_EVENT_TIMESTAMP_EXPR", _opt_str, "", "SQL expression giving camera_events' event time as DateTime, for a UInt16 event_timestamp (operator-written SQL)"),
-    _Setting("http_addr", "HEATMAP_HTTP_ADDR", _http_addr, "127.0.0.1:8080", "host:port the HTTP API listens on"),
-    _Setting("sites_file", "HEATMAP_SITES_FILE", _opt_str, "", "TOML file with site time zones, zone names and thresholds"),
-    _Setting("read_token", "HEATMAP_READ_TOKEN", _opt_str, "", "bearer token required by the read API (dashboard, sites); unset = open", secret=True),
-    _Setting("ingest_token", "HEATMAP_INGEST_TOKEN", _opt_str, "", "bearer token required by POST /api/v1/events; unset = open", secret=True),
-    _Setting("cors_origins", "HEATMAP_CORS_ORIGINS", _origins, "", "comma-separated origins allowed by CORS (or *); unset = same origin only"),
-    _Setting("mqtt_url", "HEATMAP_MQTT_URL", _mqtt_url, "", "mqtt://user:pass@host:1883 or mqtts://...; unset = no MQTT consumer", secret=True),
-    _Setting("mqtt_share_group", "HEATMAP_MQTT_SHARE_GROUP", _name, "", "shared-subscription group so several replicas split the stream"),
-    _Setting("mqtt_client_id", "HEATMAP_MQTT_CLIENT_ID", _str, "", "MQTT client id of the persistent session; default heatmap-central-<hostname>"),
-    _Setting("mqtt_ca_file", "HEATMAP_MQTT_CA_FILE", _opt_str, "", "CA bundle for mqtts:// (default: system trust store)"),
-    _Setting("mqtt_protocol", "HEATMAP_MQTT_PROTOCOL", _mqtt_protocol, "5", "MQTT version: 5, or 3.1.1 for a broker without MQTT 5 (the demo's amqtt; no session expiry or Receive Maximum then)"),
-    _Setting("mqtt_inflight", "HEATMAP_MQTT_INFLIGHT", _int(1, 65535), "200", "unacknowledged messages the broker may have out to central (bounds memory)"),
-    _Setting("batch_states", "HEATMAP_BATCH_STATES", _int(1, 1_000_000), "20000", "flush a write batch at this many slot states"),
-    _Setting("batch_seconds", "HEATMAP_BATCH_SECONDS", _float(0.001, 60), "0.2", "flush a write batch after this many seconds"),
-    _Setting("cache_ttl", "HEATMAP_CACHE_TTL", _float(0, 86400), "5", "seconds a dashboard answer for a recent day is reused (raw rows may land without us)"),
-    _Setting("cache_ttl_past", "HEATMAP_CACHE_TTL_PAST", _float(0, 86400), "300", "seconds a dashboard answer for a day over 2 days old is reused"),
-    _Setting("max_body_bytes", "HEATMAP_MAX_BODY_BYTES", _int(1024, 1 << 30), "8388608", "largest POST /api/v1/events body (413 above)"),
-    _Setting("max_batch_events", "HEATMAP_MAX_BATCH_EVENTS", _int(1, 1_000_000), "50000", "most events in one POST /api/v1/events"),
-    _Setting("ingest_inflight_bytes", "HEATMAP_INGEST_INFLIGHT_BYTES", _int(1024, 1 << 40), "67108864", "bytes of POST /api/v1/events bodies held at once, being received or decoded (503 with Retry-After past it; at least HEATMAP_MAX_BODY_BYTES)"),
-    _Setting("http_header_timeout", "HEATMAP_HTTP_HEADER_TIMEOUT", _float(0.1, 3600), "10", "seconds a new connection may take to send its complete request head (slow or silent clients are closed)"),
-    _Setting("http_keepalive_timeout", "HEATMAP_HTTP_KEEPALIVE_TIMEOUT", _float(0.1, 3600), "15", "seconds after a response within which a kept-alive connection must complete its next request head"),
-    _Setting("http_body_timeout", "HEATMAP_HTTP_BODY_TIMEOUT", _float(0.1, 3600), "60", "seconds a POST /api/v1/events body may take to arrive in full (408 and the connection closed past it)"),
-    _Setting("query_workers", "HEATMAP_QUERY_WORKERS", _int(1, 64), "4", "threads running ClickHouse statements"),
-    _Setting("webhook_secret", "HEATMAP_WEBHOOK_SECRET", _opt_str, "", "key of the X-Heatmap-Signature HMAC-SHA256 on alert webhooks; unset = unsigned", secret=True),
-    _Setting("webhook_timeout", "HEATMAP_WEBHOOK_TIMEOUT", _float(0.1, 120), "10", "seconds one webhook attempt may take before it counts as failed"),
-    _Setting("alert_time_scale", "HEATMAP_ALERT_TIME_SCALE", _float(0.0001, 1), "1", "multiplies the alert retry backoff, the 24 h retry window, the claim lease and the check interval (tests run the real schedule faster)"),
-    _Setting("log_level", "HEATMAP_LOG_LEVEL", _log_level, "INFO", "DEBUG, INFO, WARNING or ERROR"),
+SETTINGS: tuple[Setting, ...] = (
+    Setting("data_dir", _str, "./var/central", "directory for local state (the embedded ClickHouse lives in <data-dir>/chdb)"),
+    Setting("clickhouse_url", _str, "", "chdb:///path (embedded engine) or http(s)://user:pass@host:8123/db; default chdb:///<data-dir>/chdb"),
+    Setting("clickhouse_cluster", _name, "", "cluster name: migrations create ON CLUSTER Replicated tables behind Distributed ones"),
+    Setting("event_timestamp_expr", _opt_str, "", "SQL expression giving camera_events' event time as DateTime, for a UInt16 event_timestamp (operator-written SQL)"),
+    Setting("http_addr", _http_addr, "127.0.0.1:8080", "host:port the HTTP API listens on"),
+    Setting("sites_file", _opt_str, "", "TOML file with site time zones, zone names and thresholds"),
+    Setting("read_token", _opt_str, "", "bearer token required by the read API (dashboard, sites); unset = open", secret=True),
+    Setting("ingest_token", _opt_str, "", "bearer token required by POST /api/v1/events; unset = open", secret=True),
+    Setting("cors_origins", _origins, "", "comma-separated origins allowed by CORS (or *); unset = same origin only"),
+    Setting("mqtt_url", _mqtt_url, "", "mqtt://user:pass@host:1883 or mqtts://...; unset = no MQTT consumer", secret=True),
+    Setting("mqtt_share_group", _name, "", "shared-subscription group so several replicas split the stream"),
+    Setting("mqtt_client_id", _str, "", "MQTT client id of the persistent session; default heatmap-central-<hostname>"),
+    Setting("mqtt_ca_file", _opt_str, "", "CA bundle for mqtts:// (default: system trust store)"),
+    Setting("mqtt_protocol", _mqtt_protocol, "5", "MQTT version: 5, or 3.1.1 for a broker without MQTT 5 (the demo's amqtt; no session expiry or Receive Maximum then)"),
+    Setting("mqtt_inflight", _int(1, 65535), "200", "unacknowledged messages the broker may have out to central (bounds memory)"),
+    Setting("batch_states", _int(1, 1_000_000), "20000", "flush a write batch at this many slot states"),
+    Setting("batch_seconds", _float(0.001, 60), "0.2", "flush a write batch after this many seconds"),
+    Setting("cache_ttl", _float(0, 86400), "5", "seconds a dashboard answer for a recent day is reused (raw rows may land without us)"),
+    Setting("cache_ttl_past", _float(0, 86400), "300", "seconds a dashboard answer for a day over 2 days old is reused"),
+    Setting("max_body_bytes", _int(1024, 1 << 30), "8388608", "largest POST /api/v1/events body (413 above)"),
+    Setting("max_batch_events", _int(1, 1_000_000), "50000", "most events in one POST /api/v1/events"),
+    Setting("ingest_inflight_bytes", _int(1024, 1 << 40), "67108864", "bytes of POST /api/v1/events bodies held at once, being received or decoded (503 with Retry-After past it; at least HEATMAP_MAX_BODY_BYTES)"),
+    Setting("http_header_timeout", _float(0.1, 3600), "10", "seconds a new connection may take to send its complete request head (slow or silent clients are closed)"),
+    Setting("http_keepalive_timeout", _float(0.1, 3600), "15", "seconds after a response within which a kept-alive connection must complete its next request head"),
+    Setting("http_body_timeout", _float(0.1, 3600), "60", "seconds a POST /api/v1/events body may take to arrive in full (408 and the connection closed past it)"),
+    Setting("query_workers", _int(1, 64), "4", "threads running ClickHouse statements"),
+    Setting("webhook_secret", _opt_str, "", "key of the X-Heatmap-Signature HMAC-SHA256 on alert webhooks; unset = unsigned", secret=True),
+    Setting("webhook_timeout", _float(0.1, 120), "10", "seconds one webhook attempt may take before it counts as failed"),
+    Setting("alert_time_scale", _float(0.0001, 1), "1", "multiplies the alert retry backoff, the 24 h retry window, the claim lease and the check interval (tests run the real schedule faster)"),
+    Setting("log_level", _log_level, "INFO", "DEBUG, INFO, WARNING or ERROR"),
 )
-_BY_ENV = {s.env: s for s in SETTINGS}
 
 
 @dataclass(frozen=True)
@@ -218,7 +161,7 @@ class Config:
     read_token: str | None = field(default=None, repr=False)
     ingest_token: str | None = field(default=None, repr=False)
     cors_origins: tuple[str, ...] = ()
-    mqtt_url: MqttSettings | None = None
+    mqtt_url: MqttTarget | None = None
     mqtt_share_group: str | None = None
     mqtt_client_id: str = ""
     mqtt_ca_file: str | None = None
@@ -259,37 +202,8 @@ class Config:
     ) -> Config:
         """Build the config from ``environ`` (default os.environ) and parsed flags."""
         env = os.environ if environ is None else environ
-        unknown = sorted(
-            k
-            for k in env
-            if k.startswith("HEATMAP_")
-            and k not in _BY_ENV
-            and k not in _FOREIGN
-            and not k.startswith(_FOREIGN_PREFIXES)
-        )
-        if unknown:
-            raise ConfigError(
-                "unknown setting %s (known: see python -m central serve --help)" % unknown[0]
-            )
-        values: dict[str, Any] = {}
-        creds = env.get("CREDENTIALS_DIRECTORY")
-        for setting in SETTINGS:
-            raw = getattr(args, setting.attr, None) if args is not None else None
-            source = setting.flag
-            if raw is None:
-                raw = env.get(setting.env)
-                source = setting.env
-            if raw is None and setting.secret and creds:
-                path = Path(creds) / setting.env.lower()
-                if path.is_file():
-                    raw = path.read_text().strip()
-                    source = str(path)
-            if raw is None:
-                raw, source = setting.default, setting.env + " default"
-            try:
-                values[setting.attr] = setting.parse(raw.strip())
-            except ValueError as exc:
-                raise ConfigError("invalid %s: %s" % (source, exc)) from None
+        settings.foreign_names(SETTINGS, env, ConfigError, "known: see python -m central serve --help")
+        values = settings.read(SETTINGS, args, env, ConfigError)
         if values["clickhouse_url"]:
             try:
                 _clickhouse_url(values["clickhouse_url"])
@@ -309,12 +223,4 @@ class Config:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one flag per setting; unset flags leave the environment (or default) in force."""
-    group = parser.add_argument_group("settings (flag overrides environment variable)")
-    for setting in SETTINGS:
-        group.add_argument(
-            setting.flag,
-            dest=setting.attr,
-            default=None,
-            metavar="VALUE",
-            help="%s [%s, default %r]" % (setting.help, setting.env, setting.default),
-        )
+    settings.add_arguments(parser, SETTINGS)

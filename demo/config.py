@@ -10,7 +10,8 @@ import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+
+from shared.settings import parse_mqtt_url
 
 __all__ = ["DemoConfig", "ConfigError", "build_parser"]
 
@@ -50,8 +51,11 @@ class DemoConfig:
         if not sep or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError("--http-addr %r is not host:port" % http)
         mqtt_url = args.mqtt_url or environ.get("HEATMAP_MQTT_URL") or None
-        if mqtt_url and urlsplit(mqtt_url).scheme not in ("mqtt", "mqtts"):
-            raise ConfigError("HEATMAP_MQTT_URL %r must start with mqtt:// or mqtts://" % mqtt_url)
+        if mqtt_url:
+            try:
+                parse_mqtt_url(mqtt_url)
+            except ValueError as exc:
+                raise ConfigError("HEATMAP_MQTT_URL: %s" % exc) from None
         if not 0 < args.days <= 30:
             raise ConfigError("--days must be in (0, 30]")
         if args.publish_interval <= 0 or args.stop_timeout <= 0:

@@ -1,154 +1,162 @@
-"""The batch call of the slot buffers: many events from numpy arrays in a few ufunc calls.
+"""The batch path of the slot buffers as plain functions over numpy arrays.
 
-Kept apart from ``buffers.py`` because it is its own path: validation by masks, one
-``np.maximum.at`` for the peaks, one ``np.bincount`` (or ``np.add.at`` for small batches)
-for the event counts, one ``np.add.at`` per trigger. It works on the arrays and helpers of
-:class:`edge.buffers.SlotBuffers`, which mixes it in.
+:meth:`edge.buffers.SlotBuffers.record_batch` holds its lock and calls these in order:
+:func:`timestamps` and :func:`columns` turn the arguments into arrays, :func:`check`
+finds the valid events by masks (counting the others), :func:`add` writes peaks (one
+``np.maximum.at``), event counts (one ``np.bincount``, or ``np.add.at`` for a small batch)
+and dirty marks, and :func:`trigger_counts` / :func:`add_triggers` the trigger counts.
+Nothing here holds state: the arrays, the camera and trigger lookups and the refusal
+counter are passed in.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from shared.events import MAX_PEOPLE
 from shared.slots import MAX_TIMESTAMP, MIN_TIMESTAMP, SLOT_SECONDS
 
-__all__ = ["BatchMixin"]
+from .refusals import Refusals
+
+__all__ = ["add", "add_triggers", "check", "columns", "slots_touched", "timestamps", "trigger_counts"]
+
+#: (event positions among the accepted, trigger index, occurrences), one entry per count.
+TriggerCounts = Tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-class BatchMixin:
-    """``record_batch`` for SlotBuffers (uses its lock, ring, columns and refusals)."""
+def timestamps(given: Any, n: int, now: float, refusals: Refusals) -> Optional[np.ndarray]:
+    """``given`` as float seconds (None = ``now`` for all); None (counted) if not numbers."""
+    try:
+        return np.full(n, now) if given is None else np.asarray(given, dtype=np.float64)
+    except (OverflowError, ValueError, TypeError):  # a 400-digit int, a word, a mapping
+        refusals.add("bad_timestamp", "timestamps must be Unix seconds", n)
+        return None
 
-    def record_batch(self, cameras: Any, counts: Any, timestamps: Any = None,
-                     triggers: Any = None, codes: Any = None) -> int:
-        """Count many events from arrays; returns how many were accepted.
 
-        ``cameras`` is one name for all events, a sequence of names (one per event), or,
-        with ``codes`` (integer array, one per event), the list of names the codes index.
-        ``timestamps``: Unix seconds per event (None = now). ``triggers``: a mapping of
-        trigger name -> per-event occurrence counts, or a sequence of name lists per event.
-        """
-        counts = np.asarray(counts)
-        n = counts.shape[0] if counts.ndim == 1 else -1
-        if n < 0:
-            self.refusals.add("bad_count", "counts must be a 1-d array")
-            return 0
-        if n == 0:
-            return 0
-        with self.lock:
-            now = self.clock()
-            try:
-                ts = np.full(n, now) if timestamps is None else np.asarray(timestamps, dtype=np.float64)
-            except (OverflowError, ValueError, TypeError):  # a 400-digit int, a word, a mapping
-                self.refusals.add("bad_timestamp", "timestamps must be Unix seconds", n)
-                return 0
-            cols = self._batch_columns(cameras, codes, n)
-            if cols is None or ts.shape != (n,):
-                if ts.shape != (n,):
-                    self.refusals.add("bad_timestamp", "timestamps must match counts", n)
-                return 0
-            good_count = (counts >= 0) & (counts <= MAX_PEOPLE)
-            if counts.dtype.kind == "f":
-                good_count &= np.floor(counts) == counts
-            elif counts.dtype.kind not in "iu":
-                self.refusals.add("bad_count", "counts must be numbers", n)
-                return 0
-            lower = now - self.retention
-            ok = good_count & (cols >= 0)
-            in_range = (ts >= MIN_TIMESTAMP) & (ts < MAX_TIMESTAMP)  # False for NaN
-            old = ts < lower
-            future = ts > now + self.max_future
-            valid = ok & in_range & ~old & ~future
-            if self.refuse_before:
-                reset = valid & ((ts // SLOT_SECONDS) * SLOT_SECONDS < self.refuse_before)
-                k = int(np.count_nonzero(reset))
-                if k:
-                    self.refusals.add("outbox_reset", "in a batch: slots that began before the outbox was reset", k)
-                    valid &= ~reset
-            accepted = int(np.count_nonzero(valid))
-            if accepted < n:
-                self._count_batch_refusals(good_count, cols, in_range, old, future)
-            if accepted == 0:
-                return 0
-            if accepted < n:
-                ts, counts, cols = ts[valid], counts[valid], cols[valid]
-            slots = (ts // SLOT_SECONDS).astype(np.int64)
-            lo, hi = int(slots.min()), int(slots.max())
-            for s in (range(lo, hi + 1) if hi - lo < 64 else np.unique(slots).tolist()):
-                if self._claim(s) is None:
-                    self.refusals.add("too_old", "batch slot older than this clock's window")
-                    return 0  # only a clock stepped back gets here; refuse rather than clobber
-            flat = (slots % self.rows) * self._ccap + cols
-            np.maximum.at(self._peak.reshape(-1), flat, counts.astype(np.uint16))
-            if accepted * 8 > self._events.size:
-                self._events.reshape(-1)[:] += np.bincount(flat, minlength=self._events.size).astype(np.uint32)
-            else:
-                np.add.at(self._events.reshape(-1), flat, 1)
-            self._dirty.reshape(-1)[flat] = True
-            if triggers is not None:
-                self._batch_triggers(triggers, flat, valid if accepted < n else None, n)
-            self._watch.update(self._camera_names[c] for c in np.unique(cols).tolist())
-            self.accepted += accepted
-            return accepted
+def columns(cameras: Any, codes: Any, n: int, column: Callable[..., Optional[int]],
+            refusals: Refusals) -> Optional[np.ndarray]:
+    """The camera column of each event (-1 for a refused name); None if the shapes are wrong.
 
-    def _batch_columns(self, cameras: Any, codes: Any, n: int) -> Optional[np.ndarray]:
-        if isinstance(cameras, str):
-            col = self._camera_column(cameras, n)
-            return None if col is None else np.full(n, col, dtype=np.int64)
-        if codes is not None:
-            table = np.array([self._camera_column(c) for c in cameras] + [-1], dtype=np.int64)
-            codes = np.asarray(codes)
-            if codes.shape != (n,) or codes.dtype.kind not in "iu":
-                self.refusals.add("bad_camera", "codes must be an integer array like counts", n)
-                return None
-            codes = np.where((codes >= 0) & (codes < len(table) - 1), codes, len(table) - 1)
-            return table[codes]
-        names = np.asarray(cameras)
-        if names.shape != (n,):
-            self.refusals.add("bad_camera", "cameras must be one name or one per event", n)
+    ``column(name, n)`` looks a camera up (adding it), counting ``n`` refusals if it is bad.
+    """
+    if isinstance(cameras, str):
+        col = column(cameras, n)
+        return None if col is None else np.full(n, col, dtype=np.int64)
+    if codes is not None:
+        table = np.array([column(c) for c in cameras] + [-1], dtype=np.int64)
+        codes = np.asarray(codes)
+        if codes.shape != (n,) or codes.dtype.kind not in "iu":
+            refusals.add("bad_camera", "codes must be an integer array like counts", n)
             return None
-        uniq, inverse = np.unique(names, return_inverse=True)
-        table = np.array([self._camera_column(str(c)) for c in uniq.tolist()], dtype=object)
-        return np.array([-1 if c is None else c for c in table], dtype=np.int64)[inverse.reshape(-1)]
+        codes = np.where((codes >= 0) & (codes < len(table) - 1), codes, len(table) - 1)
+        return table[codes]
+    names = np.asarray(cameras)
+    if names.shape != (n,):
+        refusals.add("bad_camera", "cameras must be one name or one per event", n)
+        return None
+    uniq, inverse = np.unique(names, return_inverse=True)
+    table = np.array([column(str(c)) for c in uniq.tolist()], dtype=object)
+    return np.array([-1 if c is None else c for c in table], dtype=np.int64)[inverse.reshape(-1)]
 
-    def _count_batch_refusals(self, good_count: np.ndarray, cols: np.ndarray, in_range: np.ndarray,
-                              old: np.ndarray, future: np.ndarray) -> None:
+
+def check(counts: np.ndarray, ts: np.ndarray, cols: np.ndarray, lower: float, upper: float,
+          refuse_before: float, refusals: Refusals) -> Optional[np.ndarray]:
+    """The mask of valid events (``lower <= ts <= upper``, counts in range, a camera, a slot
+    not before ``refuse_before``); the others are counted by reason. None if the counts are
+    not numbers at all."""
+    n = counts.shape[0]
+    good_count = (counts >= 0) & (counts <= MAX_PEOPLE)
+    if counts.dtype.kind == "f":
+        good_count &= np.floor(counts) == counts
+    elif counts.dtype.kind not in "iu":
+        refusals.add("bad_count", "counts must be numbers", n)
+        return None
+    ok = good_count & (cols >= 0)
+    in_range = (ts >= MIN_TIMESTAMP) & (ts < MAX_TIMESTAMP)  # False for NaN
+    old = ts < lower
+    future = ts > upper
+    valid = ok & in_range & ~old & ~future
+    if refuse_before:
+        reset = valid & ((ts // SLOT_SECONDS) * SLOT_SECONDS < refuse_before)
+        k = int(np.count_nonzero(reset))
+        if k:
+            refusals.add("outbox_reset", "in a batch: slots that began before the outbox was reset", k)
+            valid &= ~reset
+    if np.count_nonzero(valid) < n:
         # Camera refusals were counted when the names were looked up.
         for reason, mask in (("bad_count", ~good_count & (cols >= 0)),
-                             ("bad_timestamp", good_count & (cols >= 0) & ~in_range),
-                             ("too_old", good_count & (cols >= 0) & in_range & old),
-                             ("future", good_count & (cols >= 0) & in_range & future)):
+                             ("bad_timestamp", ok & ~in_range),
+                             ("too_old", ok & in_range & old),
+                             ("future", ok & in_range & future)):
             k = int(np.count_nonzero(mask))
             if k:
-                self.refusals.add(reason, "in a batch", k)
+                refusals.add(reason, "in a batch", k)
+    return valid
 
-    def _batch_triggers(self, triggers: Any, flat: np.ndarray, valid: Optional[np.ndarray], n: int) -> None:
-        tcap = self._tcap
-        if isinstance(triggers, Mapping):
-            for name, per_event in triggers.items():
-                values = np.asarray(per_event)
-                if values.shape != (n,) or values.dtype.kind not in "iub" or (values.dtype.kind == "i" and values.min() < 0):
-                    self.refusals.add("bad_triggers", "trigger %r counts must be like counts" % (name,))
-                    continue
-                idx = self._trigger_index(name)
-                if idx is None:
-                    continue
-                tcap = self._tcap  # may have grown; flat indexes rows and cameras only
-                if valid is not None:
-                    values = values[valid]
-                nz = values > 0
-                np.add.at(self._trig.reshape(-1), flat[nz] * tcap + idx, values[nz].astype(np.uint32))
-            return
+
+def slots_touched(slots: np.ndarray) -> List[int]:
+    """The distinct slots of a batch (a range when they are few and close)."""
+    lo, hi = int(slots.min()), int(slots.max())
+    return list(range(lo, hi + 1)) if hi - lo < 64 else np.unique(slots).tolist()
+
+
+def add(peak: np.ndarray, events: np.ndarray, dirty: np.ndarray, flat: np.ndarray, counts: np.ndarray) -> None:
+    """Fold events at ``flat`` (row * columns + column indexes of the 2-d arrays) in."""
+    np.maximum.at(peak.reshape(-1), flat, counts.astype(np.uint16))
+    if flat.size * 8 > events.size:
+        events.reshape(-1)[:] += np.bincount(flat, minlength=events.size).astype(np.uint32)
+    else:
+        np.add.at(events.reshape(-1), flat, 1)
+    dirty.reshape(-1)[flat] = True
+
+
+def trigger_counts(triggers: Any, n: int, valid: Optional[np.ndarray], index: Callable[[str], Optional[int]],
+                   check_names: Callable[[Any], Optional[Tuple[str, ...]]], refusals: Refusals) -> TriggerCounts:
+    """The trigger occurrences of the accepted events (``valid`` selects them from ``n``, None
+    = all), from a mapping name -> per-event counts or one name list per event. Looking a
+    name up (``index``, ``check_names``) may add it, so the trigger array's shape is read
+    after this."""
+    pos: List[np.ndarray] = []
+    idx: List[np.ndarray] = []
+    amount: List[np.ndarray] = []
+    if isinstance(triggers, Mapping):
+        for name, per_event in triggers.items():
+            values = np.asarray(per_event)
+            if values.shape != (n,) or values.dtype.kind not in "iub" or (values.dtype.kind == "i" and values.min() < 0):
+                refusals.add("bad_triggers", "trigger %r counts must be like counts" % (name,))
+                continue
+            i = index(name)
+            if i is None:
+                continue
+            if valid is not None:
+                values = values[valid]
+            nz = np.flatnonzero(values > 0)
+            pos.append(nz)
+            idx.append(np.full(nz.size, i, dtype=np.int64))
+            amount.append(values[nz].astype(np.uint32))
+    else:
         per_event = list(triggers)
         if len(per_event) != n:
-            self.refusals.add("bad_triggers", "one trigger list per event expected")
-            return
-        if valid is not None:
-            per_event = [t for t, keep in zip(per_event, valid.tolist()) if keep]
-        checked = [self._check_triggers(names or ()) or () for names in per_event]
-        trig, tcap = self._trig.reshape(-1), self._tcap  # after any growth above
-        for f, names in zip(flat.tolist(), checked):
-            for t in names:
-                trig[f * tcap + self._triggers[t]] += 1
+            refusals.add("bad_triggers", "one trigger list per event expected")
+        else:
+            if valid is not None:
+                per_event = [t for t, keep in zip(per_event, valid.tolist()) if keep]
+            checked = [check_names(names or ()) or () for names in per_event]
+            looked = [(p, index(t)) for p, names in enumerate(checked) for t in names]
+            if looked:
+                pos.append(np.array([p for p, _ in looked], dtype=np.int64))
+                idx.append(np.array([i for _, i in looked], dtype=np.int64))
+                amount.append(np.ones(len(looked), dtype=np.uint32))
+    if not pos:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0, dtype=np.uint32)
+    return np.concatenate(pos), np.concatenate(idx), np.concatenate(amount)
+
+
+def add_triggers(trig: np.ndarray, flat: np.ndarray, counts: TriggerCounts) -> None:
+    """Add :func:`trigger_counts` to ``trig`` (rows x columns x triggers) at ``flat``."""
+    pos, idx, amount = counts
+    if pos.size:
+        np.add.at(trig.reshape(-1), flat[pos] * trig.shape[2] + idx, amount)

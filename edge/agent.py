@@ -29,7 +29,7 @@ from ._memory import trim
 from .buffers import SlotBuffers
 from .config import Config
 from .exceptions import OutboxError
-from .inputs import build_inputs
+from .inputs import Input, build_inputs
 from .link import Link
 from .notify import Notifier
 from .outbox import Outbox
@@ -69,7 +69,7 @@ class Agent:
         self.priority = Priority(config.priority, config.intensity_medium, config.intensity_high)
         self.outbox: Optional[Outbox] = None
         self.link: Optional[Link] = None
-        self.inputs: List[Any] = []
+        self.inputs: List[Input] = []
         self.counters: Dict[str, float] = {
             "messages_sent": 0, "states_sent": 0, "bytes_sent": 0, "acks": 0,
             "expired_unacked": 0, "commit_errors": 0, "outbox_quarantined": 0, "restored": 0,

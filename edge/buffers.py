@@ -7,8 +7,8 @@ memory is fixed by the window whatever the outage. ``record()`` is the hot path:
 slot that holds "now" each camera has a small Python list (a *hot cell*) that takes the
 event with a few comparisons and integer updates; :meth:`collect` folds hot cells into the
 arrays once per commit interval. Everything else (late events, batches) writes the arrays
-directly (``record_batch`` lives in ``_batch.py``). One lock guards it all, so any
-thread may record.
+directly (:meth:`SlotBuffers.record_batch` calls the array functions of ``_batch.py``). One
+lock guards it all, so any thread may record.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from shared.names import RESERVED_TRIGGERS, is_valid_name
 from shared.protocol import MAX_COUNT
 from shared.slots import SLOT_SECONDS
 
-from ._batch import BatchMixin
+from . import _batch
 from .refusals import Refusals
 
 __all__ = ["SlotBuffers", "SlotValues"]
@@ -41,7 +41,7 @@ SlotValues = Tuple[str, int, int, int, Dict[str, int]]
 _LO, _HI, _PEAK, _EVENTS, _TRIG, _COL, _SLOT = range(7)
 
 
-class SlotBuffers(BatchMixin):
+class SlotBuffers:
     def __init__(
         self,
         retention_seconds: float = 7 * 86400.0,
@@ -155,6 +155,56 @@ class SlotBuffers(BatchMixin):
         self._dirty[row, col] = True
         self.accepted += 1
         return True
+
+    def record_batch(self, cameras: Any, counts: Any, timestamps: Any = None,
+                     triggers: Any = None, codes: Any = None) -> int:
+        """Count many events from arrays; returns how many were accepted.
+
+        ``cameras`` is one name for all events, a sequence of names (one per event), or,
+        with ``codes`` (integer array, one per event), the list of names the codes index.
+        ``timestamps``: Unix seconds per event (None = now). ``triggers``: a mapping of
+        trigger name -> per-event occurrence counts, or a sequence of name lists per event.
+        """
+        counts = np.asarray(counts)
+        n = counts.shape[0] if counts.ndim == 1 else -1
+        if n < 0:
+            self.refusals.add("bad_count", "counts must be a 1-d array")
+            return 0
+        if n == 0:
+            return 0
+        with self.lock:
+            now = self.clock()
+            ts = _batch.timestamps(timestamps, n, now, self.refusals)
+            if ts is None:
+                return 0
+            cols = _batch.columns(cameras, codes, n, self._camera_column, self.refusals)
+            if cols is None or ts.shape != (n,):
+                if ts.shape != (n,):
+                    self.refusals.add("bad_timestamp", "timestamps must match counts", n)
+                return 0
+            valid = _batch.check(counts, ts, cols, now - self.retention, now + self.max_future,
+                                 self.refuse_before, self.refusals)
+            if valid is None:
+                return 0
+            accepted = int(np.count_nonzero(valid))
+            if accepted == 0:
+                return 0
+            if accepted < n:
+                ts, counts, cols = ts[valid], counts[valid], cols[valid]
+            slots = (ts // SLOT_SECONDS).astype(np.int64)
+            for s in _batch.slots_touched(slots):
+                if self._claim(s) is None:
+                    self.refusals.add("too_old", "batch slot older than this clock's window")
+                    return 0  # only a clock stepped back gets here; refuse rather than clobber
+            flat = (slots % self.rows) * self._ccap + cols
+            _batch.add(self._peak, self._events, self._dirty, flat, counts)
+            if triggers is not None:
+                found = _batch.trigger_counts(triggers, n, valid if accepted < n else None,
+                                              self._trigger_index, self._check_triggers, self.refusals)
+                _batch.add_triggers(self._trig, flat, found)  # after any growth of the trigger axis
+            self._watch.update(self._camera_names[c] for c in np.unique(cols).tolist())
+            self.accepted += accepted
+            return accepted
 
     def collect(self, limit: Optional[int] = None, fold: bool = True) -> List[SlotValues]:
         """Fold hot cells in and return slots changed since they were last collected.

@@ -4,6 +4,8 @@ Every setting has a ``HEATMAP_*`` environment variable and a ``--flag``; the fla
 Secrets (the MQTT password, client key) may also come from files in systemd's
 ``$CREDENTIALS_DIRECTORY`` (``LoadCredential=``). :meth:`Config.load` turns anything wrong
 into one :class:`ConfigError` line; nothing here opens files beyond reading those secrets.
+The mechanism (flags over variables, the list of every ``HEATMAP_*`` name, the broker URL
+parser) is ``shared/settings.py``; this module declares the agent's own settings.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ import argparse
 import ipaddress
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Callable, Dict, Mapping, Optional, Tuple
-from urllib.parse import unquote, urlsplit
 
+from shared import settings
 from shared.events import MAX_PEOPLE
 from shared.names import check_name
 from shared.protocol import (
@@ -25,78 +27,17 @@ from shared.protocol import (
     PROTOCOL_VERSION,
     SUPPORTED_VERSIONS,
 )
+from shared.settings import MqttTarget, Setting, credential, parse_mqtt_url, read_secret
 
 from .exceptions import ConfigError
 
-__all__ = ["Config", "MqttTarget", "Setting", "SETTINGS", "add_arguments", "parse_mapping"]
+__all__ = ["Config", "SETTINGS", "add_arguments", "parse_mapping"]
 
 #: HEATMAP_PRIORITY: which triggers are published at once (docs/edge.md, "Priority").
 PRIORITY_MODES = ("new", "all", "off")
 
 #: Fields of an event a local-MQTT field mapping may fill.
 MAPPABLE = ("camera", "people_count", "timestamp", "triggers")
-
-#: Variables of the same prefix that belong to central (a one-box install shares one
-#: environment); they are ignored here rather than refused.
-_CENTRAL_VARS = frozenset(
-    {
-        "HEATMAP_CLICKHOUSE_URL",
-        "HEATMAP_CLICKHOUSE_CLUSTER",
-        "HEATMAP_DATA_DIR",
-        "HEATMAP_HTTP_ADDR",
-        "HEATMAP_SITES_FILE",
-        "HEATMAP_READ_TOKEN",
-        "HEATMAP_INGEST_TOKEN",
-        "HEATMAP_CORS_ORIGINS",
-        "HEATMAP_MQTT_SHARE_GROUP",
-        "HEATMAP_MQTT_PROTOCOL",
-        "HEATMAP_MQTT_CLIENT_ID",
-        "HEATMAP_MQTT_INFLIGHT",
-        "HEATMAP_BATCH_SECONDS",
-        "HEATMAP_BATCH_STATES",
-        "HEATMAP_CACHE_TTL",
-        "HEATMAP_CACHE_TTL_PAST",
-        "HEATMAP_EVENT_TIMESTAMP_EXPR",
-        "HEATMAP_MAX_BATCH_EVENTS",
-        "HEATMAP_MAX_BODY_BYTES",
-        "HEATMAP_QUERY_WORKERS",
-    }
-)
-#: Prefixes of other programs' variables (central's reconcile, the demo, the tests).
-_FOREIGN_PREFIXES = ("HEATMAP_CENTRAL_", "HEATMAP_DEMO_", "HEATMAP_RECONCILE_", "HEATMAP_TEST_")
-
-
-@dataclass(frozen=True)
-class MqttTarget:
-    """Where and how to connect: parsed from ``mqtt://`` / ``mqtts://`` URLs."""
-
-    host: str
-    port: int
-    tls: bool
-    username: Optional[str] = None
-    password: Optional[str] = field(default=None, repr=False)
-    ca_file: Optional[str] = None
-    cert_file: Optional[str] = None
-    key_file: Optional[str] = None
-
-    def describe(self) -> str:
-        return "%s://%s:%d" % ("mqtts" if self.tls else "mqtt", self.host, self.port)
-
-
-@dataclass(frozen=True)
-class Setting:
-    name: str
-    parse: Callable[[str], object]
-    default: object
-    help: str
-
-    @property
-    def env(self) -> str:
-        return "HEATMAP_" + self.name.upper()
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
 
 
 def _positive(text: str) -> float:
@@ -160,32 +101,29 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("local_mqtt_url", _text, None, "local broker with the pipeline's detections"),
     Setting("local_mqtt_topic", _text, "deepstream/detections", "topic filter on the local broker"),
     Setting("local_mqtt_mapping", _text, None, "field mapping, e.g. camera=sensorId,people_count=objects#"),
-    Setting("commit_interval", _positive, 1.0, "seconds between outbox commits (the crash loss window)"),
-    Setting("publish_interval", _positive, 60.0, "seconds between publishes of changed states"),
-    Setting("ack_timeout", _positive, 30.0, "seconds before an unacked state is resent (doubles per try)"),
-    Setting("max_backoff", _positive, 600.0, "longest wait between resends of one state"),
-    Setting("stats_interval", _positive, 300.0, "seconds between statistics messages"),
+    Setting("commit_interval", _positive, "1", "seconds between outbox commits (the crash loss window)"),
+    Setting("publish_interval", _positive, "60", "seconds between publishes of changed states"),
+    Setting("ack_timeout", _positive, "30", "seconds before an unacked state is resent (doubles per try)"),
+    Setting("max_backoff", _positive, "600", "longest wait between resends of one state"),
+    Setting("stats_interval", _positive, "300", "seconds between statistics messages"),
     Setting("priority", _priority, "new", "publish at once: a trigger new in its slot (new), every trigger (all), nothing (off)"),
-    Setting("intensity_medium", _count(1, MAX_PEOPLE), 4, "peak from which a zone is medium (priority publishing)"),
-    Setting("intensity_high", _count(1, MAX_PEOPLE), 7, "peak from which a zone is high (priority publishing)"),
-    Setting("protocol_version", _protocol, PROTOCOL_VERSION, "protocol version sent (1 while central is older)"),
-    Setting("retention_days", _positive, 7.0, "days of slots kept in memory and the outbox"),
-    Setting("max_future", _positive, 300.0, "seconds an event may be ahead of this clock"),
-    Setting("max_message_bytes", _count(4096, MAX_PAYLOAD_BYTES), 64 * 1024, "cap of one state message"),
-    Setting("max_states_per_message", _count(1, MAX_STATES), 250, "states per message (small keeps memory low)"),
-    Setting("max_inflight_states", _count(1, 10**7), 2000, "sent and not yet acked states"),
-    Setting("max_cameras", _count(1, 4096), 256, "distinct cameras before new ones are refused"),
-    Setting("max_triggers", _count(1, MAX_TRIGGERS), MAX_TRIGGERS, "distinct trigger names before new ones are refused"),
+    Setting("intensity_medium", _count(1, MAX_PEOPLE), "4", "peak from which a zone is medium (priority publishing)"),
+    Setting("intensity_high", _count(1, MAX_PEOPLE), "7", "peak from which a zone is high (priority publishing)"),
+    Setting("protocol_version", _protocol, str(PROTOCOL_VERSION), "protocol version sent (1 while central is older)"),
+    Setting("retention_days", _positive, "7", "days of slots kept in memory and the outbox"),
+    Setting("max_future", _positive, "300", "seconds an event may be ahead of this clock"),
+    Setting("max_message_bytes", _count(4096, MAX_PAYLOAD_BYTES), str(64 * 1024), "cap of one state message"),
+    Setting("max_states_per_message", _count(1, MAX_STATES), "250", "states per message (small keeps memory low)"),
+    Setting("max_inflight_states", _count(1, 10**7), "2000", "sent and not yet acked states"),
+    Setting("max_cameras", _count(1, 4096), "256", "distinct cameras before new ones are refused"),
+    Setting("max_triggers", _count(1, MAX_TRIGGERS), str(MAX_TRIGGERS), "distinct trigger names before new ones are refused"),
     Setting("log_level", _level, "INFO", "DEBUG, INFO, WARNING or ERROR"),
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per setting; defaults stay None so the environment can fill them."""
-    for s in SETTINGS:
-        shown = "" if s.default is None else " [%s]" % (s.default,)
-        parser.add_argument(s.flag, dest=s.name, default=None, metavar=s.name.split("_")[-1].upper(),
-                            help="%s; env %s%s" % (s.help, s.env, shown))
+    settings.add_arguments(parser, SETTINGS)
 
 
 @dataclass(frozen=True)
@@ -234,25 +172,9 @@ class Config:
              environ: Optional[Mapping[str, str]] = None) -> Config:
         """Build the config from flags over ``HEATMAP_*`` variables; one ConfigError line if wrong."""
         env = os.environ if environ is None else environ
-        known = {s.env for s in SETTINGS} | {"HEATMAP_MQTT_PASSWORD"}
-        unknown = sorted(k for k in env if k.startswith("HEATMAP_") and k not in known)
-        ignored = tuple(k for k in unknown if k in _CENTRAL_VARS or k.startswith(_FOREIGN_PREFIXES))
-        refused = [k for k in unknown if k not in ignored]
-        if refused:
-            raise ConfigError("unknown setting %s (see python -m edge run --help)" % refused[0])
-        values: Dict[str, object] = {}
-        for s in SETTINGS:
-            raw = getattr(args, s.name, None) if args is not None else None
-            source = s.flag
-            if raw is None:
-                raw, source = env.get(s.env), s.env
-            if raw is None or raw == "":
-                values[s.name] = s.default
-                continue
-            try:
-                values[s.name] = s.parse(raw)
-            except Exception as exc:  # noqa: BLE001 - any parse failure is one config line
-                raise ConfigError("%s=%r: %s" % (source, raw, exc)) from None
+        ignored = settings.foreign_names(SETTINGS, env, ConfigError, "see python -m edge run --help",
+                                         also=("HEATMAP_MQTT_PASSWORD",))
+        values = settings.read(SETTINGS, args, env, ConfigError, blank_is_unset=True)
         for required in ("site", "device_id"):
             if values[required] is None:
                 raise ConfigError("HEATMAP_%s (or --%s) is required"
@@ -315,49 +237,28 @@ def parse_mapping(text: str) -> Dict[str, str]:
 
 def _target(url: str, var: str, values: Mapping[str, object], env: Mapping[str, str],
             creds: Optional[str]) -> MqttTarget:
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ConfigError("%s=%r: expected mqtt://host[:port] or mqtts://host[:port]" % (var, url))
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ConfigError("%s=%r: no path or query expected" % (var, url))
     try:
-        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-    except ValueError:
-        raise ConfigError("%s=%r: bad port" % (var, url)) from None
-    tls = parts.scheme == "mqtts"
-    username = unquote(parts.username) if parts.username else values.get("mqtt_username")
-    password = unquote(parts.password) if parts.password else env.get("HEATMAP_MQTT_PASSWORD")
-    pw_file = values.get("mqtt_password_file") or _credential(creds, "mqtt_password")
+        target = parse_mqtt_url(url)
+    except ValueError as exc:
+        raise ConfigError("%s=%r: %s" % (var, url, exc)) from None
+    username = target.username or values.get("mqtt_username")
+    password = target.password or env.get("HEATMAP_MQTT_PASSWORD")
+    pw_file = values.get("mqtt_password_file") or credential(creds, "mqtt_password")
     if password is None and pw_file:
-        password = _read_secret(str(pw_file))
+        password = read_secret(str(pw_file), ConfigError)
     files = {}
     for key, cred in (("ca_file", "mqtt_ca.pem"), ("cert_file", "mqtt_cert.pem"), ("key_file", "mqtt_key.pem")):
-        path = values.get("mqtt_" + key) or _credential(creds, cred)
+        path = values.get("mqtt_" + key) or credential(creds, cred)
         if path and not os.access(str(path), os.R_OK):
             raise ConfigError("HEATMAP_MQTT_%s=%s: not a readable file" % (key.upper(), path))
         files[key] = str(path) if path else None
-    if not tls and any(files.values()):
+    if not target.tls and any(files.values()):
         raise ConfigError("%s: certificate files need an mqtts:// URL" % var)
     if bool(files["cert_file"]) != bool(files["key_file"]):
         raise ConfigError("HEATMAP_MQTT_CERT_FILE and HEATMAP_MQTT_KEY_FILE go together")
     if password is not None and username is None:
         raise ConfigError("a broker password needs a user name (HEATMAP_MQTT_USERNAME)")
-    return MqttTarget(parts.hostname, port, tls, username and str(username), password, **files)
-
-
-def _credential(creds: Optional[str], name: str) -> Optional[str]:
-    if not creds:
-        return None
-    path = os.path.join(creds, name)
-    return path if os.path.exists(path) else None
-
-
-def _read_secret(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read().strip("\r\n")
-    except OSError as exc:
-        raise ConfigError("cannot read %s: %s" % (path, exc.strerror)) from None
+    return replace(target, username=username and str(username), password=password, **files)
 
 
 def _udp(text: str) -> Tuple[str, int]:

@@ -7,7 +7,7 @@ the operating system are translated into these at the module that calls the libr
 
 from __future__ import annotations
 
-__all__ = ["EdgeError", "ConfigError", "OutboxError", "LinkError", "InputError"]
+__all__ = ["EdgeError", "ConfigError", "OutboxError", "LinkError", "InputError", "SinkError"]
 
 
 class EdgeError(Exception):
@@ -28,3 +28,7 @@ class LinkError(EdgeError):
 
 class InputError(EdgeError):
     """An input (datagram socket, local MQTT subscription) cannot be set up."""
+
+
+class SinkError(EdgeError):
+    """A simulator sink that cannot deliver (bad address, refused batch, retries exhausted)."""

@@ -13,7 +13,6 @@ disconnected: paho would only queue it in memory, and the outbox already holds i
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 import time
 from typing import Callable, Optional, Union
@@ -22,10 +21,10 @@ import paho.mqtt.client as mqtt
 
 from shared.exceptions import HeatmapError
 from shared.protocol import PROTOCOL_VERSION, Ack, RevAck, Status, check_identity, decode, encode
+from shared.settings import MqttTarget
 from shared.topics import Topic, ack_topic, stats_topic, status_topic
 
-from ._paho_log import paho_logger
-from .config import MqttTarget
+from ._paho import make_client, start_client
 from .exceptions import LinkError
 
 __all__ = ["Link"]
@@ -51,28 +50,16 @@ class Link:
         self._sub_mid: Optional[int] = None
         self.connects = 0
         self.bad_acks = 0
+        #: Messages on a topic other than the ack topic (also in bad_acks); logged once.
+        self.foreign_messages = 0
         self._ack_topic = ack_topic(site, device)
         self._identity = Topic(site, device, "ack")
         self._status_topic = status_topic(site, device)
         self._stats_topic = stats_topic(site, device)
-        self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id="heatmap-edge-%s-%s" % (site, device),
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
-        )
+        self._client = make_client(target, "heatmap-edge-%s-%s" % (site, device), __name__, LinkError,
+                                   target.describe())
         c = self._client
-        c.enable_logger(paho_logger(__name__))
-        c.reconnect_delay_set(min_delay=1, max_delay=30)
         c.max_inflight_messages_set(20)
-        if target.username is not None:
-            c.username_pw_set(target.username, target.password)
-        if target.tls:
-            try:
-                c.tls_set(ca_certs=target.ca_file, certfile=target.cert_file, keyfile=target.key_file,
-                          cert_reqs=ssl.CERT_REQUIRED)
-            except (OSError, ssl.SSLError, ValueError) as exc:
-                raise LinkError("TLS setup for %s failed: %s" % (target.describe(), exc)) from None
         c.will_set(self._status_topic, self._status("offline"), qos=1, retain=True)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
@@ -80,11 +67,7 @@ class Link:
         c.on_subscribe = self._on_subscribe
 
     def start(self) -> None:
-        try:
-            self._client.connect_async(self.target.host, self.target.port, keepalive=self.keepalive)
-        except (OSError, ValueError) as exc:
-            raise LinkError("cannot connect to %s: %s" % (self.target.describe(), exc)) from None
-        self._client.loop_start()
+        start_client(self._client, self.target, self.keepalive, LinkError, self.target.describe())
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> Optional[mqtt.MQTTMessageInfo]:
         """Hand one message to paho; None when the link is down (nothing is queued)."""
@@ -162,9 +145,16 @@ class Link:
         self.subscribed.set()
 
     def _on_message(self, client, userdata, message) -> None:
+        if message.topic != self._ack_topic:
+            # Some brokers (the demo's amqtt) deliver topics the client never subscribed
+            # to, such as this device's own status, on every message: counted, logged once.
+            self.bad_acks += 1
+            self.foreign_messages += 1
+            if self.foreign_messages == 1:
+                log.warning("ignored a bad ack message: unexpected topic %s (further messages on "
+                            "topics not subscribed are counted in bad_acks, not logged)", message.topic)
+            return
         try:
-            if message.topic != self._ack_topic:
-                raise HeatmapError("unexpected topic %s" % message.topic)
             msg = decode(message.payload)
             check_identity(msg, self._identity)
             if not isinstance(msg, (Ack, RevAck)):  # pragma: no cover - check_identity ensures it

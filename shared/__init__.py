@@ -3,4 +3,4 @@
 Runs on Python 3.8 with the standard library only (the Jetson images).
 """
 
-__all__ = ["events", "exceptions", "names", "protocol", "slots", "topics"]
+__all__ = ["events", "exceptions", "names", "protocol", "settings", "slots", "topics"]

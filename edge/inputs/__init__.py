@@ -4,23 +4,25 @@ Every input has the same small surface, so the agent treats them alike: ``start(
 ``stop()`` (drain what already arrived, then take no more events), ``close()`` (release
 sockets and connections), ``mark()`` / ``committed(mark)`` (an input that can replay
 acknowledges its source only for what the outbox has committed), ``alive()`` (False once
-its thread has died: the agent then exits non-zero) and ``stats()``. Every input judges
-events by one schema (``_intake.py``).
+its thread has died: the agent then exits non-zero) and ``stats()``: the :class:`Input`
+protocol of ``contracts.py``, beside :class:`InputHost`, what an input may use of the
+agent. Every input judges events by one schema, and checks their site, in ``_intake.py``.
 """
 
 from __future__ import annotations
 
-from typing import Any, List
+from typing import List
 
 from ..config import Config
+from .contracts import Input, InputHost
 from .datagram import DatagramInput
 from .local_mqtt import LocalMqttInput
 
-__all__ = ["DatagramInput", "LocalMqttInput", "build_inputs"]
+__all__ = ["DatagramInput", "Input", "InputHost", "LocalMqttInput", "build_inputs"]
 
 
-def build_inputs(config: Config, agent: Any) -> List[Any]:
-    inputs: List[Any] = []
+def build_inputs(config: Config, agent: InputHost) -> List[Input]:
+    inputs: List[Input] = []
     if config.udp_addr is not None:
         inputs.append(DatagramInput(agent, udp=config.udp_addr))
     if config.unix_socket is not None:

@@ -17,6 +17,8 @@ from typing import Any
 from shared.events import parse_event
 from shared.exceptions import EventError
 
+from .contracts import InputHost
+
 __all__ = ["Intake", "refusal_reason"]
 
 #: The product's own field names: such an event goes straight to the buffers' record(),
@@ -36,7 +38,7 @@ def refusal_reason(exc: EventError) -> str:
 class Intake:
     """Counts decoded JSON values as events for ``agent``; ``label`` names the input in logs."""
 
-    def __init__(self, agent: Any, label: str) -> None:
+    def __init__(self, agent: InputHost, label: str) -> None:
         self.label = label
         self._record = agent.record
         self._refusals = agent.refusals

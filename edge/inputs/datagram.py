@@ -23,6 +23,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from ..exceptions import InputError
 from ._intake import Intake
+from .contracts import InputHost
 
 __all__ = ["DatagramInput", "MAX_DATAGRAM"]
 
@@ -42,7 +43,7 @@ _DRAIN_LIMIT = 5.0
 
 
 class DatagramInput:
-    def __init__(self, agent: Any, udp: Optional[Tuple[str, int]] = None, unix: Optional[str] = None) -> None:
+    def __init__(self, agent: InputHost, udp: Optional[Tuple[str, int]] = None, unix: Optional[str] = None) -> None:
         if (udp is None) == (unix is None):
             raise ValueError("one of udp or unix")
         self.agent = agent

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import logging
-import ssl
 import threading
 import time
 from collections import OrderedDict
@@ -41,11 +40,12 @@ from typing import Any, Dict, List, Mapping, Optional
 import paho.mqtt.client as mqtt
 
 from shared.exceptions import EventError
+from shared.settings import MqttTarget
 
-from .._paho_log import paho_logger
-from ..config import MqttTarget
+from .._paho import make_client, start_client
 from ..exceptions import InputError
 from ._intake import Intake, refusal_reason
+from .contracts import InputHost
 
 __all__ = ["LocalMqttInput", "apply_mapping"]
 
@@ -92,7 +92,7 @@ def apply_mapping(payload: Any, mapping: Mapping[str, str]) -> Dict[str, Any]:
 
 
 class LocalMqttInput:
-    def __init__(self, agent: Any, target: MqttTarget, topic: str,
+    def __init__(self, agent: InputHost, target: MqttTarget, topic: str,
                  mapping: Optional[Mapping[str, str]] = None) -> None:
         self.agent = agent
         self.target = target
@@ -119,34 +119,16 @@ class LocalMqttInput:
         cfg = agent.config
         client_id = "heatmap-edge-input-%s-%s" % (cfg.site, cfg.device_id)
         self._round_trip_filter = _ROUND_TRIP_FILTER % client_id
-        self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
-            manual_ack=True,
-        )
+        self._client = make_client(target, client_id, __name__, InputError, "the local broker",
+                                   manual_ack=True)
         c = self._client
-        c.enable_logger(paho_logger(__name__))
-        c.reconnect_delay_set(min_delay=1, max_delay=30)
-        if target.username is not None:
-            c.username_pw_set(target.username, target.password)
-        if target.tls:
-            try:
-                c.tls_set(ca_certs=target.ca_file, certfile=target.cert_file, keyfile=target.key_file)
-            except (OSError, ssl.SSLError, ValueError) as exc:
-                raise InputError("TLS setup for the local broker failed: %s" % exc) from None
         c.on_connect = self._on_connect
         c.on_message = self._on_message
         c.on_unsubscribe = self._on_unsubscribe
         c.on_subscribe = self._on_subscribe
 
     def start(self) -> None:
-        try:
-            self._client.connect_async(self.target.host, self.target.port, keepalive=30)
-        except (OSError, ValueError) as exc:
-            raise InputError("cannot connect to the local broker: %s" % exc) from None
-        self._client.loop_start()
+        start_client(self._client, self.target, 30, InputError, "the local broker")
         # paho keeps its network thread private; holding it is the only way to see it die.
         self._thread = getattr(self._client, "_thread", None)
 

@@ -248,11 +248,11 @@ async def test_an_edge_state_with_a_trigger_alerts_by_webhook_and_on_mqtt(tmp_pa
 
     import paho.mqtt.client as mqtt
 
-    from central.config import MqttSettings
     from shared import topics
+    from shared.settings import MqttTarget
     from tests.central.test_consumer import Device, state, wait_connected
 
-    client = await make_client(mqtt_url=MqttSettings("127.0.0.1", mosquitto.port, False),
+    client = await make_client(mqtt_url=MqttTarget("127.0.0.1", mosquitto.port, False),
                                mqtt_client_id="central-alerts", batch_seconds=0.05,
                                sites_file=rules_file(tmp_path, """
 [[alerts]]

@@ -22,12 +22,12 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from central import schema
-from central.config import MqttSettings
 from central.consumer import Consumer
 from central.exceptions import ConfigError
 from central.metrics import Metrics
 from central.store import Store
 from shared import protocol, topics
+from shared.settings import MqttTarget
 from tests.central.conftest import services
 from tests.harness import eventually, eventually_async
 
@@ -95,7 +95,7 @@ async def wait_connected(client):
 
 @pytest.fixture
 async def central(mosquitto, make_client):
-    client = await make_client(mqtt_url=MqttSettings("127.0.0.1", mosquitto.port, False),
+    client = await make_client(mqtt_url=MqttTarget("127.0.0.1", mosquitto.port, False),
                                mqtt_client_id="central-test", batch_seconds=0.05)
     await wait_connected(client)
     return client
@@ -264,7 +264,7 @@ async def test_storage_outage_acks_nothing_until_the_insert_succeeds(central, mo
 
 def consumer_config(config, broker, client_id, **overrides):
     """``config`` pointed at ``broker`` with its own persistent client id."""
-    return replace(config, mqtt_url=MqttSettings("127.0.0.1", broker.port, False),
+    return replace(config, mqtt_url=MqttTarget("127.0.0.1", broker.port, False),
                    mqtt_client_id=client_id, **overrides)
 
 

@@ -52,9 +52,9 @@ async def test_raw_ingest_takes_the_on_data_path(client):
 
 
 async def test_the_consumer_takes_the_on_data_path(make_client, mosquitto):
-    from central.config import MqttSettings
+    from shared.settings import MqttTarget
 
-    central = await make_client(mqtt_url=MqttSettings("127.0.0.1", mosquitto.port, False),
+    central = await make_client(mqtt_url=MqttTarget("127.0.0.1", mosquitto.port, False),
                                 mqtt_client_id="central-test", batch_seconds=0.05)
     await wait_connected(central)
     seen = []

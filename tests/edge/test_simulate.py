@@ -17,7 +17,8 @@ import pytest
 from aiohttp import web
 from zoneinfo import ZoneInfo
 
-from edge._sim_model import (
+from edge.exceptions import SinkError
+from edge.simulate.model import (
     DAY,
     TRIGGERS,
     Camera,
@@ -28,7 +29,7 @@ from edge._sim_model import (
     parse_cameras,
     parse_offset,
 )
-from edge._sim_sinks import MAX_DATAGRAM, DatagramSink, HttpSink, SinkError, encode_lines
+from edge.simulate.sinks import MAX_DATAGRAM, DatagramSink, HttpSink, encode_lines
 from shared.events import parse_event
 from shared.slots import SLOT_SECONDS
 from tests.harness import StreamLines, eventually, free_port, recent_utc_weekday
@@ -387,6 +388,15 @@ def test_cli_invalid_configuration_is_one_line(args, message):
     assert res.returncode == 2
     lines = [x for x in res.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and message in lines[0], res.stderr
+
+
+def test_the_package_runs_as_python_m_edge_simulate_with_the_same_flags():
+    res = subprocess.run([sys.executable, "-m", "edge.simulate", "--site", "HQ"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "nothing to do" in res.stderr, res.stderr
+    assert _cli("--help").stdout == subprocess.run(
+        [sys.executable, "-m", "edge.simulate", "--help"], cwd=ROOT, capture_output=True, text=True,
+        timeout=60).stdout
 
 
 @pytest.mark.clock

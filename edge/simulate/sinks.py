@@ -1,6 +1,8 @@
 """Where ``python -m edge simulate`` sends its events: an agent's datagram input, central's
 raw ingest API, or both.
 
+Every sink is a :class:`Sink` (``send``, ``close``, its ``name`` and the ``events`` it took):
+
 * :class:`DatagramSink`: NDJSON batches, each datagram below 60 KB, to ``udp://host:port``
   or ``unix:///path`` (a Unix datagram socket). Paced to a maximum event rate because a
   datagram that finds the receiver's buffer full is dropped without a word.
@@ -19,20 +21,31 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-from ._sim_model import Events, SiteModel
+from ..exceptions import SinkError
+from .model import Events, SiteModel
 
-__all__ = ["MAX_DATAGRAM", "SinkError", "DatagramSink", "HttpSink", "encode_lines"]
+__all__ = ["MAX_DATAGRAM", "DatagramSink", "HttpSink", "Sink", "encode_lines"]
 
 log = logging.getLogger(__name__)
 
 MAX_DATAGRAM = 60000
 
 
-class SinkError(Exception):
-    """A sink that cannot deliver (bad address, refused batch, retries exhausted)."""
+@runtime_checkable
+class Sink(Protocol):
+    """Where the simulator's events go; :class:`SinkError` when it cannot deliver."""
+
+    name: str  # "agent" or "central", in the closing summary
+    events: int  # events taken so far
+
+    def send(self, model: SiteModel, ev: Events) -> None:
+        """Deliver the events ``ev`` of ``model`` (blocking until taken)."""
+
+    def close(self) -> None:
+        """Release the socket or connection."""
 
 
 def encode_lines(model: SiteModel, ev: Events, with_site: bool = True) -> List[bytes]:

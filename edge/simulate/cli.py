@@ -10,7 +10,7 @@ Sinks: ``--to-agent udp://HOST:PORT`` (the agent's datagram input) and ``--to-ce
 http://HOST:PORT`` (central's raw ingest, like the customer's pipeline); either or both, or
 neither to only compute the truth. ``--truth FILE`` writes what was sent, per (camera,
 slot) and per local day, so tests and benchmarks can compare totals exactly. The model is
-described in :mod:`edge._sim_model`; local time is ``--utc-offset`` plus ``--dst``.
+described in :mod:`edge.simulate.model`; local time is ``--utc-offset`` plus ``--dst``.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from typing import List, Mapping, Optional, Tuple
 from shared.events import parse_time
 from shared.exceptions import HeatmapError
 
-from ._sim_model import DAY, DST_RULES, Camera, Clock, SiteModel, Truth, parse_cameras, parse_offset
-from ._sim_sinks import DatagramSink, HttpSink, SinkError
+from ..exceptions import SinkError
+from .model import DAY, DST_RULES, Camera, Clock, SiteModel, Truth, parse_cameras, parse_offset
+from .sinks import DatagramSink, HttpSink, Sink
 
 __all__ = ["SimConfig", "add_arguments", "main", "run"]
 
@@ -188,7 +189,7 @@ def run(config: SimConfig, stop: Optional[threading.Event] = None) -> int:
     model = SiteModel(config.site, config.cameras, Clock(config.utc_offset, config.dst),
                       config.seed, config.rate_scale)
     truth = Truth(model)
-    sinks: List = []
+    sinks: List[Sink] = []
     try:
         if config.to_agent:
             sinks.append(DatagramSink(config.to_agent, config.max_rate))
@@ -217,7 +218,7 @@ def run(config: SimConfig, stop: Optional[threading.Event] = None) -> int:
     return code
 
 
-def _send(sinks: List, model: SiteModel, truth: Truth, ev) -> None:
+def _send(sinks: List[Sink], model: SiteModel, truth: Truth, ev) -> None:
     if not len(ev):
         return
     for sink in sinks:
@@ -226,7 +227,7 @@ def _send(sinks: List, model: SiteModel, truth: Truth, ev) -> None:
     truth.add(ev)
 
 
-def _fast_forward(model: SiteModel, truth: Truth, sinks: List, start: int, end: int,
+def _fast_forward(model: SiteModel, truth: Truth, sinks: List[Sink], start: int, end: int,
                   stop: threading.Event) -> None:
     began = time.monotonic()
     cursor = start
@@ -238,7 +239,7 @@ def _fast_forward(model: SiteModel, truth: Truth, sinks: List, start: int, end: 
              time.monotonic() - began)
 
 
-def _live(model: SiteModel, truth: Truth, sinks: List, config: SimConfig,
+def _live(model: SiteModel, truth: Truth, sinks: List[Sink], config: SimConfig,
           stop: threading.Event) -> None:
     cursor = config.end if config.start is not None else int(time.time())
     stop_at = None if config.duration is None else time.monotonic() + config.duration

@@ -1,4 +1,4 @@
-"""paho's reconnect-wait false alarm is dropped; what else paho logs still reaches us."""
+"""paho clients: the reconnect-wait false alarm is dropped; what else paho logs still reaches us."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 
 import paho.mqtt.client as mqtt
 
-from edge._paho_log import paho_logger
+from edge._paho import paho_logger
 
 
 def test_not_connected_noise_is_dropped_other_paho_logs_pass(caplog):

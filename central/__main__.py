@@ -71,6 +71,7 @@ _progress = _progress_of("raw rollup backfill")
 
 def _migrate(config: Config, print_ddl: bool) -> int:
     from . import answers, rollup, schema
+    from .sites import Sites
     from .store import open_store
 
     if print_ddl:
@@ -86,7 +87,7 @@ def _migrate(config: Config, print_ddl: bool) -> int:
         raw = schema.detect_raw_time(store, config.event_timestamp_expr)
         built = rollup.ensure(store, raw, config.clickhouse_cluster, build_it=True, progress=_progress)
         kept = answers.ensure(store, raw, built, config.clickhouse_cluster, build_it=True,
-                              progress=_progress_of("slot answers build"))
+                              sites=Sites.load(config.sites_file), progress=_progress_of("kept answers build"))
     finally:
         store.close()
     print("schema up to date (applied now: %s); camera_events.event_timestamp: %s (%s)"

@@ -42,9 +42,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from .days import DAYS_TABLE, DayKeeper
 from .exceptions import StorageError, StorageUnavailable
 from .rollup import RollupStatus, usable_source
 from .schema import TABLES, RawTime, table_ddl
+from .sites import Sites
 from .slots import ANSWERS_TABLE, Scope, SlotStore
 from .store import Storage, Store
 
@@ -52,8 +54,10 @@ __all__ = ["AnswersStatus", "VERSION", "VIEW", "DIRTY_TABLE", "status", "ensure"
 
 logger = logging.getLogger(__name__)
 
-#: The heatmap_schema version that records a complete build.
+#: The heatmap_schema versions that record a complete build: of the slots, then of the
+#: site-days (central.days).
 VERSION = 101
+DAYS_VERSION = 102
 DIRTY_TABLE = "slot_dirty"
 VIEW = DIRTY_TABLE + "_mv"
 _CHUNK_SECONDS = 86400
@@ -79,19 +83,24 @@ def _exists(store: Storage, name: str) -> bool:
     return bool(rows and rows[0][0])
 
 
+def _recorded(store: Storage) -> set[int]:
+    rows = store.query("SELECT version FROM heatmap_schema FINAL WHERE version IN {v:Array(UInt32)}",
+                       parameters={"v": [VERSION, DAYS_VERSION]})
+    return {int(r[0]) for r in rows}
+
+
 def status(store: Storage, rollup: RollupStatus) -> AnswersStatus:
     """Whether complete answers are kept (no DDL)."""
     if not rollup.available:
         return AnswersStatus(False, "no raw rollup (%s)" % rollup.reason)
-    rows = store.query("SELECT count() FROM heatmap_schema FINAL WHERE version = {v:UInt32}",
-                       parameters={"v": VERSION})
-    if rows and rows[0][0] and _exists(store, VIEW) and _exists(store, ANSWERS_TABLE):
+    if (_recorded(store) == {VERSION, DAYS_VERSION} and _exists(store, VIEW) and _exists(store, ANSWERS_TABLE)
+            and _exists(store, DAYS_TABLE)):
         return AnswersStatus(True, "kept on write, %s follows other writers" % VIEW)
     return AnswersStatus(False, "not built yet: run python -m central migrate")
 
 
 def ensure(store: Storage, raw_time: RawTime, rollup: RollupStatus, cluster: str | None, build_it: bool,
-           progress: Callable[[int, int, int], None] | None = None) -> AnswersStatus:
+           sites: Sites, progress: Callable[[int, int, int], None] | None = None) -> AnswersStatus:
     """Use the answers if complete, else build them when ``build_it``; never raises for
     answers central may not keep (the answer says why, and the views compute the rule)."""
     try:
@@ -99,7 +108,7 @@ def ensure(store: Storage, raw_time: RawTime, rollup: RollupStatus, cluster: str
         if current.available or not build_it or not rollup.available:
             result = current
         else:
-            result = build(store, raw_time, cluster, progress)
+            result = build(store, raw_time, cluster, sites, progress)
     except StorageUnavailable:
         raise
     except StorageError as exc:
@@ -111,17 +120,31 @@ def ensure(store: Storage, raw_time: RawTime, rollup: RollupStatus, cluster: str
     return result
 
 
-def build(store: Storage, raw_time: RawTime, cluster: str | None,
+def build(store: Storage, raw_time: RawTime, cluster: str | None, sites: Sites,
           progress: Callable[[int, int, int], None] | None = None,
           chunk_seconds: int = _CHUNK_SECONDS) -> AnswersStatus:
-    """(Re)create the tables and the view, and compute the answers of every stored slot."""
+    """(Re)create the tables and the view, and compute the answers of every stored slot,
+    then of every site-day (a build whose slots were done resumes with the days)."""
     source, why = usable_source(store)
     if source is None:
         return AnswersStatus(False, why)
-    on = " ON CLUSTER %s" % cluster if cluster else ""
-    for name in (ANSWERS_TABLE, DIRTY_TABLE):
+    for name in (ANSWERS_TABLE, DIRTY_TABLE, DAYS_TABLE):
         for stmt in table_ddl(TABLES[name], cluster):
             store.command(stmt)
+    if VERSION not in _recorded(store) or not _exists(store, VIEW):
+        _build_slots(store, raw_time, cluster, source, progress, chunk_seconds)
+    slots = SlotStore(store, raw_time, rollup=True, answers=True)
+    started = time.monotonic()
+    chunks = DayKeeper(slots, sites).build(progress)
+    store.insert("heatmap_schema", [[DAYS_VERSION, "day_answers built (%d chunks)" % chunks,
+                                     datetime.now(timezone.utc)]], ["version", "description", "applied_at"])
+    logger.info("day answers built: %d chunks in %.1f s", chunks, time.monotonic() - started)
+    return AnswersStatus(True, "kept on write, %s follows other writers" % VIEW)
+
+
+def _build_slots(store: Storage, raw_time: RawTime, cluster: str | None, source: str,
+                 progress: Callable[[int, int, int], None] | None, chunk_seconds: int) -> None:
+    on = " ON CLUSTER %s" % cluster if cluster else ""
     dirty_target = DIRTY_TABLE + "_local" if cluster else DIRTY_TABLE
     store.command("DROP VIEW IF EXISTS %s%s" % (VIEW, on))
     store.command(
@@ -153,7 +176,6 @@ def build(store: Storage, raw_time: RawTime, cluster: str | None,
     store.insert("heatmap_schema", [[VERSION, "slot_answers built (%d sites, %d chunks)" % (len(sites), chunks),
                                      datetime.now(timezone.utc)]], ["version", "description", "applied_at"])
     logger.info("slot answers built: %d sites, %d chunks in %.1f s", len(sites), chunks, time.monotonic() - started)
-    return AnswersStatus(True, "kept on write, %s follows other writers" % VIEW)
 
 
 class DirtyFollower:

@@ -28,6 +28,7 @@ from .alerts import api as alerts_api
 from .alerts.ledger import Ledger
 from .config import Config
 from .dashboard import Dashboard, DashboardCache
+from .days import DayKeeper
 from .exceptions import SchemaError, StorageError, StorageUnavailable
 from .http_errors import json_error
 from .ingest import Ingestor
@@ -76,7 +77,7 @@ SCRIPTS_DIR = Path(__file__).parent / "static" / "js"
 OPENAPI_PATH = Path(__file__).parent / "openapi.json"
 
 
-def _init_schema(store: Store, config: Config, metrics: Metrics) -> SchemaFacts:
+def _init_schema(store: Store, config: Config, metrics: Metrics, sites: Sites) -> SchemaFacts:
     """Migrate, inspect camera_events, use or build the raw rollup (blocking; in a thread)."""
     schema.migrate(store, config.clickhouse_cluster)
     raw_time = schema.detect_raw_time(store, config.event_timestamp_expr)
@@ -90,7 +91,10 @@ def _init_schema(store: Store, config: Config, metrics: Metrics) -> SchemaFacts:
     metrics.raw_insert_dedup.set(1 if dedup else 0)
     # One process owns an embedded engine; against a server, `migrate` builds the rollup.
     built = rollup.ensure(store, raw_time, config.clickhouse_cluster, build_it=store.engine == "chdb")
-    kept = answers.ensure(store, raw_time, built, config.clickhouse_cluster, build_it=store.engine == "chdb")
+    kept = answers.ensure(store, raw_time, built, config.clickhouse_cluster, build_it=store.engine == "chdb",
+                          sites=sites)
+    if kept.available:  # days cut in a zone the sites file no longer gives
+        DayKeeper(SlotStore(store, raw_time, rollup=True, answers=True), sites).resync()
     return SchemaFacts(raw_time, dedup, built, kept)
 
 
@@ -99,6 +103,8 @@ def _schema_ready(app: web.Application, facts: SchemaFacts) -> None:
     store, config = app[STORE], app[CONFIG]
     app[SCHEMA].set(facts)
     slots = SlotStore(store, facts.raw_time, rollup=facts.rollup.available, answers=facts.answers.available)
+    if slots.answers:
+        slots.days = DayKeeper(slots, app[SITES])
     app[SLOTS].set(slots)
     hub = app[ON_DATA]
     dashboard = Dashboard(slots, app[SITES], DashboardCache(config.cache_ttl, config.cache_ttl_past),
@@ -314,7 +320,7 @@ async def _store_ctx(app: web.Application):
         _schema_ready(app, value)
 
     try:
-        ready(await loop.run_in_executor(None, _init_schema, store, config, app[METRICS]))
+        ready(await loop.run_in_executor(None, _init_schema, store, config, app[METRICS], app[SITES]))
     except SchemaError:
         raise  # a schema central cannot use stops start-up with its explanation
     except StorageUnavailable as exc:
@@ -341,7 +347,7 @@ async def _retry_schema(app: web.Application, ready) -> None:
     while app[DASHBOARD].value is None:
         await asyncio.sleep(delay)
         try:
-            facts = await loop.run_in_executor(None, _init_schema, store, config, metrics)
+            facts = await loop.run_in_executor(None, _init_schema, store, config, metrics, app[SITES])
         except StorageUnavailable as exc:
             app[SCHEMA].unavailable(str(exc))
             app[DASHBOARD].unavailable(str(exc))

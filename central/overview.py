@@ -17,6 +17,7 @@ from typing import Any
 from shared.slots import SLOT_SECONDS
 
 from .coverage import Coverage
+from .days import DAYS_TABLE
 from .registry import Registry
 from .sites import Site, Sites, local_day, utilisation
 from .slots import Scope, SlotStore, as_counts
@@ -32,6 +33,23 @@ _OFFSET = (
     "transform(site_name, {sites:Array(String)}, {off1:Array(Int32)}, toInt32(0)), "
     "transform(site_name, {sites:Array(String)}, {off2:Array(Int32)}, toInt32(0)))"
 )
+
+# The same rows from the kept site-days (central.days): one row per site, its own local day.
+_DAYS_SQL = """
+SELECT site_name, cam, h, max(pk), sum(ev), sumMap(tr), sum(e), sum(n)
+FROM (
+    SELECT site_name, cam, h, pk, ev, tr, e, e + r + p AS n
+    FROM (
+        SELECT site_name, cams, hours, peaks, events, triggers, edge, raw, repaired
+        FROM """ + DAYS_TABLE + """ FINAL
+        WHERE site_name IN {sites:Array(String)}
+          AND day = transform(site_name, {sites:Array(String)}, {days:Array(Date)}, toDate(0))
+    )
+    ARRAY JOIN cams AS cam, hours AS h, peaks AS pk, events AS ev, triggers AS tr, edge AS e, raw AS r,
+               repaired AS p
+)
+GROUP BY GROUPING SETS ((site_name, cam), (site_name, h))
+"""
 
 _SQL = """
 SELECT site_name, cam_name, h, max(peak), sum(events), sumMap(triggers),
@@ -86,6 +104,7 @@ class Overview:
         self.registry = registry
         self.coverage = coverage
         self._sql = _SQL % {"off": _OFFSET, "merged": slots.merged_sql(Scope.per_site({}))}
+        self.slots = slots
 
     async def document(self, day: date | None, sort: str = "site_name", descending: bool = False) -> dict:
         devices = await self.registry.devices()
@@ -94,12 +113,15 @@ class Overview:
         days = {s.name: day or s.today() for s in sites}
         windows = {s.name: local_day(days[s.name], s.tz) for s in sites}
         scope = Scope.per_site(windows)
-        offsets = [_day_offsets(s, *windows[s.name]) for s in sites]
-        params = {**scope.params(), "off1": [o[0] for o in offsets], "switch": [o[1] for o in offsets],
-                  "off2": [o[2] for o in offsets]}
+        if self.slots.days is not None:  # the kept site-days: one row per site
+            sql, params = _DAYS_SQL, {"sites": names, "days": [days[n] for n in names]}
+        else:
+            offsets = [_day_offsets(s, *windows[s.name]) for s in sites]
+            sql, params = self._sql, {**scope.params(), "off1": [o[0] for o in offsets],
+                                      "switch": [o[1] for o in offsets], "off2": [o[2] for o in offsets]}
         rows: dict[str, _Row] = {}
         if names:
-            for site_name, cam, h, peak, events, triggers, edge, slots in await self.store.aquery(self._sql, params):
+            for site_name, cam, h, peak, events, triggers, edge, slots in await self.store.aquery(sql, params):
                 row = rows.setdefault(site_name, _Row())
                 if cam:
                     row.zones[cam] = int(peak)

@@ -31,6 +31,7 @@ from shared.slots import SLOT_SECONDS
 from . import answers, rollup, schema
 from .config import Config
 from .config import add_arguments as add_config_arguments
+from .days import DayKeeper
 from .exceptions import CentralError, StorageError
 from .reconcile_query import Comparison, SiteWindow, compare, known_in_data, repair, seen_sites
 from .reconcile_report import render_json, render_table
@@ -258,6 +259,8 @@ def reconcile(
     closed_before = int(now - opts.grace) - SLOT_SECONDS
     built = rollup.status(store)
     slots = SlotStore(store, raw_time, rollup=built.available, answers=answers.status(store, built).available)
+    if slots.answers:
+        slots.days = DayKeeper(slots, sites)
     comparison = compare(slots, windows, closed_before,
                          chunk_seconds=opts.chunk_days * 86400, progress=progress)
     run_id = uuid.uuid4().hex

@@ -138,6 +138,29 @@ TABLES: dict[str, TableDef] = {
             # on chDB: a site-day with FINAL in 3.8 ms instead of 7.4 ms at 8192).
             settings="index_granularity = 1024",
         ),
+        # The day's answer per (camera, local hour), kept on write (central.days): what the
+        # dashboard and the overview read.
+        TableDef(
+            "day_answers",
+            (
+                ("site_name", "LowCardinality(String)"),
+                ("day", "Date"),
+                ("tz", "LowCardinality(String)"),
+                ("cams", "Array(LowCardinality(String))"),
+                ("hours", "Array(UInt8)"),
+                ("peaks", "Array(UInt32)"),
+                ("events", "Array(UInt64)"),
+                ("triggers", "Array(Map(String, UInt64))"),
+                ("edge", "Array(UInt32)"),
+                ("raw", "Array(UInt32)"),
+                ("repaired", "Array(UInt32)"),
+                ("ver", "UInt64"),
+            ),
+            "ReplacingMergeTree",
+            "ver",
+            "(site_name, day)",
+            shard_key="cityHash64(site_name)",
+        ),
         # Slots of camera_events rows from any writer (a materialized view), so that
         # answers follow rows central did not write itself (central.answers).
         TableDef(

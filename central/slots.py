@@ -281,6 +281,9 @@ class SlotStore:
         self.raw_time = raw_time
         self.rollup = rollup
         self.answers = answers
+        #: The kept site-days (central.days.DayKeeper), refreshed after the slots; set by
+        #: whoever knows the sites' zones.
+        self.days: Any = None
         # Two shapes of each statement: per-site windows (transform), or one range for all
         # sites (cheaper: the primary key alone narrows it).
         self._sides: dict[bool, str] = {}
@@ -371,16 +374,17 @@ class SlotStore:
         scope = touched_scope(touched)
         if self.answers and scope is not None:
             self.refresh_scope(scope)
+            if self.days is not None:
+                self.days.refresh(touched)
 
     def refresh_scope(self, scope: Scope) -> None:
         """Recompute and keep the answers of every slot of ``scope`` (whether kept or not)."""
         self.store.command(self.refresh_sql(scope), parameters={**scope.params(), "ver": version()})
 
     async def arefresh(self, touched: dict[str, Iterable[int]]) -> None:
-        scope = touched_scope(touched)
-        if self.answers and scope is not None:
+        if self.answers and touched:
             assert isinstance(self.store, Store)
-            await self.store.acommand(self.refresh_sql(scope), {**scope.params(), "ver": version()})
+            await self.store.arun(self.refresh, touched)
 
     # -- writing ----------------------------------------------------------------------
 

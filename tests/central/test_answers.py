@@ -10,11 +10,14 @@ client puts into camera_events (followed through ``slot_dirty``).
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from central import answers, rollup, schema
+from central.dashboard import HOURS_SQL
+from central.days import DayKeeper
+from central.sites import Site, Sites, Thresholds, local_day
 from central.slots import RAW_COLUMNS, Scope, SlotStore
 from central.store import Store
 from tests.central.conftest import services
@@ -25,6 +28,8 @@ NOW = datetime(2026, 2, 1, tzinfo=timezone.utc)
 SITES = ("A", "B", "KOLKATA")
 CAMS = ("C1", "C2", "C3")
 SCOPE = Scope.of(SITES, T0 - 86400, T0 + 3 * 86400)
+SITES_OF = Sites({name: Site(name, name, zone, Thresholds())
+                  for name, zone in (("KOLKATA", "Asia/Kolkata"), ("B", "America/New_York"))})
 
 
 def dt(ts: int) -> datetime:
@@ -36,8 +41,30 @@ def open_slots(clickhouse_url: str, keep: bool) -> SlotStore:
     schema.migrate(store)
     raw_time = schema.detect_raw_time(store)
     built = rollup.build(store, raw_time, None)
-    kept = answers.build(store, raw_time, None) if keep else answers.AnswersStatus(False, "")
-    return SlotStore(store, raw_time, rollup=built.available, answers=kept.available)
+    kept = answers.build(store, raw_time, None, SITES_OF) if keep else answers.AnswersStatus(False, "")
+    slots = SlotStore(store, raw_time, rollup=built.available, answers=kept.available)
+    if kept.available:
+        slots.days = DayKeeper(slots, SITES_OF)
+    return slots
+
+
+def check_days(slots: SlotStore, scope: Scope = SCOPE) -> int:
+    """Every local day of the scope's sites: the kept day = the dashboard's statement over
+    the rule computed from the sources; returns the days with events."""
+    computed = HOURS_SQL % slots.computed_sql(Scope.of((), 0, 0))
+    with_events = 0
+    for site in scope.sites:
+        tz = SITES_OF.get(site).tz
+        day = datetime.fromtimestamp(scope.lo, tz).date()
+        while local_day(day, tz)[0] < scope.hi:
+            start, end = local_day(day, tz)
+            want = slots.store.query(computed, parameters={**Scope.of([site], start, end).params(),
+                                                           "tz": SITES_OF.get(site).timezone})
+            got = slots.days.day(site, day)
+            assert sorted(map(tuple, got)) == sorted(map(tuple, want)), (site, day)
+            with_events += bool(want)
+            day += timedelta(days=1)
+    return with_events
 
 
 def kept_and_computed(slots: SlotStore, scope: Scope = SCOPE) -> tuple[list, list]:
@@ -91,6 +118,7 @@ def test_kept_answers_follow_every_write(clickhouse_url, seed):
             slots.write_repairs(pins(rng, 3))
             kept, computed = kept_and_computed(slots)
             assert kept == computed
+            assert check_days(slots) > 3
         assert any(r[-1] == "repaired" for r in kept) and any(r[-1] == "edge" for r in kept)
         assert any(r[-1] == "raw" for r in kept)
         slots.store.command("OPTIMIZE TABLE slot_answers FINAL")
@@ -111,6 +139,7 @@ def test_a_pin_without_raw_takes_the_answer_away(clickhouse_url):
         slots.write_repairs([["A", "C1", dt(T0), "run", NOW, "test", "drift", 5, 7, {}, 1, 0, 0, {}]])
         kept, computed = kept_and_computed(slots)
         assert kept == computed == []
+        assert check_days(slots) == 0 and slots.days.day("A", datetime(2026, 1, 5).date()) == []
         # The tombstone is a row: it is dropped after FINAL, not before.
         assert slots.store.query("SELECT present FROM slot_answers FINAL") == [(0,)]
     finally:
@@ -127,12 +156,15 @@ def test_build_computes_what_was_stored_before(clickhouse_url):
         slots.write_repairs(pins(rng, 10))
         assert answers.status(store, rollup.status(store)).available is False
         done = []
-        built = answers.build(store, slots.raw_time, None, progress=lambda *a: done.append(a), chunk_seconds=86400)
+        built = answers.build(store, slots.raw_time, None, SITES_OF, progress=lambda *a: done.append(a),
+                              chunk_seconds=86400)
         assert built.available and answers.status(store, rollup.status(store)).available
         assert done and done[-1][0] == done[-1][1]  # the progress reached the last chunk
         kept = SlotStore(store, slots.raw_time, rollup=True, answers=True)
+        kept.days = DayKeeper(kept, SITES_OF)
         got, computed = kept_and_computed(kept)
         assert got == computed and len(got) > 100
+        assert check_days(kept) > 3
     finally:
         store.close()
 
@@ -152,6 +184,7 @@ async def test_another_writers_raw_rows_are_followed(clickhouse_url):
         assert await follower.once() == 2  # two UTC days
         kept, computed = kept_and_computed(slots)
         assert kept == computed and len(kept) == 2
+        assert check_days(slots) == 2
         assert sorted(told) == [("B", [T0]), ("B", [T0 + 86400])]
         assert await follower.once() == 0  # nothing new
     finally:

@@ -39,13 +39,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from .days import DAYS_TABLE, DayKeeper
 from .exceptions import StorageError, StorageUnavailable
 from .rollup import RollupStatus, usable_source
-from .schema import TABLES, RawTime, table_ddl
+from .schema import TABLES, RawTime, table_ddl, table_exists
 from .sites import Sites
 from .slots import ANSWERS_TABLE, Scope, SlotStore
 from .store import Storage, Store
@@ -64,23 +63,10 @@ _CHUNK_SECONDS = 86400
 _OVERLAP_MS = 5000
 
 
-@dataclass(frozen=True)
-class AnswersStatus:
-    """Whether readers may use ``slot_answers``; ``reason`` says why not (or how kept)."""
+#: Whether readers may use the kept answers; ``reason`` says why not (or how they are
+#: kept): the shape of the rollup's status.
+AnswersStatus = RollupStatus
 
-    available: bool
-    reason: str
-
-    def as_json(self) -> dict:
-        return {"available": self.available, "reason": self.reason}
-
-
-def _exists(store: Storage, name: str) -> bool:
-    rows = store.query(
-        "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = {name:String}",
-        parameters={"name": name},
-    )
-    return bool(rows and rows[0][0])
 
 
 def _recorded(store: Storage) -> set[int]:
@@ -93,8 +79,8 @@ def status(store: Storage, rollup: RollupStatus) -> AnswersStatus:
     """Whether complete answers are kept (no DDL)."""
     if not rollup.available:
         return AnswersStatus(False, "no raw rollup (%s)" % rollup.reason)
-    if (_recorded(store) == {VERSION, DAYS_VERSION} and _exists(store, VIEW) and _exists(store, ANSWERS_TABLE)
-            and _exists(store, DAYS_TABLE)):
+    if (_recorded(store) == {VERSION, DAYS_VERSION} and table_exists(store, VIEW) and table_exists(store, ANSWERS_TABLE)
+            and table_exists(store, DAYS_TABLE)):
         return AnswersStatus(True, "kept on write, %s follows other writers" % VIEW)
     return AnswersStatus(False, "not built yet: run python -m central migrate")
 
@@ -131,7 +117,7 @@ def build(store: Storage, raw_time: RawTime, cluster: str | None, sites: Sites,
     for name in (ANSWERS_TABLE, DIRTY_TABLE, DAYS_TABLE):
         for stmt in table_ddl(TABLES[name], cluster):
             store.command(stmt)
-    if VERSION not in _recorded(store) or not _exists(store, VIEW):
+    if VERSION not in _recorded(store) or not table_exists(store, VIEW):
         _build_slots(store, raw_time, cluster, source, progress, chunk_seconds)
     slots = SlotStore(store, raw_time, rollup=True, answers=True)
     started = time.monotonic()

@@ -38,7 +38,7 @@ from datetime import datetime, timezone
 from shared.slots import SLOT_SECONDS
 
 from .exceptions import StorageError, StorageUnavailable
-from .schema import TABLES, RawTime, source_table, table_ddl
+from .schema import TABLES, RawTime, source_table, table_ddl, table_exists
 from .slots import ROLLUP_TABLE
 from .store import Storage
 
@@ -78,23 +78,16 @@ def view_select(raw_time: RawTime, source: str, where: str = "") -> str:
     return _SELECT % {"slot": raw_time.slot, "source": source, "where": where}
 
 
-def _exists(store: Storage, name: str) -> bool:
-    rows = store.query(
-        "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = {name:String}",
-        parameters={"name": name},
-    )
-    return bool(rows and rows[0][0])
-
 
 def _built(store: Storage) -> bool:
     rows = store.query("SELECT count() FROM heatmap_schema FINAL WHERE version = {v:UInt32}", parameters={"v": VERSION})
-    return bool(rows and rows[0][0]) and _exists(store, VIEW)
+    return bool(rows and rows[0][0]) and table_exists(store, VIEW)
 
 
 def usable_source(store: Storage) -> tuple[str | None, str]:
     """(local table the view must watch, or None, and why not)."""
     engine, source = source_table(store)
-    if engine == "Distributed" and not _exists(store, source):
+    if engine == "Distributed" and not table_exists(store, source):
         return None, "camera_events is Distributed over %s, which is not in this database" % source
     if engine != "Distributed":
         if not engine.endswith("MergeTree"):

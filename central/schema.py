@@ -42,6 +42,7 @@ __all__ = [
     "detect_raw_time",
     "detect_raw_dedup",
     "source_table",
+    "table_exists",
 ]
 
 logger = logging.getLogger(__name__)
@@ -376,7 +377,7 @@ def migrate(store: Storage, cluster: str | None = None) -> list[int]:
         if version in done:
             continue
         for name in tables:
-            if name == "camera_events" and _table_exists(store, name):
+            if name == "camera_events" and table_exists(store, name):
                 logger.info("camera_events exists: using it as it is")
                 continue
             for stmt in table_ddl(TABLES[name], cluster):
@@ -391,7 +392,8 @@ def migrate(store: Storage, cluster: str | None = None) -> list[int]:
     return applied
 
 
-def _table_exists(store: Storage, name: str) -> bool:
+def table_exists(store: Storage, name: str) -> bool:
+    """Whether a table or view of this name is in the current database."""
     rows = store.query(
         "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = {name:String}",
         parameters={"name": name},

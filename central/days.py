@@ -38,26 +38,36 @@ logger = logging.getLogger(__name__)
 
 DAYS_TABLE = "day_answers"
 DAY_COLUMNS = ("site_name", "day", "tz", "cams", "hours", "peaks", "events", "triggers", "edge", "raw",
-               "repaired", "ver")
+               "repaired", "zone_cams", "zone_peaks", "zone_events", "hour_keys", "hour_peaks", "ver")
 _BUILD_DAYS = 31
 
 # The day's answer per (camera, local hour) of the kept slots, as the dashboard folds them
 # (slots with no events count for nothing); one zone per statement (``tz``).
 _REFRESH = """
-INSERT INTO """ + DAYS_TABLE + """ (site_name, day, tz, cams, hours, peaks, events, triggers, edge, raw, repaired, ver)
-SELECT site_name, d, {tz:String}, groupArray(cam_name), groupArray(h), groupArray(pk), groupArray(ev),
-       groupArray(tr), groupArray(e), groupArray(r), groupArray(p), {ver:UInt64}
+INSERT INTO """ + DAYS_TABLE + """ (site_name, day, tz, cams, hours, peaks, events, triggers, edge, raw, repaired,
+                                    zone_cams, zone_peaks, zone_events, hour_keys, hour_peaks, ver)
+SELECT site_name, d, {tz:String}, cams, hours, peaks, events, triggers, e, r, p,
+       arraySort(arrayDistinct(cams)) AS zc,
+       arrayMap(c -> arrayMax(arrayFilter((x, y) -> y = c, peaks, cams)), zc),
+       arrayMap(c -> arraySum(arrayFilter((x, y) -> y = c, events, cams)), zc),
+       arraySort(arrayDistinct(hours)) AS hk,
+       arrayMap(k -> arrayMax(arrayFilter((x, y) -> y = k, peaks, hours)), hk),
+       {ver:UInt64}
+FROM (
+SELECT site_name, d, groupArray(cam_name) AS cams, groupArray(h) AS hours, groupArray(pk) AS peaks,
+       groupArray(ev) AS events, CAST(sumMap(tr), 'Map(String, UInt64)') AS triggers,
+       toUInt32(sum(ce)) AS e, toUInt32(sum(cr)) AS r, toUInt32(sum(cp)) AS p
 FROM (
     SELECT site_name, toDate(toDateTime(slot, {tz:String})) AS d, cam_name,
            toUInt8(toHour(toDateTime(slot, {tz:String}))) AS h,
            toUInt32(max(peak)) AS pk, sum(events) AS ev, CAST(sumMap(triggers), 'Map(String, UInt64)') AS tr,
-           toUInt32(countIf(source = 'edge')) AS e, toUInt32(countIf(source = 'raw')) AS r,
-           toUInt32(countIf(source = 'repaired')) AS p
+           countIf(source = 'edge') AS ce, countIf(source = 'raw') AS cr, countIf(source = 'repaired') AS cp
     FROM (%s)
     WHERE events > 0
     GROUP BY site_name, d, cam_name, h
 )
 GROUP BY site_name, d
+)
 """
 
 _READ = ("SELECT cams, hours, peaks, events, triggers, edge, raw, repaired, tz FROM " + DAYS_TABLE
@@ -65,8 +75,13 @@ _READ = ("SELECT cams, hours, peaks, events, triggers, edge, raw, repaired, tz F
 
 
 def day_rows(cams, hours, peaks, events, triggers, edge, raw, repaired) -> list[tuple]:
-    """A kept day as the rows of :data:`central.dashboard.HOURS_SQL`."""
-    return list(zip(cams, hours, peaks, events, triggers, edge, raw, repaired, strict=True))
+    """A kept day as rows that :func:`central.dashboard.compute` folds as it folds those of
+    :data:`central.dashboard.HOURS_SQL`: per (camera, hour), with the day's trigger counts
+    and slots per source on the first row (the fold only adds them up)."""
+    rows = [[c, h, p, e, {}, 0, 0, 0] for c, h, p, e in zip(cams, hours, peaks, events, strict=True)]
+    if rows:
+        rows[0][4:] = [triggers, edge, raw, repaired]
+    return [tuple(r) for r in rows]
 
 
 class DayKeeper:
@@ -100,7 +115,7 @@ class DayKeeper:
             zones.setdefault(s.timezone, {})[site] = (local_day(first, s.tz)[0], local_day(last, s.tz)[1])
             d = first
             while d <= last:
-                empty.append([site, d, s.timezone, [], [], [], [], [], [], [], [], ver])
+                empty.append([site, d, s.timezone, [], [], [], [], {}, 0, 0, 0, [], [], [], [], [], ver])
                 d += timedelta(days=1)
         self.store.insert(DAYS_TABLE, empty, DAY_COLUMNS)
         for tz, windows in zones.items():
@@ -110,7 +125,7 @@ class DayKeeper:
     def resync(self) -> int:
         """Recompute every kept day of the sites whose zone changed; returns how many sites."""
         rows = self.store.query("SELECT site_name, min(day), max(day) FROM " + DAYS_TABLE
-                                + " WHERE tz != transform(site_name, {sites:Array(String)}, {zones:Array(String)}, tz)"
+                                + " FINAL WHERE tz != transform(site_name, {sites:Array(String)}, {zones:Array(String)}, tz)"
                                 " GROUP BY site_name",
                                 parameters=self._zones())
         for site, first, last in rows:

@@ -41,21 +41,22 @@ GROUP BY k
 """
 
 # The same per local day or ISO week from the kept site-days (central.days): 366 rows of a
-# site instead of every (camera, slot) of its year. ``dn`` is the local day's number.
+# site instead of every (camera, slot) of its year (all zones; one zone reads the slots).
+# ``dn`` is the local day's number; a day's utilisation is its busiest zone's share.
+_CAP = "transform(toString(c), {cap_zones:Array(String)}, {cap_values:Array(UInt32)}, toUInt32(0))"
 _DAY_SERIES_SQL = """
-SELECT toInt64(%(key)s) AS b_k, toUInt64(max(pk)) AS b_peak, maxIf(pk / cap, cap > 0) AS b_util,
-       toUInt64(sum(ev)) AS b_events, CAST(sumMap(tr), 'Map(String, UInt64)') AS b_triggers,
-       toUInt64(sum(e)) AS b_edge, toUInt64(sum(e + r + p)) AS b_slots
+SELECT toInt64(%(key)s) AS b_k, toUInt64(max(dp)) AS b_peak, max(du) AS b_util, toUInt64(sum(de)) AS b_events,
+       CAST(sumMap(triggers), 'Map(String, UInt64)') AS b_triggers, toUInt64(sum(edge)) AS b_edge,
+       toUInt64(sum(edge + raw + repaired)) AS b_slots
 FROM (
-    SELECT toInt64(day) AS dn, cam, pk, ev, tr, e, r, p,
-           transform(toString(cam), {cap_zones:Array(String)}, {cap_values:Array(UInt32)}, toUInt32(0)) AS cap
-    FROM (
-        SELECT day, cams, peaks, events, triggers, edge, raw, repaired FROM """ + DAYS_TABLE + """ FINAL
-        WHERE site_name = {site:String} AND day >= {first:Date} AND day <= {last:Date} AND tz = {tz:String}
-    )
-    ARRAY JOIN cams AS cam, peaks AS pk, events AS ev, triggers AS tr, edge AS e, raw AS r, repaired AS p
-    WHERE {zone:String} = '' OR cam = {zone:String}
+    SELECT toInt64(day) AS dn, arrayMax(arrayPushBack(zone_peaks, 0)) AS dp, arraySum(zone_events) AS de,
+           arrayMax(arrayPushBack(arrayMap((c, p) -> if(%(cap)s > 0, p / %(cap)s, 0.), zone_cams, zone_peaks), 0.))
+               AS du,
+           triggers, edge, raw, repaired
+    FROM """ + DAYS_TABLE + """ FINAL
+    WHERE site_name = {site:String} AND day >= {first:Date} AND day <= {last:Date} AND tz = {tz:String}
 )
+WHERE edge + raw + repaired > 0
 GROUP BY b_k
 """
 _DAY_KEYS = {"day": "dn", "week": "intDiv(dn + 3, 7)"}
@@ -136,7 +137,7 @@ class History:
             for kind in ("hour", "day", "week")
         }
         self._day_series_sql = {
-            kind: _WITH_COVERAGE % {"series": _DAY_SERIES_SQL % {"key": _DAY_KEYS[kind]},
+            kind: _WITH_COVERAGE % {"series": _DAY_SERIES_SQL % {"key": _DAY_KEYS[kind], "cap": _CAP},
                                     "coverage": coverage.stacked_sql(kind)}
             for kind in ("day", "week")
         }
@@ -157,7 +158,7 @@ class History:
                   "first": first, "last": last}
         # Day and week buckets from the kept site-days where they are kept; one statement
         # with the coverage either way.
-        days = self.slots.days is not None and req.bucket in self._day_series_sql
+        days = self.slots.days is not None and req.bucket in self._day_series_sql and not req.zone
         sql = (self._day_series_sql if days else self._series_sql)[req.bucket]
         rows = await self.store.aquery(sql, params)
         accs: dict[int, _Acc] = {}

@@ -147,20 +147,31 @@ TABLES: dict[str, TableDef] = {
                 ("site_name", "LowCardinality(String)"),
                 ("day", "Date"),
                 ("tz", "LowCardinality(String)"),
+                # per (camera, local hour) with events: the dashboard's zones and zone_hourly
                 ("cams", "Array(LowCardinality(String))"),
                 ("hours", "Array(UInt8)"),
                 ("peaks", "Array(UInt32)"),
                 ("events", "Array(UInt64)"),
-                ("triggers", "Array(Map(String, UInt64))"),
-                ("edge", "Array(UInt32)"),
-                ("raw", "Array(UInt32)"),
-                ("repaired", "Array(UInt32)"),
+                # the day: trigger counts, slots with events per source
+                ("triggers", "Map(String, UInt64)"),
+                ("edge", "UInt32"),
+                ("raw", "UInt32"),
+                ("repaired", "UInt32"),
+                # per camera and per local hour (overview, history by day and week)
+                ("zone_cams", "Array(LowCardinality(String))"),
+                ("zone_peaks", "Array(UInt32)"),
+                ("zone_events", "Array(UInt64)"),
+                ("hour_keys", "Array(UInt8)"),
+                ("hour_peaks", "Array(UInt32)"),
                 ("ver", "UInt64"),
             ),
             "ReplacingMergeTree",
             "ver",
             "(site_name, day)",
             shard_key="cityHash64(site_name)",
+            # Rows of a few hundred array elements: small granules keep a lookup of one
+            # site-day (or one per site) from reading thousands of them.
+            settings="index_granularity = 64",
         ),
         # Slots of camera_events rows from any writer (a materialized view), so that
         # answers follow rows central did not write itself (central.answers).

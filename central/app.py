@@ -105,6 +105,9 @@ def _schema_ready(app: web.Application, facts: SchemaFacts) -> None:
     slots = SlotStore(store, facts.raw_time, rollup=facts.rollup.available, answers=facts.answers.available)
     if slots.answers:
         slots.days = DayKeeper(slots, app[SITES])
+        # The live feed's days are kept behind the acknowledgement; the dashboard and the
+        # other on_data listeners hear of its writes once their days are.
+        slots.days.start(app[ON_DATA].threadsafe(asyncio.get_running_loop()))
     app[SLOTS].set(slots)
     hub = app[ON_DATA]
     dashboard = Dashboard(slots, app[SITES], DashboardCache(config.cache_ttl, config.cache_ttl_past),
@@ -330,6 +333,9 @@ async def _store_ctx(app: web.Application):
         logger.warning("storage not ready, running degraded and retrying: %s", exc)
         retry_task = asyncio.create_task(_retry_schema(app, ready))
     yield
+    slots = app[SLOTS].value
+    if slots is not None and slots.days is not None:
+        await loop.run_in_executor(None, slots.days.stop)
     follower = app[FOLLOWER].value
     for task in (retry_task, follower.task if follower is not None else None):
         if task is not None:
@@ -373,13 +379,21 @@ async def _consumer_ctx(app: web.Application):
     from .consumer import Consumer
 
     loop = asyncio.get_running_loop()
-    def refresh(touched: dict) -> None:  # in the consumer's writer thread
+    told = app[ON_DATA].threadsafe(loop)
+
+    def refresh(touched: dict) -> None:  # in the consumer's writer thread, before the ack
         slots = app[SLOTS].value
         if slots is not None:
-            slots.refresh(touched)
+            slots.refresh(touched, days=False)
 
-    consumer = Consumer(config, app[STORE], app[METRICS], on_written=app[ON_DATA].threadsafe(loop),
-                        refresh=refresh)
+    def written(site: str, slots_written: set) -> None:  # after the ack
+        slots = app[SLOTS].value
+        if slots is not None and slots.days is not None:
+            slots.days.submit({site: slots_written})  # told once its days are kept
+        else:
+            told(site, slots_written)
+
+    consumer = Consumer(config, app[STORE], app[METRICS], on_written=written, refresh=refresh)
     app[CONSUMER].set(consumer)
     consumer.start()
     yield

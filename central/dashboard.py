@@ -37,7 +37,7 @@ REFRESH_DELAY = 0.05
 #: A watched day's answer from before a write is still served this long after it, while
 #: the new one is computed: a poll never waits for the engine behind a write, and no answer
 #: is older than the last acknowledged write plus this (the bound is 1 s).
-LIVE_GRACE = 0.5
+LIVE_GRACE = 0.3
 
 # The slot rule's per-slot answer bucketed by the site's local hour, in ClickHouse: Python
 # folds at most cameras x 25 rows. Slots with no events count for nothing (as in the handoff).
@@ -269,8 +269,9 @@ class Dashboard:
         site = self.sites.get(site_name)
         start, end = local_day(day, site.tz)
         rows = None
-        if self.slots.days is not None:  # the kept day (central.days): one row
-            rows = await self.slots.days.aday(site_name, day)
+        days = self.slots.days
+        if days is not None and not days.is_pending(site_name, day):  # the kept day: one row
+            rows = await days.aday(site_name, day)
         if rows is None:
             params = {**Scope.of([site_name], start, end).params(), "tz": site.timezone}
             # One thread: a site-day is a few granules, and a pipeline of many threads costs

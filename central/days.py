@@ -24,10 +24,12 @@ after the slots' build.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta, timezone
 
+from .exceptions import StorageError
 from .sites import Sites, local_day
 from .slots import Scope, SlotStore, version
 from .store import Storage
@@ -92,6 +94,82 @@ class DayKeeper:
         self.store: Storage = slots.store
         self.sites = sites
         self._sql = _REFRESH % slots.merged_sql(Scope.per_site({}))
+        self._thread: threading.Thread | None = None  # the live feed's keeper, once started
+
+    # -- the live feed: days kept behind the acknowledgement, coalesced -------------------
+
+    def start(self, on_refreshed: Callable[[str, set[int]], None], coalesce: float = 0.05) -> None:
+        """Keep the days of :meth:`submit`'s slots in a thread of its own: writes that come
+        within ``coalesce`` seconds share one recomputation, and ``on_refreshed(site, slots)``
+        follows it (the dashboard's live path). A failed recomputation is retried."""
+        self._on_refreshed = on_refreshed
+        self._coalesce = coalesce
+        self._pending: dict[str, set[int]] = {}
+        self._inflight: dict[str, set[int]] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="day-keeper", daemon=True)
+        self._thread.start()
+
+    def submit(self, touched: dict[str, Iterable[int]]) -> None:
+        with self._lock:
+            for site, slots in touched.items():
+                self._pending.setdefault(site, set()).update(slots)
+        self._wake.set()
+
+    def is_pending(self, site: str, day: date) -> bool:
+        """Whether a write to ``site``'s local ``day`` was submitted and its day is not kept
+        yet (read that day from the slots, which were kept before the acknowledgement)."""
+        if self._thread is None:
+            return False
+        tz = self.sites.get(site).tz
+        with self._lock:
+            slots = self._pending.get(site, set()) | self._inflight.get(site, set())
+        return any(datetime.fromtimestamp(s, tz).date() == day for s in slots)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Keep what was submitted, then stop."""
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        delay = 0.2
+        while True:
+            self._wake.wait()
+            if not self._stopping:
+                time.sleep(self._coalesce)
+            with self._lock:
+                pending, self._pending = self._pending, {}
+                self._inflight = pending
+                self._wake.clear()
+            if pending:
+                try:
+                    self.refresh(pending)
+                    delay = 0.2
+                except Exception as exc:
+                    logger.warning("keeping site-days failed (retrying in %.1f s): %s", delay, exc,
+                                   exc_info=not isinstance(exc, StorageError))
+                    self.submit(pending)
+                    with self._lock:
+                        self._inflight = {}
+                    if self._stopping:
+                        return
+                    time.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+                    continue
+                with self._lock:
+                    self._inflight = {}
+                for site, slots in pending.items():
+                    try:
+                        self._on_refreshed(site, slots)
+                    except Exception:
+                        logger.exception("after keeping the days of site %s", site)
+            if self._stopping:
+                with self._lock:
+                    if not self._pending:
+                        return
 
     # -- writing ------------------------------------------------------------------------
 

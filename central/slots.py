@@ -368,13 +368,15 @@ class SlotStore:
 
     # -- keeping the answers -------------------------------------------------------------
 
-    def refresh(self, touched: dict[str, Iterable[int]]) -> None:
-        """Recompute and keep the answers of the slots a write touched (site -> slot starts);
-        a no-op where answers are not kept. Call it after the write has returned."""
+    def refresh(self, touched: dict[str, Iterable[int]], days: bool = True) -> None:
+        """Recompute and keep the answers of the slots a write touched (site -> slot starts),
+        then of their site-days unless ``days`` is false (the live feed keeps them behind,
+        :meth:`central.days.DayKeeper.submit`); a no-op where answers are not kept. Call it
+        after the write has returned."""
         scope = touched_scope(touched)
         if self.answers and scope is not None:
             self.refresh_scope(scope)
-            if self.days is not None:
+            if days and self.days is not None:
                 self.days.refresh(touched)
 
     def refresh_scope(self, scope: Scope) -> None:

@@ -21,7 +21,7 @@ from central.sites import Site, Sites, Thresholds, local_day
 from central.slots import RAW_COLUMNS, Scope, SlotStore
 from central.store import Store
 from tests.central.conftest import services
-from tests.harness import eventually_async
+from tests.harness import eventually, eventually_async
 
 T0 = 1767571200  # 2026-01-05T00:00:00Z
 NOW = datetime(2026, 2, 1, tzinfo=timezone.utc)
@@ -228,4 +228,28 @@ def test_days_cut_in_an_old_zone_are_recut_at_start(clickhouse_url):
         assert keeper.day("A", datetime(2026, 1, 5).date()) == []
         assert [r[:4] for r in keeper.day("A", datetime(2026, 1, 6).date())] == [("C1", 1, 5, 7)]
     finally:
+        slots.store.close()
+
+
+def test_the_live_feed_keeps_its_days_behind_and_says_when(clickhouse_url):
+    slots = open_slots(clickhouse_url, keep=True)
+    keeper = slots.days
+    told = []
+    try:
+        keeper.start(lambda site, touched: told.append((site, sorted(touched), keeper.day(site, day5))),
+                     coalesce=0.2)
+        day5 = datetime(2026, 1, 5).date()
+        slots.write_states([["A", "d", "C1", dt(T0 + 3600), 5, 7, {}, 1, NOW]])  # a test writer: days at once
+        slots.store.insert("slot_states", [["A", "d", "C1", dt(T0 + 7200), 6, 2, {}, 1, NOW]],
+                           ("site_name", "device_id", "cam_name", "slot", "peak", "events", "triggers", "rev",
+                            "received_at"))
+        slots.refresh({"A": {T0 + 7200}}, days=False)  # as the consumer does before its ack
+        keeper.submit({"A": {T0 + 7200}})
+        assert keeper.is_pending("A", day5) and not keeper.is_pending("A", day5 + timedelta(days=1))
+        eventually(lambda: told, timeout=10, message="the keeper did not tell")
+        site, touched, kept = told[0]
+        assert (site, touched) == ("A", [T0 + 7200]) and not keeper.is_pending("A", day5)
+        assert sorted(r[:4] for r in kept) == [("C1", 1, 5, 7), ("C1", 2, 6, 2)]  # kept before it told
+    finally:
+        keeper.stop()
         slots.store.close()

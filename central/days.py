@@ -17,7 +17,7 @@ read before the statements, as for the slots.
 recomputes every day of a site whose configured zone differs (a changed sites file).
 
 **Build.** :meth:`DayKeeper.build` computes every day of every site from ``slot_answers``,
-31 days per statement per zone, with a progress line; :mod:`central.answers` runs it
+7 days per statement per zone (bounded memory), with a progress line; :mod:`central.answers` runs it
 after the slots' build.
 """
 
@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 DAYS_TABLE = "day_answers"
 DAY_COLUMNS = ("site_name", "day", "tz", "cams", "hours", "peaks", "events", "triggers", "edge", "raw",
                "repaired", "zone_cams", "zone_peaks", "zone_events", "hour_keys", "hour_peaks", "ver")
-_BUILD_DAYS = 31
+_BUILD_DAYS = 7
 
 # The day's answer per (camera, local hour) of the kept slots, as the dashboard folds them
 # (slots with no events count for nothing); one zone per statement (``tz``).

@@ -146,6 +146,7 @@ def handoff(data_dir: Path, repeats: int) -> dict:
 
     from central import answers, rollup
     from central.dashboard import Dashboard, DashboardCache
+    from central.days import DayKeeper
     from central.schema import detect_raw_time
     from central.sites import Sites, local_day
     from central.slots import SlotStore
@@ -166,8 +167,10 @@ def handoff(data_dir: Path, repeats: int) -> dict:
     sites = Sites.load(data_dir / "sites.toml")
     built = rollup.status(store)
     kept = answers.status(store, built).available
-    dash = Dashboard(SlotStore(store, detect_raw_time(store), rollup=built.available, answers=kept), sites,
-                     DashboardCache(0, 0))
+    slots = SlotStore(store, detect_raw_time(store), rollup=built.available, answers=kept)
+    if kept:
+        slots.days = DayKeeper(slots, sites)  # as serve reads: the kept site-day
+    dash = Dashboard(slots, sites, DashboardCache(0, 0))
 
     async def ours() -> list[float]:
         out = []

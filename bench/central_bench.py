@@ -144,8 +144,9 @@ def handoff(data_dir: Path, repeats: int) -> dict:
 
     from zoneinfo import ZoneInfo
 
-    from central import rollup
+    from central import answers, rollup
     from central.dashboard import Dashboard, DashboardCache
+    from central.days import DayKeeper
     from central.schema import detect_raw_time
     from central.sites import Sites, local_day
     from central.slots import SlotStore
@@ -164,8 +165,12 @@ def handoff(data_dir: Path, repeats: int) -> dict:
         times.append(time.perf_counter() - t0)
     # Our uncached computation in the same engine, same process, for reference.
     sites = Sites.load(data_dir / "sites.toml")
-    dash = Dashboard(SlotStore(store, detect_raw_time(store), rollup=rollup.status(store).available), sites,
-                     DashboardCache(0, 0))
+    built = rollup.status(store)
+    kept = answers.status(store, built).available
+    slots = SlotStore(store, detect_raw_time(store), rollup=built.available, answers=kept)
+    if kept:
+        slots.days = DayKeeper(slots, sites)  # as serve reads: the kept site-day
+    dash = Dashboard(slots, sites, DashboardCache(0, 0))
 
     async def ours() -> list[float]:
         out = []
@@ -213,7 +218,8 @@ class Server:
                                      stdout=self.log, stderr=subprocess.STDOUT)
         from tests.harness import wait_for_port
 
-        wait_for_port(self.port, timeout=120)
+        # The first start on a new dataset builds the rollup and the kept answers (minutes).
+        wait_for_port(self.port, timeout=3600)
         self.base = "http://127.0.0.1:%d" % self.port
 
     def stop(self) -> None:

@@ -131,7 +131,8 @@ class Server:
         self.log = open(data_dir / "central.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "central", "serve"], cwd=ROOT, env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for_port(self.port, timeout=300)
+        # The first start on a new dataset builds the rollup and the kept answers (minutes).
+        wait_for_port(self.port, timeout=3600)
         self.base = "http://127.0.0.1:%d" % self.port
 
     def rss_mb(self) -> float:

@@ -58,14 +58,20 @@ def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _progress(done: int, total: int, reached: int) -> None:
-    when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(reached))
-    sys.stderr.write("\rraw rollup backfill: %d/%d chunks (to %s)%s" % (done, total, when, "\n" if done == total else ""))
-    sys.stderr.flush()
+def _progress_of(what: str):
+    def progress(done: int, total: int, reached: int) -> None:
+        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(reached))
+        sys.stderr.write("\r%s: %d/%d chunks (to %s)%s" % (what, done, total, when, "\n" if done == total else ""))
+        sys.stderr.flush()
+    return progress
+
+
+_progress = _progress_of("raw rollup backfill")
 
 
 def _migrate(config: Config, print_ddl: bool) -> int:
-    from . import rollup, schema
+    from . import answers, rollup, schema
+    from .sites import Sites
     from .store import open_store
 
     if print_ddl:
@@ -80,11 +86,14 @@ def _migrate(config: Config, print_ddl: bool) -> int:
         applied = schema.migrate(store, config.clickhouse_cluster)
         raw = schema.detect_raw_time(store, config.event_timestamp_expr)
         built = rollup.ensure(store, raw, config.clickhouse_cluster, build_it=True, progress=_progress)
+        kept = answers.ensure(store, raw, built, config.clickhouse_cluster, build_it=True,
+                              sites=Sites.load(config.sites_file), progress=_progress_of("kept answers build"))
     finally:
         store.close()
     print("schema up to date (applied now: %s); camera_events.event_timestamp: %s (%s)"
           % (", ".join(map(str, applied)) or "none", raw.column_type, raw.kind))
     print("raw rollup: %s" % (built.reason if built.available else "unavailable (%s)" % built.reason))
+    print("slot answers: %s" % (kept.reason if kept.available else "unavailable (%s)" % kept.reason))
     return EXIT_OK
 
 

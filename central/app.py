@@ -22,12 +22,13 @@ from pathlib import Path
 from aiohttp import HttpVersion11, web
 from shared.names import is_valid_name
 
-from . import rollup, schema
+from . import answers, rollup, schema
 from .alerts import Alerts, parse_rules
 from .alerts import api as alerts_api
 from .alerts.ledger import Ledger
 from .config import Config
 from .dashboard import Dashboard, DashboardCache
+from .days import DayKeeper
 from .exceptions import SchemaError, StorageError, StorageUnavailable
 from .http_errors import json_error
 from .ingest import Ingestor
@@ -48,6 +49,7 @@ from .state import (
     CONFIG,
     CONSUMER,
     DASHBOARD,
+    FOLLOWER,
     INGESTOR,
     METRICS,
     ON_DATA,
@@ -55,6 +57,7 @@ from .state import (
     REGISTRY,
     SCHEMA,
     SITES,
+    SLOTS,
     STORE,
     OnData,
     Ready,
@@ -74,7 +77,7 @@ SCRIPTS_DIR = Path(__file__).parent / "static" / "js"
 OPENAPI_PATH = Path(__file__).parent / "openapi.json"
 
 
-def _init_schema(store: Store, config: Config, metrics: Metrics) -> SchemaFacts:
+def _init_schema(store: Store, config: Config, metrics: Metrics, sites: Sites) -> SchemaFacts:
     """Migrate, inspect camera_events, use or build the raw rollup (blocking; in a thread)."""
     schema.migrate(store, config.clickhouse_cluster)
     raw_time = schema.detect_raw_time(store, config.event_timestamp_expr)
@@ -88,15 +91,33 @@ def _init_schema(store: Store, config: Config, metrics: Metrics) -> SchemaFacts:
     metrics.raw_insert_dedup.set(1 if dedup else 0)
     # One process owns an embedded engine; against a server, `migrate` builds the rollup.
     built = rollup.ensure(store, raw_time, config.clickhouse_cluster, build_it=store.engine == "chdb")
-    return SchemaFacts(raw_time, dedup, built)
+    kept = answers.ensure(store, raw_time, built, config.clickhouse_cluster, build_it=store.engine == "chdb",
+                          sites=sites)
+    if kept.available:  # days cut in a zone the sites file no longer gives
+        DayKeeper(SlotStore(store, raw_time, rollup=True, answers=True), sites).resync()
+    return SchemaFacts(raw_time, dedup, built, kept)
 
 
 def _schema_ready(app: web.Application, facts: SchemaFacts) -> None:
     """Storage answered: the services that need the schema become available."""
     store, config = app[STORE], app[CONFIG]
     app[SCHEMA].set(facts)
-    slots = SlotStore(store, facts.raw_time, rollup=facts.rollup.available)
-    dashboard = Dashboard(slots, app[SITES], DashboardCache(config.cache_ttl, config.cache_ttl_past))
+    slots = SlotStore(store, facts.raw_time, rollup=facts.rollup.available, answers=facts.answers.available)
+    if slots.answers:
+        slots.days = DayKeeper(slots, app[SITES])
+        # The live feed's days are kept behind the acknowledgement; the dashboard and the
+        # other on_data listeners hear of its writes once their days are.
+        slots.days.start(app[ON_DATA].threadsafe(asyncio.get_running_loop()))
+    app[SLOTS].set(slots)
+    hub = app[ON_DATA]
+    dashboard = Dashboard(slots, app[SITES], DashboardCache(config.cache_ttl, config.cache_ttl_past),
+                          live=lambda: hub.live)
+    if slots.answers:
+        follower = answers.DirtyFollower(slots, on_refreshed=dashboard.on_data)
+        follower.task = asyncio.get_running_loop().create_task(follower.run())
+        app[FOLLOWER].set(follower)
+    else:
+        app[FOLLOWER].unavailable(facts.answers.reason)
     app[ON_DATA].append(dashboard.on_data)
     app[DASHBOARD].set(dashboard)
     app[RANGES].set(RangeServices.build(slots, app[SITES], app[REGISTRY]))
@@ -149,6 +170,7 @@ def _health(app: web.Application) -> dict:
         "mqtt": "disabled" if consumer is None else ("connected" if consumer.connected else "disconnected"),
         "raw_insert_dedup": facts.raw_dedup if facts is not None else None,
         "raw_rollup": facts.rollup.as_json() if facts is not None else None,
+        "slot_answers": facts.answers.as_json() if facts is not None else None,
     }
     if consumer is not None:
         doc["pending_messages"] = consumer.pending
@@ -285,8 +307,13 @@ async def _store_ctx(app: web.Application):
     def raw_time() -> schema.RawTime | None:
         return facts.raw_time if facts is not None else None
 
+    async def refresh(touched: dict) -> None:
+        slots = app[SLOTS].value
+        if slots is not None:
+            await slots.arefresh(touched)
+
     app[INGESTOR] = Ingestor(store, raw_time, app[ON_DATA], app[METRICS], config,
-                             dedup_getter=lambda: bool(facts and facts.raw_dedup))
+                             dedup_getter=lambda: bool(facts and facts.raw_dedup), refresh=refresh)
     loop = asyncio.get_running_loop()
     retry_task = None
 
@@ -296,7 +323,7 @@ async def _store_ctx(app: web.Application):
         _schema_ready(app, value)
 
     try:
-        ready(await loop.run_in_executor(None, _init_schema, store, config, app[METRICS]))
+        ready(await loop.run_in_executor(None, _init_schema, store, config, app[METRICS], app[SITES]))
     except SchemaError:
         raise  # a schema central cannot use stops start-up with its explanation
     except StorageUnavailable as exc:
@@ -306,9 +333,14 @@ async def _store_ctx(app: web.Application):
         logger.warning("storage not ready, running degraded and retrying: %s", exc)
         retry_task = asyncio.create_task(_retry_schema(app, ready))
     yield
-    if retry_task is not None:
-        retry_task.cancel()
-        await asyncio.gather(retry_task, return_exceptions=True)
+    slots = app[SLOTS].value
+    if slots is not None and slots.days is not None:
+        await loop.run_in_executor(None, slots.days.stop)
+    follower = app[FOLLOWER].value
+    for task in (retry_task, follower.task if follower is not None else None):
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
     await loop.run_in_executor(None, app[INGESTOR].close)
     if owned:
         await loop.run_in_executor(None, store.close)
@@ -321,7 +353,7 @@ async def _retry_schema(app: web.Application, ready) -> None:
     while app[DASHBOARD].value is None:
         await asyncio.sleep(delay)
         try:
-            facts = await loop.run_in_executor(None, _init_schema, store, config, metrics)
+            facts = await loop.run_in_executor(None, _init_schema, store, config, metrics, app[SITES])
         except StorageUnavailable as exc:
             app[SCHEMA].unavailable(str(exc))
             app[DASHBOARD].unavailable(str(exc))
@@ -347,7 +379,21 @@ async def _consumer_ctx(app: web.Application):
     from .consumer import Consumer
 
     loop = asyncio.get_running_loop()
-    consumer = Consumer(config, app[STORE], app[METRICS], on_written=app[ON_DATA].threadsafe(loop))
+    told = app[ON_DATA].threadsafe(loop)
+
+    def refresh(touched: dict) -> None:  # in the consumer's writer thread, before the ack
+        slots = app[SLOTS].value
+        if slots is not None:
+            slots.refresh(touched, days=False)
+
+    def written(site: str, slots_written: set) -> None:  # after the ack
+        slots = app[SLOTS].value
+        if slots is not None and slots.days is not None:
+            slots.days.submit({site: slots_written})  # told once its days are kept
+        else:
+            told(site, slots_written)
+
+    consumer = Consumer(config, app[STORE], app[METRICS], on_written=written, refresh=refresh)
     app[CONSUMER].set(consumer)
     consumer.start()
     yield
@@ -399,6 +445,8 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     app[DASHBOARD] = Ready("the dashboard")
     app[CONSUMER] = Ready("the MQTT consumer")
     app[RANGES] = Ready("the range views")
+    app[SLOTS] = Ready("the slot store")
+    app[FOLLOWER] = Ready("the slot answers' follower")
     app[ALERTS] = Ready("alerting")
     if store is not None:
         app[STORE] = store

@@ -18,8 +18,9 @@ Python can place the rows in the full list of buckets (empty ones included).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from shared.slots import SLOT_SECONDS
@@ -61,9 +62,34 @@ def local_iso(ts: int, tz: ZoneInfo) -> str:
     return datetime.fromtimestamp(ts, tz).isoformat()
 
 
-def _hour_key(ts: int, tz: ZoneInfo) -> int:
-    off = int(datetime.fromtimestamp(ts, tz).utcoffset().total_seconds())  # type: ignore[union-attr]
-    return ((ts + off) // 3600) * 128 + off // SLOT_SECONDS
+def _offset(ts: int, tz: ZoneInfo) -> int:
+    return int(datetime.fromtimestamp(ts, tz).utcoffset().total_seconds())  # type: ignore[union-attr]
+
+
+def _day_offsets(tz: ZoneInfo, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(from, to, offset) pieces of the local day [start, end): at most one clock change a
+    day, always at a slot boundary, found by bisection (a zoneinfo lookup per slot costs
+    more than the rest of a month of hour buckets)."""
+    first, last = _offset(start, tz), _offset(end - SLOT_SECONDS, tz)
+    if first == last:
+        yield start, end, first
+        return
+    lo, hi = start // SLOT_SECONDS, (end - SLOT_SECONDS) // SLOT_SECONDS  # offset(lo) == first
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _offset(mid * SLOT_SECONDS, tz) == first:
+            lo = mid
+        else:
+            hi = mid
+    yield start, hi * SLOT_SECONDS, first
+    yield hi * SLOT_SECONDS, end, last
+
+
+def _label(ts: int, off: int) -> str:
+    """:func:`local_iso` of ``ts`` at a known offset."""
+    sign, rest = ("-", -off) if off < 0 else ("+", off)
+    return "%s%s%02d:%02d" % (datetime.fromtimestamp(ts + off, timezone.utc).replace(tzinfo=None).isoformat(),
+                              sign, rest // 3600, rest % 3600 // 60)
 
 
 def enumerate_buckets(tz: ZoneInfo, first: date, last: date, kind: str) -> list[Bucket]:
@@ -72,18 +98,19 @@ def enumerate_buckets(tz: ZoneInfo, first: date, last: date, kind: str) -> list[
     A week that begins before ``first`` or ends after ``last`` holds only the days in range;
     its label is still its Monday.
     """
-    lo, _ = local_day(first, tz)
-    _, hi = local_day(last, tz)
     out: list[Bucket] = []
     if kind in ("slot", "hour"):
-        key_of = (lambda ts: ts) if kind == "slot" else (lambda ts: _hour_key(ts, tz))
-        for ts in range(lo, hi, SLOT_SECONDS):
-            key = key_of(ts)
-            if out and out[-1].key == key:
-                prev = out[-1]
-                out[-1] = Bucket(key, prev.start, ts + SLOT_SECONDS, prev.label)
-            else:
-                out.append(Bucket(key, ts, ts + SLOT_SECONDS, local_iso(ts, tz)))
+        day = first
+        while day <= last:
+            for start, end, off in _day_offsets(tz, *local_day(day, tz)):
+                for ts in range(start, end, SLOT_SECONDS):
+                    key = ts if kind == "slot" else ((ts + off) // 3600) * 128 + off // SLOT_SECONDS
+                    if out and out[-1].key == key:
+                        prev = out[-1]
+                        out[-1] = Bucket(key, prev.start, ts + SLOT_SECONDS, prev.label)
+                    else:
+                        out.append(Bucket(key, ts, ts + SLOT_SECONDS, _label(ts, off)))
+            day += timedelta(days=1)
         return out
     day = first
     while day <= last:

@@ -96,13 +96,17 @@ def _ack_payloads(site: str, device: str, version: int, acks: list) -> list:
 
 class Consumer:
     def __init__(self, config: Config, store: Store, metrics: Metrics,
-                 on_written: Callable[[str, set], None] | None = None, shutdown_timeout: float = 10.0):
+                 on_written: Callable[[str, set], None] | None = None, shutdown_timeout: float = 10.0,
+                 refresh: Callable[[dict], None] | None = None):
         if config.mqtt_url is None:
             raise ValueError("no MQTT URL configured")
         self.config = config
         self.store = store
         self.metrics = metrics
         self.on_written = on_written
+        # After the states' insert, before the ack: keeps the answers of the slots written
+        # (central.answers); called in the writer thread with {site: {slot, ...}}.
+        self.refresh = refresh
         self.shutdown_timeout = shutdown_timeout
         self.connected = False
         #: Set on the SUBACK of this connection's subscriptions, cleared when it drops: from
@@ -302,6 +306,8 @@ class Consumer:
     def _insert(self, batch: _Batch) -> None:
         started = time.perf_counter()
         self.store.insert("slot_states", batch.states, STATE_COLUMNS)
+        if self.refresh is not None and batch.slots:
+            self.refresh(batch.slots)  # the kept answers; failing, the batch is retried
         self.store.insert("device_status", batch.devices, _DEVICE_COLUMNS)
         self.store.insert("device_slots", sorted(batch.contacts), _CONTACT_COLUMNS)
         self.store.insert("dead_letters", batch.dead, _DEAD_COLUMNS)

@@ -47,11 +47,32 @@ GROUP BY site_name
 """
 
 
+#: Per-bucket coverage as rows of a statement stacked under another (UNION ALL) with the
+#: columns ``part, k, n``: part 2 rows are (bucket key, slots with contact), the part 3 row
+#: says whether the site ever had a device (n > 0). Parameters ``site``, ``lo``, ``hi``, ``tz``.
+STACKED_SQL = """
+SELECT toUInt8(2) AS part, toInt64(k) AS k, toUInt64(slots) AS n FROM (%(per_bucket)s)
+UNION ALL
+SELECT toUInt8(3), toInt64(0), toUInt64(count()) FROM (SELECT 1 FROM device_slots WHERE site_name = {site:String} LIMIT 1)
+"""
+
+
 class Coverage:
     def __init__(self, store: Store):
         self.store = store
         self._sql = {kind: _PER_BUCKET_SQL % {"key": key_sql(kind), "off": OFFSET_SQL}
                      for kind in ("slot", "hour", "day", "week")}
+
+    def stacked_sql(self, kind: str) -> str:
+        """:data:`STACKED_SQL` for one bucket kind (to ride along another statement)."""
+        return STACKED_SQL % {"per_bucket": self._sql[kind]}
+
+    @staticmethod
+    def from_stacked(rows) -> dict[int, int] | None:
+        """Slots with contact per bucket key from the part 2 and 3 rows, as :meth:`per_bucket`."""
+        if not any(part == 3 and n for part, _, n in rows):
+            return None
+        return {int(k): int(n) for part, k, n in rows if part == 2}
 
     async def with_devices(self, sites: list[str]) -> set[str]:
         """The sites among ``sites`` that ever had device contact."""

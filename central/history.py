@@ -14,6 +14,7 @@ from datetime import date, timedelta
 
 from .buckets import OFFSET_SQL, Bucket, enumerate_buckets, key_sql
 from .coverage import Coverage
+from .days import DAYS_TABLE
 from .sites import Site, intensity, local_day
 from .slots import Scope, SlotStore, as_counts
 from .store import Store
@@ -27,8 +28,9 @@ PROFILE_MAX_WEEKS = 52
 # Per bucket: the site's (or the zone's) peak, the busiest zone's share of its capacity
 # (zones without one have cap 0), events, triggers and slot sources.
 _SERIES_SQL = """
-SELECT k, max(peak), maxIf(peak / cap, cap > 0), sum(events), sumMap(triggers),
-       countIf(source = 'edge'), count()
+SELECT toInt64(k) AS b_k, toUInt64(max(peak)) AS b_peak, maxIf(peak / cap, cap > 0) AS b_util,
+       toUInt64(sum(events)) AS b_events, CAST(sumMap(triggers), 'Map(String, UInt64)') AS b_triggers,
+       toUInt64(countIf(source = 'edge')) AS b_edge, toUInt64(count()) AS b_slots
 FROM (
     SELECT slot, peak, events, triggers, source, %(off)s AS off, %(key)s AS k,
            transform(toString(cam_name), {cap_zones:Array(String)}, {cap_values:Array(UInt32)}, toUInt32(0)) AS cap
@@ -36,6 +38,36 @@ FROM (
     WHERE events > 0 AND ({zone:String} = '' OR cam_name = {zone:String})
 )
 GROUP BY k
+"""
+
+# The same per local day or ISO week from the kept site-days (central.days): 366 rows of a
+# site instead of every (camera, slot) of its year (all zones; one zone reads the slots).
+# ``dn`` is the local day's number; a day's utilisation is its busiest zone's share.
+_CAP = "transform(toString(c), {cap_zones:Array(String)}, {cap_values:Array(UInt32)}, toUInt32(0))"
+_DAY_SERIES_SQL = """
+SELECT toInt64(%(key)s) AS b_k, toUInt64(max(dp)) AS b_peak, max(du) AS b_util, toUInt64(sum(de)) AS b_events,
+       CAST(sumMap(triggers), 'Map(String, UInt64)') AS b_triggers, toUInt64(sum(edge)) AS b_edge,
+       toUInt64(sum(edge + raw + repaired)) AS b_slots
+FROM (
+    SELECT toInt64(day) AS dn, arrayMax(arrayPushBack(zone_peaks, 0)) AS dp, arraySum(zone_events) AS de,
+           arrayMax(arrayPushBack(arrayMap((c, p) -> if(%(cap)s > 0, p / %(cap)s, 0.), zone_cams, zone_peaks), 0.))
+               AS du,
+           triggers, edge, raw, repaired
+    FROM """ + DAYS_TABLE + """ FINAL
+    WHERE site_name = {site:String} AND day >= {first:Date} AND day <= {last:Date} AND tz = {tz:String}
+)
+WHERE edge + raw + repaired > 0
+GROUP BY b_k
+"""
+_DAY_KEYS = {"day": "dn", "week": "intDiv(dn + 3, 7)"}
+
+# The series (part 1) with the coverage (parts 2 and 3) in one statement: chDB runs one
+# statement at a time, so each saved statement is a few milliseconds.
+_WITH_COVERAGE = """
+SELECT toUInt8(1) AS part, b_k, b_peak, b_util, b_events, b_triggers, b_edge, b_slots FROM (%(series)s)
+UNION ALL
+SELECT part, k, toUInt64(0), toFloat64(0), toUInt64(0), CAST(map(), 'Map(String, UInt64)'), toUInt64(0), n
+FROM (%(coverage)s)
 """
 
 # Per local (day, hour): the site's peak; then per (weekday, hour) over those days.
@@ -100,8 +132,14 @@ class History:
         self.coverage = coverage
         merged = slots.merged_sql(Scope.of((), 0, 0))  # the shape for one range, no per-site windows
         self._series_sql = {
-            kind: _SERIES_SQL % {"key": key_sql(kind), "off": OFFSET_SQL, "merged": merged}
+            kind: _WITH_COVERAGE % {"series": _SERIES_SQL % {"key": key_sql(kind), "off": OFFSET_SQL, "merged": merged},
+                                    "coverage": coverage.stacked_sql(kind)}
             for kind in ("hour", "day", "week")
+        }
+        self._day_series_sql = {
+            kind: _WITH_COVERAGE % {"series": _DAY_SERIES_SQL % {"key": _DAY_KEYS[kind], "cap": _CAP},
+                                    "coverage": coverage.stacked_sql(kind)}
+            for kind in ("day", "week")
         }
         self._profile_sql = _PROFILE_SQL % {"off": OFFSET_SQL, "merged": merged}
 
@@ -116,12 +154,19 @@ class History:
         _, hi = local_day(last, tz)
         caps = _capacities(site, req.zone)
         params = {**Scope.of([site.name], lo, hi).params(), "tz": site.timezone, "zone": req.zone,
-                  "cap_zones": list(caps), "cap_values": list(caps.values())}
-        rows = await self.store.aquery(self._series_sql[req.bucket], params)
+                  "cap_zones": list(caps), "cap_values": list(caps.values()), "site": site.name,
+                  "first": first, "last": last}
+        # Day and week buckets from the kept site-days where they are kept; one statement
+        # with the coverage either way.
+        days = self.slots.days is not None and req.bucket in self._day_series_sql and not req.zone
+        sql = (self._day_series_sql if days else self._series_sql)[req.bucket]
+        rows = await self.store.aquery(sql, params)
         accs: dict[int, _Acc] = {}
-        for k, peak, util, events, triggers, edge, slots in rows:
-            accs.setdefault(int(k), _Acc()).add(int(peak), float(util), int(events), triggers, int(edge), int(slots))
-        reporting = await self.coverage.per_bucket(site, req.bucket, lo, hi)
+        for part, k, peak, util, events, triggers, edge, slots in rows:
+            if part == 1:
+                accs.setdefault(int(k), _Acc()).add(int(peak), float(util), int(events), triggers, int(edge),
+                                                    int(slots))
+        reporting = Coverage.from_stacked([(part, k, n) for part, k, _, _, _, _, _, n in rows if part != 1])
 
         def period(a: date, b: date) -> dict:
             buckets = enumerate_buckets(tz, a, b, req.bucket)

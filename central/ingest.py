@@ -45,6 +45,7 @@ from shared.exceptions import EventError
 from shared.slots import SLOT_SECONDS
 
 from .bodies import BodyBudget, BodyRefused, read_body
+from .exceptions import StorageError
 from .http_errors import json_error
 from .slots import RAW_COLUMNS
 
@@ -187,12 +188,15 @@ def _prepare(body: bytes, max_events: int, raw_time) -> _Batch:
 
 
 class Ingestor:
-    def __init__(self, store, raw_time_getter, on_data, metrics, config, dedup_getter=lambda: False):
+    def __init__(self, store, raw_time_getter, on_data, metrics, config, dedup_getter=lambda: False,
+                 refresh=None):
         self.store = store
         self._raw_time = raw_time_getter
         self._dedup = dedup_getter
         self._locks: dict[str, list] = {}  # key -> [asyncio.Lock, users]
         self.on_data = on_data  # central.state.OnData: the path every writer takes after a write
+        # async (touched) -> None: keeps the answers of the slots written (central.answers)
+        self.refresh = refresh
         self.metrics = metrics
         self.max_bytes = config.max_body_bytes
         self.max_events = config.max_batch_events
@@ -263,6 +267,11 @@ class Ingestor:
             if refused is not None:
                 return refused
         self.metrics.ingest_events.inc(len(rows))
+        if self.refresh is not None:
+            try:
+                await self.refresh(touched)
+            except StorageError as exc:  # stored; slot_dirty_mv noted the rows, the follower retries
+                logger.warning("keeping the answers of ingested slots failed (the follower retries): %s", exc)
         for site, slots in touched.items():
             self.on_data(site, slots)
         logger.debug("ingested %d events (key %s)", len(rows), key)

@@ -17,6 +17,7 @@ from typing import Any
 from shared.slots import SLOT_SECONDS
 
 from .coverage import Coverage
+from .days import DAYS_TABLE
 from .registry import Registry
 from .sites import Site, Sites, local_day, utilisation
 from .slots import Scope, SlotStore, as_counts
@@ -32,6 +33,30 @@ _OFFSET = (
     "transform(site_name, {sites:Array(String)}, {off1:Array(Int32)}, toInt32(0)), "
     "transform(site_name, {sites:Array(String)}, {off2:Array(Int32)}, toInt32(0)))"
 )
+
+# Each site's own local day from the kept site-days (central.days): one row per site.
+_DAYS_SQL = """
+SELECT site_name, zone_cams, zone_peaks, zone_events, hour_keys, hour_peaks, triggers, edge, raw, repaired
+FROM """ + DAYS_TABLE + """ FINAL
+WHERE site_name IN {sites:Array(String)} AND day IN {dayset:Array(Date)}
+  AND day = transform(site_name, {sites:Array(String)}, {days:Array(Date)}, toDate(0))
+"""
+
+_SQL = """
+SELECT site_name, cam, h, max(pk), sum(ev), sumMap(tr), sum(e), sum(n)
+FROM (
+    SELECT site_name, cam, h, pk, ev, tr, e, e + r + p AS n
+    FROM (
+        SELECT site_name, cams, hours, peaks, events, triggers, edge, raw, repaired
+        FROM """ + DAYS_TABLE + """ FINAL
+        WHERE site_name IN {sites:Array(String)}
+          AND day = transform(site_name, {sites:Array(String)}, {days:Array(Date)}, toDate(0))
+    )
+    ARRAY JOIN cams AS cam, hours AS h, peaks AS pk, events AS ev, triggers AS tr, edge AS e, raw AS r,
+               repaired AS p
+)
+GROUP BY GROUPING SETS ((site_name, cam), (site_name, h))
+"""
 
 _SQL = """
 SELECT site_name, cam_name, h, max(peak), sum(events), sumMap(triggers),
@@ -78,6 +103,19 @@ class _Row:
         self.edge = 0
         self.slots = 0
 
+    @classmethod
+    def of_day(cls, cams, peaks, events, hour_keys, hour_peaks, triggers, edge, raw, repaired) -> _Row:
+        """A site's row from its kept day (central.days)."""
+        row = cls()
+        row.zones = {c: int(p) for c, p in zip(cams, peaks, strict=True)}
+        row.zone_events = {c: int(e) for c, e in zip(cams, events, strict=True)}
+        row.hours = {int(h): int(p) for h, p in zip(hour_keys, hour_peaks, strict=True)}
+        row.events = sum(row.zone_events.values())
+        row.triggers = sum(as_counts(triggers).values())
+        row.edge = int(edge)
+        row.slots = int(edge) + int(raw) + int(repaired)
+        return row
+
 
 class Overview:
     def __init__(self, slots: SlotStore, sites: Sites, registry: Registry, coverage: Coverage):
@@ -86,6 +124,7 @@ class Overview:
         self.registry = registry
         self.coverage = coverage
         self._sql = _SQL % {"off": _OFFSET, "merged": slots.merged_sql(Scope.per_site({}))}
+        self.slots = slots
 
     async def document(self, day: date | None, sort: str = "site_name", descending: bool = False) -> dict:
         devices = await self.registry.devices()
@@ -94,11 +133,15 @@ class Overview:
         days = {s.name: day or s.today() for s in sites}
         windows = {s.name: local_day(days[s.name], s.tz) for s in sites}
         scope = Scope.per_site(windows)
-        offsets = [_day_offsets(s, *windows[s.name]) for s in sites]
-        params = {**scope.params(), "off1": [o[0] for o in offsets], "switch": [o[1] for o in offsets],
-                  "off2": [o[2] for o in offsets]}
         rows: dict[str, _Row] = {}
-        if names:
+        if names and self.slots.days is not None:  # the kept site-days: one row per site
+            params = {"sites": names, "days": [days[n] for n in names], "dayset": sorted(set(days.values()))}
+            for site_name, *kept in await self.store.aquery(_DAYS_SQL, params):
+                rows[site_name] = _Row.of_day(*kept)
+        elif names:
+            offsets = [_day_offsets(s, *windows[s.name]) for s in sites]
+            params = {**scope.params(), "off1": [o[0] for o in offsets], "switch": [o[1] for o in offsets],
+                      "off2": [o[2] for o in offsets]}
             for site_name, cam, h, peak, events, triggers, edge, slots in await self.store.aquery(self._sql, params):
                 row = rows.setdefault(site_name, _Row())
                 if cam:
@@ -110,6 +153,7 @@ class Overview:
                     row.slots += int(slots)
                 else:
                     row.hours[int(h)] = int(peak)
+        if names:
             with_devices = await self.coverage.with_devices(names)
             contact = await self.coverage.per_site(scope.params()) if with_devices else {}
         else:

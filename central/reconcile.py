@@ -28,9 +28,10 @@ from zoneinfo import ZoneInfo
 from shared.names import is_valid_name
 from shared.slots import SLOT_SECONDS
 
-from . import rollup, schema
+from . import answers, rollup, schema
 from .config import Config
 from .config import add_arguments as add_config_arguments
+from .days import DayKeeper
 from .exceptions import CentralError, StorageError
 from .reconcile_query import Comparison, SiteWindow, compare, known_in_data, repair, seen_sites
 from .reconcile_report import render_json, render_table
@@ -256,7 +257,10 @@ def reconcile(
     windows = plan_windows(sites, names, opts, now)
     # A slot is closed once its end plus the grace period has passed.
     closed_before = int(now - opts.grace) - SLOT_SECONDS
-    slots = SlotStore(store, raw_time, rollup=rollup.status(store).available)
+    built = rollup.status(store)
+    slots = SlotStore(store, raw_time, rollup=built.available, answers=answers.status(store, built).available)
+    if slots.answers:
+        slots.days = DayKeeper(slots, sites)
     comparison = compare(slots, windows, closed_before,
                          chunk_seconds=opts.chunk_days * 86400, progress=progress)
     run_id = uuid.uuid4().hex

@@ -38,11 +38,11 @@ from datetime import datetime, timezone
 from shared.slots import SLOT_SECONDS
 
 from .exceptions import StorageError, StorageUnavailable
-from .schema import TABLES, RawTime, source_table, table_ddl
+from .schema import TABLES, RawTime, source_table, table_ddl, table_exists
 from .slots import ROLLUP_TABLE
 from .store import Storage
 
-__all__ = ["RollupStatus", "VERSION", "VIEW", "ensure", "build", "status", "view_select"]
+__all__ = ["RollupStatus", "VERSION", "VIEW", "ensure", "build", "status", "usable_source", "view_select"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,23 +78,16 @@ def view_select(raw_time: RawTime, source: str, where: str = "") -> str:
     return _SELECT % {"slot": raw_time.slot, "source": source, "where": where}
 
 
-def _exists(store: Storage, name: str) -> bool:
-    rows = store.query(
-        "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = {name:String}",
-        parameters={"name": name},
-    )
-    return bool(rows and rows[0][0])
-
 
 def _built(store: Storage) -> bool:
     rows = store.query("SELECT count() FROM heatmap_schema FINAL WHERE version = {v:UInt32}", parameters={"v": VERSION})
-    return bool(rows and rows[0][0]) and _exists(store, VIEW)
+    return bool(rows and rows[0][0]) and table_exists(store, VIEW)
 
 
-def _usable_source(store: Storage) -> tuple[str | None, str]:
+def usable_source(store: Storage) -> tuple[str | None, str]:
     """(local table the view must watch, or None, and why not)."""
     engine, source = source_table(store)
-    if engine == "Distributed" and not _exists(store, source):
+    if engine == "Distributed" and not table_exists(store, source):
         return None, "camera_events is Distributed over %s, which is not in this database" % source
     if engine != "Distributed":
         if not engine.endswith("MergeTree"):
@@ -109,7 +102,7 @@ def _usable_source(store: Storage) -> tuple[str | None, str]:
 
 def status(store: Storage) -> RollupStatus:
     """Whether a complete rollup exists (no DDL)."""
-    source, why = _usable_source(store)
+    source, why = usable_source(store)
     if source is None:
         return RollupStatus(False, why)
     if _built(store):
@@ -142,7 +135,7 @@ def build(store: Storage, raw_time: RawTime, cluster: str | None,
           progress: Callable[[int, int, int], None] | None = None,
           chunk_seconds: int = _CHUNK_SECONDS) -> RollupStatus:
     """(Re)create the view and backfill what camera_events held before it; see the module."""
-    source, why = _usable_source(store)
+    source, why = usable_source(store)
     if source is None:
         return RollupStatus(False, why)
     on = " ON CLUSTER %s" % cluster if cluster else ""

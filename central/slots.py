@@ -47,9 +47,12 @@ from :data:`central.schema.TABLES`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+
+from shared.slots import SLOT_SECONDS
 
 from .schema import TABLES, RawTime
 from .store import Storage, Store
@@ -62,11 +65,15 @@ __all__ = [
     "RAW_COLUMNS",
     "REPAIR_COLUMNS",
     "ROLLUP_TABLE",
+    "ANSWERS_TABLE",
     "columns_of",
     "as_counts",
+    "touched_scope",
+    "version",
 ]
 
 ROLLUP_TABLE = "raw_slots"
+ANSWERS_TABLE = "slot_answers"
 
 
 def columns_of(table: str) -> tuple[str, ...]:
@@ -205,12 +212,15 @@ _RAW_NAMES_ROLLUP = ("SELECT arrayJoin(mapKeys(triggers)) AS t FROM " + ROLLUP_T
                      + " WHERE %(slot_range)s AND %(state_sites)s")
 
 # The choice half of the slot rule. ``r_n`` counts raw rows of the slot (0 or 1).
-_MERGED = """
+# ``present`` is false for a slot some source names but that has no answer (pinned to
+# raw, and raw has no events there): the kept answer of such a slot is a tombstone.
+_CHOICE = """
 SELECT site_name, cam_name, s AS slot,
        if(use_edge, e_peak, r_peak) AS peak,
        if(use_edge, e_events, r_events) AS events,
        if(use_edge, e_trig, r_trig) AS triggers,
-       multiIf(pins > 0, 'repaired', use_edge, 'edge', 'raw') AS source
+       multiIf(pins > 0, 'repaired', use_edge, 'edge', 'raw') AS source,
+       use_edge OR r_n > 0 AS present
 FROM (
     SELECT site_name, cam_name, s,
            maxIf(peak, src = 1) AS e_peak, sumIf(events, src = 1) AS e_events,
@@ -222,7 +232,30 @@ FROM (
     FROM (%(sides)s)
     GROUP BY site_name, cam_name, s
 )
-WHERE use_edge OR r_n > 0
+"""
+_MERGED = ("SELECT site_name, cam_name, slot, peak, events, triggers, source FROM ("
+           + _CHOICE + ") WHERE present")
+
+# The kept answers (``slot_answers``, see :mod:`central.answers`): the latest version of
+# each slot's answer, tombstones dropped after FINAL (a filter on a non-key column must not
+# run before the versions are merged).
+_ANSWERS = """
+SELECT site_name, cam_name, toUInt32(toUnixTimestamp(a.slot)) AS slot, toUInt64(peak) AS peak,
+       events, CAST(triggers, '%(trig)s') AS triggers, toString(source) AS source
+FROM (
+    SELECT site_name, cam_name, slot, peak, events, triggers, source, present
+    FROM """ + ANSWERS_TABLE + """ FINAL
+    WHERE %(slot_range)s AND %(state_sites)s
+) AS a
+WHERE present
+"""
+
+# Recompute the answers of a scope from the sources and keep them, versioned by the
+# writer's clock read before the statement (so a later version never saw less).
+_REFRESH = """
+INSERT INTO """ + ANSWERS_TABLE + """ (site_name, slot, cam_name, peak, events, triggers, source, present, ver)
+SELECT site_name, toDateTime(slot, 'UTC'), cam_name, peak, events, triggers, source, present, {ver:UInt64}
+FROM (%(choice)s)
 """
 
 
@@ -243,14 +276,20 @@ class SlotStore:
     by a materialized view) or scans ``camera_events``; :mod:`central.rollup` decides it.
     """
 
-    def __init__(self, store: Storage, raw_time: RawTime, rollup: bool = False):
+    def __init__(self, store: Storage, raw_time: RawTime, rollup: bool = False, answers: bool = False):
         self.store = store
         self.raw_time = raw_time
         self.rollup = rollup
+        self.answers = answers
+        #: The kept site-days (central.days.DayKeeper), refreshed after the slots; set by
+        #: whoever knows the sites' zones.
+        self.days: Any = None
         # Two shapes of each statement: per-site windows (transform), or one range for all
         # sites (cheaper: the primary key alone narrows it).
         self._sides: dict[bool, str] = {}
-        self._merged: dict[bool, str] = {}
+        self._computed: dict[bool, str] = {}
+        self._kept: dict[bool, str] = {}
+        self._refresh: dict[bool, str] = {}
         self._trigger_names: dict[bool, str] = {}
         for windowed in (True, False):
             site_filter = _SITE_FILTER if windowed else _SITES_ONLY
@@ -266,7 +305,9 @@ class SlotStore:
             raw = (_RAW_ROLLUP if rollup else _RAW_SCAN) % frag
             sides = "%s UNION ALL %s UNION ALL %s" % (_EDGE % frag, raw, _PINS % frag)
             self._sides[windowed] = sides
-            self._merged[windowed] = _MERGED % {"sides": sides}
+            self._computed[windowed] = _MERGED % {"sides": sides}
+            self._kept[windowed] = _ANSWERS % frag
+            self._refresh[windowed] = _REFRESH % {"choice": _CHOICE % {"sides": sides}}
             raw_names = (_RAW_NAMES_ROLLUP if rollup else _RAW_NAMES_SCAN) % frag
             self._trigger_names[windowed] = _TRIGGER_NAMES % {**frag, "raw_names": raw_names}
 
@@ -281,8 +322,20 @@ class SlotStore:
     def merged_sql(self, scope: Scope | None = None) -> str:
         """The slot rule's answer per slot, as a subquery: ``site_name, cam_name, slot,
         peak, events, triggers, source``; parameters of a Scope. Without ``scope`` the
-        statement serves any scope; with one, that scope's shape (cheaper for one range)."""
-        return self._merged[scope is None or scope.windows is not None]
+        statement serves any scope; with one, that scope's shape (cheaper for one range).
+        It reads the kept answers where they are kept (``answers``), else computes them."""
+        windowed = scope is None or scope.windows is not None
+        return (self._kept if self.answers else self._computed)[windowed]
+
+    def computed_sql(self, scope: Scope | None = None) -> str:
+        """The same answers computed from the sources (what the kept answers are checked
+        against, and what they are made from)."""
+        return self._computed[scope is None or scope.windows is not None]
+
+    def refresh_sql(self, scope: Scope | None = None) -> str:
+        """INSERT the answers of a scope's slots, computed now, into ``slot_answers``;
+        parameters of a Scope plus ``ver`` (see :func:`version`)."""
+        return self._refresh[scope is None or scope.windows is not None]
 
     def trigger_names_sql(self, scope: Scope | None = None) -> str:
         """Column ``t``: every trigger name in the scope's edge states and raw rows, sorted;
@@ -313,11 +366,34 @@ class SlotStore:
         assert isinstance(self.store, Store)
         return [_row(r) for r in await self.store.aquery(self.merged_sql(scope), scope.params())]
 
+    # -- keeping the answers -------------------------------------------------------------
+
+    def refresh(self, touched: dict[str, Iterable[int]], days: bool = True) -> None:
+        """Recompute and keep the answers of the slots a write touched (site -> slot starts),
+        then of their site-days unless ``days`` is false (the live feed keeps them behind,
+        :meth:`central.days.DayKeeper.submit`); a no-op where answers are not kept. Call it
+        after the write has returned."""
+        scope = touched_scope(touched)
+        if self.answers and scope is not None:
+            self.refresh_scope(scope)
+            if days and self.days is not None:
+                self.days.refresh(touched)
+
+    def refresh_scope(self, scope: Scope) -> None:
+        """Recompute and keep the answers of every slot of ``scope`` (whether kept or not)."""
+        self.store.command(self.refresh_sql(scope), parameters={**scope.params(), "ver": version()})
+
+    async def arefresh(self, touched: dict[str, Iterable[int]]) -> None:
+        if self.answers and touched:
+            assert isinstance(self.store, Store)
+            await self.store.arun(self.refresh, touched)
+
     # -- writing ----------------------------------------------------------------------
 
     def write_states(self, rows: Sequence[Sequence[Any]]) -> None:
-        """Edge states, each row in :data:`STATE_COLUMNS` order."""
+        """Edge states, each row in :data:`STATE_COLUMNS` order; then their answers."""
         self.store.insert("slot_states", rows, STATE_COLUMNS)
+        self.refresh(_touched(rows, STATE_COLUMNS))
 
     async def awrite_raw(self, rows: Sequence[Sequence[Any]], settings: dict | None = None) -> None:
         """Raw events, each row in :data:`RAW_COLUMNS` order (the rollup follows by itself)."""
@@ -325,8 +401,36 @@ class SlotStore:
         await self.store.ainsert("camera_events", rows, RAW_COLUMNS, settings)
 
     def write_repairs(self, rows: Sequence[Sequence[Any]], settings: dict | None = None) -> None:
-        """Pins, each row in :data:`REPAIR_COLUMNS` order."""
+        """Pins, each row in :data:`REPAIR_COLUMNS` order; then their answers."""
         self.store.insert("slot_repairs", rows, REPAIR_COLUMNS, settings=settings)
+        self.refresh(_touched(rows, REPAIR_COLUMNS))
+
+
+def version() -> int:
+    """The version of answers about to be computed: this clock, read before the statement
+    starts, so that of two versions of a slot the higher one saw every write the lower one
+    saw (replicas must keep their clocks in step, as for any ReplacingMergeTree version)."""
+    return time.time_ns()
+
+
+def touched_scope(touched: dict[str, Iterable[int]]) -> Scope | None:
+    """The slots a write touched as a Scope: per site, its first to its last slot."""
+    windows = {}
+    for site, slots in touched.items():
+        slots = list(slots)
+        if slots:
+            windows[site] = (min(slots), max(slots) + SLOT_SECONDS)
+    return Scope.per_site(windows) if windows else None
+
+
+def _touched(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> dict[str, set[int]]:
+    """site -> slot starts of rows about to be written (slot a datetime or Unix seconds)."""
+    site_at, slot_at = columns.index("site_name"), columns.index("slot")
+    touched: dict[str, set[int]] = {}
+    for row in rows:
+        slot = row[slot_at]
+        touched.setdefault(str(row[site_at]), set()).add(int(slot.timestamp()) if hasattr(slot, "timestamp") else int(slot))
+    return touched
 
 
 def _row(r: Sequence[Any]) -> SlotRow:

@@ -27,6 +27,7 @@ from typing import Generic, TypeVar
 
 from aiohttp import web
 
+from .answers import AnswersStatus
 from .config import Config
 from .exceptions import StorageUnavailable
 from .ingest import Ingestor
@@ -51,6 +52,8 @@ __all__ = [
     "REGISTRY",
     "INGESTOR",
     "CONSUMER",
+    "SLOTS",
+    "FOLLOWER",
     "RANGES",
     "ALERT_RULES",
     "ALERTS",
@@ -95,6 +98,7 @@ class SchemaFacts:
     raw_time: RawTime
     raw_dedup: bool
     rollup: RollupStatus
+    answers: AnswersStatus
 
 
 class OnData:
@@ -102,6 +106,10 @@ class OnData:
 
     def __init__(self) -> None:
         self._callbacks: list[DataCallback] = []
+        #: True while the callbacks run for a write of the live feed (the MQTT consumer):
+        #: its readers poll, and may get the previous answer for a moment; a raw-ingest
+        #: client reads its own write at once.
+        self.live = False
 
     def append(self, callback: DataCallback) -> None:
         self._callbacks.append(callback)
@@ -118,9 +126,16 @@ class OnData:
         """The same path for a writer on another thread: runs on ``loop``."""
 
         def call(site: str, slots: set[int]) -> None:
-            loop.call_soon_threadsafe(self, site, set(slots))
+            loop.call_soon_threadsafe(self._live, site, set(slots))
 
         return call
+
+    def _live(self, site: str, slots: set[int]) -> None:
+        self.live = True
+        try:
+            self(site, slots)
+        finally:
+            self.live = False
 
 
 CONFIG = web.AppKey("config", Config)
@@ -133,6 +148,8 @@ DASHBOARD = web.AppKey("dashboard", Ready)  # Ready[central.dashboard.Dashboard]
 REGISTRY = web.AppKey("registry", Registry)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 CONSUMER = web.AppKey("consumer", Ready)  # Ready[central.consumer.Consumer]; unset without MQTT
+SLOTS = web.AppKey("slots", Ready)  # Ready[central.slots.SlotStore]: what every view reads through
+FOLLOWER = web.AppKey("follower", Ready)  # Ready[central.answers.DirtyFollower]; unset without kept answers
 RANGES = web.AppKey("ranges", Ready)  # Ready[central.views.RangeServices]: history, overview, export
 ALERT_RULES = web.AppKey("alert_rules", tuple)  # central.alerts.rules.Rule, parsed at start-up
 ALERTS = web.AppKey("alerts", Ready)  # Ready[central.alerts.Alerts]; unset without rules

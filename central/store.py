@@ -207,6 +207,11 @@ class Store:
 
     # -- asyncio API ------------------------------------------------------------------
 
+    async def arun(self, call: Callable[..., Any], *args: Any) -> Any:
+        """A function of several statements, run in this store's threads."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, call, *args)
+
     async def aquery(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> list[tuple]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.query, sql, parameters, settings)

@@ -10,7 +10,6 @@ from datetime import date, datetime, timezone
 from zoneinfo import ZoneInfo
 
 from central.app import OPENAPI_PATH
-from central.slots import STATE_COLUMNS
 from tests.central._openapi import check, response_schema
 from tests.central._oracle import World, local_bounds
 from tests.central.conftest import services
@@ -56,7 +55,7 @@ async def load(client, world: World) -> None:
     now = datetime(2026, 1, 1, tzinfo=timezone.utc)
     rows = [[world.site, "dev1", cam, slot, peak, events, trig, 1, now]
             for (cam, slot), (peak, events, trig) in world.edge.items()]
-    services(client).store.insert("slot_states", rows, STATE_COLUMNS)
+    services(client).slots.write_states(rows)
 
 
 async def get(client, path, status=200):

@@ -35,6 +35,7 @@ from central.state import (
     INGESTOR,
     SCHEMA,
     SITES,
+    SLOTS,
     STORE,
 )
 from tests.harness import WebhookReceiver
@@ -161,4 +162,4 @@ def services(client):
     return types.SimpleNamespace(
         config=app[CONFIG], store=app[STORE], ingestor=app[INGESTOR], dashboard=app[DASHBOARD].value,
         consumer=app[CONSUMER].value, raw_time=facts.raw_time if facts is not None else None,
-        sites=app[SITES], alert_rules=app[ALERT_RULES], alerts=app[ALERTS].value)
+        sites=app[SITES], alert_rules=app[ALERT_RULES], alerts=app[ALERTS].value, slots=app[SLOTS].value)

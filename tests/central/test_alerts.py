@@ -214,10 +214,8 @@ webhook = "%s"
     clickhouse_client.insert("device_status", [["HEAD_OFFICE", "jetson-01", "seen", "", seen, {}],
                                          ["HEAD_OFFICE", "jetson-02", "seen", "", datetime.fromtimestamp(now - 60, timezone.utc), {}]],
                        column_names=["site_name", "device_id", "kind", "status", "seen_at", "stats"])
-    clickhouse_client.insert("slot_states", [["KOLKATA", "jetson-09", "DOOR", datetime.fromtimestamp(now - 3 * 3600, timezone.utc),
-                                        1, 4, {}, 1, datetime.fromtimestamp(now - 3 * 3600, timezone.utc)]],
-                       column_names=["site_name", "device_id", "cam_name", "slot", "peak", "events", "triggers", "rev",
-                                     "received_at"])
+    svc.slots.write_states([["KOLKATA", "jetson-09", "DOOR", datetime.fromtimestamp(now - 3 * 3600, timezone.utc),
+                             1, 4, {}, 1, datetime.fromtimestamp(now - 3 * 3600, timezone.utc)]])
     await svc.alerts.evaluator.check(["HEAD_OFFICE", "KOLKATA", "LONDON"], now=now)
     # (The app's own periodic check runs on the real clock, days later: it may fire the same
     # jetson-01 alert first (same id, so stored once either way) and alerts of its own.)

@@ -397,7 +397,7 @@ def test_a_ca_file_that_is_no_certificate_is_a_config_error(config, tmp_path):
     store = Store(config.clickhouse_url)
     try:
         with pytest.raises(ConfigError, match=r"TLS setup for mqtts://127.0.0.1:8883 \(HEATMAP_MQTT_CA_FILE .*ca.pem\)"):
-            Consumer(replace(config, mqtt_url=MqttSettings("127.0.0.1", 8883, True), mqtt_ca_file=str(ca)),
+            Consumer(replace(config, mqtt_url=MqttTarget("127.0.0.1", 8883, True), mqtt_ca_file=str(ca)),
                      store, Metrics())
     finally:
         store.close()

@@ -7,13 +7,16 @@ queries run by the engine on the same rows, or from local times worked out by ha
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import datetime, timezone
 
 import pytest
 
+from central.days import _READ as DAY_READ
+from central.state import ON_DATA
 from tests.central.conftest import services
-from tests.harness import eventually_async
+from tests.harness import eventually, eventually_async
 
 DAY = "2026-01-05"
 
@@ -150,7 +153,7 @@ async def test_mixed_edge_and_raw_coverage_and_revisions(client, clickhouse_clie
         {"site": "MIX", "camera": "CAM_B", "timestamp": slot + 60, "people_count": 3, "triggers": ["T1"]},
         {"site": "MIX", "camera": "CAM_A", "timestamp": slot + 3600, "people_count": 2},
     ])
-    store = services(client).store
+    slots = services(client).slots  # writes through the slot store keep the answers
     rows = [
         edge_rows("MIX", "dev1", "CAM_A", slot, 8, 20, 5, {"T1": 2}),
         edge_rows("MIX", "dev1", "CAM_A", slot, 2, 5, 3, {"T1": 9}),  # older revision, later
@@ -158,7 +161,7 @@ async def test_mixed_edge_and_raw_coverage_and_revisions(client, clickhouse_clie
         edge_rows("MIX", "dev2", "CAM_A", slot, 3, 4, 1, {"T2": 1}),  # second device: sums
     ]
     for row in rows:  # separate inserts: separate parts, as retries would make
-        store.insert("slot_states", [row], STATE_COLUMNS)
+        slots.write_states([row])
     got = await get(client, "MIX")
     assert got["zones"]["CAM_A"] == {"peak": 8, "events": 24 + 1, "intensity": "high"}
     assert got["zones"]["CAM_B"] == {"peak": 3, "events": 1, "intensity": "low"}
@@ -170,11 +173,9 @@ async def test_mixed_edge_and_raw_coverage_and_revisions(client, clickhouse_clie
     assert (await get(client, "MIX"))["zones"] == got["zones"]
 
     # A repair pins the slot to raw: later edge revisions change nothing.
-    store.insert("slot_repairs", [["MIX", "CAM_A", slot, "run1", datetime.now(timezone.utc), "test", "drift",
-                                   8, 24, {}, 5, 30, 1, {}]],
-                 ["site_name", "cam_name", "slot", "run_id", "repaired_at", "repaired_by", "reason", "edge_peak",
-                  "edge_events", "edge_triggers", "edge_rev", "raw_peak", "raw_events", "raw_triggers"])
-    store.insert("slot_states", [edge_rows("MIX", "dev1", "CAM_A", slot, 9, 99, 6)], STATE_COLUMNS)
+    slots.write_repairs([["MIX", "CAM_A", slot, "run1", datetime.now(timezone.utc), "test", "drift",
+                          8, 24, {}, 5, 30, 1, {}]])
+    slots.write_states([edge_rows("MIX", "dev1", "CAM_A", slot, 9, 99, 6)])
     got = await get(client, "MIX")
     assert got["zones"]["CAM_A"] == {"peak": 30, "events": 2, "intensity": "high"}
     assert got["meta"]["slots"] == {"edge": 0, "raw": 2, "repaired": 1}
@@ -183,9 +184,8 @@ async def test_mixed_edge_and_raw_coverage_and_revisions(client, clickhouse_clie
 
 async def test_edge_only_and_zone_thresholds(client):
     slot = ts("2026-01-05T08:00:00+00:00")
-    store = services(client).store
-    store.insert("slot_states", [edge_rows("HEAD_OFFICE", "d", "EMPLOYEE_AREA", slot, 8, 3, 1),
-                                 edge_rows("HEAD_OFFICE", "d", "EMPTY_CAM", slot, 0, 0, 1)], STATE_COLUMNS)
+    services(client).slots.write_states([edge_rows("HEAD_OFFICE", "d", "EMPLOYEE_AREA", slot, 8, 3, 1),
+                                         edge_rows("HEAD_OFFICE", "d", "EMPTY_CAM", slot, 0, 0, 1)])
     got = await get(client, "HEAD_OFFICE")
     # Zone thresholds (high 10, medium 5) for the zone; site thresholds for hourly.
     assert got["zones"] == {"EMPLOYEE_AREA": {"peak": 8, "events": 3, "intensity": "medium"}}
@@ -208,8 +208,7 @@ async def test_an_empty_day_says_where_the_sites_data_lies(client):
                          "timestamp": "2026-01-04T20:00:00Z"},
                         {"site": "HEAD_OFFICE", "camera": "GATE", "people_count": 1,
                          "timestamp": "2026-03-01T12:00:00Z"}])
-    services(client).store.insert("slot_states", [edge_rows("KOLKATA", "d", "GATE", ts("2026-01-09T19:00:00+00:00"),
-                                                            1, 1, 1)], STATE_COLUMNS)
+    services(client).slots.write_states([edge_rows("KOLKATA", "d", "GATE", ts("2026-01-09T19:00:00+00:00"), 1, 1, 1)])
     empty = await get(client, "KOLKATA", "2026-01-07")
     assert empty["zones"] == {} and empty["meta"]["data_range"] == {"first_day": "2026-01-05",
                                                                       "last_day": "2026-01-10"}
@@ -291,9 +290,9 @@ def gate_first_document(dash):
 
     gate, read, real, calls = asyncio.Event(), asyncio.Event(), dash.store.aquery, []
 
-    async def aquery(sql, params):
-        rows = await real(sql, params)
-        if sql == dash._hours_sql:  # one document is one statement
+    async def aquery(sql, params, settings=None):
+        rows = await real(sql, params, settings)
+        if sql in (dash._hours_sql, DAY_READ):  # one document is one statement (the kept day)
             calls.append(sql)
             if len(calls) == 1:
                 read.set()
@@ -358,6 +357,46 @@ def test_a_trimmed_version_table_never_readmits_a_stale_answer():
     fresh = cache.version(key)
     cache.put(key, b"fresh", 60, fresh)
     assert cache.get(key) == b"fresh"
+
+
+def test_a_watched_days_answer_outlives_a_write_only_by_the_grace():
+    from central.dashboard import DashboardCache
+
+    cache = DashboardCache(60, 60)
+    key = ("S", "2026-01-05")
+    cache.put(key, b"before", 60, cache.version(key))
+    assert cache.is_current(key)
+    cache.invalidate(*key, grace=0.3)  # a write to a day someone watches
+    assert cache.get(key) == b"before" and not cache.is_current(key)
+    eventually(lambda: cache.get(key) is None, timeout=5, message="the old answer outlived its grace")
+    cache.put(key, b"after", 60, cache.version(key))
+    assert cache.get(key) == b"after" and cache.is_current(key)
+    cache.invalidate(*key)  # no one watches: gone at once
+    assert cache.get(key) is None
+
+
+async def test_a_poll_after_a_live_write_gets_the_old_answer_then_the_new_one(make_client):
+    client = await make_client(cache_ttl=60, cache_ttl_past=60)
+    slot = ts("2026-01-05T08:00:00+00:00")
+    await post(client, [{"site": "MIX", "camera": "CAM_A", "timestamp": slot + 60, "people_count": 3}])
+    svc = services(client)
+    dash = svc.dashboard
+    first = await get(client, "MIX")
+    assert first["zones"]["CAM_A"]["events"] == 1
+    # A state of the live feed, told as the consumer tells it (from its writer thread).
+    svc.slots.write_states([edge_rows("MIX", "dev1", "CAM_A", slot, 4, 2, 1)])
+    refreshes = dash.refreshes
+    client.server.app[ON_DATA].threadsafe(asyncio.get_running_loop())("MIX", {slot})
+    await asyncio.sleep(0)  # the call lands on the loop
+
+    async def fresh():
+        doc = await get(client, "MIX")
+        # Until it is fresh, only the answer from before the write, never a broken one.
+        assert doc["zones"]["CAM_A"]["events"] in (1, 2)
+        return doc["zones"]["CAM_A"]["events"] == 2
+
+    await eventually_async(fresh, timeout=5, message="the watched day was not recomputed")
+    assert dash.refreshes == refreshes + 1  # recomputed by the live path, not by a poll
 
 
 @pytest.mark.clock

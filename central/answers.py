@@ -1,0 +1,215 @@
+"""The kept answers: ``slot_answers``, the slot rule's answer per (site, camera, slot), kept on write.
+
+Computing the slot rule at read time means choosing a source for every (camera, slot) of
+the range: a GROUP BY over every key (about 560k for one site-year), which no cache can
+hide from the views that are watched live or that span months. So the answer is kept
+instead, and every view reads it with ``FINAL`` and aggregates straight into its buckets
+(:meth:`central.slots.SlotStore.merged_sql`).
+
+**Writes.** Each writer recomputes the answers of the slots it touched right after its
+insert, from the sources, with :meth:`~central.slots.SlotStore.refresh` (one
+``INSERT ... SELECT``): the MQTT consumer before it acknowledges a batch (a failed refresh
+is retried with the batch), ``POST /api/v1/events`` before it answers, reconciliation after
+it pins slots. An answer carries the writer's clock read before the statement as its
+version, so that the highest version of a slot saw every write an earlier one saw.
+
+**Other writers.** Rows the customer's own ingestion puts into ``camera_events`` are noted
+by the materialized view ``slot_dirty_mv`` in ``slot_dirty`` (kept two days), and
+:class:`DirtyFollower` in ``serve`` refreshes their slots about once a second (overlapping
+its last 5 s, for inserts that commit out of order), then tells the dashboard (its cached
+days of those slots are dropped). Central's own raw inserts pass there too; the refresh is
+idempotent.
+
+**Build.** :func:`build` creates the tables and the view, then computes the answers of all
+data already stored in chunks of one day with a progress line, and records version
+:data:`VERSION` in ``heatmap_schema``. Writes during the build are refreshed by their
+writers (a later version wins), so it needs no pause. Answers are kept only where the raw
+rollup is (:mod:`central.rollup`: the same grants and engines); otherwise, and until the
+build is complete, the views compute the rule at read time (slower), and ``/healthz``
+says which (``slot_answers``).
+
+Limits: rows deleted from the sources (``ALTER ... DELETE``, a TTL) leave their answers in
+place until the slot is written again; in cluster mode replicas' clocks must agree within
+the time between two writes of one slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from .days import DAYS_TABLE, DayKeeper
+from .exceptions import StorageError, StorageUnavailable
+from .rollup import RollupStatus, usable_source
+from .schema import TABLES, RawTime, table_ddl, table_exists
+from .sites import Sites
+from .slots import ANSWERS_TABLE, Scope, SlotStore
+from .store import Storage, Store
+
+__all__ = ["AnswersStatus", "VERSION", "VIEW", "DIRTY_TABLE", "status", "ensure", "build", "DirtyFollower"]
+
+logger = logging.getLogger(__name__)
+
+#: The heatmap_schema versions that record a complete build: of the slots, then of the
+#: site-days (central.days).
+VERSION = 101
+DAYS_VERSION = 102
+DIRTY_TABLE = "slot_dirty"
+VIEW = DIRTY_TABLE + "_mv"
+_CHUNK_SECONDS = 86400
+_OVERLAP_MS = 5000
+
+
+#: Whether readers may use the kept answers; ``reason`` says why not (or how they are
+#: kept): the shape of the rollup's status.
+AnswersStatus = RollupStatus
+
+
+
+def _recorded(store: Storage) -> set[int]:
+    rows = store.query("SELECT version FROM heatmap_schema FINAL WHERE version IN {v:Array(UInt32)}",
+                       parameters={"v": [VERSION, DAYS_VERSION]})
+    return {int(r[0]) for r in rows}
+
+
+def status(store: Storage, rollup: RollupStatus) -> AnswersStatus:
+    """Whether complete answers are kept (no DDL)."""
+    if not rollup.available:
+        return AnswersStatus(False, "no raw rollup (%s)" % rollup.reason)
+    if (_recorded(store) == {VERSION, DAYS_VERSION} and table_exists(store, VIEW) and table_exists(store, ANSWERS_TABLE)
+            and table_exists(store, DAYS_TABLE)):
+        return AnswersStatus(True, "kept on write, %s follows other writers" % VIEW)
+    return AnswersStatus(False, "not built yet: run python -m central migrate")
+
+
+def ensure(store: Storage, raw_time: RawTime, rollup: RollupStatus, cluster: str | None, build_it: bool,
+           sites: Sites, progress: Callable[[int, int, int], None] | None = None) -> AnswersStatus:
+    """Use the answers if complete, else build them when ``build_it``; never raises for
+    answers central may not keep (the answer says why, and the views compute the rule)."""
+    try:
+        current = status(store, rollup)
+        if current.available or not build_it or not rollup.available:
+            result = current
+        else:
+            result = build(store, raw_time, cluster, sites, progress)
+    except StorageUnavailable:
+        raise
+    except StorageError as exc:
+        result = AnswersStatus(False, "cannot build the kept answers: %s" % exc)
+    if result.available:
+        logger.info("slot answers: %s", result.reason)
+    else:
+        logger.warning("slot answers not kept, views compute the slot rule when read (slower): %s", result.reason)
+    return result
+
+
+def build(store: Storage, raw_time: RawTime, cluster: str | None, sites: Sites,
+          progress: Callable[[int, int, int], None] | None = None,
+          chunk_seconds: int = _CHUNK_SECONDS) -> AnswersStatus:
+    """(Re)create the tables and the view, and compute the answers of every stored slot,
+    then of every site-day (a build whose slots were done resumes with the days)."""
+    source, why = usable_source(store)
+    if source is None:
+        return AnswersStatus(False, why)
+    for name in (ANSWERS_TABLE, DIRTY_TABLE, DAYS_TABLE):
+        for stmt in table_ddl(TABLES[name], cluster):
+            store.command(stmt)
+    if VERSION not in _recorded(store) or not table_exists(store, VIEW):
+        _build_slots(store, raw_time, cluster, source, progress, chunk_seconds)
+    slots = SlotStore(store, raw_time, rollup=True, answers=True)
+    started = time.monotonic()
+    chunks = DayKeeper(slots, sites).build(progress)
+    store.insert("heatmap_schema", [[DAYS_VERSION, "day_answers built (%d chunks)" % chunks,
+                                     datetime.now(timezone.utc)]], ["version", "description", "applied_at"])
+    logger.info("day answers built: %d chunks in %.1f s", chunks, time.monotonic() - started)
+    return AnswersStatus(True, "kept on write, %s follows other writers" % VIEW)
+
+
+def _build_slots(store: Storage, raw_time: RawTime, cluster: str | None, source: str,
+                 progress: Callable[[int, int, int], None] | None, chunk_seconds: int) -> None:
+    on = " ON CLUSTER %s" % cluster if cluster else ""
+    dirty_target = DIRTY_TABLE + "_local" if cluster else DIRTY_TABLE
+    store.command("DROP VIEW IF EXISTS %s%s" % (VIEW, on))
+    store.command(
+        "CREATE MATERIALIZED VIEW %s%s TO %s AS SELECT DISTINCT site_name, cam_name, "
+        "toDateTime(%s, 'UTC') AS slot, now64(3, 'UTC') AS at FROM %s"
+        % (VIEW, on, dirty_target, raw_time.slot, source))
+    slots = SlotStore(store, raw_time, rollup=True)
+    started = time.monotonic()
+    # Every site and the span of every source (the rollup stands for raw).
+    rows = store.query(
+        "SELECT groupUniqArray(site_name), min(lo), max(hi) FROM ("
+        "SELECT site_name, min(slot) AS lo, max(slot) AS hi FROM slot_states GROUP BY site_name "
+        "UNION ALL SELECT site_name, min(slot), max(slot) FROM raw_slots GROUP BY site_name "
+        "UNION ALL SELECT site_name, min(slot), max(slot) FROM slot_repairs GROUP BY site_name)")
+    sites, lo, hi = rows[0] if rows else ([], None, None)
+    chunks = 0
+    if sites:
+        lo = int(lo.timestamp()) if isinstance(lo, datetime) else int(lo)
+        hi = (int(hi.timestamp()) if isinstance(hi, datetime) else int(hi)) + 900
+        step = max(900, chunk_seconds // 900 * 900)
+        pieces = list(range(lo - lo % step, hi, step))
+        for done, start in enumerate(pieces, 1):
+            slots.refresh_scope(Scope.of(sites, start, start + step))
+            if progress is not None:
+                progress(done, len(pieces), start + step)
+            elif done == len(pieces) or done % 30 == 0:
+                logger.info("slot answers build: %d/%d days, %.0f s", done, len(pieces), time.monotonic() - started)
+        chunks = len(pieces)
+    store.insert("heatmap_schema", [[VERSION, "slot_answers built (%d sites, %d chunks)" % (len(sites), chunks),
+                                     datetime.now(timezone.utc)]], ["version", "description", "applied_at"])
+    logger.info("slot answers built: %d sites, %d chunks in %.1f s", len(sites), chunks, time.monotonic() - started)
+
+
+class DirtyFollower:
+    """Refreshes the answers of slots that any writer put into camera_events (``serve``)."""
+
+    def __init__(self, slots: SlotStore, interval: float = 1.0,
+                 on_refreshed: Callable[[str, set[int]], None] | None = None):
+        self.slots = slots
+        self.store: Store = slots.store  # type: ignore[assignment]
+        self.interval = interval
+        self.on_refreshed = on_refreshed
+        self._since_ms = 0  # everything still in slot_dirty, at the first pass
+        self._seen_ms = -1
+        self.refreshed = 0
+        self.task: asyncio.Task | None = None  # set by whoever runs it
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.once()
+            except asyncio.CancelledError:
+                raise
+            except StorageError as exc:
+                logger.warning("slot answers: following other writers failed (retrying): %s", exc)
+            except Exception:
+                logger.exception("slot answers: following other writers failed")
+            await asyncio.sleep(self.interval)
+
+    async def once(self) -> int:
+        """One pass: refresh the slots noted since the last pass; returns how many days."""
+        rows = await self.store.aquery(
+            "SELECT intDiv(toUInt32(toUnixTimestamp(slot)), 86400) AS day, site_name, "
+            "groupUniqArray(toUInt32(toUnixTimestamp(slot))), toUInt64(toUnixTimestamp64Milli(max(at))) "
+            "FROM " + DIRTY_TABLE + " WHERE at >= fromUnixTimestamp64Milli({since:Int64}, 'UTC') "
+            "GROUP BY day, site_name ORDER BY day",
+            {"since": self._since_ms})
+        newest = max((int(r[3]) for r in rows), default=-1)
+        if newest <= self._seen_ms:
+            return 0
+        days: dict[int, dict[str, set[int]]] = {}
+        for day, site, slots, _ in rows:
+            days.setdefault(int(day), {})[str(site)] = {int(s) for s in slots}
+        for touched in days.values():
+            await self.slots.arefresh(touched)
+            if self.on_refreshed is not None:
+                for site, slots in touched.items():
+                    self.on_refreshed(site, slots)
+        self.refreshed += len(days)
+        self._seen_ms = newest
+        self._since_ms = newest - _OVERLAP_MS
+        return len(days)

@@ -1,0 +1,255 @@
+"""The kept answers (``slot_answers``) against the slot rule computed from the sources.
+
+Every check compares what the views read (:meth:`SlotStore.merged_sql` with answers kept)
+with the rule computed at read time (:meth:`SlotStore.computed_sql`) over random worlds of
+states (several devices and revisions), raw rows and pins, written by every path: the slot
+store's writers, a build over data written before the answers existed, and rows another
+client puts into camera_events (followed through ``slot_dirty``).
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from central import answers, rollup, schema
+from central.dashboard import HOURS_SQL, compute
+from central.days import DayKeeper
+from central.sites import Site, Sites, Thresholds, local_day
+from central.slots import RAW_COLUMNS, Scope, SlotStore
+from central.store import Store
+from tests.central.conftest import services
+from tests.harness import eventually, eventually_async
+
+T0 = 1767571200  # 2026-01-05T00:00:00Z
+NOW = datetime(2026, 2, 1, tzinfo=timezone.utc)
+SITES = ("A", "B", "KOLKATA")
+CAMS = ("C1", "C2", "C3")
+SCOPE = Scope.of(SITES, T0 - 86400, T0 + 3 * 86400)
+SITES_OF = Sites({name: Site(name, name, zone, Thresholds())
+                  for name, zone in (("KOLKATA", "Asia/Kolkata"), ("B", "America/New_York"))})
+
+
+def dt(ts: int) -> datetime:
+    return datetime.fromtimestamp(ts, timezone.utc)
+
+
+def open_slots(clickhouse_url: str, keep: bool) -> SlotStore:
+    store = Store(clickhouse_url)
+    schema.migrate(store)
+    raw_time = schema.detect_raw_time(store)
+    built = rollup.build(store, raw_time, None)
+    kept = answers.build(store, raw_time, None, SITES_OF) if keep else answers.AnswersStatus(False, "")
+    slots = SlotStore(store, raw_time, rollup=built.available, answers=kept.available)
+    if kept.available:
+        slots.days = DayKeeper(slots, SITES_OF)
+    return slots
+
+
+def check_days(slots: SlotStore, scope: Scope = SCOPE) -> int:
+    """Every local day of the scope's sites: the dashboard's document from the kept day =
+    the one from its statement over the rule computed from the sources; returns the days
+    with events."""
+    computed = HOURS_SQL % slots.computed_sql(Scope.of((), 0, 0))
+    with_events = 0
+    for site in scope.sites:
+        tz = SITES_OF.get(site).tz
+        day = datetime.fromtimestamp(scope.lo, tz).date()
+        while local_day(day, tz)[0] < scope.hi:
+            start, end = local_day(day, tz)
+            want = slots.store.query(computed, parameters={**Scope.of([site], start, end).params(),
+                                                           "tz": SITES_OF.get(site).timezone})
+            got = slots.days.day(site, day)
+            assert got is not None
+            site_of = SITES_OF.get(site)
+            assert compute(site_of, day, got, now=0) == compute(site_of, day, want, now=0), (site, day)
+            with_events += bool(want)
+            day += timedelta(days=1)
+    return with_events
+
+
+def kept_and_computed(slots: SlotStore, scope: Scope = SCOPE) -> tuple[list, list]:
+    order = " ORDER BY site_name, cam_name, slot"
+    kept = slots.store.query("SELECT * FROM (%s)%s" % (slots.merged_sql(scope), order), parameters=scope.params())
+    computed = slots.store.query("SELECT * FROM (%s)%s" % (slots.computed_sql(scope), order),
+                                 parameters=scope.params())
+    return [tuple(r) for r in kept], [tuple(r) for r in computed]
+
+
+def some_slot(rng: random.Random) -> int:
+    return T0 + rng.randrange(0, 2 * 96) * 900
+
+
+def states(rng: random.Random, n: int) -> list[list]:
+    """States as devices send them: one revision, one content (a random 9-digit revision
+    each, so older revisions also arrive after newer ones)."""
+    return [[rng.choice(SITES), "dev%d" % rng.randrange(3), rng.choice(CAMS), dt(some_slot(rng)),
+             rng.randrange(0, 40), rng.randrange(0, 50),
+             {name: rng.randrange(1, 4) for name in rng.sample(["FALL", "FIGHT"], rng.randrange(0, 3))},
+             rng.randrange(10**9), NOW] for _ in range(n)]
+
+
+def raws(rng: random.Random, n: int) -> list[list]:
+    return [[rng.choice(SITES), rng.choice(CAMS), rng.randrange(0, 40), some_slot(rng) + rng.randrange(900),
+             rng.sample(["FALL", "CROWD"], rng.randrange(0, 3))] for _ in range(n)]
+
+
+def pins(rng: random.Random, n: int) -> list[list]:
+    return [[rng.choice(SITES), rng.choice(CAMS), dt(some_slot(rng)), "run", NOW, "test", "drift",
+             0, 0, {}, 0, 0, 0, {}] for _ in range(n)]
+
+
+def write_raw(slots: SlotStore, rows: list[list]) -> None:
+    """Raw rows as central's ingest writes them: insert, then refresh the touched slots."""
+    slots.store.insert("camera_events", rows, RAW_COLUMNS)
+    touched: dict[str, set[int]] = {}
+    for site, _, _, ts, _ in rows:
+        touched.setdefault(site, set()).add(ts - ts % 900)
+    slots.refresh(touched)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_kept_answers_follow_every_write(clickhouse_url, seed):
+    rng = random.Random(seed)
+    slots = open_slots(clickhouse_url, keep=True)
+    try:
+        for _ in range(6):  # rounds of writes: later revisions, new pins, more raw
+            write_raw(slots, raws(rng, 60))
+            slots.write_states(states(rng, 40))
+            slots.write_repairs(pins(rng, 3))
+            kept, computed = kept_and_computed(slots)
+            assert kept == computed
+            assert check_days(slots) > 3
+        assert any(r[-1] == "repaired" for r in kept) and any(r[-1] == "edge" for r in kept)
+        assert any(r[-1] == "raw" for r in kept)
+        slots.store.command("OPTIMIZE TABLE slot_answers FINAL")
+        assert kept_and_computed(slots) == (kept, computed)
+        # Per-site windows read the same answers.
+        windowed = Scope.per_site({"A": (T0, T0 + 86400), "KOLKATA": (T0 + 3600, T0 + 7200)})
+        kept_w, computed_w = kept_and_computed(slots, windowed)
+        assert kept_w == computed_w and {r[0] for r in kept_w} == {"A", "KOLKATA"}
+    finally:
+        slots.store.close()
+
+
+def test_a_pin_without_raw_takes_the_answer_away(clickhouse_url):
+    slots = open_slots(clickhouse_url, keep=True)
+    try:
+        slots.write_states([["A", "d", "C1", dt(T0), 5, 7, {}, 1, NOW]])
+        assert [r[4] for r in kept_and_computed(slots)[0]] == [7]
+        slots.write_repairs([["A", "C1", dt(T0), "run", NOW, "test", "drift", 5, 7, {}, 1, 0, 0, {}]])
+        kept, computed = kept_and_computed(slots)
+        assert kept == computed == []
+        assert check_days(slots) == 0 and slots.days.day("A", datetime(2026, 1, 5).date()) == []
+        # The tombstone is a row: it is dropped after FINAL, not before.
+        assert slots.store.query("SELECT present FROM slot_answers FINAL") == [(0,)]
+    finally:
+        slots.store.close()
+
+
+def test_build_computes_what_was_stored_before(clickhouse_url):
+    rng = random.Random(7)
+    slots = open_slots(clickhouse_url, keep=False)
+    store = slots.store
+    try:
+        store.insert("camera_events", raws(rng, 200), RAW_COLUMNS)
+        slots.write_states(states(rng, 150))
+        slots.write_repairs(pins(rng, 10))
+        assert answers.status(store, rollup.status(store)).available is False
+        done = []
+        built = answers.build(store, slots.raw_time, None, SITES_OF, progress=lambda *a: done.append(a),
+                              chunk_seconds=86400)
+        assert built.available and answers.status(store, rollup.status(store)).available
+        assert done and done[-1][0] == done[-1][1]  # the progress reached the last chunk
+        kept = SlotStore(store, slots.raw_time, rollup=True, answers=True)
+        kept.days = DayKeeper(kept, SITES_OF)
+        got, computed = kept_and_computed(kept)
+        assert got == computed and len(got) > 100
+        assert check_days(kept) > 3
+    finally:
+        store.close()
+
+
+async def test_another_writers_raw_rows_are_followed(clickhouse_url):
+    slots = open_slots(clickhouse_url, keep=True)
+    try:
+        follower = answers.DirtyFollower(slots)
+        assert await follower.once() == 0
+        told = []
+        follower.on_refreshed = lambda site, touched: told.append((site, sorted(touched)))
+        # Another client: rows land in camera_events without a refresh.
+        slots.store.insert("camera_events", [["B", "C2", 9, T0 + 60, ["FALL"]], ["B", "C2", 3, T0 + 86400 + 5, []]],
+                           RAW_COLUMNS)
+        kept, computed = kept_and_computed(slots)
+        assert kept == [] and len(computed) == 2  # not kept yet: the check can fail
+        assert await follower.once() == 2  # two UTC days
+        kept, computed = kept_and_computed(slots)
+        assert kept == computed and len(kept) == 2
+        assert check_days(slots) == 2
+        assert sorted(told) == [("B", [T0]), ("B", [T0 + 86400])]
+        assert await follower.once() == 0  # nothing new
+    finally:
+        slots.store.close()
+
+
+async def test_the_app_keeps_answers_and_says_so(client):
+    health = await (await client.get("/healthz")).json()
+    assert health["slot_answers"]["available"] is True
+    svc = services(client)
+    assert svc.slots.answers is True
+    resp = await client.post("/api/v1/events", json=[
+        {"site": "HEAD_OFFICE", "camera": "GATE", "timestamp": T0 + 30, "people_count": 4, "triggers": ["FALL"]}])
+    assert resp.status == 201
+    rows = svc.store.query("SELECT cam_name, peak, events, source FROM slot_answers FINAL WHERE site_name = 'HEAD_OFFICE'")
+    assert rows == [("GATE", 4, 1, "raw")]  # kept before the POST was answered
+
+    async def followed():
+        doc = await (await client.get("/api/v1/dashboard/HEAD_OFFICE?date=2026-01-05")).json()
+        return doc["zones"].get("GATE", {}).get("events") == 2
+
+    svc.store.insert("camera_events", [["HEAD_OFFICE", "GATE", 2, T0 + 90, []]], RAW_COLUMNS)
+    await eventually_async(followed, message="another writer's row was not followed")
+
+
+def test_days_cut_in_an_old_zone_are_recut_at_start(clickhouse_url):
+    slots = open_slots(clickhouse_url, keep=True)
+    try:
+        # "A" is in UTC: a slot at 20:00 UTC is on 01-05.
+        slots.write_states([["A", "d", "C1", dt(T0 + 20 * 3600), 5, 7, {}, 1, NOW]])
+        assert slots.days.day("A", datetime(2026, 1, 5).date())
+        moved = Sites({**SITES_OF.configured, "A": Site("A", "A", "Asia/Kolkata", Thresholds())})
+        keeper = DayKeeper(slots, moved)
+        # Cut in UTC, the kept day is not served as Kolkata's (None: read the slots).
+        assert keeper.day("A", datetime(2026, 1, 5).date()) is None
+        assert keeper.resync() == 1 and keeper.resync() == 0
+        # 20:00 UTC is 01:30 on 01-06 in Kolkata.
+        assert keeper.day("A", datetime(2026, 1, 5).date()) == []
+        assert [r[:4] for r in keeper.day("A", datetime(2026, 1, 6).date())] == [("C1", 1, 5, 7)]
+    finally:
+        slots.store.close()
+
+
+def test_the_live_feed_keeps_its_days_behind_and_says_when(clickhouse_url):
+    slots = open_slots(clickhouse_url, keep=True)
+    keeper = slots.days
+    told = []
+    try:
+        keeper.start(lambda site, touched: told.append((site, sorted(touched), keeper.day(site, day5))),
+                     coalesce=0.2)
+        day5 = datetime(2026, 1, 5).date()
+        slots.write_states([["A", "d", "C1", dt(T0 + 3600), 5, 7, {}, 1, NOW]])  # a test writer: days at once
+        slots.store.insert("slot_states", [["A", "d", "C1", dt(T0 + 7200), 6, 2, {}, 1, NOW]],
+                           ("site_name", "device_id", "cam_name", "slot", "peak", "events", "triggers", "rev",
+                            "received_at"))
+        slots.refresh({"A": {T0 + 7200}}, days=False)  # as the consumer does before its ack
+        keeper.submit({"A": {T0 + 7200}})
+        assert keeper.is_pending("A", day5) and not keeper.is_pending("A", day5 + timedelta(days=1))
+        eventually(lambda: told, timeout=10, message="the keeper did not tell")
+        site, touched, kept = told[0]
+        assert (site, touched) == ("A", [T0 + 7200]) and not keeper.is_pending("A", day5)
+        assert sorted(r[:4] for r in kept) == [("C1", 1, 5, 7), ("C1", 2, 6, 2)]  # kept before it told
+    finally:
+        keeper.stop()
+        slots.store.close()

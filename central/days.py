@@ -9,8 +9,9 @@ overview's slots, of which 66 ms is ``FINAL`` over 100 key ranges).
 **Writes.** :meth:`DayKeeper.refresh` follows :meth:`central.slots.SlotStore.refresh`
 (the slot store calls it after keeping the slots' answers): the local days holding the
 touched slots are recomputed from ``slot_answers``, one statement per time zone. Each
-recomputed day first gets an empty row (version ``v``), then its answer (``v + 1``), so a day
-whose slots no longer have any events is empty, not stale. Versions are the writer's clock
+recomputed day gets its answer (version ``v + 1``), then an empty row (``v``) that only
+wins where the day has no answer any more: a day whose slots no longer have any events is
+empty, not stale, and a failed statement leaves the last answer, not an empty day. Versions are the writer's clock
 read before the statements, as for the slots.
 
 **Time zones.** A row records the zone it was cut in. At start-up :meth:`DayKeeper.resync`
@@ -195,10 +196,12 @@ class DayKeeper:
             while d <= last:
                 empty.append([site, d, s.timezone, [], [], [], [], {}, 0, 0, 0, [], [], [], [], [], ver])
                 d += timedelta(days=1)
-        self.store.insert(DAYS_TABLE, empty, DAY_COLUMNS)
+        # The answers first: if a statement fails, the days keep their last answer (and the
+        # caller retries), rather than an empty row that beats it.
         for tz, windows in zones.items():
             scope = Scope.per_site(windows)
             self.store.command(self._sql, parameters={**scope.params(), "tz": tz, "ver": ver + 1})
+        self.store.insert(DAYS_TABLE, empty, DAY_COLUMNS)
 
     def resync(self) -> int:
         """Recompute every kept day of the sites whose zone changed; returns how many sites."""

@@ -93,8 +93,10 @@ def _init_schema(store: Store, config: Config, metrics: Metrics, sites: Sites) -
     built = rollup.ensure(store, raw_time, config.clickhouse_cluster, build_it=store.engine == "chdb")
     kept = answers.ensure(store, raw_time, built, config.clickhouse_cluster, build_it=store.engine == "chdb",
                           sites=sites)
-    if kept.available:  # days cut in a zone the sites file no longer gives
-        DayKeeper(SlotStore(store, raw_time, rollup=True, answers=True), sites).resync()
+    if kept.available:  # days cut in a zone the sites file no longer gives, or left behind by a crash
+        keeper = DayKeeper(SlotStore(store, raw_time, rollup=True, answers=True), sites)
+        keeper.resync()
+        keeper.catch_up()
     return SchemaFacts(raw_time, dedup, built, kept)
 
 

@@ -14,6 +14,10 @@ wins where the day has no answer any more: a day whose slots no longer have any 
 empty, not stale, and a failed statement leaves the last answer, not an empty day. Versions are the writer's clock
 read before the statements, as for the slots.
 
+**Crashes.** The live feed's days are kept behind the acknowledgement (:meth:`start`);
+at start-up :meth:`catch_up` recomputes the days of every slot kept since the newest day
+(less a minute), so a crash between the two leaves nothing behind.
+
 **Time zones.** A row records the zone it was cut in. At start-up :meth:`DayKeeper.resync`
 recomputes every day of a site whose configured zone differs (a changed sites file).
 
@@ -214,6 +218,23 @@ class DayKeeper:
             # The old zone's days may reach a day further either way than the new zone's.
             self._recompute({site: (first - timedelta(days=1), last + timedelta(days=1))})
         return len(rows)
+
+    def catch_up(self, margin: float = 60.0) -> int:
+        """Recompute the days of slots kept since the last day was (less ``margin`` seconds):
+        the live feed's days are kept behind the acknowledgement, so a crash can leave
+        some behind their slots. Returns how many sites."""
+        rows = self.store.query("SELECT max(ver) FROM " + DAYS_TABLE)
+        newest = int(rows[0][0]) if rows and rows[0][0] else 0
+        if not newest:
+            return 0
+        since = max(0, newest - int(margin * 1e9))
+        rows = self.store.query("SELECT site_name, groupUniqArray(toUInt32(toUnixTimestamp(slot))) FROM slot_answers "
+                                "WHERE ver > {since:UInt64} GROUP BY site_name", parameters={"since": since})
+        touched = {str(site): {int(s) for s in slots} for site, slots in rows}
+        if touched:
+            logger.info("site-days: catching up %d site(s) kept behind their slots", len(touched))
+            self.refresh(touched)
+        return len(touched)
 
     def _zones(self) -> dict:
         names = sorted(self.sites.configured)

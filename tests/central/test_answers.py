@@ -253,3 +253,20 @@ def test_the_live_feed_keeps_its_days_behind_and_says_when(clickhouse_url):
     finally:
         keeper.stop()
         slots.store.close()
+
+
+def test_days_left_behind_by_a_crash_are_caught_up_at_start(clickhouse_url):
+    slots = open_slots(clickhouse_url, keep=True)
+    try:
+        day5 = datetime(2026, 1, 5).date()
+        slots.write_states([["A", "d", "C1", dt(T0), 5, 7, {}, 1, NOW]])  # slots and days kept
+        slots.store.insert("slot_states", [["A", "d", "C1", dt(T0 + 900), 6, 2, {}, 1, NOW]],
+                           ("site_name", "device_id", "cam_name", "slot", "peak", "events", "triggers", "rev",
+                            "received_at"))
+        slots.refresh({"A": {T0 + 900}}, days=False)  # acknowledged; the process dies before the keeper runs
+        assert [r[:4] for r in slots.days.day("A", day5)] == [("C1", 0, 5, 7)]
+        assert DayKeeper(slots, SITES_OF).catch_up() == 1  # the next start
+        assert [r[:4] for r in slots.days.day("A", day5)] == [("C1", 0, 6, 9)]
+        assert check_days(slots) == 1
+    finally:
+        slots.store.close()

@@ -27,7 +27,7 @@ from shared.slots import SLOT_SECONDS
 
 from .sites import local_day
 
-__all__ = ["KINDS", "Bucket", "key_sql", "OFFSET_SQL", "enumerate_buckets", "local_iso", "EPOCH"]
+__all__ = ["KINDS", "Bucket", "key_sql", "OFFSET_SQL", "enumerate_buckets", "local_iso", "day_offsets", "EPOCH"]
 
 KINDS = ("slot", "hour", "day", "week")
 EPOCH = date(1970, 1, 1)
@@ -66,14 +66,13 @@ def _offset(ts: int, tz: ZoneInfo) -> int:
     return int(datetime.fromtimestamp(ts, tz).utcoffset().total_seconds())  # type: ignore[union-attr]
 
 
-def _day_offsets(tz: ZoneInfo, start: int, end: int) -> Iterator[tuple[int, int, int]]:
-    """(from, to, offset) pieces of the local day [start, end): at most one clock change a
-    day, always at a slot boundary, found by bisection (a zoneinfo lookup per slot costs
-    more than the rest of a month of hour buckets)."""
+def day_offsets(tz: ZoneInfo, start: int, end: int) -> tuple[int, int, int]:
+    """(offset at the start, instant of the change or ``end``, offset after it) of the local
+    day [start, end): at most one clock change a day, always at a slot boundary, found by
+    bisection (a zoneinfo lookup per slot costs more than a month of hour buckets)."""
     first, last = _offset(start, tz), _offset(end - SLOT_SECONDS, tz)
     if first == last:
-        yield start, end, first
-        return
+        return first, end, last
     lo, hi = start // SLOT_SECONDS, (end - SLOT_SECONDS) // SLOT_SECONDS  # offset(lo) == first
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -81,8 +80,15 @@ def _day_offsets(tz: ZoneInfo, start: int, end: int) -> Iterator[tuple[int, int,
             lo = mid
         else:
             hi = mid
-    yield start, hi * SLOT_SECONDS, first
-    yield hi * SLOT_SECONDS, end, last
+    return first, hi * SLOT_SECONDS, last
+
+
+def _day_pieces(tz: ZoneInfo, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(from, to, offset) pieces of the local day [start, end)."""
+    first, switch, last = day_offsets(tz, start, end)
+    yield start, switch, first
+    if switch < end:
+        yield switch, end, last
 
 
 def _label(ts: int, off: int) -> str:
@@ -102,7 +108,7 @@ def enumerate_buckets(tz: ZoneInfo, first: date, last: date, kind: str) -> list[
     if kind in ("slot", "hour"):
         day = first
         while day <= last:
-            for start, end, off in _day_offsets(tz, *local_day(day, tz)):
+            for start, end, off in _day_pieces(tz, *local_day(day, tz)):
                 for ts in range(start, end, SLOT_SECONDS):
                     key = ts if kind == "slot" else ((ts + off) // 3600) * 128 + off // SLOT_SECONDS
                     if out and out[-1].key == key:

@@ -11,11 +11,10 @@ and the registry.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
-from shared.slots import SLOT_SECONDS
-
+from .buckets import day_offsets
 from .coverage import Coverage
 from .days import DAYS_TABLE
 from .registry import Registry
@@ -71,24 +70,6 @@ GROUP BY GROUPING SETS ((site_name, cam_name), (site_name, h))
 """
 
 
-def _offset(ts: int, site: Site) -> int:
-    return int(datetime.fromtimestamp(ts, site.tz).utcoffset().total_seconds())  # type: ignore[union-attr]
-
-
-def _day_offsets(site: Site, start: int, end: int) -> tuple[int, int, int]:
-    """(offset at the start, instant of the change or ``end``, offset after it): a local day
-    holds at most one clock change, always at a slot boundary."""
-    first, last = _offset(start, site), _offset(end - SLOT_SECONDS, site)
-    if first == last:
-        return first, end, last
-    lo, hi = start // SLOT_SECONDS, (end - SLOT_SECONDS) // SLOT_SECONDS  # offset(lo) == first, offset(hi) == last
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if _offset(mid * SLOT_SECONDS, site) == first:
-            lo = mid
-        else:
-            hi = mid
-    return first, hi * SLOT_SECONDS, last
 
 
 class _Row:
@@ -139,7 +120,7 @@ class Overview:
             for site_name, *kept in await self.store.aquery(_DAYS_SQL, params):
                 rows[site_name] = _Row.of_day(*kept)
         elif names:
-            offsets = [_day_offsets(s, *windows[s.name]) for s in sites]
+            offsets = [day_offsets(s.tz, *windows[s.name]) for s in sites]
             params = {**scope.params(), "off1": [o[0] for o in offsets], "switch": [o[1] for o in offsets],
                       "off2": [o[2] for o in offsets]}
             for site_name, cam, h, peak, events, triggers, edge, slots in await self.store.aquery(self._sql, params):

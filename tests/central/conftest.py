@@ -24,6 +24,8 @@ import clickhouse_connect
 import pytest
 from clickhouse_connect.driver import exceptions as ch_errors
 
+import central.answers
+import central.app
 from central.app import create_app
 from central.config import Config
 from central.state import (
@@ -163,3 +165,13 @@ def services(client):
         config=app[CONFIG], store=app[STORE], ingestor=app[INGESTOR], dashboard=app[DASHBOARD].value,
         consumer=app[CONSUMER].value, raw_time=facts.raw_time if facts is not None else None,
         sites=app[SITES], alert_rules=app[ALERT_RULES], alerts=app[ALERTS].value, slots=app[SLOTS].value)
+
+
+@pytest.fixture(params=["kept", "computed"])
+def answers_mode(request, monkeypatch):
+    """Run a range test twice: on the kept answers, and with none kept (the views compute
+    the slot rule when read, as where central may not create the views)."""
+    if request.param == "computed":
+        monkeypatch.setattr(central.app.answers, "ensure",
+                            lambda *a, **k: central.answers.AnswersStatus(False, "not kept in this test"))
+    return request.param

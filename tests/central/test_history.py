@@ -16,11 +16,14 @@ from zoneinfo import ZoneInfo
 from central.state import SITES
 from tests.central._oracle import World, local_bounds
 from tests.central._range import get, load, range_app, world_for
+from tests.central.conftest import services
 
 
 @pytest.fixture
-async def client(make_client, tmp_path):
-    return await range_app(make_client, tmp_path)
+async def client(make_client, tmp_path, answers_mode):
+    client = await range_app(make_client, tmp_path)
+    assert services(client).slots.answers is (answers_mode == "kept")
+    return client
 
 
 def seen(series):

@@ -15,8 +15,10 @@ from tests.central.conftest import services
 
 
 @pytest.fixture
-async def client(make_client, tmp_path):
-    return await range_app(make_client, tmp_path)
+async def client(make_client, tmp_path, answers_mode):
+    client = await range_app(make_client, tmp_path)
+    assert services(client).slots.answers is (answers_mode == "kept")
+    return client
 
 
 async def test_overview_of_every_site_matches_the_oracle(client):

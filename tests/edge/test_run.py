@@ -358,13 +358,15 @@ def test_an_input_that_dies_takes_the_agent_down_and_stops_the_watchdog(tmp_path
         proc, lines = spawn_watched(env, code)
         try:
             assert lines.wait_for(ready), lines.lines
+            got = []
+            while "WATCHDOG=1" not in got:  # fed while the input lives (before the kill, not by luck)
+                got.append(notify.recv(4096).decode())
             if kind == "datagram":
                 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
                     sock.sendto(_burst("DOOR", 1), ("127.0.0.1", port))
             else:
                 _publish(mosquitto, "ds/detections", [_burst("DOOR", 1)])
             assert proc.wait(15) == 1
-            got = []
             while "STOPPING=1" not in got:
                 got.append(notify.recv(4096).decode())
         finally:

@@ -15,7 +15,7 @@ import pytest
 from central.alerts.evaluate import make_alert
 from tests.central.conftest import SITES_TOML, services
 from tests.central.test_api import conforms
-from tests.harness import WebhookReceiver
+from tests.harness import WebhookReceiver, eventually_async
 
 SECRET = "s3cret"
 BODY_KEYS = {"id", "rule", "kind", "site_name", "cam_name", "device_id", "at", "local_time", "value",
@@ -93,12 +93,8 @@ webhook = "%s"
         doc = await conforms(await client.get("/api/v1/alerts?site=HEAD_OFFICE", headers=auth), "/api/v1/alerts")
         return doc["alerts"] if all(a["delivery"]["state"] == "delivered" for a in doc["alerts"]) else None
 
-    alerts = None
-    for _ in range(100):  # the delivered state is written right after the 2xx
-        alerts = await listed()
-        if alerts:
-            break
-        await asyncio.sleep(0.05)
+    # The delivered state is written right after the 2xx.
+    alerts = await eventually_async(listed, message="the alerts were not listed as delivered")
     assert [a["value"] for a in alerts] == [2, 1]  # newest first
     assert alerts[1]["delivery"]["attempts"] == 1 and alerts[1]["delivery"]["delivered_at"]
     assert await metric(client, "heatmap_alerts_fired_total") == 2
@@ -161,11 +157,8 @@ webhook = "%s"
 
 async def _idle(svc) -> None:
     """Wait until the app has no evaluation or delivery task running."""
-    for _ in range(200):
-        if not svc.alerts._tasks and not svc.alerts.deliverer._inflight:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("alert tasks still running")
+    await eventually_async(lambda: not svc.alerts._tasks and not svc.alerts.deliverer._inflight,
+                           timeout=4, message="alert tasks still running")
 
 
 async def test_local_hours_are_site_time_and_a_pinned_clock_decides(tmp_path, make_client, receiver):

@@ -387,7 +387,6 @@ async def test_a_poll_after_a_live_write_gets_the_old_answer_then_the_new_one(ma
     svc.slots.write_states([edge_rows("MIX", "dev1", "CAM_A", slot, 4, 2, 1)])
     refreshes = dash.refreshes
     client.server.app[ON_DATA].threadsafe(asyncio.get_running_loop())("MIX", {slot})
-    await asyncio.sleep(0)  # the call lands on the loop
 
     async def fresh():
         doc = await get(client, "MIX")

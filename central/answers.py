@@ -41,12 +41,14 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+from shared.slots import SLOT_SECONDS
+
 from .days import DAYS_TABLE, DayKeeper
 from .exceptions import StorageError, StorageUnavailable
 from .rollup import RollupStatus, usable_source
 from .schema import TABLES, RawTime, table_ddl, table_exists
 from .sites import Sites
-from .slots import ANSWERS_TABLE, Scope, SlotStore
+from .slots import ANSWERS_TABLE, Scope, SlotStore, unix
 from .store import Storage, Store
 
 __all__ = ["AnswersStatus", "VERSION", "VIEW", "DIRTY_TABLE", "status", "ensure", "build", "DirtyFollower"]
@@ -148,9 +150,8 @@ def _build_slots(store: Storage, raw_time: RawTime, cluster: str | None, source:
     sites, lo, hi = rows[0] if rows else ([], None, None)
     chunks = 0
     if sites:
-        lo = int(lo.timestamp()) if isinstance(lo, datetime) else int(lo)
-        hi = (int(hi.timestamp()) if isinstance(hi, datetime) else int(hi)) + 900
-        step = max(900, chunk_seconds // 900 * 900)
+        lo, hi = unix(lo), unix(hi) + SLOT_SECONDS
+        step = max(SLOT_SECONDS, chunk_seconds // SLOT_SECONDS * SLOT_SECONDS)
         pieces = list(range(lo - lo % step, hi, step))
         for done, start in enumerate(pieces, 1):
             slots.refresh_scope(Scope.of(sites, start, start + step))

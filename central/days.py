@@ -32,11 +32,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 from .exceptions import StorageError
 from .sites import Sites, local_day
-from .slots import Scope, SlotStore, version
+from .slots import Scope, SlotStore, unix, version
 from .store import Storage
 
 __all__ = ["DAYS_TABLE", "DAY_COLUMNS", "DayKeeper", "day_rows"]
@@ -246,8 +246,8 @@ class DayKeeper:
         zones: dict[str, dict[str, tuple[int, int]]] = {}
         for site, lo, hi in rows:
             s = self.sites.get(site)
-            first = datetime.fromtimestamp(_seconds(lo), s.tz).date()
-            last = datetime.fromtimestamp(_seconds(hi), s.tz).date()
+            first = datetime.fromtimestamp(unix(lo), s.tz).date()
+            last = datetime.fromtimestamp(unix(hi), s.tz).date()
             zones.setdefault(s.timezone, {})[site] = (first, last)  # type: ignore[assignment]
         pieces = []
         for tz, spans in zones.items():
@@ -291,6 +291,3 @@ class DayKeeper:
             return None
         return day_rows(*arrays)
 
-
-def _seconds(value) -> int:
-    return int(value.replace(tzinfo=value.tzinfo or timezone.utc).timestamp()) if isinstance(value, datetime) else int(value)

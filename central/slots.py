@@ -50,6 +50,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 from shared.slots import SLOT_SECONDS
@@ -70,6 +71,7 @@ __all__ = [
     "as_counts",
     "touched_scope",
     "version",
+    "unix",
 ]
 
 ROLLUP_TABLE = "raw_slots"
@@ -423,13 +425,21 @@ def touched_scope(touched: dict[str, Iterable[int]]) -> Scope | None:
     return Scope.per_site(windows) if windows else None
 
 
+def unix(value: Any) -> int:
+    """Unix seconds of a slot as a row holds it: a datetime (naive ones are UTC, as
+    clickhouse-connect returns a DateTime('UTC') column) or a number."""
+    if isinstance(value, datetime):
+        return int(value.replace(tzinfo=value.tzinfo or timezone.utc).timestamp())
+    return int(value)
+
+
 def _touched(rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> dict[str, set[int]]:
     """site -> slot starts of rows about to be written (slot a datetime or Unix seconds)."""
     site_at, slot_at = columns.index("site_name"), columns.index("slot")
     touched: dict[str, set[int]] = {}
     for row in rows:
         slot = row[slot_at]
-        touched.setdefault(str(row[site_at]), set()).add(int(slot.timestamp()) if hasattr(slot, "timestamp") else int(slot))
+        touched.setdefault(str(row[site_at]), set()).add(unix(slot))
     return touched
 
 

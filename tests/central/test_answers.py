@@ -10,6 +10,7 @@ client puts into camera_events (followed through ``slot_dirty``).
 from __future__ import annotations
 
 import random
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -149,12 +150,24 @@ def test_a_pin_without_raw_takes_the_answer_away(clickhouse_url):
         slots.store.close()
 
 
-def test_build_computes_what_was_stored_before(clickhouse_url):
+@pytest.fixture(params=["UTC", "Asia/Kolkata"])
+def host_zone(request, monkeypatch):
+    """The process's local time zone (clickhouse-connect returns DateTime('UTC') naive)."""
+    monkeypatch.setenv("TZ", request.param)
+    time.tzset()
+    yield request.param
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_build_computes_what_was_stored_before(clickhouse_url, host_zone):
     rng = random.Random(7)
     slots = open_slots(clickhouse_url, keep=False)
     store = slots.store
     try:
         store.insert("camera_events", raws(rng, 200), RAW_COLUMNS)
+        # The last row an hour into a day: a range read as local time would end before it.
+        store.insert("camera_events", [["B", "C1", 3, T0 + 2 * 86400 + 3600, []]], RAW_COLUMNS)
         slots.write_states(states(rng, 150))
         slots.write_repairs(pins(rng, 10))
         assert answers.status(store, rollup.status(store)).available is False

@@ -167,8 +167,14 @@ class DatagramInput:
             log.exception("datagram input failed on a datagram")
 
     def handle(self, data: bytes) -> int:
-        """Count the events of one datagram; returns how many were accepted."""
-        self.datagrams += 1
+        """Count the events of one datagram; returns how many were accepted. The datagram is
+        counted once it is handled, so a reader of the counter sees its events too."""
+        try:
+            return self._handle(data)
+        finally:
+            self.datagrams += 1
+
+    def _handle(self, data: bytes) -> int:
         if b"\n" not in data.strip():
             obj = self._loads(data)
             objs = [] if obj is None else obj if obj.__class__ is list else [obj]

@@ -34,6 +34,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from shared import protocol, topics
 from shared.exceptions import HeatmapError
+from shared.paho_close import stop_client
 from shared.slots import SLOT_SECONDS
 
 from .config import Config
@@ -423,8 +424,7 @@ class Consumer:
         self._stopping.set()
         self._decoder.join(self.shutdown_timeout + 35)
         self._writer.join(self.shutdown_timeout + 35)
-        self._client.disconnect()
-        self._client.loop_stop()
+        stop_client(self._client)
         self.connected = False
         self.subscribed.clear()
         self.metrics.mqtt_connected.set(0)

@@ -20,6 +20,7 @@ from typing import Callable, Optional, Union
 import paho.mqtt.client as mqtt
 
 from shared.exceptions import HeatmapError
+from shared.paho_close import stop_client
 from shared.protocol import PROTOCOL_VERSION, Ack, RevAck, Status, check_identity, decode, encode
 from shared.settings import MqttTarget
 from shared.topics import Topic, ack_topic, stats_topic, status_topic
@@ -93,7 +94,7 @@ class Link:
             self._client.disconnect()
         except (RuntimeError, ValueError, OSError) as exc:
             log.warning("closing the link: %s", exc)
-        self._client.loop_stop()
+        stop_client(self._client, disconnect=False)
         self.connected.clear()
 
     @staticmethod

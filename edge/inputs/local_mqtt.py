@@ -40,6 +40,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import paho.mqtt.client as mqtt
 
 from shared.exceptions import EventError
+from shared.paho_close import stop_client
 from shared.settings import MqttTarget
 
 from .._paho import make_client, start_client
@@ -271,11 +272,7 @@ class LocalMqttInput:
     def close(self) -> None:
         with self._gate:
             self._closed = True
-        try:
-            self._client.disconnect()
-        except (RuntimeError, ValueError, OSError):  # pragma: no cover
-            pass
-        self._client.loop_stop()
+        stop_client(self._client)
 
     def mark(self) -> int:
         with self._lock:

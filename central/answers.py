@@ -43,10 +43,10 @@ from datetime import datetime, timezone
 
 from shared.slots import SLOT_SECONDS
 
-from .days import DAYS_TABLE, DayKeeper
+from .days import BY_DAY_TABLE, BY_DAY_VIEW, DAYS_TABLE, DayKeeper, by_day_view_ddl
 from .exceptions import StorageError, StorageUnavailable
 from .rollup import RollupStatus, usable_source
-from .schema import TABLES, RawTime, table_ddl, table_exists
+from .schema import TABLES, RawTime, add_missing_columns, table_ddl, table_exists
 from .sites import Sites
 from .slots import ANSWERS_TABLE, Scope, SlotStore, unix
 from .store import Storage, Store
@@ -58,7 +58,7 @@ logger = logging.getLogger(__name__)
 #: The heatmap_schema versions that record a complete build: of the slots, then of the
 #: site-days (central.days).
 VERSION = 101
-DAYS_VERSION = 102
+DAYS_VERSION = 104
 DIRTY_TABLE = "slot_dirty"
 VIEW = DIRTY_TABLE + "_mv"
 _CHUNK_SECONDS = 86400
@@ -82,7 +82,8 @@ def status(store: Storage, rollup: RollupStatus) -> AnswersStatus:
     if not rollup.available:
         return AnswersStatus(False, "no raw rollup (%s)" % rollup.reason)
     if (_recorded(store) == {VERSION, DAYS_VERSION} and table_exists(store, VIEW) and table_exists(store, ANSWERS_TABLE)
-            and table_exists(store, DAYS_TABLE)):
+            and table_exists(store, DAYS_TABLE) and table_exists(store, BY_DAY_TABLE)
+            and table_exists(store, BY_DAY_VIEW)):
         return AnswersStatus(True, "kept on write, %s follows other writers" % VIEW)
     return AnswersStatus(False, "not built yet: run python -m central migrate")
 
@@ -116,9 +117,11 @@ def build(store: Storage, raw_time: RawTime, cluster: str | None, sites: Sites,
     source, why = usable_source(store)
     if source is None:
         return AnswersStatus(False, why)
-    for name in (ANSWERS_TABLE, DIRTY_TABLE, DAYS_TABLE):
+    for name in (ANSWERS_TABLE, DIRTY_TABLE, DAYS_TABLE, BY_DAY_TABLE):
         for stmt in table_ddl(TABLES[name], cluster):
             store.command(stmt)
+    add_missing_columns(store, TABLES[DAYS_TABLE], cluster)  # kept by an earlier version
+    store.command(by_day_view_ddl(cluster))  # before the days' build, which fills both
     if VERSION not in _recorded(store) or not table_exists(store, VIEW):
         _build_slots(store, raw_time, cluster, source, progress, chunk_seconds)
     slots = SlotStore(store, raw_time, rollup=True, answers=True)

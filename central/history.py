@@ -1,9 +1,12 @@
 """One site over a range of local days: the history series (hour, day or ISO-week buckets,
 optionally against the period just before) and the hour-of-week profile.
 
-Both read the slot store's merged slots (:meth:`central.slots.SlotStore.merged_sql`) and
-bucket them in ClickHouse by the site's local time (:mod:`central.buckets`), one row per
-bucket (the busiest zone's utilisation too, with capacities passed as parameters). Slots with no events count for nothing, as on the dashboard.
+Where the site-days are kept (:mod:`central.days`), history reads them: by day or week for
+all zones from each day's summary, else from its (camera, local hour) cells, and the days
+of a clock change of an hour series from the slots. Otherwise (and the profile) it reads
+the slot store's merged slots (:meth:`central.slots.SlotStore.merged_sql`) and buckets them
+in ClickHouse by the site's local time (:mod:`central.buckets`), one row per bucket (the
+busiest zone's utilisation too, with capacities passed as parameters). Slots with no events count for nothing, as on the dashboard.
 Coverage per bucket comes from :mod:`central.coverage`.
 """
 
@@ -12,7 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from .buckets import OFFSET_SQL, Bucket, enumerate_buckets, key_sql
+from shared.slots import SLOT_SECONDS
+
+from .buckets import EPOCH, OFFSET_SQL, Bucket, day_offsets, enumerate_buckets, key_sql
 from .coverage import Coverage
 from .days import DAYS_TABLE
 from .sites import Site, intensity, local_day
@@ -61,10 +66,34 @@ GROUP BY b_k
 """
 _DAY_KEYS = {"day": "dn", "week": "intDiv(dn + 3, 7)"}
 
+# Per (camera, local hour) of the kept site-days, for one zone or all: by local day or ISO
+# week, or by (local day, hour) packed as ``dn * 24 + h`` (part 4 rows; Python turns them
+# into hour keys with the day's offset). Days in ``skip`` (clock changes, where a local hour
+# may be two real hours) are left to the slots.
+_CELLS_SQL = """
+SELECT toInt64(%(key)s) AS b_k, toUInt64(max(pk)) AS b_peak, maxIf(pk / cap, cap > 0) AS b_util,
+       toUInt64(sum(ev)) AS b_events, CAST(sumMap(tr), 'Map(String, UInt64)') AS b_triggers,
+       toUInt64(sum(ce)) AS b_edge, toUInt64(sum(cn)) AS b_slots
+FROM (
+    SELECT toInt64(day) AS dn, h, pk, ev, tr, ce, cn, %(cap)s AS cap
+    FROM (
+        SELECT day, cams, hours, peaks, events, cell_triggers, cell_edge, cell_slots
+        FROM """ + DAYS_TABLE + """ FINAL
+        WHERE site_name = {site:String} AND day >= {first:Date} AND day <= {last:Date} AND tz = {tz:String}
+          AND NOT has({skip:Array(Date)}, day)
+    )
+    ARRAY JOIN cams AS c, hours AS h, peaks AS pk, events AS ev, cell_triggers AS tr, cell_edge AS ce,
+               cell_slots AS cn
+    WHERE {zone:String} = '' OR c = {zone:String}
+)
+GROUP BY b_k
+"""
+_CELL_KEYS = {"hour": "dn * 24 + h", **_DAY_KEYS}
+
 # The series (part 1) with the coverage (parts 2 and 3) in one statement: chDB runs one
 # statement at a time, so each saved statement is a few milliseconds.
 _WITH_COVERAGE = """
-SELECT toUInt8(1) AS part, b_k, b_peak, b_util, b_events, b_triggers, b_edge, b_slots FROM (%(series)s)
+SELECT toUInt8(%(part)d) AS part, b_k, b_peak, b_util, b_events, b_triggers, b_edge, b_slots FROM (%(series)s)
 UNION ALL
 SELECT part, k, toUInt64(0), toFloat64(0), toUInt64(0), CAST(map(), 'Map(String, UInt64)'), toUInt64(0), n
 FROM (%(coverage)s)
@@ -132,14 +161,21 @@ class History:
         self.coverage = coverage
         merged = slots.merged_sql(Scope.of((), 0, 0))  # the shape for one range, no per-site windows
         self._series_sql = {
-            kind: _WITH_COVERAGE % {"series": _SERIES_SQL % {"key": key_sql(kind), "off": OFFSET_SQL, "merged": merged},
-                                    "coverage": coverage.stacked_sql(kind)}
+            kind: _WITH_COVERAGE % {"part": 1, "coverage": coverage.stacked_sql(kind),
+                                    "series": _SERIES_SQL % {"key": key_sql(kind), "off": OFFSET_SQL, "merged": merged}}
             for kind in ("hour", "day", "week")
         }
+        # The series alone, for the clock-change days of an hour series read from the cells.
+        self._slot_series_sql = _SERIES_SQL % {"key": key_sql("hour"), "off": OFFSET_SQL, "merged": merged}
         self._day_series_sql = {
-            kind: _WITH_COVERAGE % {"series": _DAY_SERIES_SQL % {"key": _DAY_KEYS[kind], "cap": _CAP},
-                                    "coverage": coverage.stacked_sql(kind)}
+            kind: _WITH_COVERAGE % {"part": 1, "coverage": coverage.stacked_sql(kind),
+                                    "series": _DAY_SERIES_SQL % {"key": _DAY_KEYS[kind], "cap": _CAP}}
             for kind in ("day", "week")
+        }
+        self._cells_sql = {
+            kind: _WITH_COVERAGE % {"part": 4, "coverage": coverage.stacked_sql(kind),
+                                    "series": _CELLS_SQL % {"key": _CELL_KEYS[kind], "cap": _CAP}}
+            for kind in ("hour", "day", "week")
         }
         self._profile_sql = _PROFILE_SQL % {"off": OFFSET_SQL, "merged": merged}
 
@@ -156,14 +192,31 @@ class History:
         params = {**Scope.of([site.name], lo, hi).params(), "tz": site.timezone, "zone": req.zone,
                   "cap_zones": list(caps), "cap_values": list(caps.values()), "site": site.name,
                   "first": first, "last": last}
-        # Day and week buckets from the kept site-days where they are kept; one statement
-        # with the coverage either way.
-        days = self.slots.days is not None and req.bucket in self._day_series_sql and not req.zone
-        sql = (self._day_series_sql if days else self._series_sql)[req.bucket]
-        rows = await self.store.aquery(sql, params)
+        # From the kept site-days where they are kept: all zones by day or week from the day
+        # summaries, else from the (camera, hour) cells; one statement with the coverage.
+        # Clock-change days of an hour series come from the slots (one more statement).
+        offsets: dict[int, int] = {}
+        skip: list[date] = []
+        if self.slots.days is None:
+            sql = self._series_sql[req.bucket]
+        elif req.bucket != "hour" and not req.zone:
+            sql = self._day_series_sql[req.bucket]
+        else:
+            sql = self._cells_sql[req.bucket]
+            if req.bucket == "hour":
+                offsets, skip = _day_offsets(tz, first, last)
+        rows = await self.store.aquery(sql, {**params, "skip": skip})
+        if skip:
+            lo_skip, _ = local_day(skip[0], tz)
+            _, hi_skip = local_day(skip[-1], tz)
+            rows += [(1, *row) for row in await self.store.aquery(
+                self._slot_series_sql, {**params, **Scope.of([site.name], lo_skip, hi_skip).params()})]
         accs: dict[int, _Acc] = {}
         for part, k, peak, util, events, triggers, edge, slots in rows:
-            if part == 1:
+            if part == 4 and req.bucket == "hour":  # (local day, hour) -> its key at the day's offset
+                dn, hour = divmod(int(k), 24)
+                k = (dn * 24 + hour) * 128 + offsets[dn] // SLOT_SECONDS
+            if part in (1, 4):
                 accs.setdefault(int(k), _Acc()).add(int(peak), float(util), int(events), triggers, int(edge),
                                                     int(slots))
         reporting = Coverage.from_stacked([(part, k, n) for part, k, _, _, _, _, _, n in rows if part != 1])
@@ -253,6 +306,27 @@ class History:
             "to": end.isoformat(),
             "cells": out,
         }
+
+
+def _day_offsets(tz, first: date, last: date) -> tuple[dict[int, int], list[date]]:
+    """Per local day of [first, last] without a clock change, by its number: its UTC offset;
+    and the days from the first clock change to the last, in order (none without one):
+    their hours are read from the slots, as one range."""
+    offsets: dict[int, int] = {}
+    changes: list[date] = []
+    day = first
+    while day <= last:
+        start, end = local_day(day, tz)
+        before, _, after = day_offsets(tz, start, end)
+        if before == after:
+            offsets[(day - EPOCH).days] = before
+        else:
+            changes.append(day)
+        day += timedelta(days=1)
+    if not changes:
+        return offsets, []
+    span = [changes[0] + timedelta(days=i) for i in range((changes[-1] - changes[0]).days + 1)]
+    return offsets, span
 
 
 def _capacities(site: Site, zone: str) -> dict[str, int]:

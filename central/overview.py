@@ -16,7 +16,7 @@ from typing import Any
 
 from .buckets import day_offsets
 from .coverage import Coverage
-from .days import DAYS_TABLE
+from .days import BY_DAY_TABLE
 from .registry import Registry
 from .sites import Site, Sites, local_day, utilisation
 from .slots import Scope, SlotStore, as_counts
@@ -33,28 +33,13 @@ _OFFSET = (
     "transform(site_name, {sites:Array(String)}, {off2:Array(Int32)}, toInt32(0)))"
 )
 
-# Each site's own local day from the kept site-days (central.days): one row per site.
+# Each site's own local day from the kept site-days (central.days), in their copy ordered
+# by day: one row per site, one key range for all of them when the sites share the date.
 _DAYS_SQL = """
 SELECT site_name, zone_cams, zone_peaks, zone_events, hour_keys, hour_peaks, triggers, edge, raw, repaired
-FROM """ + DAYS_TABLE + """ FINAL
-WHERE site_name IN {sites:Array(String)} AND day IN {dayset:Array(Date)}
+FROM """ + BY_DAY_TABLE + """ FINAL
+WHERE day IN {dayset:Array(Date)} AND site_name IN {sites:Array(String)}
   AND day = transform(site_name, {sites:Array(String)}, {days:Array(Date)}, toDate(0))
-"""
-
-_SQL = """
-SELECT site_name, cam, h, max(pk), sum(ev), sumMap(tr), sum(e), sum(n)
-FROM (
-    SELECT site_name, cam, h, pk, ev, tr, e, e + r + p AS n
-    FROM (
-        SELECT site_name, cams, hours, peaks, events, triggers, edge, raw, repaired
-        FROM """ + DAYS_TABLE + """ FINAL
-        WHERE site_name IN {sites:Array(String)}
-          AND day = transform(site_name, {sites:Array(String)}, {days:Array(Date)}, toDate(0))
-    )
-    ARRAY JOIN cams AS cam, hours AS h, peaks AS pk, events AS ev, triggers AS tr, edge AS e, raw AS r,
-               repaired AS p
-)
-GROUP BY GROUPING SETS ((site_name, cam), (site_name, h))
 """
 
 _SQL = """
@@ -68,8 +53,6 @@ FROM (
 )
 GROUP BY GROUPING SETS ((site_name, cam_name), (site_name, h))
 """
-
-
 
 
 class _Row:

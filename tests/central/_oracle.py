@@ -61,7 +61,8 @@ class World:
 
     def buckets(self, tz: ZoneInfo, first: date, last: date, kind: str) -> list[dict]:
         """Every bucket over the local days, in order: start label, peak, events, triggers,
-        zone peaks (``zones``) and per-zone rows (``per_zone``); keyed the way a person reads a clock (local hour and its offset)."""
+        zone peaks (``zones``), per-zone rows (``per_zone``) and where its slots came from
+        (``source``: edge, raw, mixed or none); keyed the way a person reads a clock (local hour and its offset)."""
         lo, hi = local_bounds(tz, first, last)
         order: list = []
         label: dict = {}
@@ -75,14 +76,15 @@ class World:
                 else:
                     day = local.date() if kind == "day" else local.date() - timedelta(days=local.weekday())
                     label[key] = datetime(day.year, day.month, day.day, tzinfo=tz).isoformat()
-        acc = {k: {"start": label[k], "peak": 0, "events": 0, "critical_events": {}, "zones": {}, "per_zone": {}}
-               for k in order}
+        acc = {k: {"start": label[k], "peak": 0, "events": 0, "critical_events": {}, "zones": {}, "per_zone": {},
+                   "sources": set()} for k in order}
         for (cam, slot), (peak, events, trig) in self.slots().items():
             if not lo <= slot < hi or not events:
                 continue
             b = acc[_key(datetime.fromtimestamp(slot, tz), kind)]
             b["peak"] = max(b["peak"], peak)
             b["events"] += events
+            b["sources"].add("edge" if (cam, slot) in self.edge else "raw")
             b["zones"][cam] = max(b["zones"].get(cam, 0), peak)
             z = b["per_zone"].setdefault(cam, {"peak": 0, "events": 0, "triggers": {}})
             z["peak"] = max(z["peak"], peak)
@@ -94,6 +96,8 @@ class World:
                     b["critical_events"][name] = b["critical_events"].get(name, 0) + n
         for b in acc.values():
             b["critical_events"] = dict(sorted(b["critical_events"].items()))
+            found = b.pop("sources")
+            b["source"] = "none" if not found else found.pop() if len(found) == 1 else "mixed"
         return [acc[k] for k in order]
 
 

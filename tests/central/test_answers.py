@@ -9,6 +9,7 @@ client puts into camera_events (followed through ``slot_dirty``).
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from datetime import datetime, timedelta, timezone
@@ -17,7 +18,7 @@ import pytest
 
 from central import answers, rollup, schema
 from central.dashboard import HOURS_SQL, compute
-from central.days import DayKeeper
+from central.days import BY_DAY_TABLE, DAYS_TABLE, DayKeeper
 from central.sites import Site, Sites, Thresholds, local_day
 from central.slots import RAW_COLUMNS, Scope, SlotStore
 from central.store import Store
@@ -68,6 +69,11 @@ def check_days(slots: SlotStore, scope: Scope = SCOPE) -> int:
             assert compute(site_of, day, got, now=0) == compute(site_of, day, want, now=0), (site, day)
             with_events += bool(want)
             day += timedelta(days=1)
+    # The copy ordered by day (the overview's) holds the same rows.
+    columns = ", ".join(name for name, _ in schema.TABLES[BY_DAY_TABLE].columns)
+    by_site, by_day = (slots.store.query("SELECT %s FROM %s FINAL ORDER BY site_name, day" % (columns, table))
+                       for table in (DAYS_TABLE, BY_DAY_TABLE))
+    assert by_day == by_site and len(by_site) >= with_events
     return with_events
 
 
@@ -181,6 +187,33 @@ def test_build_computes_what_was_stored_before(clickhouse_url, host_zone):
         got, computed = kept_and_computed(kept)
         assert got == computed and len(got) > 100
         assert check_days(kept) > 3
+    finally:
+        store.close()
+
+
+def test_kept_days_of_an_earlier_version_are_upgraded_in_place(clickhouse_url):
+    """A day_answers table without the per-(camera, hour) columns (an earlier version's) gets
+    them, and the rebuild fills them."""
+    rng = random.Random(11)
+    cells = ("cell_triggers", "cell_edge", "cell_slots")
+    table = schema.TABLES[DAYS_TABLE]
+    earlier = dataclasses.replace(table, columns=tuple(c for c in table.columns if c[0] not in cells))
+    store = Store(clickhouse_url)
+    try:
+        schema.migrate(store)
+        for stmt in schema.table_ddl(earlier):
+            store.command(stmt)
+        store.insert("camera_events", raws(rng, 200), RAW_COLUMNS)
+        assert schema.add_missing_columns(store, earlier) == []
+        raw_time = schema.detect_raw_time(store)
+        assert rollup.build(store, raw_time, None).available
+        assert answers.build(store, raw_time, None, SITES_OF).available
+        columns = [r[0] for r in store.query("SELECT name FROM system.columns WHERE database = currentDatabase() "
+                                             "AND table = {t:String} ORDER BY position", parameters={"t": DAYS_TABLE})]
+        assert columns == [name for name, _ in table.columns]
+        (cell_slots, day_slots), = store.query("SELECT sum(arraySum(cell_slots)), sum(edge + raw + repaired) "
+                                               "FROM %s FINAL" % DAYS_TABLE)
+        assert cell_slots == day_slots > 0
     finally:
         store.close()
 

@@ -59,6 +59,13 @@ async def test_history_matches_the_oracle_in_every_bucket(client, site, first, l
         assert totals["events"] == sum(b["events"] for b in want)
         assert totals["peak"] == max(b["peak"] for b in want)
         assert doc["timezone"] == tz.key and doc["bucket"] == kind
+        assert [b["source"] for b in doc["series"]] == [b["source"] for b in want], kind
+        # One zone: its own peaks, events and triggers per bucket.
+        zone = await get(client, "/api/v1/history/%s?from=%s&to=%s&bucket=%s&zone=A" % (site, first, last, kind))
+        assert seen(zone["series"]) == [
+            (b["start"], b["per_zone"].get("A", {}).get("peak", 0), b["per_zone"].get("A", {}).get("events", 0),
+             {n: c for n, c in sorted(b["per_zone"].get("A", {}).get("triggers", {}).items()) if c})
+            for b in want], kind
 
 
 async def test_clock_change_days_have_the_hours_the_clock_shows(client):

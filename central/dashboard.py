@@ -99,13 +99,14 @@ def compute(site: Site, day: date, hours: Iterable, now: float | None = None) ->
     critical = dict(sorted(triggers_total.items()))
     critical["total_events"] = total
     zone_names = {cam: z.display_name for cam, z in site.zones.items()}
+    limits = {cam: site.zone(cam).thresholds for cam in zones}  # one lookup per camera
     for cam in zones:
-        zone_names.setdefault(cam, site.zone(cam).display_name)
+        zone_names.setdefault(cam, cam)
     return {
         "site_name": site.name,
         "date": day.isoformat(),
         "zones": {
-            cam: {"peak": p, "events": e, "intensity": intensity(p, site.zone(cam).thresholds)}
+            cam: {"peak": p, "events": e, "intensity": intensity(p, limits[cam])}
             for cam, (p, e) in sorted(zones.items())
         },
         "hourly": [
@@ -115,7 +116,7 @@ def compute(site: Site, day: date, hours: Iterable, now: float | None = None) ->
         "critical_events": critical,
         "zone_hourly": {
             cam: [
-                {"hour": h, "count": c, "events": e, "intensity": intensity(c, site.zone(cam).thresholds)}
+                {"hour": h, "count": c, "events": e, "intensity": intensity(c, limits[cam])}
                 for h, (c, e) in sorted(hours.items())
             ]
             for cam, hours in sorted(zone_hourly.items())

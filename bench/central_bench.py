@@ -312,13 +312,17 @@ class Agents:
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.clients = {}
-        for site in self.sites:
-            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="agent-" + site, protocol=mqtt.MQTTv311)
-            c.on_message = self._on_ack
-            c.connect("127.0.0.1", broker_port)
-            c.loop_start()
-            c.subscribe(_topics().ack_topic(site, "jetson-" + site), qos=1)
-            self.clients[site] = c
+        try:
+            for site in self.sites:
+                c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="agent-" + site, protocol=mqtt.MQTTv311)
+                self.clients[site] = c
+                c.on_message = self._on_ack
+                c.connect("127.0.0.1", broker_port)
+                c.loop_start()
+                c.subscribe(_topics().ack_topic(site, "jetson-" + site), qos=1)
+        except BaseException:
+            self._stop_clients()
+            raise
         self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(4)]
 
     def _on_ack(self, client, userdata, msg) -> None:
@@ -365,9 +369,13 @@ class Agents:
         self.stop.set()
         for t in self.threads:
             t.join(5)
+        self._stop_clients()
+
+    def _stop_clients(self) -> None:
+        from shared.paho_close import stop_client
+
         for c in self.clients.values():
-            c.disconnect()
-            c.loop_stop()
+            stop_client(c)
 
 
 def _topics():
@@ -434,6 +442,7 @@ def ingest(base_dir: Path, broker_port: int, devices: int, messages: int, per_me
     import paho.mqtt.client as mqtt
 
     from shared import protocol, topics
+    from shared.paho_close import stop_client
 
     site = "INGEST_SITE"
     slot0 = START + 40 * 86400
@@ -469,27 +478,28 @@ def ingest(base_dir: Path, broker_port: int, devices: int, messages: int, per_me
             if all(acked[d] >= expected[d] for d in acked):
                 done.set()
 
-    for dev in payloads:
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-" + dev, protocol=mqtt.MQTTv311)
-        c.on_message = on_message
-        c.connect("127.0.0.1", broker_port)
-        c.loop_start()
-        c.subscribe(topics.ack_topic(site, dev), qos=1)
-        clients.append((dev, c))
-    time.sleep(1.0)
-    total = devices * messages * per_message
-    t0 = time.perf_counter()
-    infos = []
-    for m in range(messages):
-        for dev, c in clients:
-            infos.append(c.publish(topics.state_topic(site, dev), payloads[dev][m], qos=1))
-    for info in infos:
-        info.wait_for_publish(60)
-    ok = done.wait(300)
-    elapsed = time.perf_counter() - t0
-    for _, c in clients:
-        c.disconnect()
-        c.loop_stop()
+    try:
+        for dev in payloads:
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-" + dev, protocol=mqtt.MQTTv311)
+            clients.append((dev, c))
+            c.on_message = on_message
+            c.connect("127.0.0.1", broker_port)
+            c.loop_start()
+            c.subscribe(topics.ack_topic(site, dev), qos=1)
+        time.sleep(1.0)
+        total = devices * messages * per_message
+        t0 = time.perf_counter()
+        infos = []
+        for m in range(messages):
+            for dev, c in clients:
+                infos.append(c.publish(topics.state_topic(site, dev), payloads[dev][m], qos=1))
+        for info in infos:
+            info.wait_for_publish(60)
+        ok = done.wait(300)
+        elapsed = time.perf_counter() - t0
+    finally:
+        for _, c in clients:
+            stop_client(c)
     with lock:
         got = sum(acked.values())
     return {"ingest_states": total, "ingest_acked": got, "ingest_seconds": round(elapsed, 2),

@@ -42,6 +42,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 
 from edge.config import Config  # noqa: E402
 from edge.simulate.model import parse_cameras  # noqa: E402
+from shared.paho_close import stop_client  # noqa: E402
 from tests.harness import Mosquitto, free_port, recent_utc_weekday  # noqa: E402
 
 #: The simulator's kind of site: zone names give the profile (restricted rooms by name).
@@ -345,8 +346,12 @@ class Load:
         self.workload = workload
         self.raw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="raw-forwarder",
                                protocol=mqtt.MQTTv311)
-        self.raw.connect("127.0.0.1", raw_proxy.port, keepalive=60)
-        self.raw.loop_start()
+        try:
+            self.raw.connect("127.0.0.1", raw_proxy.port, keepalive=60)
+            self.raw.loop_start()
+        except BaseException:
+            stop_client(self.raw)
+            raise
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -367,8 +372,7 @@ class Load:
     def close(self) -> None:
         self.stop_event.set()
         self.thread.join(5)
-        self.raw.disconnect()
-        self.raw.loop_stop()
+        stop_client(self.raw)
 
 
 def phase_freshness(base: str, agent: Agent, probes: int, timeout: float) -> list:

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from edge.agent import Agent  # noqa: E402
 from edge.config import Config  # noqa: E402
+from shared.paho_close import stop_client  # noqa: E402
 from shared.protocol import Ack, AckItem, StateBatch, decode, encode  # noqa: E402
 from shared.slots import SLOT_SECONDS  # noqa: E402
 from shared.topics import ack_topic  # noqa: E402
@@ -180,9 +181,13 @@ class Acker:
         self.lock = threading.Lock()
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-central", protocol=mqtt.MQTTv311)
         self.c.on_message = self.on_message
-        self.c.connect("127.0.0.1", port)
-        self.c.subscribe("heatmap/v1/#", qos=1)
-        self.c.loop_start()
+        try:
+            self.c.connect("127.0.0.1", port)
+            self.c.subscribe("heatmap/v1/#", qos=1)
+            self.c.loop_start()
+        except BaseException:
+            self.close()
+            raise
 
     def on_message(self, client, userdata, message) -> None:
         msg = decode(message.payload)
@@ -198,8 +203,7 @@ class Acker:
         client.publish(ack_topic(msg.site, msg.device), encode(Ack(msg.site, msg.device, acks), compress=True), qos=1)
 
     def close(self) -> None:
-        self.c.disconnect()
-        self.c.loop_stop()
+        stop_client(self.c)
 
 
 def cpu_seconds(pid: int) -> float:

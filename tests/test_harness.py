@@ -12,6 +12,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from shared.events import parse_time
+from shared.paho_close import stop_client
 from tests.harness import (
     eventually,
     eventually_async,
@@ -19,6 +20,18 @@ from tests.harness import (
     recent_utc_workday,
     subscribed,
 )
+
+#: Every client ``_client`` made in the running test: stopped at its teardown.
+_made: list[mqtt.Client] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_clients():
+    """Stop what a test left running, also when it failed half way (paho closes its socket
+    pair only in ``__del__``: left to the garbage collector, that is a ResourceWarning)."""
+    yield
+    while _made:
+        stop_client(_made.pop())
 
 
 def _client(broker, client_id: str, clean: bool = True) -> mqtt.Client:
@@ -28,6 +41,7 @@ def _client(broker, client_id: str, clean: bool = True) -> mqtt.Client:
         clean_session=clean,
         protocol=mqtt.MQTTv311,
     )
+    _made.append(c)
     return c
 
 
@@ -54,8 +68,7 @@ def test_publish_subscribe_round_trip(mosquitto):
         assert (topic, payload, qos) == ("t/x", b"hello", 1)
     finally:
         for c in (sub, pub):
-            c.disconnect()
-            c.loop_stop()
+            stop_client(c)
 
 
 def test_broker_restart_keeps_persistent_session(mosquitto):
@@ -66,14 +79,12 @@ def test_broker_restart_keeps_persistent_session(mosquitto):
     _connect(sub, mosquitto)
     sub.subscribe("d/#", qos=1)
     assert subscribed.wait(5), "no SUBACK"
-    sub.disconnect()
-    sub.loop_stop()
+    stop_client(sub)
 
     pub = _client(mosquitto, "pub2")
     _connect(pub, mosquitto)
     pub.publish("d/1", b"kept", qos=1).wait_for_publish(5)
-    pub.disconnect()
-    pub.loop_stop()
+    stop_client(pub)
 
     mosquitto.restart()
     assert mosquitto.running
@@ -85,8 +96,7 @@ def test_broker_restart_keeps_persistent_session(mosquitto):
     try:
         assert got.get(timeout=5) == b"kept"
     finally:
-        sub.disconnect()
-        sub.loop_stop()
+        stop_client(sub)
 
 
 def test_broker_stop_refuses_connections(mosquitto):
@@ -97,8 +107,7 @@ def test_broker_stop_refuses_connections(mosquitto):
         c.connect("127.0.0.1", mosquitto.port)
     mosquitto.start()
     _connect(c, mosquitto)
-    c.disconnect()
-    c.loop_stop()
+    stop_client(c)
 
 
 def test_chdb_create_insert_query(chdb_client):

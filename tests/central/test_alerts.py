@@ -242,6 +242,7 @@ async def test_an_edge_state_with_a_trigger_alerts_by_webhook_and_on_mqtt(tmp_pa
     import paho.mqtt.client as mqtt
 
     from shared import topics
+    from shared.paho_close import stop_client
     from shared.settings import MqttTarget
     from tests.central.test_consumer import Device, state, wait_connected
 
@@ -259,10 +260,11 @@ webhook = "%s"
     sub.on_message = lambda c, u, m: got.put(m)
     subscribed = threading.Event()
     sub.on_subscribe = lambda *a: subscribed.set()
-    sub.connect("127.0.0.1", mosquitto.port)
-    sub.loop_start()
-    dev = Device(mosquitto)
+    dev = None
     try:
+        sub.connect("127.0.0.1", mosquitto.port)
+        sub.loop_start()
+        dev = Device(mosquitto)
         info = sub.subscribe(topics.alerts_topic("HEAD_OFFICE"), qos=1)
         assert info[0] == mqtt.MQTT_ERR_SUCCESS
         assert await asyncio.get_running_loop().run_in_executor(None, subscribed.wait, 15)  # SUBACK
@@ -273,9 +275,9 @@ webhook = "%s"
         assert msg.payload == req["body"]
         assert json.loads(msg.payload)["trigger"] == "RESTRICTED_ACCESS"
     finally:
-        dev.close()
-        sub.disconnect()
-        sub.loop_stop()
+        if dev is not None:
+            dev.close()
+        stop_client(sub)
 
 
 async def test_an_alert_past_its_retry_window_is_given_up(tmp_path, make_client):

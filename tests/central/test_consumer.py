@@ -27,6 +27,7 @@ from central.exceptions import ConfigError
 from central.metrics import Metrics
 from central.store import Store
 from shared import protocol, topics
+from shared.paho_close import stop_client
 from shared.settings import MqttTarget
 from tests.central.conftest import services
 from tests.harness import eventually, eventually_async
@@ -45,11 +46,15 @@ class Device:
         self.client.on_message = lambda c, u, m: self.acks.put(protocol.decode(m.payload))
         connected = threading.Event()
         self.client.on_connect = lambda *a: connected.set()
-        self.client.connect("127.0.0.1", broker.port)
-        self.client.loop_start()
-        assert connected.wait(15)
-        self.client.subscribe(topics.ack_topic(site, device), qos=1)
-        assert subscribed.wait(15)
+        try:
+            self.client.connect("127.0.0.1", broker.port)
+            self.client.loop_start()
+            assert connected.wait(15)
+            self.client.subscribe(topics.ack_topic(site, device), qos=1)
+            assert subscribed.wait(15)
+        except BaseException:
+            self.close()
+            raise
 
     def publish(self, payload: bytes, kind="state", topic=None, retain=False):
         info = self.client.publish(topic or str(topics.Topic(self.site, self.device, kind)), payload, qos=1,
@@ -73,8 +78,7 @@ class Device:
         return out
 
     def close(self):
-        self.client.disconnect()
-        self.client.loop_stop()
+        stop_client(self.client)
 
 
 def state(camera="EMPLOYEE_AREA", slot=SLOT, peak=5, events=10, rev=1, triggers=None):
@@ -202,7 +206,12 @@ async def test_an_unexpected_decode_error_becomes_a_dead_letter(central, mosquit
         return real(msg, topic)
 
     monkeypatch.setattr(consumer_module.protocol, "check_identity", check_identity)
-    buggy, dev = Device(mosquitto, device="buggy"), Device(mosquitto)
+    buggy = Device(mosquitto, device="buggy")
+    try:
+        dev = Device(mosquitto)
+    except BaseException:
+        buggy.close()
+        raise
     try:
         buggy.publish(buggy.states([state(rev=5)]))
         dev.publish(dev.states([state(rev=6)]))
@@ -282,8 +291,10 @@ def test_graceful_stop_writes_and_acks_what_was_taken(config, mosquitto, clickho
     cfg = consumer_config(config, mosquitto, "central-graceful", batch_seconds=30)
     consumer = Consumer(cfg, store, Metrics())
     consumer.start()
-    dev = Device(mosquitto)
+    again = None
+    dev = None
     try:
+        dev = Device(mosquitto)
         until_subscribed(consumer)
         dev.publish(dev.states([state(rev=21)]))
         eventually(lambda: consumer.pending, 20, "the consumer took the message")
@@ -300,7 +311,11 @@ def test_graceful_stop_writes_and_acks_what_was_taken(config, mosquitto, clickho
         assert accepted_states(again) == 1  # the probe only: rev 21 was acked before the stop
         again.stop()
     finally:
-        dev.close()
+        for c in (consumer, again):  # again on a failure path: stop() is idempotent
+            if c is not None:
+                c.stop()
+        if dev is not None:
+            dev.close()
         store.close()
 
 
@@ -312,8 +327,10 @@ def test_unacked_messages_come_back_after_a_restart(config, mosquitto, clickhous
     cfg = consumer_config(config, mosquitto, "central-redeliver", batch_seconds=0.05)
     consumer = Consumer(cfg, store, Metrics(), shutdown_timeout=0.5)
     consumer.start()
-    dev = Device(mosquitto)
+    again = None
+    dev = None
     try:
+        dev = Device(mosquitto)
         until_subscribed(consumer)
         store.command("DETACH TABLE slot_states")
         dev.publish(dev.states([state(rev=31)]))
@@ -327,7 +344,11 @@ def test_unacked_messages_come_back_after_a_restart(config, mosquitto, clickhous
         again.stop()
         assert store.query("SELECT max(rev) FROM slot_states")[0][0] == 31
     finally:
-        dev.close()
+        for c in (consumer, again):  # again on a failure path: stop() is idempotent
+            if c is not None:
+                c.stop()
+        if dev is not None:
+            dev.close()
         store.close()
 
 

@@ -26,6 +26,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 from zoneinfo import ZoneInfo
 
+from shared.paho_close import stop_client
 from shared.protocol import SlotState, StateBatch, Status, encode
 from shared.topics import state_topic, status_topic
 from tests.harness import Mosquitto, eventually, free_port, wait_for_port
@@ -145,9 +146,9 @@ EDGE_STATE = SlotState("EMPLOYEE_AREA", EDGE_SLOT, peak=9, events=4, rev=1,
 
 def publish_edge(broker: Mosquitto) -> None:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="page-jetson-01")
-    client.connect("127.0.0.1", broker.port)
-    client.loop_start()
     try:
+        client.connect("127.0.0.1", broker.port)
+        client.loop_start()
         now = time.time()
         for topic, payload, retain in (
             (status_topic("HEAD_OFFICE", "jetson-01"),
@@ -158,7 +159,7 @@ def publish_edge(broker: Mosquitto) -> None:
             client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
     finally:
         client.loop_stop()
-        client.disconnect()
+        stop_client(client)  # as before: the DISCONNECT sent from here, then paho's sockets closed
 
 
 def _request(url, token=None, body=None, headers=None):

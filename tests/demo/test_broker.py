@@ -14,6 +14,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from demo.run import free_port
+from shared.paho_close import stop_client
 from tests.harness import eventually, subscribed, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,9 +39,23 @@ def amqtt(tmp_path_factory):
         log.close()
 
 
+#: Every client ``_client`` made in the running test: stopped at its teardown.
+_made: list[mqtt.Client] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_clients():
+    """Stop what a test left running, also when it failed half way (paho closes its socket
+    pair only in ``__del__``: left to the garbage collector, that is a ResourceWarning)."""
+    yield
+    while _made:
+        stop_client(_made.pop())
+
+
 def _client(port, cid, clean=True, manual_ack=False, will=None, user=True):
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv311,
                     clean_session=clean, manual_ack=manual_ack)
+    _made.append(c)
     c.got = queue.Queue()
     c.session_present = None
     connected = threading.Event()
@@ -75,23 +90,21 @@ def _drain(c, seconds, until=None):
 
 def _close(c, clean=True):
     if clean:
-        c.disconnect()
-        c.loop_stop()
-    else:  # vanish without DISCONNECT, like a crash
-        c.loop_stop()
-        c.socket().close()
+        stop_client(c)
+    else:  # vanish without DISCONNECT, like a crash: the thread stopped, the sockets closed
+        stop_client(c, disconnect=False)
 
 
 def test_anonymous_clients_are_refused(amqtt):
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="anon", protocol=mqtt.MQTTv311)
     result = queue.Queue()
     c.on_connect = lambda cl, ud, flags, rc, props=None: result.put(rc)
-    c.connect("127.0.0.1", amqtt)
-    c.loop_start()
     try:
+        c.connect("127.0.0.1", amqtt)
+        c.loop_start()
         assert result.get(timeout=5).is_failure
     finally:
-        c.loop_stop()
+        stop_client(c, disconnect=False)  # refused: there is no session to end
 
 
 def test_qos1_and_persistent_session_for_named_clients(amqtt):

@@ -13,6 +13,7 @@ import threading
 
 import paho.mqtt.client as mqtt
 
+from shared.paho_close import stop_client
 from shared.protocol import Ack, AckItem, RevAck, StateBatch, Status, decode, encode, rev_ranges
 from shared.topics import ack_topic
 from tests.harness import eventually
@@ -37,14 +38,17 @@ class CentralDouble:
         self.client.on_connect = lambda c, *a: c.subscribe("heatmap/v1/#", qos=1)
 
     def start(self) -> CentralDouble:
-        self.client.connect("127.0.0.1", self.broker.port)
-        self.client.loop_start()
-        assert self._subscribed.wait(5), "central double did not subscribe"
+        try:
+            self.client.connect("127.0.0.1", self.broker.port)
+            self.client.loop_start()
+            assert self._subscribed.wait(5), "central double did not subscribe"
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        stop_client(self.client)
 
     def _on_message(self, client, userdata, message) -> None:
         msg = decode(message.payload)

@@ -144,11 +144,13 @@ def test_broker_goes_away_and_comes_back(central, mosquitto, make_config):
         assert agent.stats()["outbox_backlog"] == 2
         assert agent.outbox.backlog() == 2  # committed while the broker was away
         mosquitto.start()
-        central = CentralDouble(mosquitto).start()
-        assert agent.link.subscribed.wait(30)  # the SUBACK of the new connection
-        assert agent.wait_acked(30)
-        central.stop()
-        got = central.latest()
+        again = CentralDouble(mosquitto).start()
+        try:
+            assert agent.link.subscribed.wait(30)  # the SUBACK of the new connection
+            assert agent.wait_acked(30)
+        finally:
+            again.stop()
+        got = again.latest()
         assert got[("CAM", slot_of(now))].events == 5
         assert got[("CAF", slot_of(now))].events == 4
         assert agent.stats()["connects"] >= 2

@@ -8,6 +8,7 @@ import logging
 import paho.mqtt.client as mqtt
 
 from edge.link import Link
+from shared.paho_close import stop_client
 from shared.settings import parse_mqtt_url
 from shared.topics import status_topic
 from tests.harness import eventually, subscribed
@@ -35,6 +36,5 @@ def test_messages_on_other_topics_are_counted_and_logged_once(mosquitto, caplog)
         warned = [r for r in caplog.records if "unexpected topic" in r.getMessage()]
         assert len(warned) == 1, [r.getMessage() for r in warned]
     finally:
-        publisher.loop_stop()
-        publisher.disconnect()
+        stop_client(publisher)
         link.close()

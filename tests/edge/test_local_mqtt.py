@@ -16,6 +16,7 @@ from edge.config import Config
 from edge.inputs.local_mqtt import apply_mapping
 from shared.events import parse_event
 from shared.exceptions import EventError
+from shared.paho_close import stop_client
 from tests.harness import eventually
 
 # Date-sensitive: make test-clock runs these again at fixed instants (tests/_clock).
@@ -55,8 +56,12 @@ def _agent(make_config, broker) -> Agent:
 
 def _publisher(broker) -> mqtt.Client:
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="deepstream", protocol=mqtt.MQTTv311)
-    c.connect("127.0.0.1", broker.port)
-    c.loop_start()
+    try:
+        c.connect("127.0.0.1", broker.port)
+        c.loop_start()
+    except BaseException:
+        stop_client(c)
+        raise
     return c
 
 
@@ -73,8 +78,7 @@ def test_uncommitted_messages_ask_for_an_early_commit_past_the_brokers_inflight_
         assert agent.flush(5)
         assert [e for _, _, _, e, _ in agent.outbox.load(0)[0]] == [200]
     finally:
-        pub.disconnect()
-        pub.loop_stop()
+        stop_client(pub)
         agent.stop()
 
 
@@ -86,8 +90,7 @@ def test_an_ack_lost_with_the_connection_does_not_count_the_redelivery_twice(mak
         pub.publish("ds/detections", json.dumps({"camera": "ENTRANCE", "people_count": 2}), qos=1).wait_for_publish(5)
         eventually(lambda: inp.messages == 1, 10, "one message")
     finally:
-        pub.disconnect()
-        pub.loop_stop()
+        stop_client(pub)
     try:
         mosquitto.stop()  # persists the session with the message in flight, unacked
         eventually(lambda: not inp._client.is_connected(), 10, "disconnected")
@@ -124,8 +127,7 @@ def _sentinel_arrives_first(agent, broker) -> None:
         assert eventually(lambda: inp.messages >= 1)
         assert (inp.messages, inp.redelivered) == (1, 0)
     finally:
-        pub.disconnect()
-        pub.loop_stop()
+        stop_client(pub)
 
 
 def test_a_poison_message_of_any_kind_is_counted_acked_and_skipped(make_config, mosquitto):
@@ -152,8 +154,7 @@ def test_a_poison_message_of_any_kind_is_counted_acked_and_skipped(make_config, 
             "refused_bad_triggers": 2, "refused_bad_count": 1}
         assert inp.alive() and inp.mark() == 0  # all acked, bad ones too
     finally:
-        pub.disconnect()
-        pub.loop_stop()
+        stop_client(pub)
         agent.stop()
     agent = _agent(make_config, mosquitto)  # the same persistent session
     try:
@@ -257,8 +258,7 @@ def test_fuzzed_payloads_are_counted_acked_and_never_stop_the_input(make_config,
         assert inp.bad_messages == sent["bad"]
         assert inp.mark() == 0  # every message acked, the bad ones too
     finally:
-        pub.disconnect()
-        pub.loop_stop()
+        stop_client(pub)
         agent.stop()
     agent = _agent(make_config, mosquitto)
     try:

@@ -20,6 +20,7 @@ import pytest
 from edge.agent import OUTBOX_FILE, Agent
 from edge.config import Config
 from edge.outbox import Outbox
+from shared.paho_close import stop_client
 from tests.edge.central_double import CentralDouble
 from tests.harness import StreamLines, eventually, free_port
 
@@ -106,14 +107,13 @@ def test_ready_and_watchdog_pings_over_a_real_unix_socket(tmp_path):
 
 def _publish(broker, topic: str, payloads: list) -> None:
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="deepstream", protocol=mqtt.MQTTv311)
-    c.connect("127.0.0.1", broker.port)
-    c.loop_start()
     try:
+        c.connect("127.0.0.1", broker.port)
+        c.loop_start()
         for p in payloads:
             c.publish(topic, p, qos=1).wait_for_publish(5)
     finally:
-        c.disconnect()
-        c.loop_stop()
+        stop_client(c)
 
 
 @pytest.mark.slow
@@ -285,9 +285,9 @@ def test_sigterm_right_after_a_local_mqtt_burst_commits_and_acks_every_message(t
     try:
         assert lines.wait_for("local MQTT input subscribed"), lines.lines
         pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="deepstream", protocol=mqtt.MQTTv311)
-        pub.connect("127.0.0.1", mosquitto.port)
-        pub.loop_start()
         try:
+            pub.connect("127.0.0.1", mosquitto.port)
+            pub.loop_start()
             pair = json.dumps([{"camera": "DOOR", "people_count": 1}] * 2)  # one JSON value per message
             infos = [pub.publish("ds/detections", pair, qos=1) for _ in range(150)]
             for _ in range(100):
@@ -297,8 +297,7 @@ def test_sigterm_right_after_a_local_mqtt_burst_commits_and_acks_every_message(t
             for info in infos:
                 info.wait_for_publish(10)
         finally:
-            pub.disconnect()
-            pub.loop_stop()
+            stop_client(pub)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
     finally:

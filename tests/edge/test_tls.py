@@ -57,13 +57,15 @@ def test_client_certificate_from_credentials_directory(tmp_path, tls_broker):
     for src, dst in (("ca.pem", "mqtt_ca.pem"), ("client.pem", "mqtt_cert.pem"), ("client.key", "mqtt_key.pem")):
         (creds / dst).write_bytes((pki / src).read_bytes())
     central = CentralDouble(types.SimpleNamespace(port=plain)).start()
-    agent = Agent(tls_config(tmp_path, broker, creds)).start()
     try:
-        agent.record("CAM", 4)
-        assert agent.wait_acked(15)
-        assert [s.events for s in central.states()] == [1]
+        agent = Agent(tls_config(tmp_path, broker, creds)).start()
+        try:
+            agent.record("CAM", 4)
+            assert agent.wait_acked(15)
+            assert [s.events for s in central.states()] == [1]
+        finally:
+            agent.stop()
     finally:
-        agent.stop()
         central.stop()
 
 

@@ -34,6 +34,7 @@ from edge.simulate.model import TRIGGERS, Clock, SiteModel, Truth, parse_cameras
 from edge.simulate.sinks import DatagramSink, encode_lines
 from shared import protocol, topics
 from shared.exceptions import HeatmapError
+from shared.paho_close import stop_client
 from tests.harness import eventually, free_port, recent_utc_workday, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -458,8 +459,7 @@ class Monitor:
             return self.stats.get(device, {}).get(name, default)
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        stop_client(self.client)
 
 
 def record(scenario: str, result: dict, recover_s: float | None, dashboard: int | None = None, **extra) -> None:

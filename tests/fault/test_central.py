@@ -10,6 +10,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from shared import protocol
+from shared.paho_close import stop_client
 from tests.fault.conftest import compare, merge, record, wait_dashboard, wait_until
 from tests.harness import free_port
 
@@ -82,17 +83,16 @@ def test_every_state_replayed_three_times_shuffled_changes_nothing(mosquitto, sp
     rounds = [rng.sample(order, len(order)), sorted(order, key=lambda i: -revs[i]), rng.sample(order, len(order))]
     written_before = central.metric("heatmap_slot_states_written_total")
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="replayer")
-    client.connect("127.0.0.1", mosquitto.port)
-    client.loop_start()
-    began = time.monotonic()
     try:
+        client.connect("127.0.0.1", mosquitto.port)
+        client.loop_start()
+        began = time.monotonic()
         for rnd in rounds:
             for i in rnd:
                 topic, payload = messages[i]
                 client.publish(topic, payload, qos=1).wait_for_publish(10)
     finally:
-        client.disconnect()
-        client.loop_stop()
+        stop_client(client)
     wait_until("central wrote the replay", lambda: central.metric("heatmap_slot_states_written_total")
                - written_before >= 3 * items, 60)
     wait_dashboard(central, expected, timeout=10)

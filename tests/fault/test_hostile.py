@@ -28,6 +28,7 @@ from shared import protocol, topics
 from shared.events import parse_event
 from shared.exceptions import HeatmapError
 from shared.names import is_valid_name
+from shared.paho_close import stop_client
 from tests.fault.conftest import SITE, compare, record, wait_dashboard, wait_until
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
@@ -123,8 +124,6 @@ def test_fuzzed_datagrams_and_mqtt_payloads_change_nothing(mosquitto, spawn, fee
     feed.run(agent.udp, 1000)  # the rest of the window, clean
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fuzzer")
-    client.connect("127.0.0.1", mosquitto.port)
-    client.loop_start()
     valid = protocol.encode(protocol.StateBatch(SITE, "jetson-01", 1, time.time(), (
         protocol.SlotState("ENTRANCE", int(time.time()) // 900 * 900 - 900, 3, 4, 1),)))
     mutations = st.one_of(
@@ -149,10 +148,11 @@ def test_fuzzed_datagrams_and_mqtt_payloads_change_nothing(mosquitto, spawn, fee
         counts["acks"] += kind == "ack"
 
     try:
+        client.connect("127.0.0.1", mosquitto.port)
+        client.loop_start()
         fuzz_mqtt()
     finally:
-        client.disconnect()
-        client.loop_stop()
+        stop_client(client)
     began = time.monotonic()
     wait_dashboard(central, feed.expected(), timeout=90)
     recover = time.monotonic() - began

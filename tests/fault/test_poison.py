@@ -14,6 +14,7 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
+from shared.paho_close import stop_client
 from tests.fault.conftest import compare, record, wait_dashboard, wait_until
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
@@ -41,8 +42,6 @@ def test_poison_messages_are_counted_acked_and_never_come_back(mosquitto, mosqui
     agent = make_agent("jetson-01", mosquitto.url, HEATMAP_LOCAL_MQTT_URL=local.url, HEATMAP_LOCAL_MQTT_TOPIC=TOPIC)
     mon = monitor(mosquitto.port)
     pipeline = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="deepstream", protocol=mqtt.MQTTv311)
-    pipeline.connect("127.0.0.1", local.port)
-    pipeline.loop_start()
 
     def publish(payload: bytes) -> None:
         pipeline.publish(TOPIC, payload, qos=1).wait_for_publish(10)
@@ -51,6 +50,8 @@ def test_poison_messages_are_counted_acked_and_never_come_back(mosquitto, mosqui
     per_run = feed.total // 3 + 1
     poison_total = 0
     try:
+        pipeline.connect("127.0.0.1", local.port)
+        pipeline.loop_start()
         for run in range(3):
             agent.start()
             wait_until("local input subscribed", lambda: "local MQTT input subscribed" in agent.proc.log(400), 20)
@@ -74,8 +75,7 @@ def test_poison_messages_are_counted_acked_and_never_come_back(mosquitto, mosqui
             assert agent.proc.running
             assert agent.stop() == 0
     finally:
-        pipeline.disconnect()
-        pipeline.loop_stop()
+        stop_client(pipeline)
     assert feed.done
     agent.start()
     began = time.monotonic()

@@ -10,6 +10,7 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
+from shared.paho_close import stop_client
 from tests.fault.conftest import compare, days_of, record, wait_dashboard, wait_until
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
@@ -154,14 +155,14 @@ def test_agent_sigkill_with_local_mqtt_input_is_exact(mosquitto, mosquitto_facto
     # The SUBACK is in: the persistent session holds the subscription from here.
     wait_until("local input subscribed", lambda: "local MQTT input subscribed" in agent.proc.log(400), 20)
     pipeline = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="deepstream", protocol=mqtt.MQTTv311)
-    pipeline.connect("127.0.0.1", local.port)
-    pipeline.loop_start()
 
     def publish(lines):
         payload = b"[" + b",".join(lines) + b"]"
         pipeline.publish("deepstream/detections", payload, qos=1).wait_for_publish(10)
 
     try:
+        pipeline.connect("127.0.0.1", local.port)
+        pipeline.loop_start()
         feed = feeder(rate_scale=20)
         thread = threading.Thread(target=feed.run, args=(publish, 300), daemon=True)
         thread.start()
@@ -174,8 +175,7 @@ def test_agent_sigkill_with_local_mqtt_input_is_exact(mosquitto, mosquitto_facto
         thread.join(120)
         assert feed.done
     finally:
-        pipeline.disconnect()
-        pipeline.loop_stop()
+        stop_client(pipeline)
     began = time.monotonic()
     try:
         wait_dashboard(central, feed.expected(), timeout=90)

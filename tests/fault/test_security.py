@@ -14,6 +14,7 @@ import pytest
 from paho.mqtt.reasoncodes import ReasonCode
 
 from shared import protocol, topics
+from shared.paho_close import stop_client
 from tests.fault.conftest import REPO, SITE, compare, record, wait_dashboard, wait_until
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
@@ -75,8 +76,7 @@ class _Client:
         return wait_until("PUBACK", lambda: self.pubacks.get(info.mid), 10)
 
     def close(self):
-        self.c.disconnect()
-        self.c.loop_stop()
+        stop_client(self.c)
 
 
 def _state(site: str, device: str, camera: str = "ENTRANCE") -> bytes:

@@ -40,7 +40,7 @@ from shared.slots import SLOT_SECONDS
 from .config import Config
 from .exceptions import ConfigError, StorageError
 from .metrics import Metrics
-from .slots import STATE_COLUMNS, background
+from .slots import STATE_COLUMNS
 from .store import Store
 
 __all__ = ["Consumer", "SESSION_EXPIRY"]
@@ -306,13 +306,12 @@ class Consumer:
 
     def _insert(self, batch: _Batch) -> None:
         started = time.perf_counter()
-        settings = background(self.store)  # behind the requests, on the embedded engine
-        self.store.insert("slot_states", batch.states, STATE_COLUMNS, settings=settings)
+        self.store.insert("slot_states", batch.states, STATE_COLUMNS)
         if self.refresh is not None and batch.slots:
             self.refresh(batch.slots)  # the kept answers; failing, the batch is retried
-        self.store.insert("device_status", batch.devices, _DEVICE_COLUMNS, settings=settings)
-        self.store.insert("device_slots", sorted(batch.contacts), _CONTACT_COLUMNS, settings=settings)
-        self.store.insert("dead_letters", batch.dead, _DEAD_COLUMNS, settings=settings)
+        self.store.insert("device_status", batch.devices, _DEVICE_COLUMNS)
+        self.store.insert("device_slots", sorted(batch.contacts), _CONTACT_COLUMNS)
+        self.store.insert("dead_letters", batch.dead, _DEAD_COLUMNS)
         self.metrics.insert_seconds.observe(time.perf_counter() - started)
 
     def _write(self, batch: _Batch) -> bool:

@@ -4,10 +4,10 @@ A row holds the day's answer per (camera, local hour), as the dashboard folds it
 trigger counts, slots per source), in parallel arrays, plus the time zone it was cut in.
 History reads the same cells by hour (and by day or week for one zone). A materialized view
 copies every row, without the cells, into ``day_answers_by_day``, ordered by (day, site): the
-overview's one key range for all sites. The dashboard reads one row per document and the
-overview one row per site, instead of every (camera, slot) of the day with ``FINAL``
-(measured on chDB with 100 sites: 144 ms for the overview's slots, of which 66 ms is
-``FINAL`` over 100 key ranges).
+overview's one key range for all sites. The
+dashboard reads one row per document and the overview one row per site, instead of every
+(camera, slot) of the day with ``FINAL`` (measured on chDB with 100 sites: 144 ms for the
+overview's slots, of which 66 ms is ``FINAL`` over 100 key ranges).
 
 **Writes.** :meth:`DayKeeper.refresh` follows :meth:`central.slots.SlotStore.refresh`
 (the slot store calls it after keeping the slots' answers): the local days holding the
@@ -40,7 +40,7 @@ from datetime import date, datetime, timedelta
 from .exceptions import StorageError
 from .schema import TABLES
 from .sites import Sites, local_day
-from .slots import Scope, SlotStore, background, unix, version
+from .slots import Scope, SlotStore, unix, version
 from .store import Storage
 
 __all__ = ["BY_DAY_TABLE", "BY_DAY_VIEW", "DAYS_TABLE", "DAY_COLUMNS", "DayKeeper", "by_day_view_ddl", "day_rows"]
@@ -225,9 +225,8 @@ class DayKeeper:
         # caller retries), rather than an empty row that beats it.
         for tz, windows in zones.items():
             scope = Scope.per_site(windows)
-            self.store.command(self._sql, parameters={**scope.params(), "tz": tz, "ver": ver + 1},
-                               settings=background(self.store))
-        self.store.insert(DAYS_TABLE, empty, DAY_COLUMNS, settings=background(self.store))
+            self.store.command(self._sql, parameters={**scope.params(), "tz": tz, "ver": ver + 1})
+        self.store.insert(DAYS_TABLE, empty, DAY_COLUMNS)
 
     def resync(self) -> int:
         """Recompute every kept day of the sites whose zone changed; returns how many sites."""
@@ -286,8 +285,7 @@ class DayKeeper:
                 s = self.sites.get(n)
                 windows[n] = (local_day(first, s.tz)[0], local_day(last, s.tz)[1])
             scope = Scope.per_site(windows)
-            self.store.command(self._sql, parameters={**scope.params(), "tz": tz, "ver": version()},
-                               settings=background(self.store))
+            self.store.command(self._sql, parameters={**scope.params(), "tz": tz, "ver": version()})
             if progress is not None:
                 progress(done, len(pieces), windows[names[0]][1])
             elif done == len(pieces) or done % 10 == 0:

@@ -138,12 +138,6 @@ class Scope:
         return Scope(self.sites, max(self.lo, lo), min(self.hi, hi), self.windows)
 
 
-def background(store: Storage) -> dict[str, Any] | None:
-    """The settings of a write that keeps a table up to date behind the requests
-    (:attr:`central.store.Store.background`)."""
-    return getattr(store, "background", None) or None
-
-
 # -- SQL fragments ----------------------------------------------------------------------
 
 # The per-site window: bounds looked up by site name (a hash lookup, computed once per
@@ -389,8 +383,7 @@ class SlotStore:
 
     def refresh_scope(self, scope: Scope) -> None:
         """Recompute and keep the answers of every slot of ``scope`` (whether kept or not)."""
-        self.store.command(self.refresh_sql(scope), parameters={**scope.params(), "ver": version()},
-                           settings=background(self.store))
+        self.store.command(self.refresh_sql(scope), parameters={**scope.params(), "ver": version()})
 
     async def arefresh(self, touched: dict[str, Iterable[int]]) -> None:
         if self.answers and touched:

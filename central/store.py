@@ -92,10 +92,6 @@ def _translate(exc: BaseException, what: str) -> StorageError:
     return StorageError("%s: %s" % (what, text))
 
 
-#: The nice value of the embedded engine's threads for :attr:`Store.background` writes.
-BACKGROUND_NICE = 10
-
-
 class Store:
     """A clickhouse-connect client for one URL, with its own executor for asyncio callers."""
 
@@ -108,11 +104,6 @@ class Store:
         self._closed = False
         #: Time of the last statement that failed as unavailable (0 = none since success).
         self.last_failure = 0.0
-        #: Settings of the writes that keep tables up to date behind the requests (the
-        #: consumer's batches, the kept answers): the embedded engine runs in this process, so
-        #: its threads for them run at a lower CPU priority (nice) than the event loop's, and a
-        #: poll is not queued behind them on a small machine. Nothing on a server.
-        self.background: dict[str, Any] = {"os_thread_priority": BACKGROUND_NICE} if self.engine == "chdb" else {}
 
     # -- connection -------------------------------------------------------------------
 

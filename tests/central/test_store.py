@@ -6,15 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 from clickhouse_connect.driver import exceptions as ch_errors
 
 from central.exceptions import StorageError, StorageUnavailable
-from central.store import BACKGROUND_NICE, Store, _translate
+from central.store import Store, _translate
 from tests.central.conftest import SERVER_URL_VAR, database_url
 from tests.harness import free_port
 
@@ -35,45 +33,6 @@ async def test_async_and_sync_calls_on_the_engine(clickhouse_url):
             store.query("SELECT * FROM no_such_table")
         assert not isinstance(info.value, StorageUnavailable)
         assert store.ping()
-    finally:
-        store.close()
-
-
-def test_background_writes_run_below_the_event_loop_on_the_embedded_engine(chdb_url):
-    """The engine's threads of a background statement run niced (os_thread_priority), ours
-    not: a thread of this process reads nice 10 while one runs, none before or after."""
-    store = Store(chdb_url)
-
-    def niced() -> set[int]:
-        out = set()
-        for task in Path("/proc/self/task").iterdir():
-            try:
-                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:  # the thread ended
-                continue
-            if int(fields[16]) == BACKGROUND_NICE:  # field 19 of stat, "nice"
-                out.add(int(task.name))
-        return out
-
-    try:
-        assert store.background == {"os_thread_priority": BACKGROUND_NICE}
-        store.command("CREATE TABLE t (n UInt64) ENGINE = MergeTree ORDER BY n")
-        assert not niced()
-        seen: set[int] = set()
-        done = threading.Event()
-        writer = threading.Thread(target=lambda: (store.command(
-            "INSERT INTO t SELECT sum(sipHash64(number)) FROM numbers(30000000)",
-            settings=store.background), done.set()))
-        writer.start()
-        while not done.is_set():
-            seen |= niced()
-            time.sleep(0.005)
-        writer.join()
-        assert seen, "no engine thread ran niced"
-        assert threading.get_native_id() not in seen
-        # The engine's threads go back to normal for the next statement.
-        store.query("SELECT count() FROM t")
-        assert not niced()
     finally:
         store.close()
 

@@ -106,16 +106,20 @@ def enumerate_buckets(tz: ZoneInfo, first: date, last: date, kind: str) -> list[
     """
     out: list[Bucket] = []
     if kind in ("slot", "hour"):
+        step = SLOT_SECONDS if kind == "slot" else 3600
         day = first
         while day <= last:
             for start, end, off in _day_pieces(tz, *local_day(day, tz)):
-                for ts in range(start, end, SLOT_SECONDS):
+                ts = start
+                while ts < end:  # to the next local slot or hour boundary, or the piece's end
+                    until = min(end, ts + step - (ts + off) % step)
                     key = ts if kind == "slot" else ((ts + off) // 3600) * 128 + off // SLOT_SECONDS
                     if out and out[-1].key == key:
                         prev = out[-1]
-                        out[-1] = Bucket(key, prev.start, ts + SLOT_SECONDS, prev.label)
+                        out[-1] = Bucket(key, prev.start, until, prev.label)
                     else:
-                        out.append(Bucket(key, ts, ts + SLOT_SECONDS, _label(ts, off)))
+                        out.append(Bucket(key, ts, until, _label(ts, off)))
+                    ts = until
             day += timedelta(days=1)
         return out
     day = first

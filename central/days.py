@@ -1,13 +1,13 @@
 """The kept site-days: ``day_answers``, one row per (site, local day), kept on write.
 
 A row holds the day's answer per (camera, local hour), as the dashboard folds it (peak, events,
-trigger counts, slots per source), in parallel arrays, plus the time zone it was cut in.
-History reads the same cells by hour (and by day or week for one zone). A materialized view
-copies every row, without the cells, into ``day_answers_by_day``, ordered by (day, site): the
-overview's one key range for all sites. The
-dashboard reads one row per document and the overview one row per site, instead of every
-(camera, slot) of the day with ``FINAL`` (measured on chDB with 100 sites: 144 ms for the
-overview's slots, of which 66 ms is ``FINAL`` over 100 key ranges).
+trigger counts, slots per source), in parallel arrays, plus the time zone it was cut in, and
+the same summed per zone and per local hour. The dashboard reads one row per document and
+history one per day (by hour its hour sums, or its cells where utilisation or one zone is
+asked for), instead of every (camera, slot) with ``FINAL``. A materialized view copies each
+row, without the cells, into ``day_answers_by_day``, ordered by (day, site): the overview
+reads one day of every site as one key range (measured on chDB with 100 sites: 144 ms for
+the overview's slots, of which 66 ms is ``FINAL`` over 100 key ranges).
 
 **Writes.** :meth:`DayKeeper.refresh` follows :meth:`central.slots.SlotStore.refresh`
 (the slot store calls it after keeping the slots' answers): the local days holding the
@@ -53,7 +53,7 @@ BY_DAY_TABLE = DAYS_TABLE + "_by_day"
 BY_DAY_VIEW = BY_DAY_TABLE + "_mv"
 DAY_COLUMNS = ("site_name", "day", "tz", "cams", "hours", "peaks", "events", "cell_triggers", "cell_edge",
                "cell_slots", "triggers", "edge", "raw", "repaired", "zone_cams", "zone_peaks", "zone_events",
-               "hour_keys", "hour_peaks", "ver")
+               "hour_keys", "hour_peaks", "hour_events", "hour_triggers", "hour_edge", "hour_slots", "ver")
 _BUILD_DAYS = 7
 
 # The day's answer per (camera, local hour) of the kept slots, as the dashboard folds them
@@ -61,7 +61,8 @@ _BUILD_DAYS = 7
 _REFRESH = """
 INSERT INTO """ + DAYS_TABLE + """ (site_name, day, tz, cams, hours, peaks, events, cell_triggers, cell_edge,
                                     cell_slots, triggers, edge, raw, repaired,
-                                    zone_cams, zone_peaks, zone_events, hour_keys, hour_peaks, ver)
+                                    zone_cams, zone_peaks, zone_events, hour_keys, hour_peaks, hour_events,
+                                    hour_triggers, hour_edge, hour_slots, ver)
 SELECT site_name, d, {tz:String}, cams, hours, peaks, events, cell_triggers, cell_edge, cell_slots,
        triggers, e, r, p,
        arraySort(arrayDistinct(cams)) AS zc,
@@ -69,6 +70,11 @@ SELECT site_name, d, {tz:String}, cams, hours, peaks, events, cell_triggers, cel
        arrayMap(c -> arraySum(arrayFilter((x, y) -> y = c, events, cams)), zc),
        arraySort(arrayDistinct(hours)) AS hk,
        arrayMap(k -> arrayMax(arrayFilter((x, y) -> y = k, peaks, hours)), hk),
+       arrayMap(k -> arraySum(arrayFilter((x, y) -> y = k, events, hours)), hk),
+       arrayMap(k -> CAST(arrayReduce('sumMap', arrayFilter((x, y) -> y = k, cell_triggers, hours)),
+                          'Map(String, UInt64)'), hk),
+       arrayMap(k -> toUInt32(arraySum(arrayFilter((x, y) -> y = k, cell_edge, hours))), hk),
+       arrayMap(k -> toUInt32(arraySum(arrayFilter((x, y) -> y = k, cell_slots, hours))), hk),
        {ver:UInt64}
 FROM (
 SELECT site_name, d, groupArray(cam_name) AS cams, groupArray(h) AS hours, groupArray(pk) AS peaks,
@@ -219,7 +225,8 @@ class DayKeeper:
             zones.setdefault(s.timezone, {})[site] = (local_day(first, s.tz)[0], local_day(last, s.tz)[1])
             d = first
             while d <= last:
-                empty.append([site, d, s.timezone, [], [], [], [], [], [], [], {}, 0, 0, 0, [], [], [], [], [], ver])
+                empty.append([site, d, s.timezone, [], [], [], [], [], [], [], {}, 0, 0, 0, [], [], [], [], [],
+                              [], [], [], [], ver])
                 d += timedelta(days=1)
         # The answers first: if a statement fails, the days keep their last answer (and the
         # caller retries), rather than an empty row that beats it.

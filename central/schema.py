@@ -64,6 +64,45 @@ class TableDef:
 
 _NAME_MAP = "Map(LowCardinality(String), UInt32)"
 
+# The site-days' columns (central.days).
+_DAY_ANSWER_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("site_name", "LowCardinality(String)"),
+    ("day", "Date"),
+    ("tz", "LowCardinality(String)"),
+    # per (camera, local hour) with events: the dashboard's zones and zone_hourly
+    ("cams", "Array(LowCardinality(String))"),
+    ("hours", "Array(UInt8)"),
+    ("peaks", "Array(UInt32)"),
+    ("events", "Array(UInt64)"),
+    # per (camera, local hour) too: trigger counts, slots with events from the
+    # edge and in all (history by hour, and by day or week for one zone)
+    ("cell_triggers", "Array(Map(String, UInt64))"),
+    ("cell_edge", "Array(UInt32)"),
+    ("cell_slots", "Array(UInt32)"),
+    # the day: trigger counts, slots with events per source
+    ("triggers", "Map(String, UInt64)"),
+    ("edge", "UInt32"),
+    ("raw", "UInt32"),
+    ("repaired", "UInt32"),
+    # per camera and per local hour (overview, history by day and week)
+    ("zone_cams", "Array(LowCardinality(String))"),
+    ("zone_peaks", "Array(UInt32)"),
+    ("zone_events", "Array(UInt64)"),
+    ("hour_keys", "Array(UInt8)"),
+    ("hour_peaks", "Array(UInt32)"),
+    # per local hour, as hour_keys: the site's events, triggers and slots (history
+    # by hour for all zones)
+    ("hour_events", "Array(UInt64)"),
+    ("hour_triggers", "Array(Map(String, UInt64))"),
+    ("hour_edge", "Array(UInt32)"),
+    ("hour_slots", "Array(UInt32)"),
+    ("ver", "UInt64"),
+)
+#: The overview's columns of them, in day_answers_by_day.
+_BY_DAY_COLUMNS = ("site_name", "day", "tz", "triggers", "edge", "raw", "repaired", "zone_cams", "zone_peaks",
+                   "zone_events", "hour_keys", "hour_peaks", "ver")
+
+
 TABLES: dict[str, TableDef] = {
     t.name: t
     for t in (
@@ -141,36 +180,10 @@ TABLES: dict[str, TableDef] = {
             settings="index_granularity = 1024",
         ),
         # The day's answer per (camera, local hour), kept on write (central.days): what the
-        # dashboard and the overview read.
+        # dashboard and history read.
         TableDef(
             "day_answers",
-            (
-                ("site_name", "LowCardinality(String)"),
-                ("day", "Date"),
-                ("tz", "LowCardinality(String)"),
-                # per (camera, local hour) with events: the dashboard's zones and zone_hourly
-                ("cams", "Array(LowCardinality(String))"),
-                ("hours", "Array(UInt8)"),
-                ("peaks", "Array(UInt32)"),
-                ("events", "Array(UInt64)"),
-                # per (camera, local hour) too: trigger counts, slots with events from the
-                # edge and in all (history by hour, and by day or week for one zone)
-                ("cell_triggers", "Array(Map(String, UInt64))"),
-                ("cell_edge", "Array(UInt32)"),
-                ("cell_slots", "Array(UInt32)"),
-                # the day: trigger counts, slots with events per source
-                ("triggers", "Map(String, UInt64)"),
-                ("edge", "UInt32"),
-                ("raw", "UInt32"),
-                ("repaired", "UInt32"),
-                # per camera and per local hour (overview, history by day and week)
-                ("zone_cams", "Array(LowCardinality(String))"),
-                ("zone_peaks", "Array(UInt32)"),
-                ("zone_events", "Array(UInt64)"),
-                ("hour_keys", "Array(UInt8)"),
-                ("hour_peaks", "Array(UInt32)"),
-                ("ver", "UInt64"),
-            ),
+            _DAY_ANSWER_COLUMNS,
             "ReplacingMergeTree",
             "ver",
             "(site_name, day)",
@@ -184,21 +197,7 @@ TABLES: dict[str, TableDef] = {
         # (measured on chDB, 100 sites: FINAL over 100 ranges is the cost).
         TableDef(
             "day_answers_by_day",
-            (
-                ("site_name", "LowCardinality(String)"),
-                ("day", "Date"),
-                ("tz", "LowCardinality(String)"),
-                ("triggers", "Map(String, UInt64)"),
-                ("edge", "UInt32"),
-                ("raw", "UInt32"),
-                ("repaired", "UInt32"),
-                ("zone_cams", "Array(LowCardinality(String))"),
-                ("zone_peaks", "Array(UInt32)"),
-                ("zone_events", "Array(UInt64)"),
-                ("hour_keys", "Array(UInt8)"),
-                ("hour_peaks", "Array(UInt32)"),
-                ("ver", "UInt64"),
-            ),
+            tuple(c for c in _DAY_ANSWER_COLUMNS if c[0] in _BY_DAY_COLUMNS),
             "ReplacingMergeTree",
             "ver",
             "(day, site_name)",

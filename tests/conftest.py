@@ -9,7 +9,14 @@ import clickhouse_connect
 import pytest
 from hypothesis import settings
 
-from tests.harness import Mosquitto
+from tests.harness import Mosquitto, stop_left_clients
+
+
+@pytest.fixture(autouse=True)
+def _stop_left_clients():
+    """The paho clients a test handed to ``stopped_at_teardown`` are stopped when it ends."""
+    yield
+    stop_left_clients()
 
 
 @pytest.fixture

@@ -31,6 +31,8 @@ __all__ = [
     "free_port",
     "recent_utc_weekday",
     "recent_utc_workday",
+    "stop_left_clients",
+    "stopped_at_teardown",
     "subscribed",
     "wait_for_port",
 ]
@@ -74,6 +76,25 @@ async def eventually_async(predicate: Callable[[], Any], timeout: float = 10.0, 
         if time.monotonic() > deadline:
             raise AssertionError("%s (not true after %.1f s; last: %r)" % (message or "condition", timeout, value))
         await asyncio.sleep(_POLL)
+
+
+_left: list = []
+
+
+def stopped_at_teardown(client):
+    """``client`` (paho) is stopped with :func:`shared.paho_close.stop_client` when the test
+    ends, also if it fails half way: paho closes its socket pair only in ``__del__``, and left
+    to the garbage collector that is a ResourceWarning (an error here) in some later test."""
+    _left.append(client)
+    return client
+
+
+def stop_left_clients() -> None:
+    """Stop the clients :func:`stopped_at_teardown` was given (tests/conftest.py, after each test)."""
+    from shared.paho_close import stop_client
+
+    while _left:
+        stop_client(_left.pop())
 
 
 def subscribed(client, topic: str, qos: int = 1, timeout: float = 5.0) -> None:

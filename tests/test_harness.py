@@ -18,20 +18,9 @@ from tests.harness import (
     eventually_async,
     recent_utc_weekday,
     recent_utc_workday,
+    stopped_at_teardown,
     subscribed,
 )
-
-#: Every client ``_client`` made in the running test: stopped at its teardown.
-_made: list[mqtt.Client] = []
-
-
-@pytest.fixture(autouse=True)
-def _stop_clients():
-    """Stop what a test left running, also when it failed half way (paho closes its socket
-    pair only in ``__del__``: left to the garbage collector, that is a ResourceWarning)."""
-    yield
-    while _made:
-        stop_client(_made.pop())
 
 
 def _client(broker, client_id: str, clean: bool = True) -> mqtt.Client:
@@ -41,7 +30,7 @@ def _client(broker, client_id: str, clean: bool = True) -> mqtt.Client:
         clean_session=clean,
         protocol=mqtt.MQTTv311,
     )
-    _made.append(c)
+    stopped_at_teardown(c)
     return c
 
 

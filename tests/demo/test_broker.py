@@ -15,7 +15,7 @@ import pytest
 
 from demo.run import free_port
 from shared.paho_close import stop_client
-from tests.harness import eventually, subscribed, wait_for_port
+from tests.harness import eventually, stopped_at_teardown, subscribed, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,23 +39,10 @@ def amqtt(tmp_path_factory):
         log.close()
 
 
-#: Every client ``_client`` made in the running test: stopped at its teardown.
-_made: list[mqtt.Client] = []
-
-
-@pytest.fixture(autouse=True)
-def _stop_clients():
-    """Stop what a test left running, also when it failed half way (paho closes its socket
-    pair only in ``__del__``: left to the garbage collector, that is a ResourceWarning)."""
-    yield
-    while _made:
-        stop_client(_made.pop())
-
-
 def _client(port, cid, clean=True, manual_ack=False, will=None, user=True):
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv311,
                     clean_session=clean, manual_ack=manual_ack)
-    _made.append(c)
+    stopped_at_teardown(c)
     c.got = queue.Queue()
     c.session_present = None
     connected = threading.Event()

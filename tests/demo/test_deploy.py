@@ -19,7 +19,14 @@ import pytest
 
 from shared.paho_close import stop_client
 from shared.topics import ack_topic, state_topic, status_topic, subscription
-from tests.harness import eventually, find_mosquitto, free_port, subscribed, wait_for_port
+from tests.harness import (
+    eventually,
+    find_mosquitto,
+    free_port,
+    stopped_at_teardown,
+    subscribed,
+    wait_for_port,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -78,22 +85,9 @@ def broker(tmp_path_factory):
         proc.wait(10)
 
 
-#: Every client ``_client`` made in the running test: stopped at its teardown.
-_made: list[mqtt.Client] = []
-
-
-@pytest.fixture(autouse=True)
-def _stop_clients():
-    """Stop what a test left running, also when it failed half way (paho closes its socket
-    pair only in ``__del__``: left to the garbage collector, that is a ResourceWarning)."""
-    yield
-    while _made:
-        stop_client(_made.pop())
-
-
 def _client(broker, user, password, tls=True, cid=None):
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid or user or "anon", protocol=mqtt.MQTTv311)
-    _made.append(c)
+    stopped_at_teardown(c)
     if user:
         c.username_pw_set(user, password)
     if tls:

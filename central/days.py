@@ -2,9 +2,9 @@
 
 A row holds the day's answer per (camera, local hour), as the dashboard folds it (peak, events,
 trigger counts, slots per source), in parallel arrays, plus the time zone it was cut in, and
-the same summed per zone and per local hour. The dashboard reads one row per document and
-history one per day (by hour its hour sums, or its cells where utilisation or one zone is
-asked for), instead of every (camera, slot) with ``FINAL``. A materialized view copies each
+peaks and events per zone and peaks per local hour. The dashboard reads one row per document
+and history one per day (by hour, or for one zone, its cells), instead of every (camera,
+slot) with ``FINAL``. A materialized view copies each
 row, without the cells, into ``day_answers_by_day``, ordered by (day, site): the overview
 reads one day of every site as one key range (measured on chDB with 100 sites: 144 ms for
 the overview's slots, of which 66 ms is ``FINAL`` over 100 key ranges).
@@ -53,7 +53,7 @@ BY_DAY_TABLE = DAYS_TABLE + "_by_day"
 BY_DAY_VIEW = BY_DAY_TABLE + "_mv"
 DAY_COLUMNS = ("site_name", "day", "tz", "cams", "hours", "peaks", "events", "cell_triggers", "cell_edge",
                "cell_slots", "triggers", "edge", "raw", "repaired", "zone_cams", "zone_peaks", "zone_events",
-               "hour_keys", "hour_peaks", "hour_events", "hour_triggers", "hour_edge", "hour_slots", "ver")
+               "hour_keys", "hour_peaks", "ver")
 _BUILD_DAYS = 7
 
 # The day's answer per (camera, local hour) of the kept slots, as the dashboard folds them
@@ -61,8 +61,7 @@ _BUILD_DAYS = 7
 _REFRESH = """
 INSERT INTO """ + DAYS_TABLE + """ (site_name, day, tz, cams, hours, peaks, events, cell_triggers, cell_edge,
                                     cell_slots, triggers, edge, raw, repaired,
-                                    zone_cams, zone_peaks, zone_events, hour_keys, hour_peaks, hour_events,
-                                    hour_triggers, hour_edge, hour_slots, ver)
+                                    zone_cams, zone_peaks, zone_events, hour_keys, hour_peaks, ver)
 SELECT site_name, d, {tz:String}, cams, hours, peaks, events, cell_triggers, cell_edge, cell_slots,
        triggers, e, r, p,
        arraySort(arrayDistinct(cams)) AS zc,
@@ -70,11 +69,6 @@ SELECT site_name, d, {tz:String}, cams, hours, peaks, events, cell_triggers, cel
        arrayMap(c -> arraySum(arrayFilter((x, y) -> y = c, events, cams)), zc),
        arraySort(arrayDistinct(hours)) AS hk,
        arrayMap(k -> arrayMax(arrayFilter((x, y) -> y = k, peaks, hours)), hk),
-       arrayMap(k -> arraySum(arrayFilter((x, y) -> y = k, events, hours)), hk),
-       arrayMap(k -> CAST(arrayReduce('sumMap', arrayFilter((x, y) -> y = k, cell_triggers, hours)),
-                          'Map(String, UInt64)'), hk),
-       arrayMap(k -> toUInt32(arraySum(arrayFilter((x, y) -> y = k, cell_edge, hours))), hk),
-       arrayMap(k -> toUInt32(arraySum(arrayFilter((x, y) -> y = k, cell_slots, hours))), hk),
        {ver:UInt64}
 FROM (
 SELECT site_name, d, groupArray(cam_name) AS cams, groupArray(h) AS hours, groupArray(pk) AS peaks,
@@ -225,8 +219,7 @@ class DayKeeper:
             zones.setdefault(s.timezone, {})[site] = (local_day(first, s.tz)[0], local_day(last, s.tz)[1])
             d = first
             while d <= last:
-                empty.append([site, d, s.timezone, [], [], [], [], [], [], [], {}, 0, 0, 0, [], [], [], [], [],
-                              [], [], [], [], ver])
+                empty.append([site, d, s.timezone, [], [], [], [], [], [], [], {}, 0, 0, 0, [], [], [], [], [], ver])
                 d += timedelta(days=1)
         # The answers first: if a statement fails, the days keep their last answer (and the
         # caller retries), rather than an empty row that beats it.

@@ -90,19 +90,6 @@ GROUP BY b_k
 """
 _CELL_KEYS = {"hour": "dn * 24 + h", **_DAY_KEYS}
 
-# The same hours for all zones from each day's per-hour summary (a site without capacities:
-# no zone's share to take), one row per (local day, hour) with events.
-_HOURS_SQL = """
-SELECT toInt64(dn * 24 + h) AS b_k, toUInt64(p) AS b_peak, toFloat64(0) AS b_util, toUInt64(e) AS b_events,
-       t AS b_triggers, toUInt64(ed) AS b_edge, toUInt64(n) AS b_slots
-FROM (
-    SELECT toInt64(day) AS dn, hour_keys, hour_peaks, hour_events, hour_triggers, hour_edge, hour_slots
-    FROM """ + DAYS_TABLE + """ FINAL
-    WHERE site_name = {site:String} AND day >= {first:Date} AND day <= {last:Date} AND tz = {tz:String}
-      AND NOT has({skip:Array(Date)}, day)
-)
-ARRAY JOIN hour_keys AS h, hour_peaks AS p, hour_events AS e, hour_triggers AS t, hour_edge AS ed, hour_slots AS n
-"""
 
 # The series (part 1) with the coverage (parts 2 and 3) in one statement: chDB runs one
 # statement at a time, so each saved statement is a few milliseconds.
@@ -191,7 +178,6 @@ class History:
                                     "series": _CELLS_SQL % {"key": _CELL_KEYS[kind], "cap": _CAP}}
             for kind in ("hour", "day", "week")
         }
-        self._hours_sql = _WITH_COVERAGE % {"part": 4, "coverage": coverage.stacked_sql("hour"), "series": _HOURS_SQL}
         self._profile_sql = _PROFILE_SQL % {"off": OFFSET_SQL, "merged": merged}
 
     # -- history ------------------------------------------------------------------------
@@ -208,8 +194,7 @@ class History:
                   "cap_zones": list(caps), "cap_values": list(caps.values()), "site": site.name,
                   "first": first, "last": last}
         # From the kept site-days where they are kept: all zones by day or week from the day
-        # summaries, by hour from the hour summaries (or the cells, for utilisation), else
-        # from the (camera, hour) cells; one statement with the coverage.
+        # summaries, else from the (camera, hour) cells; one statement with the coverage.
         # Clock-change days of an hour series come from the slots (one more statement).
         offsets: dict[int, int] = {}
         skip: list[date] = []
@@ -218,8 +203,7 @@ class History:
         elif req.bucket != "hour" and not req.zone:
             sql = self._day_series_sql[req.bucket]
         else:
-            whole = req.bucket == "hour" and not req.zone and not caps  # the hours' summaries will do
-            sql = self._hours_sql if whole else self._cells_sql[req.bucket]
+            sql = self._cells_sql[req.bucket]
             if req.bucket == "hour":
                 offsets, skip = _day_offsets(tz, first, last)
         rows = await self.store.aquery(sql, {**params, "skip": skip})

@@ -60,6 +60,9 @@ async def test_history_matches_the_oracle_in_every_bucket(client, site, first, l
         assert totals["peak"] == max(b["peak"] for b in want)
         assert doc["timezone"] == tz.key and doc["bucket"] == kind
         assert [b["source"] for b in doc["series"]] == [b["source"] for b in want], kind
+        caps = doc["capacities"]  # LONDON's zones have capacities: the busiest zone's share
+        assert [s["utilisation"] for s in doc["series"]] == [
+            round(max(b["zones"].get(z, 0) / c for z, c in caps.items()), 4) if caps else None for b in want], kind
         # One zone: its own peaks, events and triggers per bucket.
         zone = await get(client, "/api/v1/history/%s?from=%s&to=%s&bucket=%s&zone=A" % (site, first, last, kind))
         assert seen(zone["series"]) == [

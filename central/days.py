@@ -135,6 +135,7 @@ class DayKeeper:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
+        self._stop = threading.Event()  # ends the wait for more writes at once
         self._thread = threading.Thread(target=self._run, name="day-keeper", daemon=True)
         self._thread.start()
 
@@ -144,19 +145,24 @@ class DayKeeper:
                 self._pending.setdefault(site, set()).update(slots)
         self._wake.set()
 
-    def is_pending(self, site: str, day: date) -> bool:
-        """Whether a write to ``site``'s local ``day`` was submitted and its day is not kept
-        yet (read that day from the slots, which were kept before the acknowledgement)."""
+    def pending_days(self, site: str) -> set[date]:
+        """The local days of ``site`` with a write submitted and not kept yet: read them from
+        the slots, which were kept before the acknowledgement."""
         if self._thread is None:
-            return False
+            return set()
         tz = self.sites.get(site).tz
         with self._lock:
             slots = self._pending.get(site, set()) | self._inflight.get(site, set())
-        return any(datetime.fromtimestamp(s, tz).date() == day for s in slots)
+        return {datetime.fromtimestamp(s, tz).date() for s in slots}
+
+    def is_pending(self, site: str, day: date) -> bool:
+        """Whether ``site``'s local ``day`` is among :meth:`pending_days`."""
+        return day in self.pending_days(site)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Keep what was submitted, then stop."""
         self._stopping = True
+        self._stop.set()
         self._wake.set()
         self._thread.join(timeout)
 
@@ -165,7 +171,7 @@ class DayKeeper:
         while True:
             self._wake.wait()
             if not self._stopping:
-                time.sleep(self._coalesce)
+                self._stop.wait(self._coalesce)
             with self._lock:
                 pending, self._pending = self._pending, {}
                 self._inflight = pending

@@ -198,7 +198,9 @@ class History:
         # Clock-change days of an hour series come from the slots (one more statement).
         offsets: dict[int, int] = {}
         skip: list[date] = []
-        if self.slots.days is None:
+        kept = self.slots.days
+        if kept is None or any(first <= d <= last for d in kept.pending_days(site.name)):
+            # Not kept, or a day with a write acknowledged and not kept yet: the slots.
             sql = self._series_sql[req.bucket]
         elif req.bucket != "hour" and not req.zone:
             sql = self._day_series_sql[req.bucket]

@@ -98,25 +98,18 @@ class Overview:
         windows = {s.name: local_day(days[s.name], s.tz) for s in sites}
         scope = Scope.per_site(windows)
         rows: dict[str, _Row] = {}
-        if names and self.slots.days is not None:  # the kept site-days: one row per site
-            params = {"sites": names, "days": [days[n] for n in names], "dayset": sorted(set(days.values()))}
-            for site_name, *kept in await self.store.aquery(_DAYS_SQL, params):
-                rows[site_name] = _Row.of_day(*kept)
-        elif names:
-            offsets = [day_offsets(s.tz, *windows[s.name]) for s in sites]
-            params = {**scope.params(), "off1": [o[0] for o in offsets], "switch": [o[1] for o in offsets],
-                      "off2": [o[2] for o in offsets]}
-            for site_name, cam, h, peak, events, triggers, edge, slots in await self.store.aquery(self._sql, params):
-                row = rows.setdefault(site_name, _Row())
-                if cam:
-                    row.zones[cam] = int(peak)
-                    row.zone_events[cam] = int(events)
-                    row.events += int(events)
-                    row.triggers += sum(as_counts(triggers).values())
-                    row.edge += int(edge)
-                    row.slots += int(slots)
-                else:
-                    row.hours[int(h)] = int(peak)
+        computed = sites
+        if self.slots.days is not None:
+            # The kept site-days, one row per site; a site whose day has a write acknowledged
+            # and not kept yet is computed from the slots.
+            computed = [s for s in sites if days[s.name] in self.slots.days.pending_days(s.name)]
+            kept = [n for n in names if n not in {s.name for s in computed}]
+            if kept:
+                params = {"sites": kept, "days": [days[n] for n in kept], "dayset": sorted({days[n] for n in kept})}
+                for site_name, *kept_day in await self.store.aquery(_DAYS_SQL, params):
+                    rows[site_name] = _Row.of_day(*kept_day)
+        if computed:
+            rows.update(await self._computed(computed, windows))
         if names:
             with_devices = await self.coverage.with_devices(names)
             contact = await self.coverage.per_site(scope.params()) if with_devices else {}
@@ -127,6 +120,25 @@ class Overview:
                for s in sites]
         _sort(out, sort, descending)
         return {"date": day.isoformat() if day else None, "sort": ("-" if descending else "") + sort, "sites": out}
+
+    async def _computed(self, sites: list[Site], windows: dict[str, tuple[int, int]]) -> dict[str, _Row]:
+        """The sites' rows from the slots, each over its own window."""
+        rows: dict[str, _Row] = {}
+        offsets = [day_offsets(s.tz, *windows[s.name]) for s in sites]
+        params = {**Scope.per_site({s.name: windows[s.name] for s in sites}).params(),
+                  "off1": [o[0] for o in offsets], "switch": [o[1] for o in offsets], "off2": [o[2] for o in offsets]}
+        for site_name, cam, h, peak, events, triggers, edge, slots in await self.store.aquery(self._sql, params):
+            row = rows.setdefault(site_name, _Row())
+            if cam:
+                row.zones[cam] = int(peak)
+                row.zone_events[cam] = int(events)
+                row.events += int(events)
+                row.triggers += sum(as_counts(triggers).values())
+                row.edge += int(edge)
+                row.slots += int(slots)
+            else:
+                row.hours[int(h)] = int(peak)
+        return rows
 
     @staticmethod
     def _site_row(site: Site, day: date, window: tuple[int, int], row: _Row, devices: list[dict],

@@ -17,10 +17,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from central import answers, rollup, schema
+from central.coverage import Coverage
 from central.dashboard import HOURS_SQL, compute
 from central.days import BY_DAY_TABLE, DAYS_TABLE, DayKeeper
+from central.history import History, HistoryRequest
+from central.overview import Overview
+from central.registry import Registry
 from central.sites import Site, Sites, Thresholds, local_day
-from central.slots import RAW_COLUMNS, Scope, SlotStore
+from central.slots import RAW_COLUMNS, STATE_COLUMNS, Scope, SlotStore
 from central.store import Store
 from tests.central.conftest import services
 from tests.harness import eventually, eventually_async
@@ -296,6 +300,34 @@ def test_the_live_feed_keeps_its_days_behind_and_says_when(clickhouse_url):
         site, touched, kept = told[0]
         assert (site, touched) == ("A", [T0 + 7200]) and not keeper.is_pending("A", day5)
         assert sorted(r[:4] for r in kept) == [("C1", 1, 5, 7), ("C1", 2, 6, 2)]  # kept before it told
+    finally:
+        keeper.stop()
+        slots.store.close()
+
+
+async def test_history_and_overview_read_a_pending_day_from_the_slots(clickhouse_url):
+    """After the acknowledgement and before the keeper kept the day, the range views read
+    that day from the slots (kept before the acknowledgement): a read after an ack is current."""
+    slots = open_slots(clickhouse_url, keep=True)
+    keeper = slots.days
+    history = History(slots, Coverage(slots.store))
+    overview = Overview(slots, SITES_OF, Registry(slots.store, SITES_OF), Coverage(slots.store))
+    day5 = datetime(2026, 1, 5).date()
+    try:
+        keeper.start(lambda site, touched: None, coalesce=30)  # the day stays pending
+        slots.write_states([["A", "d", "C1", dt(T0 + 3600), 5, 7, {}, 1, NOW]])  # kept at once
+        slots.store.insert("slot_states", [["A", "d", "C2", dt(T0 + 7200), 9, 2, {"FALL": 1}, 1, NOW]],
+                           STATE_COLUMNS)
+        slots.refresh({"A": {T0 + 7200}}, days=False)  # as the consumer does before its ack
+        keeper.submit({"A": {T0 + 7200}})
+        assert keeper.is_pending("A", day5)
+        for bucket in ("hour", "day", "week"):
+            doc = await history.history(SITES_OF.get("A"), HistoryRequest(day5, day5, bucket))
+            assert (doc["totals"]["peak"], doc["totals"]["events"], doc["totals"]["critical_events"]) == (
+                9, 9, {"FALL": 1}), bucket
+        row, = [r for r in (await overview.document(day5))["sites"] if r["site_name"] == "A"]
+        assert (row["peak"], row["events"], row["critical_events"], row["busiest_zone"]) == (9, 9, 1, "C2")
+        assert keeper.is_pending("A", day5)  # still: the views did not wait for the keeper
     finally:
         keeper.stop()
         slots.store.close()

@@ -235,13 +235,16 @@ class DayKeeper:
         self.store.insert(DAYS_TABLE, empty, DAY_COLUMNS)
 
     def resync(self) -> int:
-        """Recompute every kept day of the sites whose zone changed; returns how many sites."""
+        """Recompute the kept days of the sites whose zone changed, and the days an earlier
+        version wrote (without the per-(camera, hour) cells: a central rolled back, then
+        forward again); returns how many sites."""
         rows = self.store.query("SELECT site_name, min(day), max(day) FROM " + DAYS_TABLE
                                 + " FINAL WHERE tz != transform(site_name, {sites:Array(String)}, {zones:Array(String)}, tz)"
-                                " GROUP BY site_name",
+                                " OR length(cell_slots) != length(cams) GROUP BY site_name",
                                 parameters=self._zones())
         for site, first, last in rows:
-            logger.info("site %s changed time zone: recomputing its kept days %s..%s", site, first, last)
+            logger.info("site %s: recomputing its kept days %s..%s (cut in another time zone, or by an "
+                        "earlier version)", site, first, last)
             # The old zone's days may reach a day further either way than the new zone's.
             self._recompute({site: (first - timedelta(days=1), last + timedelta(days=1))})
         return len(rows)

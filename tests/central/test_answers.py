@@ -281,6 +281,29 @@ def test_days_cut_in_an_old_zone_are_recut_at_start(clickhouse_url):
         slots.store.close()
 
 
+def test_days_an_earlier_version_wrote_are_recomputed_at_start(clickhouse_url):
+    """A central rolled back writes site-days without the (camera, hour) cells; rolled forward,
+    its start recomputes them (history by hour reads the cells)."""
+    slots = open_slots(clickhouse_url, keep=True)
+    try:
+        slots.write_states([["A", "d", "C1", dt(T0 + 3600), 5, 7, {"FALL": 2}, 1, NOW]])
+        day5 = datetime(2026, 1, 5).date()
+        # What the earlier version's keeper wrote for that day: no cells, a higher version.
+        slots.store.command(
+            "INSERT INTO day_answers (site_name, day, tz, cams, hours, peaks, events, triggers, edge, raw, repaired, "
+            "zone_cams, zone_peaks, zone_events, hour_keys, hour_peaks, ver) SELECT site_name, day, tz, cams, hours, "
+            "peaks, events, triggers, edge, raw, repaired, zone_cams, zone_peaks, zone_events, hour_keys, hour_peaks, "
+            "ver + 1 FROM day_answers FINAL WHERE site_name = 'A'")
+        assert slots.store.query("SELECT length(cell_slots), length(cams) FROM day_answers FINAL "
+                                 "WHERE site_name = 'A' AND day = {d:Date}", parameters={"d": day5}) == [(0, 1)]
+        assert slots.days.resync() == 1 and slots.days.resync() == 0
+        assert slots.store.query("SELECT cell_slots, cell_triggers FROM day_answers FINAL "
+                                 "WHERE site_name = 'A' AND day = {d:Date}", parameters={"d": day5}) == [
+            ([1], [{"FALL": 2}])]
+    finally:
+        slots.store.close()
+
+
 def test_the_live_feed_keeps_its_days_behind_and_says_when(clickhouse_url):
     slots = open_slots(clickhouse_url, keep=True)
     keeper = slots.days

@@ -387,12 +387,14 @@ async def _consumer_ctx(app: web.Application):
         slots = app[SLOTS].value
         if slots is not None:
             slots.refresh(touched, days=False)
+            if slots.days is not None:
+                # Pending from now: until the keeper has kept them, the views read these days
+                # from the slots just kept (a read after the ack is current). Told once kept.
+                slots.days.submit(touched)
 
     def written(site: str, slots_written: set) -> None:  # after the ack
         slots = app[SLOTS].value
-        if slots is not None and slots.days is not None:
-            slots.days.submit({site: slots_written})  # told once its days are kept
-        else:
+        if slots is None or slots.days is None:
             told(site, slots_written)
 
     consumer = Consumer(config, app[STORE], app[METRICS], on_written=written, refresh=refresh)

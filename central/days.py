@@ -22,7 +22,8 @@ at start-up :meth:`catch_up` recomputes the days of every slot kept since the ne
 (less a minute), so a crash between the two leaves nothing behind.
 
 **Time zones.** A row records the zone it was cut in. At start-up :meth:`DayKeeper.resync`
-recomputes every day of a site whose configured zone differs (a changed sites file).
+recomputes every day of a site whose configured zone differs (a changed sites file), and
+every day an earlier version wrote without the cells (a central rolled back, then forward).
 
 **Build.** :meth:`DayKeeper.build` computes every day of every site from ``slot_answers``,
 7 days per statement per zone (bounded memory), with a progress line; :mod:`central.answers` runs it

@@ -33,6 +33,11 @@ class SitesFileError(ConfigError):
 class StorageError(CentralError):
     """ClickHouse refused a statement (bad SQL, type mismatch): retrying will not help."""
 
+    def __init__(self, message: str, code: int | None = None):
+        super().__init__(message)
+        #: ClickHouse's error code, where the engine gave one.
+        self.code = code
+
 
 class StorageUnavailable(StorageError):
     """ClickHouse cannot be reached or is overloaded right now: retry later."""

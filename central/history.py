@@ -12,6 +12,7 @@ Coverage per bucket comes from :mod:`central.coverage`.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -20,11 +21,17 @@ from shared.slots import SLOT_SECONDS
 from .buckets import EPOCH, OFFSET_SQL, Bucket, day_offsets, enumerate_buckets, key_sql
 from .coverage import Coverage
 from .days import DAYS_TABLE
+from .exceptions import StorageError
 from .sites import Site, intensity, local_day
 from .slots import Scope, SlotStore, as_counts
 from .store import Store
 
 __all__ = ["History", "HistoryRequest", "LIMIT_DAYS", "PROFILE_MAX_WEEKS"]
+
+logger = logging.getLogger(__name__)
+
+#: ClickHouse's SIZES_OF_ARRAYS_DONT_MATCH: an ARRAY JOIN of a row whose arrays differ in length.
+_ARRAYS_DIFFER = 190
 
 #: The longest range per bucket kind, in local days.
 LIMIT_DAYS = {"hour": 31, "day": 366, "week": 366}
@@ -46,7 +53,7 @@ GROUP BY k
 """
 
 # The same per local day or ISO week from the kept site-days (central.days): 366 rows of a
-# site instead of every (camera, slot) of its year (all zones; one zone reads the slots).
+# site instead of every (camera, slot) of its year (all zones; one zone reads the cells).
 # ``dn`` is the local day's number; a day's utilisation is its busiest zone's share.
 _CAP = "transform(toString(c), {cap_zones:Array(String)}, {cap_values:Array(UInt32)}, toUInt32(0))"
 _DAY_SERIES_SQL = """
@@ -208,7 +215,16 @@ class History:
             sql = self._cells_sql[req.bucket]
             if req.bucket == "hour":
                 offsets, skip = _day_offsets(tz, first, last)
-        rows = await self.store.aquery(sql, {**params, "skip": skip})
+        try:
+            rows = await self.store.aquery(sql, {**params, "skip": skip})
+        except StorageError as exc:
+            if exc.code != _ARRAYS_DIFFER or sql not in self._cells_sql.values():
+                raise
+            # Days an earlier version kept, without their cells (it runs beside this one, or
+            # ran since this one started: the next start recomputes them). The slots answer.
+            logger.warning("history of %s: kept days without cells, read from the slots: %s", site.name, exc)
+            sql, offsets, skip = self._series_sql[req.bucket], {}, []
+            rows = await self.store.aquery(sql, params)
         if skip:
             lo_skip, _ = local_day(skip[0], tz)
             _, hi_skip = local_day(skip[-1], tz)
@@ -222,7 +238,7 @@ class History:
             if part in (1, 4):
                 accs.setdefault(int(k), _Acc()).add(int(peak), float(util), int(events), triggers, int(edge),
                                                     int(slots))
-        reporting = Coverage.from_stacked([(part, k, n) for part, k, _, _, _, _, _, n in rows if part != 1])
+        reporting = Coverage.from_stacked([(part, k, n) for part, k, _, _, _, _, _, n in rows if part in (2, 3)])
 
         def period(a: date, b: date) -> dict:
             buckets = enumerate_buckets(tz, a, b, req.bucket)

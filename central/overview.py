@@ -36,7 +36,7 @@ _OFFSET = (
 # Each site's own local day from the kept site-days (central.days), in their copy ordered
 # by day: one row per site, one key range for all of them when the sites share the date.
 _DAYS_SQL = """
-SELECT site_name, zone_cams, zone_peaks, zone_events, hour_keys, hour_peaks, triggers, edge, raw, repaired
+SELECT site_name, tz, zone_cams, zone_peaks, zone_events, hour_keys, hour_peaks, triggers, edge, raw, repaired
 FROM """ + BY_DAY_TABLE + """ FINAL
 WHERE day IN {dayset:Array(Date)} AND site_name IN {sites:Array(String)}
   AND day = transform(site_name, {sites:Array(String)}, {days:Array(Date)}, toDate(0))
@@ -101,13 +101,16 @@ class Overview:
         computed = sites
         if self.slots.days is not None:
             # The kept site-days, one row per site; a site whose day has a write acknowledged
-            # and not kept yet is computed from the slots.
+            # and not kept yet, or was cut in another zone, is computed from the slots.
             computed = [s for s in sites if days[s.name] in self.slots.days.pending_days(s.name)]
             kept = [n for n in names if n not in {s.name for s in computed}]
             if kept:
                 params = {"sites": kept, "days": [days[n] for n in kept], "dayset": sorted({days[n] for n in kept})}
-                for site_name, *kept_day in await self.store.aquery(_DAYS_SQL, params):
-                    rows[site_name] = _Row.of_day(*kept_day)
+                for site_name, tz, *kept_day in await self.store.aquery(_DAYS_SQL, params):
+                    if tz == self.sites.get(site_name).timezone:
+                        rows[site_name] = _Row.of_day(*kept_day)
+                    else:
+                        computed.append(self.sites.get(site_name))
         if computed:
             rows.update(await self._computed(computed, windows))
         if names:

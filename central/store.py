@@ -88,8 +88,8 @@ def _translate(exc: BaseException, what: str) -> StorageError:
     ):
         return StorageUnavailable("%s: ClickHouse unavailable: %s" % (what, text))
     if code in _TRANSIENT_CODES:
-        return StorageUnavailable("%s: %s" % (what, text))
-    return StorageError("%s: %s" % (what, text))
+        return StorageUnavailable("%s: %s" % (what, text), code)
+    return StorageError("%s: %s" % (what, text), code)
 
 
 class Store:

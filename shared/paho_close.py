@@ -11,6 +11,8 @@ descriptor held for as long as the cycle lives.
 
 from __future__ import annotations
 
+import threading
+
 import paho.mqtt.client as mqtt
 
 __all__ = ["stop_client"]
@@ -27,6 +29,8 @@ def stop_client(client: mqtt.Client, disconnect: bool = True) -> None:
         except (RuntimeError, ValueError, OSError):
             pass
     client.loop_stop()
+    if getattr(client, "_thread", None) is threading.current_thread():
+        return  # called from paho's own thread (a callback): it ends after this, not joined
     # The thread is joined: nothing selects on these sockets any more. paho has no public
     # close; ``_reset_sockets`` is what its own ``__del__`` and ``reinitialise`` call.
     reset = getattr(client, "_reset_sockets", None)

@@ -208,7 +208,6 @@ def test_kept_days_of_an_earlier_version_are_upgraded_in_place(clickhouse_url):
         for stmt in schema.table_ddl(earlier):
             store.command(stmt)
         store.insert("camera_events", raws(rng, 200), RAW_COLUMNS)
-        assert schema.add_missing_columns(store, earlier) == []
         raw_time = schema.detect_raw_time(store)
         assert rollup.build(store, raw_time, None).available
         assert answers.build(store, raw_time, None, SITES_OF).available
@@ -263,7 +262,7 @@ async def test_the_app_keeps_answers_and_says_so(client):
     await eventually_async(followed, message="another writer's row was not followed")
 
 
-def test_days_cut_in_an_old_zone_are_recut_at_start(clickhouse_url):
+async def test_days_cut_in_an_old_zone_are_recut_at_start(clickhouse_url):
     slots = open_slots(clickhouse_url, keep=True)
     try:
         # "A" is in UTC: a slot at 20:00 UTC is on 01-05.
@@ -271,8 +270,12 @@ def test_days_cut_in_an_old_zone_are_recut_at_start(clickhouse_url):
         assert slots.days.day("A", datetime(2026, 1, 5).date())
         moved = Sites({**SITES_OF.configured, "A": Site("A", "A", "Asia/Kolkata", Thresholds())})
         keeper = DayKeeper(slots, moved)
-        # Cut in UTC, the kept day is not served as Kolkata's (None: read the slots).
+        # Cut in UTC, the kept day is not served as Kolkata's (None: read the slots), by the
+        # dashboard's read nor by the overview's.
         assert keeper.day("A", datetime(2026, 1, 5).date()) is None
+        overview = Overview(slots, moved, Registry(slots.store, moved), Coverage(slots.store))
+        row, = [r for r in (await overview.document(datetime(2026, 1, 5).date()))["sites"] if r["site_name"] == "A"]
+        assert (row["timezone"], row["events"]) == ("Asia/Kolkata", 0)
         assert keeper.resync() == 1 and keeper.resync() == 0
         # 20:00 UTC is 01:30 on 01-06 in Kolkata.
         assert keeper.day("A", datetime(2026, 1, 5).date()) == []
@@ -281,10 +284,12 @@ def test_days_cut_in_an_old_zone_are_recut_at_start(clickhouse_url):
         slots.store.close()
 
 
-def test_days_an_earlier_version_wrote_are_recomputed_at_start(clickhouse_url):
+async def test_days_an_earlier_version_wrote_are_recomputed_at_start(clickhouse_url):
     """A central rolled back writes site-days without the (camera, hour) cells; rolled forward,
-    its start recomputes them (history by hour reads the cells)."""
+    its start recomputes them (history by hour reads the cells). Until then (an earlier
+    version running beside this one), history reads those days from the slots."""
     slots = open_slots(clickhouse_url, keep=True)
+    history = History(slots, Coverage(slots.store))
     try:
         slots.write_states([["A", "d", "C1", dt(T0 + 3600), 5, 7, {"FALL": 2}, 1, NOW]])
         day5 = datetime(2026, 1, 5).date()
@@ -296,6 +301,10 @@ def test_days_an_earlier_version_wrote_are_recomputed_at_start(clickhouse_url):
             "ver + 1 FROM day_answers FINAL WHERE site_name = 'A'")
         assert slots.store.query("SELECT length(cell_slots), length(cams) FROM day_answers FINAL "
                                  "WHERE site_name = 'A' AND day = {d:Date}", parameters={"d": day5}) == [(0, 1)]
+        for bucket in ("hour", "day"):
+            doc = await history.history(SITES_OF.get("A"), HistoryRequest(day5, day5, bucket))
+            assert (doc["totals"]["peak"], doc["totals"]["events"], doc["totals"]["critical_events"]) == (
+                5, 7, {"FALL": 2}), bucket
         assert slots.days.resync() == 1 and slots.days.resync() == 0
         assert slots.store.query("SELECT cell_slots, cell_triggers FROM day_answers FINAL "
                                  "WHERE site_name = 'A' AND day = {d:Date}", parameters={"d": day5}) == [

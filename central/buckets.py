@@ -18,9 +18,10 @@ Python can place the rows in the full list of buckets (empty ones included).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from shared.slots import SLOT_SECONDS
@@ -92,10 +93,11 @@ def _day_pieces(tz: ZoneInfo, start: int, end: int) -> Iterator[tuple[int, int, 
 
 
 def _label(ts: int, off: int) -> str:
-    """:func:`local_iso` of ``ts`` at a known offset."""
+    """:func:`local_iso` of ``ts`` at a known offset (whole seconds)."""
     sign, rest = ("-", -off) if off < 0 else ("+", off)
-    return "%s%s%02d:%02d" % (datetime.fromtimestamp(ts + off, timezone.utc).replace(tzinfo=None).isoformat(),
-                              sign, rest // 3600, rest % 3600 // 60)
+    t = time.gmtime(ts + off)
+    return "%04d-%02d-%02dT%02d:%02d:%02d%s%02d:%02d" % (t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min,
+                                                         t.tm_sec, sign, rest // 3600, rest % 3600 // 60)
 
 
 def enumerate_buckets(tz: ZoneInfo, first: date, last: date, kind: str) -> list[Bucket]:

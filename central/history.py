@@ -143,16 +143,21 @@ class _Acc:
         self.slots = 0
 
     def add(self, peak: int, util: float, events: int, triggers, edge: int, slots: int) -> None:
-        self.peak = max(self.peak, peak)
-        self.util = max(self.util, util)
+        self._add(peak, util, events, as_counts(triggers), edge, slots)
+
+    def merge(self, other: _Acc) -> None:
+        self._add(other.peak, other.util, other.events, other.triggers, other.edge, other.slots)
+
+    def _add(self, peak: int, util: float, events: int, counts: dict[str, int], edge: int, slots: int) -> None:
+        if peak > self.peak:
+            self.peak = peak
+        if util > self.util:
+            self.util = util
         self.events += events
-        for name, n in as_counts(triggers).items():
+        for name, n in counts.items():
             self.triggers[name] = self.triggers.get(name, 0) + n
         self.edge += edge
         self.slots += slots
-
-    def merge(self, other: _Acc) -> None:
-        self.add(other.peak, other.util, other.events, other.triggers, other.edge, other.slots)
 
     def source(self) -> str:
         if not self.slots:

@@ -246,8 +246,12 @@ class DayKeeper:
         for site, first, last in rows:
             logger.info("site %s: recomputing its kept days %s..%s (cut in another time zone, or by an "
                         "earlier version)", site, first, last)
-            # The old zone's days may reach a day further either way than the new zone's.
-            self._recompute({site: (first - timedelta(days=1), last + timedelta(days=1))})
+            # The old zone's days may reach a day further either way than the new zone's;
+            # a week per statement, as in the build (bounded memory).
+            day, last = first - timedelta(days=1), last + timedelta(days=1)
+            while day <= last:
+                self._recompute({site: (day, min(last, day + timedelta(days=_BUILD_DAYS - 1)))})
+                day += timedelta(days=_BUILD_DAYS)
         return len(rows)
 
     def catch_up(self, margin: float = 60.0) -> int:

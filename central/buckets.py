@@ -28,7 +28,8 @@ from shared.slots import SLOT_SECONDS
 
 from .sites import local_day
 
-__all__ = ["KINDS", "Bucket", "key_sql", "OFFSET_SQL", "enumerate_buckets", "local_iso", "day_offsets", "EPOCH"]
+__all__ = ["KINDS", "Bucket", "key_sql", "OFFSET_SQL", "enumerate_buckets", "local_iso", "day_offsets", "hour_key",
+           "EPOCH"]
 
 KINDS = ("slot", "hour", "day", "week")
 EPOCH = date(1970, 1, 1)
@@ -61,6 +62,12 @@ class Bucket:
 
 def local_iso(ts: int, tz: ZoneInfo) -> str:
     return datetime.fromtimestamp(ts, tz).isoformat()
+
+
+def hour_key(local_hours: int, off: int) -> int:
+    """The ``hour`` bucket key (as :func:`key_sql` computes it) of the local hour
+    ``local_hours`` (hours since 1970-01-01 on the local clock) at UTC offset ``off``."""
+    return local_hours * 128 + off // SLOT_SECONDS
 
 
 def _offset(ts: int, tz: ZoneInfo) -> int:
@@ -115,7 +122,7 @@ def enumerate_buckets(tz: ZoneInfo, first: date, last: date, kind: str) -> list[
                 ts = start
                 while ts < end:  # to the next local slot or hour boundary, or the piece's end
                     until = min(end, ts + step - (ts + off) % step)
-                    key = ts if kind == "slot" else ((ts + off) // 3600) * 128 + off // SLOT_SECONDS
+                    key = ts if kind == "slot" else hour_key((ts + off) // 3600, off)
                     if out and out[-1].key == key:
                         prev = out[-1]
                         out[-1] = Bucket(key, prev.start, until, prev.label)

@@ -4,18 +4,18 @@ A row holds the day's answer per (camera, local hour), as the dashboard folds it
 trigger counts, slots per source), in parallel arrays, plus the time zone it was cut in, and
 peaks and events per zone and peaks per local hour. The dashboard reads one row per document
 and history one per day (by hour, or for one zone, its cells), instead of every (camera,
-slot) with ``FINAL``. A materialized view copies each
-row, without the cells, into ``day_answers_by_day``, ordered by (day, site): the overview
-reads one day of every site as one key range (measured on chDB with 100 sites: 144 ms for
-the overview's slots, of which 66 ms is ``FINAL`` over 100 key ranges).
+slot) with ``FINAL``. A materialized view copies each row, without the cells, into
+``day_answers_by_day``, ordered by (day, site): the overview reads one day of every site as
+one key range (measured on chDB with 100 sites: 144 ms for the overview's slots, of which
+66 ms is ``FINAL`` over 100 key ranges).
 
 **Writes.** :meth:`DayKeeper.refresh` follows :meth:`central.slots.SlotStore.refresh`
 (the slot store calls it after keeping the slots' answers): the local days holding the
 touched slots are recomputed from ``slot_answers``, one statement per time zone. Each
 recomputed day gets its answer (version ``v + 1``), then an empty row (``v``) that only
 wins where the day has no answer any more: a day whose slots no longer have any events is
-empty, not stale, and a failed statement leaves the last answer, not an empty day. Versions are the writer's clock
-read before the statements, as for the slots.
+empty, not stale, and a failed statement leaves the last answer, not an empty day.
+Versions are the writer's clock read before the statements, as for the slots.
 
 **Crashes.** The live feed's days are kept behind the acknowledgement (:meth:`start`);
 at start-up :meth:`catch_up` recomputes the days of every slot kept since the newest day

@@ -16,9 +16,7 @@ import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from shared.slots import SLOT_SECONDS
-
-from .buckets import EPOCH, OFFSET_SQL, Bucket, day_offsets, enumerate_buckets, key_sql
+from .buckets import EPOCH, OFFSET_SQL, Bucket, day_offsets, enumerate_buckets, hour_key, key_sql
 from .coverage import Coverage
 from .days import DAYS_TABLE
 from .exceptions import StorageError
@@ -74,8 +72,8 @@ GROUP BY b_k
 _DAY_KEYS = {"day": "dn", "week": "intDiv(dn + 3, 7)"}
 
 # Per (camera, local hour) of the kept site-days, for one zone or all: by local day or ISO
-# week, or by (local day, hour) packed as ``dn * 24 + h`` (part 4 rows; Python turns them
-# into hour keys with the day's offset). Days in ``skip`` (clock changes, where a local hour
+# week, or by local hour since 1970 (``dn * 24 + h``; part 4 rows, which Python turns into
+# hour keys with the day's offset). Days in ``skip`` (clock changes, where a local hour
 # may be two real hours) are left to the slots.
 _CELLS_SQL = """
 SELECT toInt64(%(key)s) AS b_k, toUInt64(max(pk)) AS b_peak, maxIf(pk / cap, cap > 0) AS b_util,
@@ -210,6 +208,7 @@ class History:
         # Clock-change days of an hour series come from the slots (one more statement).
         offsets: dict[int, int] = {}
         skip: list[date] = []
+        cells = False
         kept = self.slots.days
         if kept is None or any(first <= d <= last for d in kept.pending_days(site.name)):
             # Not kept, or a day with a write acknowledged and not kept yet: the slots.
@@ -217,13 +216,13 @@ class History:
         elif req.bucket != "hour" and not req.zone:
             sql = self._day_series_sql[req.bucket]
         else:
-            sql = self._cells_sql[req.bucket]
+            sql, cells = self._cells_sql[req.bucket], True
             if req.bucket == "hour":
-                offsets, skip = _day_offsets(tz, first, last)
+                offsets, skip = _offsets_by_day(tz, first, last)
         try:
             rows = await self.store.aquery(sql, {**params, "skip": skip})
         except StorageError as exc:
-            if exc.code != _ARRAYS_DIFFER or sql not in self._cells_sql.values():
+            if exc.code != _ARRAYS_DIFFER or not cells:
                 raise
             # Days an earlier version kept, without their cells (it runs beside this one, or
             # ran since this one started: the next start recomputes them). The slots answer.
@@ -237,9 +236,8 @@ class History:
                 self._slot_series_sql, {**params, **Scope.of([site.name], lo_skip, hi_skip).params()})]
         accs: dict[int, _Acc] = {}
         for part, k, peak, util, events, triggers, edge, slots in rows:
-            if part == 4 and req.bucket == "hour":  # (local day, hour) -> its key at the day's offset
-                dn, hour = divmod(int(k), 24)
-                k = (dn * 24 + hour) * 128 + offsets[dn] // SLOT_SECONDS
+            if part == 4 and req.bucket == "hour":  # local hours -> the key at their day's offset
+                k = hour_key(int(k), offsets[int(k) // 24])
             if part in (1, 4):
                 accs.setdefault(int(k), _Acc()).add(int(peak), float(util), int(events), triggers, int(edge),
                                                     int(slots))
@@ -332,7 +330,7 @@ class History:
         }
 
 
-def _day_offsets(tz, first: date, last: date) -> tuple[dict[int, int], list[date]]:
+def _offsets_by_day(tz, first: date, last: date) -> tuple[dict[int, int], list[date]]:
     """Per local day of [first, last] without a clock change, by its number: its UTC offset;
     and the days from the first clock change to the last, in order (none without one):
     their hours are read from the slots, as one range."""

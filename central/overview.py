@@ -103,7 +103,8 @@ class Overview:
             # The kept site-days, one row per site; a site whose day has a write acknowledged
             # and not kept yet, or was cut in another zone, is computed from the slots.
             computed = [s for s in sites if days[s.name] in self.slots.days.pending_days(s.name)]
-            kept = [n for n in names if n not in {s.name for s in computed}]
+            pending = {s.name for s in computed}
+            kept = [n for n in names if n not in pending]
             if kept:
                 params = {"sites": kept, "days": [days[n] for n in kept], "dayset": sorted({days[n] for n in kept})}
                 for site_name, tz, *kept_day in await self.store.aquery(_DAYS_SQL, params):

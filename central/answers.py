@@ -51,7 +51,7 @@ from .sites import Sites
 from .slots import ANSWERS_TABLE, Scope, SlotStore, unix
 from .store import Storage, Store
 
-__all__ = ["AnswersStatus", "VERSION", "VIEW", "DIRTY_TABLE", "status", "ensure", "build", "DirtyFollower"]
+__all__ = ["AnswersStatus", "VERSION", "VIEW", "DIRTY_TABLE", "status", "ensure", "build", "days_built_from", "DirtyFollower"]
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +109,14 @@ def ensure(store: Storage, raw_time: RawTime, rollup: RollupStatus, cluster: str
     return result
 
 
+def days_built_from(store: Storage) -> int:
+    """When the last build of the site-days began (Unix nanoseconds, as slot versions; 0 if
+    never): every slot kept before then is in the days it computed."""
+    rows = store.query("SELECT toUnixTimestamp64Nano(max(applied_at)) FROM heatmap_schema WHERE version = {v:UInt32}",
+                       parameters={"v": DAYS_VERSION})
+    return int(rows[0][0]) if rows and rows[0][0] else 0
+
+
 def build(store: Storage, raw_time: RawTime, cluster: str | None, sites: Sites,
           progress: Callable[[int, int, int], None] | None = None,
           chunk_seconds: int = _CHUNK_SECONDS) -> AnswersStatus:
@@ -125,10 +133,11 @@ def build(store: Storage, raw_time: RawTime, cluster: str | None, sites: Sites,
     if VERSION not in _recorded(store) or not table_exists(store, VIEW):
         _build_slots(store, raw_time, cluster, source, progress, chunk_seconds)
     slots = SlotStore(store, raw_time, rollup=True, answers=True)
-    started = time.monotonic()
+    started, built_from = time.monotonic(), datetime.now(timezone.utc)
     chunks = DayKeeper(slots, sites).build(progress)
-    store.insert("heatmap_schema", [[DAYS_VERSION, "day_answers built (%d chunks)" % chunks,
-                                     datetime.now(timezone.utc)]], ["version", "description", "applied_at"])
+    # Recorded as of its start: each slot kept before then is in the days (days_built_from).
+    store.insert("heatmap_schema", [[DAYS_VERSION, "day_answers built from the slots kept before applied_at "
+                                     "(%d chunks)" % chunks, built_from]], ["version", "description", "applied_at"])
     logger.info("day answers built: %d chunks in %.1f s", chunks, time.monotonic() - started)
     return AnswersStatus(True, "kept on write, %s follows other writers" % VIEW)
 

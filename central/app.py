@@ -96,7 +96,7 @@ def _init_schema(store: Store, config: Config, metrics: Metrics, sites: Sites) -
     if kept.available:  # days cut in a zone the sites file no longer gives, or left behind by a crash
         keeper = DayKeeper(SlotStore(store, raw_time, rollup=True, answers=True), sites)
         keeper.resync()
-        keeper.catch_up()
+        keeper.catch_up(built_from=answers.days_built_from(store))
     return SchemaFacts(raw_time, dedup, built, kept)
 
 

@@ -19,7 +19,8 @@ Versions are the writer's clock read before the statements, as for the slots.
 
 **Crashes.** The live feed's days are kept behind the acknowledgement (:meth:`start`);
 at start-up :meth:`catch_up` recomputes the days of every slot kept since the newest day
-(less a minute), so a crash between the two leaves nothing behind.
+(less a minute) and since the last build began, so a crash between the two leaves nothing
+behind.
 
 **Time zones.** A row records the zone it was cut in. At start-up :meth:`DayKeeper.resync`
 recomputes every day of a site whose configured zone differs (a changed sites file), and
@@ -214,7 +215,23 @@ class DayKeeper:
             local = [datetime.fromtimestamp(s, tz).date() for s in slots]
             if local:
                 days[site] = (min(local), max(local))
-        self._recompute(days)
+        self._recompute_by_week(days)
+
+    def _recompute_by_week(self, days: dict[str, tuple[date, date]]) -> None:
+        """:meth:`_recompute` of at most a week of each site per statement, as in the build:
+        memory stays bounded however many days were touched (an outbox replayed after a
+        week offline, a catch-up at start)."""
+        rounds: list[dict[str, tuple[date, date]]] = []
+        for site, (first, last) in days.items():
+            n = 0
+            while first <= last:
+                if n == len(rounds):
+                    rounds.append({})
+                rounds[n][site] = (first, min(last, first + timedelta(days=_BUILD_DAYS - 1)))
+                first += timedelta(days=_BUILD_DAYS)
+                n += 1
+        for chunk in rounds:
+            self._recompute(chunk)
 
     def _recompute(self, days: dict[str, tuple[date, date]], ver: int | None = None) -> None:
         if not days:
@@ -246,23 +263,21 @@ class DayKeeper:
         for site, first, last in rows:
             logger.info("site %s: recomputing its kept days %s..%s (cut in another time zone, or by an "
                         "earlier version)", site, first, last)
-            # The old zone's days may reach a day further either way than the new zone's;
-            # a week per statement, as in the build (bounded memory).
-            day, last = first - timedelta(days=1), last + timedelta(days=1)
-            while day <= last:
-                self._recompute({site: (day, min(last, day + timedelta(days=_BUILD_DAYS - 1)))})
-                day += timedelta(days=_BUILD_DAYS)
+        # The old zone's days may reach a day further either way than the new zone's.
+        self._recompute_by_week({site: (first - timedelta(days=1), last + timedelta(days=1))
+                                 for site, first, last in rows})
         return len(rows)
 
-    def catch_up(self, margin: float = 60.0) -> int:
+    def catch_up(self, margin: float = 60.0, built_from: int = 0) -> int:
         """Recompute the days of slots kept since the last day was (less ``margin`` seconds):
         the live feed's days are kept behind the acknowledgement, so a crash can leave
-        some behind their slots. Returns how many sites."""
+        some behind their slots. Slots kept before ``built_from`` (a build's start, Unix
+        nanoseconds) are in the days the build computed. Returns how many sites."""
         rows = self.store.query("SELECT max(ver) FROM " + DAYS_TABLE)
         newest = int(rows[0][0]) if rows and rows[0][0] else 0
         if not newest:
             return 0
-        since = max(0, newest - int(margin * 1e9))
+        since = max(0, newest - int(margin * 1e9), built_from)
         rows = self.store.query("SELECT site_name, groupUniqArray(toUInt32(toUnixTimestamp(slot))) FROM slot_answers "
                                 "WHERE ver > {since:UInt64} GROUP BY site_name", parameters={"since": since})
         touched = {str(site): {int(s) for s in slots} for site, slots in rows}

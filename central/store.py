@@ -11,7 +11,11 @@ Two engines sit behind the same :class:`Storage` protocol and the same SQL:
   created lazily, so central starts (degraded) while the server is down.
 
 clickhouse-connect is synchronous, so the asyncio side runs statements in this store's own
-thread pool (``aquery``/``ainsert``/``acommand``); CLI tools call the plain methods. Values
+thread pool (``aquery``/``ainsert``/``acommand``); CLI tools call the plain methods. Each
+thread has a client of its own: a chDB client runs one statement at a time, so with one for
+all a dashboard read waited behind the day keeper's recomputation (measured on the 50M-row
+benchmark: a one-row read took 33 ms at the median beside a long statement, 9 ms with a
+client of its own), and a server client's session allows one statement at a time. Values
 always travel as server-side parameters (``{name:Type}``), never formatted into SQL.
 This module is the only place that catches clickhouse-connect's exceptions.
 """
@@ -98,7 +102,8 @@ class Store:
     def __init__(self, url: str, workers: int = 4):
         self.url = url
         self.engine = "chdb" if url.startswith("chdb:") else "server"
-        self._client: Any = None
+        self._local = threading.local()  # .client: this thread's
+        self._clients: list[Any] = []  # every thread's, to close them all
         self._lock = threading.RLock()
         self._executor = ThreadPoolExecutor(max(1, workers), thread_name_prefix="clickhouse")
         self._closed = False
@@ -108,26 +113,41 @@ class Store:
     # -- connection -------------------------------------------------------------------
 
     def _get(self) -> Any:
-        client = self._client
-        if client is not None:
+        """This thread's client, connected on first use."""
+        client = getattr(self._local, "client", None)
+        if client is not None and not self._closed:
             return client
         with self._lock:
             if self._closed:
                 raise StorageUnavailable("the store is closed")
-            if self._client is None:
-                try:
-                    self._client = clickhouse_connect.get_client(
-                        dsn=self.url, settings={"max_execution_time": 60} if self.engine == "server" else None
-                    )
-                except (ch_errors.ClickHouseError, OSError, RuntimeError) as exc:
-                    # chdb refuses a busy path or a second directory with a RuntimeError, which
-                    # clickhouse-connect (1.12) wraps in a ProgrammingError: unavailable here.
-                    if isinstance(exc, RuntimeError) or (
-                        self.engine == "chdb" and isinstance(exc, ch_errors.ProgrammingError)
-                    ):
-                        raise StorageUnavailable("connect: cannot open %s: %s" % (self._safe_url(), exc)) from None
-                    raise self._failed(exc, "connect") from None
-            return self._client
+            try:
+                client = clickhouse_connect.get_client(
+                    dsn=self.url, settings={"max_execution_time": 60} if self.engine == "server" else None
+                )
+            except (ch_errors.ClickHouseError, OSError, RuntimeError) as exc:
+                # chdb refuses a busy path or a second directory with a RuntimeError, which
+                # clickhouse-connect (1.12) wraps in a ProgrammingError: unavailable here.
+                if isinstance(exc, RuntimeError) or (
+                    self.engine == "chdb" and isinstance(exc, ch_errors.ProgrammingError)
+                ):
+                    raise StorageUnavailable("connect: cannot open %s: %s" % (self._safe_url(), exc)) from None
+                raise self._failed(exc, "connect") from None
+            self._clients.append(client)
+        self._local.client = client
+        return client
+
+    def _drop(self) -> None:
+        """Forget this thread's client (its next statement reconnects)."""
+        client, self._local.client = getattr(self._local, "client", None), None
+        if client is None:
+            return
+        with self._lock:
+            if client in self._clients:
+                self._clients.remove(client)
+        try:
+            client.close()
+        except Exception:  # a client that failed is closed as well as it can be
+            logger.debug("closing a failed client", exc_info=True)
 
     def _safe_url(self) -> str:
         return re.sub(r"//[^@/]*@", "//***@", self.url)
@@ -137,9 +157,7 @@ class Store:
         if isinstance(err, StorageUnavailable):
             self.last_failure = time.monotonic()
             if self.engine == "server":
-                # Drop the client: the next call reconnects (and re-checks the server).
-                with self._lock:
-                    self._client = None
+                self._drop()  # the next call reconnects (and re-checks the server)
         return err
 
     # -- synchronous API (CLI tools, background threads) ------------------------------
@@ -200,9 +218,10 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            client, self._client = self._client, None
         self._executor.shutdown(wait=True)
-        if client is not None:
+        with self._lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
             client.close()
 
     # -- asyncio API ------------------------------------------------------------------

@@ -323,15 +323,11 @@ class DayKeeper:
 
     # -- reading ------------------------------------------------------------------------
 
-    async def aday(self, site: str, day: date) -> list[tuple] | None:
+    def day(self, site: str, day: date) -> list[tuple] | None:
         """The day's rows as :data:`central.dashboard.HOURS_SQL` gives them ([] for a day
         without events), or None where the kept day was cut in another zone."""
-        rows = await self.store.aquery(_READ, {"site": site, "day": day}, settings={"max_threads": 1})  # type: ignore[attr-defined]
-        return self._rows(site, rows)
-
-    def day(self, site: str, day: date) -> list[tuple] | None:
-        """:meth:`aday` for a thread."""
-        return self._rows(site, self.store.query(_READ, parameters={"site": site, "day": day}))
+        return self._rows(site, self.store.query(_READ, parameters={"site": site, "day": day},
+                                                 settings={"max_threads": 1}))
 
     def _rows(self, site: str, rows: list) -> list[tuple] | None:
         if not rows:

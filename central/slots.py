@@ -345,18 +345,17 @@ class SlotStore:
         cheap (no aggregation); parameters of a Scope."""
         return self._trigger_names[scope is None or scope.windows is not None]
 
-    async def adata_range(self, site: str) -> tuple[int, int] | None:
+    def data_range(self, site: str) -> tuple[int, int] | None:
         """The first and last slot (Unix seconds) of ``site`` in any source, or None where it
         has none: what an empty day's answer says about where the data lies. Reads the
         site's rows of the edge states and of the rollup (or of raw), keyed by site first."""
-        assert isinstance(self.store, Store)
         raw = ("SELECT min(%(s)s) AS lo, max(%(s)s) AS hi FROM %(table)s WHERE site_name = {site:String}"
                % ({"s": _SLOT_SECONDS, "table": ROLLUP_TABLE} if self.rollup
                   else {"s": self.raw_time.slot, "table": "camera_events"}))
         sql = ("SELECT min(lo), max(hi) FROM ("
                "SELECT min(%(s)s) AS lo, max(%(s)s) AS hi FROM slot_states WHERE site_name = {site:String} "
                "UNION ALL %(raw)s) WHERE hi > 0" % {"s": _SLOT_SECONDS, "raw": raw})
-        rows = await self.store.aquery(sql, {"site": site})
+        rows = self.store.query(sql, parameters={"site": site})
         if not rows or not rows[0][1]:
             return None
         return int(rows[0][0]), int(rows[0][1])

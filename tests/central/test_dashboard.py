@@ -13,7 +13,6 @@ from datetime import datetime, timezone
 
 import pytest
 
-from central.days import _READ as DAY_READ
 from central.state import ON_DATA
 from tests.central.conftest import services
 from tests.harness import eventually, eventually_async
@@ -288,18 +287,18 @@ def gate_first_document(dash):
     also returns an event set once those reads are done."""
     import asyncio
 
-    gate, read, real, calls = asyncio.Event(), asyncio.Event(), dash.store.aquery, []
+    gate, read, real, calls = asyncio.Event(), asyncio.Event(), dash.store.arun, []
 
-    async def aquery(sql, params, settings=None):
-        rows = await real(sql, params, settings)
-        if sql in (dash._hours_sql, DAY_READ):  # one document is one statement (the kept day)
-            calls.append(sql)
+    async def arun(call, *args):
+        result = await real(call, *args)
+        if call in (dash._body, dash._document):  # a document: its statement, fold and JSON ran
+            calls.append(call)
             if len(calls) == 1:
                 read.set()
                 await gate.wait()
-        return rows
+        return result
 
-    dash.store.aquery = aquery
+    dash.store.arun = arun
     return gate, read
 
 

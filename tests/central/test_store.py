@@ -37,6 +37,36 @@ async def test_async_and_sync_calls_on_the_engine(clickhouse_url):
         store.close()
 
 
+def test_a_statement_does_not_wait_behind_another_threads(clickhouse_url):
+    """Each thread has its own client: a short read is not queued behind a long statement
+    of another thread (the dashboard's read behind the day keeper's recomputation)."""
+    import threading
+    import time
+
+    store = Store(clickhouse_url)
+    try:
+        store.query("SELECT 1")
+        started = threading.Event()
+
+        def long_statement() -> None:
+            started.set()
+            store.query("SELECT sleep(2)")
+
+        other = threading.Thread(target=long_statement)
+        other.start()
+        started.wait(10)
+        while other.is_alive() and not store.query(
+                "SELECT count() FROM system.processes WHERE query LIKE 'SELECT sleep(2)%'")[0][0]:
+            time.sleep(0.01)  # until the long statement runs in the engine
+        assert store.query("SELECT 41 + 1") == [(42,)]
+        assert other.is_alive()  # answered while the other statement still ran
+        other.join(10)
+    finally:
+        store.close()
+    with pytest.raises(StorageUnavailable):
+        store.query("SELECT 1")  # every thread's client is closed
+
+
 def test_unreachable_server_is_unavailable_not_a_crash():
     store = Store("http://127.0.0.1:%d" % free_port(), workers=1)
     try:

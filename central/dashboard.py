@@ -8,7 +8,9 @@ Python over at most cameras x 25 rows (:func:`compute`).
 Answers are cached per (site, date) as ready JSON bytes. Writers invalidate the dates they
 touch (through ``on_data``), and a day someone is watching is recomputed right away, ahead
 of the next poll (:meth:`Dashboard.on_data`); a time-to-live covers raw rows that land
-through other ingestion paths (short for recent days, longer for old ones). Concurrent misses for one key share one computation, as
+through other ingestion paths (short for recent days, longer for old ones); an answer
+past it that no write has invalidated is served a moment longer, while the next is
+computed (:meth:`DashboardCache.stale`). Concurrent misses for one key share one computation, as
 long as no write invalidated the key since it started; it runs as a task of its own, so a
 caller that is cancelled does not cancel it for the others.
 """
@@ -165,10 +167,16 @@ class DashboardCache:
 
     def get(self, key: tuple[str, str]) -> bytes | None:
         entry = self._entries.get(key)
-        if entry is None:
+        if entry is None or entry[0] < time.monotonic():
             return None
-        if entry[0] < time.monotonic():
-            self._entries.pop(key, None)
+        return entry[1]
+
+    def stale(self, key: tuple[str, str], grace: float) -> bytes | None:
+        """An answer past its time to live by at most ``grace`` seconds that no write has
+        invalidated since it was computed (the time to live only bounds rows that land
+        without telling us)."""
+        entry = self._entries.get(key)
+        if entry is None or entry[2] != self.version(key) or time.monotonic() - entry[0] > grace:
             return None
         return entry[1]
 
@@ -239,6 +247,12 @@ class Dashboard:
             # None in flight, or the one in flight started before an invalidation.
             self.misses += 1
             pending = self._start(key, site_name, day, version)
+        # Only its time to live ran out (no write since): that answer, while the new one is
+        # computed. Watched days' answers all expire together (their agents publish on one
+        # beat), and polls waiting for 100 computations at once were the live tail.
+        body = self.cache.stale(key, LIVE_GRACE)
+        if body is not None:
+            return body
         # The computation is a task of its own: a caller cancelled leaves it to the others.
         return await asyncio.shield(pending[1])
 

@@ -374,6 +374,45 @@ def test_a_watched_days_answer_outlives_a_write_only_by_the_grace():
     assert cache.get(key) is None
 
 
+def test_an_expired_answer_is_stale_only_until_a_write_or_the_grace():
+    from central.dashboard import DashboardCache
+
+    cache = DashboardCache(60, 60)
+    key = ("S", "2026-01-05")
+    cache.put(key, b"before", 0.01, cache.version(key))
+    eventually(lambda: cache.get(key) is None, timeout=5, message="the answer outlived its time to live")
+    assert cache.stale(key, 60) == b"before"  # only its time to live ran out
+    assert cache.stale(key, 0) is None  # past the grace
+    cache.invalidate(*key)  # a write: never served again
+    assert cache.stale(key, 60) is None
+    cache.put(key, b"after", 0.01, cache.version(key))
+    cache.invalidate(*key, grace=30)  # a write to a watched day: the old one for the grace, not as stale
+    assert cache.get(key) in (b"after", None)  # its own time to live, shortened by nothing
+    assert cache.stale(key, 60) is None
+
+
+async def test_a_poll_past_the_time_to_live_does_not_wait_for_the_new_answer(make_client, monkeypatch):
+    """Watched days' answers expire together (their agents publish on one beat); a poll then
+    gets the answer it had, with the new one on its way, instead of waiting for it."""
+    from datetime import date
+
+    import central.dashboard
+
+    monkeypatch.setattr(central.dashboard, "LIVE_GRACE", 60.0)
+    client = await make_client(cache_ttl=0.05, cache_ttl_past=0.05)
+    await post(client, [{"site": "TTL", "camera": "C", "timestamp": "2026-01-05T10:00:00Z", "people_count": 1}])
+    dash = services(client).dashboard
+    day = date(2026, 1, 5)
+    first = await dash.answer("TTL", day)
+    eventually(lambda: dash.cache.get(("TTL", day.isoformat())) is None, timeout=5)
+    gate, read = gate_first_document(dash)
+    try:
+        assert await asyncio.wait_for(dash.answer("TTL", day), 5) == first  # not held by the gate
+        await asyncio.wait_for(read.wait(), 10)  # the new answer is being computed
+    finally:
+        gate.set()
+
+
 async def test_a_poll_after_a_live_write_gets_the_old_answer_then_the_new_one(make_client):
     client = await make_client(cache_ttl=60, cache_ttl_past=60)
     slot = ts("2026-01-05T08:00:00+00:00")

@@ -404,7 +404,8 @@ async def test_a_poll_past_the_time_to_live_does_not_wait_for_the_new_answer(mak
     dash = services(client).dashboard
     day = date(2026, 1, 5)
     first = await dash.answer("TTL", day)
-    eventually(lambda: dash.cache.get(("TTL", day.isoformat())) is None, timeout=5)
+    await eventually_async(lambda: dash.cache.get(("TTL", day.isoformat())) is None, timeout=5,
+                           message="the answer outlived its time to live")
     gate, read = gate_first_document(dash)
     try:
         assert await asyncio.wait_for(dash.answer("TTL", day), 5) == first  # not held by the gate

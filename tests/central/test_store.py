@@ -14,7 +14,7 @@ from clickhouse_connect.driver import exceptions as ch_errors
 from central.exceptions import StorageError, StorageUnavailable
 from central.store import Store, _translate
 from tests.central.conftest import SERVER_URL_VAR, database_url
-from tests.harness import free_port
+from tests.harness import eventually, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,23 +41,14 @@ def test_a_statement_does_not_wait_behind_another_threads(clickhouse_url):
     """Each thread has its own client: a short read is not queued behind a long statement
     of another thread (the dashboard's read behind the day keeper's recomputation)."""
     import threading
-    import time
 
     store = Store(clickhouse_url)
     try:
         store.query("SELECT 1")
-        started = threading.Event()
-
-        def long_statement() -> None:
-            started.set()
-            store.query("SELECT sleep(2)")
-
-        other = threading.Thread(target=long_statement)
+        other = threading.Thread(target=store.query, args=("SELECT sleep(2)",))
         other.start()
-        started.wait(10)
-        while other.is_alive() and not store.query(
-                "SELECT count() FROM system.processes WHERE query LIKE 'SELECT sleep(2)%'")[0][0]:
-            time.sleep(0.01)  # until the long statement runs in the engine
+        eventually(lambda: store.query("SELECT count() FROM system.processes WHERE query LIKE 'SELECT sleep(2)%'")[0][0],
+                   message="the long statement never ran")
         assert store.query("SELECT 41 + 1") == [(42,)]
         assert other.is_alive()  # answered while the other statement still ran
         other.join(10)

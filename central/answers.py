@@ -58,7 +58,7 @@ logger = logging.getLogger(__name__)
 #: The heatmap_schema versions that record a complete build: of the slots, then of the
 #: site-days (central.days).
 VERSION = 101
-DAYS_VERSION = 105
+DAYS_VERSION = 106
 DIRTY_TABLE = "slot_dirty"
 VIEW = DIRTY_TABLE + "_mv"
 _CHUNK_SECONDS = 86400

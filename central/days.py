@@ -2,9 +2,9 @@
 
 A row holds the day's answer per (camera, local hour), as the dashboard folds it (peak, events,
 trigger counts, slots per source), in parallel arrays, plus the time zone it was cut in, and
-peaks and events per zone and peaks per local hour. The dashboard reads one row per document
-and history one per day (by hour, or for one zone, its cells), instead of every (camera,
-slot) with ``FINAL``. A materialized view copies each row, without the cells, into
+peaks and events per zone and the same answer per local hour. The dashboard reads one row per
+document and history one per day (by hour its hours, for one zone its cells), instead of
+every (camera, slot) with ``FINAL``. A materialized view copies each row, without the cells, into
 ``day_answers_by_day``, ordered by (day, site): the overview reads one day of every site as
 one key range (measured on chDB with 100 sites: 144 ms for the overview's slots, of which
 66 ms is ``FINAL`` over 100 key ranges).
@@ -24,7 +24,8 @@ behind.
 
 **Time zones.** A row records the zone it was cut in. At start-up :meth:`DayKeeper.resync`
 recomputes every day of a site whose configured zone differs (a changed sites file), and
-every day an earlier version wrote without the cells (a central rolled back, then forward).
+every day an earlier version wrote without the cells or the hours (a central rolled back,
+then forward).
 
 **Build.** :meth:`DayKeeper.build` computes every day of every site from ``slot_answers``,
 7 days per statement per zone (bounded memory), with a progress line; :mod:`central.answers` runs it
@@ -55,7 +56,7 @@ BY_DAY_TABLE = DAYS_TABLE + "_by_day"
 BY_DAY_VIEW = BY_DAY_TABLE + "_mv"
 DAY_COLUMNS = ("site_name", "day", "tz", "cams", "hours", "peaks", "events", "cell_triggers", "cell_edge",
                "cell_slots", "triggers", "edge", "raw", "repaired", "zone_cams", "zone_peaks", "zone_events",
-               "hour_keys", "hour_peaks", "ver")
+               "hour_keys", "hour_peaks", "hour_events", "hour_triggers", "hour_edge", "hour_slots", "ver")
 _BUILD_DAYS = 7
 
 # The day's answer per (camera, local hour) of the kept slots, as the dashboard folds them
@@ -63,7 +64,8 @@ _BUILD_DAYS = 7
 _REFRESH = """
 INSERT INTO """ + DAYS_TABLE + """ (site_name, day, tz, cams, hours, peaks, events, cell_triggers, cell_edge,
                                     cell_slots, triggers, edge, raw, repaired,
-                                    zone_cams, zone_peaks, zone_events, hour_keys, hour_peaks, ver)
+                                    zone_cams, zone_peaks, zone_events, hour_keys, hour_peaks, hour_events,
+                                    hour_triggers, hour_edge, hour_slots, ver)
 SELECT site_name, d, {tz:String}, cams, hours, peaks, events, cell_triggers, cell_edge, cell_slots,
        triggers, e, r, p,
        arraySort(arrayDistinct(cams)) AS zc,
@@ -71,6 +73,11 @@ SELECT site_name, d, {tz:String}, cams, hours, peaks, events, cell_triggers, cel
        arrayMap(c -> arraySum(arrayFilter((x, y) -> y = c, events, cams)), zc),
        arraySort(arrayDistinct(hours)) AS hk,
        arrayMap(k -> arrayMax(arrayFilter((x, y) -> y = k, peaks, hours)), hk),
+       arrayMap(k -> arraySum(arrayFilter((x, y) -> y = k, events, hours)), hk),
+       arrayMap(k -> CAST(arrayReduce('sumMap', arrayFilter((x, y) -> y = k, cell_triggers, hours)),
+                          'Map(String, UInt64)'), hk),
+       arrayMap(k -> toUInt32(arraySum(arrayFilter((x, y) -> y = k, cell_edge, hours))), hk),
+       arrayMap(k -> toUInt32(arraySum(arrayFilter((x, y) -> y = k, cell_slots, hours))), hk),
        {ver:UInt64}
 FROM (
 SELECT site_name, d, groupArray(cam_name) AS cams, groupArray(h) AS hours, groupArray(pk) AS peaks,
@@ -243,7 +250,8 @@ class DayKeeper:
             zones.setdefault(s.timezone, {})[site] = (local_day(first, s.tz)[0], local_day(last, s.tz)[1])
             d = first
             while d <= last:
-                empty.append([site, d, s.timezone, [], [], [], [], [], [], [], {}, 0, 0, 0, [], [], [], [], [], ver])
+                empty.append([site, d, s.timezone, [], [], [], [], [], [], [], {}, 0, 0, 0, [], [], [], [], [],
+                              [], [], [], [], ver])
                 d += timedelta(days=1)
         # The answers first: if a statement fails, the days keep their last answer (and the
         # caller retries), rather than an empty row that beats it.
@@ -254,11 +262,12 @@ class DayKeeper:
 
     def resync(self) -> int:
         """Recompute the kept days of the sites whose zone changed, and the days an earlier
-        version wrote (without the per-(camera, hour) cells: a central rolled back, then
+        version wrote (without the per-(camera, hour) cells or the hours: a central rolled back, then
         forward again); returns how many sites."""
         rows = self.store.query("SELECT site_name, min(day), max(day) FROM " + DAYS_TABLE
                                 + " FINAL WHERE tz != transform(site_name, {sites:Array(String)}, {zones:Array(String)}, tz)"
-                                " OR length(cell_slots) != length(cams) GROUP BY site_name",
+                                " OR length(cell_slots) != length(cams) OR length(hour_slots) != length(hour_keys)"
+                                " GROUP BY site_name",
                                 parameters=self._zones())
         for site, first, last in rows:
             logger.info("site %s: recomputing its kept days %s..%s (cut in another time zone, or by an "

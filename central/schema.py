@@ -90,6 +90,12 @@ _DAY_ANSWER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("zone_events", "Array(UInt64)"),
     ("hour_keys", "Array(UInt8)"),
     ("hour_peaks", "Array(UInt32)"),
+    # per local hour too (history by hour for all zones): events, trigger counts, slots
+    # with events from the edge and in all
+    ("hour_events", "Array(UInt64)"),
+    ("hour_triggers", "Array(Map(String, UInt64))"),
+    ("hour_edge", "Array(UInt32)"),
+    ("hour_slots", "Array(UInt32)"),
     ("ver", "UInt64"),
 )
 #: The overview's columns of them, in day_answers_by_day.

@@ -19,7 +19,7 @@ import pytest
 from central import answers, rollup, schema
 from central.coverage import Coverage
 from central.dashboard import HOURS_SQL, compute
-from central.days import BY_DAY_TABLE, DAYS_TABLE, DayKeeper
+from central.days import BY_DAY_TABLE, DAY_COLUMNS, DAYS_TABLE, DayKeeper
 from central.history import History, HistoryRequest
 from central.overview import Overview
 from central.registry import Registry
@@ -196,10 +196,10 @@ def test_build_computes_what_was_stored_before(clickhouse_url, host_zone):
 
 
 def test_kept_days_of_an_earlier_version_are_upgraded_in_place(clickhouse_url):
-    """A day_answers table without the per-(camera, hour) columns (an earlier version's) gets
-    them, and the rebuild fills them."""
+    """A day_answers table without the per-(camera, hour) and per-hour columns (an earlier
+    version's) gets them, and the rebuild fills them."""
     rng = random.Random(11)
-    cells = ("cell_triggers", "cell_edge", "cell_slots")
+    cells = ("cell_triggers", "cell_edge", "cell_slots", "hour_events", "hour_triggers", "hour_edge", "hour_slots")
     table = schema.TABLES[DAYS_TABLE]
     earlier = dataclasses.replace(table, columns=tuple(c for c in table.columns if c[0] not in cells))
     store = Store(clickhouse_url)
@@ -214,9 +214,10 @@ def test_kept_days_of_an_earlier_version_are_upgraded_in_place(clickhouse_url):
         columns = [r[0] for r in store.query("SELECT name FROM system.columns WHERE database = currentDatabase() "
                                              "AND table = {t:String} ORDER BY position", parameters={"t": DAYS_TABLE})]
         assert columns == [name for name, _ in table.columns]
-        (cell_slots, day_slots), = store.query("SELECT sum(arraySum(cell_slots)), sum(edge + raw + repaired) "
-                                               "FROM %s FINAL" % DAYS_TABLE)
-        assert cell_slots == day_slots > 0
+        (cell_slots, hour_slots, day_slots), = store.query(
+            "SELECT sum(arraySum(cell_slots)), sum(arraySum(hour_slots)), sum(edge + raw + repaired) FROM %s FINAL"
+            % DAYS_TABLE)
+        assert cell_slots == hour_slots == day_slots > 0
     finally:
         store.close()
 
@@ -302,31 +303,32 @@ async def test_days_cut_in_an_old_zone_are_recut_at_start(clickhouse_url):
         slots.store.close()
 
 
-async def test_days_an_earlier_version_wrote_are_recomputed_at_start(clickhouse_url):
-    """A central rolled back writes site-days without the (camera, hour) cells; rolled forward,
-    its start recomputes them (history by hour reads the cells). Until then (an earlier
-    version running beside this one), history reads those days from the slots."""
+@pytest.mark.parametrize("missing", [("cell_triggers", "cell_edge", "cell_slots"),
+                                     ("hour_events", "hour_triggers", "hour_edge", "hour_slots")])
+async def test_days_an_earlier_version_wrote_are_recomputed_at_start(clickhouse_url, missing):
+    """A central rolled back writes site-days without the (camera, hour) cells or without the
+    hours; rolled forward, its start recomputes them (history by hour reads the hours, for
+    one zone the cells). Until then (an earlier version running beside this one), history
+    reads those days from the slots."""
     slots = open_slots(clickhouse_url, keep=True)
     history = History(slots, Coverage(slots.store))
     try:
         slots.write_states([["A", "d", "C1", dt(T0 + 3600), 5, 7, {"FALL": 2}, 1, NOW]])
         day5 = datetime(2026, 1, 5).date()
-        # What the earlier version's keeper wrote for that day: no cells, a higher version.
-        slots.store.command(
-            "INSERT INTO day_answers (site_name, day, tz, cams, hours, peaks, events, triggers, edge, raw, repaired, "
-            "zone_cams, zone_peaks, zone_events, hour_keys, hour_peaks, ver) SELECT site_name, day, tz, cams, hours, "
-            "peaks, events, triggers, edge, raw, repaired, zone_cams, zone_peaks, zone_events, hour_keys, hour_peaks, "
-            "ver + 1 FROM day_answers FINAL WHERE site_name = 'A'")
-        assert slots.store.query("SELECT length(cell_slots), length(cams) FROM day_answers FINAL "
-                                 "WHERE site_name = 'A' AND day = {d:Date}", parameters={"d": day5}) == [(0, 1)]
-        for bucket in ("hour", "day"):
-            doc = await history.history(SITES_OF.get("A"), HistoryRequest(day5, day5, bucket))
+        # What the earlier version's keeper wrote for that day: fewer columns, a higher version.
+        columns = ", ".join(c for c in DAY_COLUMNS if c not in missing and c != "ver")
+        slots.store.command("INSERT INTO day_answers (%s, ver) SELECT %s, ver + 1 FROM day_answers FINAL "
+                            "WHERE site_name = 'A'" % (columns, columns))
+        assert slots.store.query("SELECT length(%s), length(cams) FROM day_answers FINAL WHERE site_name = 'A' "
+                                 "AND day = {d:Date}" % missing[-1], parameters={"d": day5}) == [(0, 1)]
+        for bucket, zone in (("hour", ""), ("day", ""), ("hour", "C1"), ("day", "C1")):
+            doc = await history.history(SITES_OF.get("A"), HistoryRequest(day5, day5, bucket, zone))
             assert (doc["totals"]["peak"], doc["totals"]["events"], doc["totals"]["critical_events"]) == (
-                5, 7, {"FALL": 2}), bucket
+                5, 7, {"FALL": 2}), (bucket, zone)
         assert slots.days.resync() == 1 and slots.days.resync() == 0
-        assert slots.store.query("SELECT cell_slots, cell_triggers FROM day_answers FINAL "
+        assert slots.store.query("SELECT cell_slots, cell_triggers, hour_slots, hour_triggers FROM day_answers FINAL "
                                  "WHERE site_name = 'A' AND day = {d:Date}", parameters={"d": day5}) == [
-            ([1], [{"FALL": 2}])]
+            ([1], [{"FALL": 2}], [1], [{"FALL": 2}])]
     finally:
         slots.store.close()
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from shared.slots import SLOT_SECONDS
@@ -52,8 +52,7 @@ def key_sql(kind: str) -> str:
     return _KEY_SQL[kind]
 
 
-@dataclass(frozen=True)
-class Bucket:
+class Bucket(NamedTuple):  # a tuple: a month of hours is made per request
     key: int
     start: int  # Unix seconds, the bucket's first instant within the range
     end: int
@@ -99,12 +98,13 @@ def _day_pieces(tz: ZoneInfo, start: int, end: int) -> Iterator[tuple[int, int, 
         yield switch, end, last
 
 
-def _label(ts: int, off: int) -> str:
-    """:func:`local_iso` of ``ts`` at a known offset (whole seconds)."""
+_ISO = "%Y-%m-%dT%H:%M:%S"
+
+
+def _suffix(off: int) -> str:
+    """The ISO 8601 form of a UTC offset (whole minutes): ``+05:45``."""
     sign, rest = ("-", -off) if off < 0 else ("+", off)
-    t = time.gmtime(ts + off)
-    return "%04d-%02d-%02dT%02d:%02d:%02d%s%02d:%02d" % (t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min,
-                                                         t.tm_sec, sign, rest // 3600, rest % 3600 // 60)
+    return "%s%02d:%02d" % (sign, rest // 3600, rest % 3600 // 60)
 
 
 def enumerate_buckets(tz: ZoneInfo, first: date, last: date, kind: str) -> list[Bucket]:
@@ -119,6 +119,7 @@ def enumerate_buckets(tz: ZoneInfo, first: date, last: date, kind: str) -> list[
         day = first
         while day <= last:
             for start, end, off in _day_pieces(tz, *local_day(day, tz)):
+                suffix = _suffix(off)
                 ts = start
                 while ts < end:  # to the next local slot or hour boundary, or the piece's end
                     until = min(end, ts + step - (ts + off) % step)
@@ -127,7 +128,7 @@ def enumerate_buckets(tz: ZoneInfo, first: date, last: date, kind: str) -> list[
                         prev = out[-1]
                         out[-1] = Bucket(key, prev.start, until, prev.label)
                     else:
-                        out.append(Bucket(key, ts, until, _label(ts, off)))
+                        out.append(Bucket(key, ts, until, time.strftime(_ISO, time.gmtime(ts + off)) + suffix))
                     ts = until
             day += timedelta(days=1)
         return out

@@ -2,16 +2,19 @@
 optionally against the period just before) and the hour-of-week profile.
 
 Where the site-days are kept (:mod:`central.days`), history reads them: by day or week for
-all zones from each day's summary, else from its (camera, local hour) cells, and the days
-of a clock change of an hour series from the slots. Otherwise (and the profile) it reads
-the slot store's merged slots (:meth:`central.slots.SlotStore.merged_sql`) and buckets them
-in ClickHouse by the site's local time (:mod:`central.buckets`), one row per bucket (the
-busiest zone's utilisation too, with capacities passed as parameters). Slots with no events count for nothing, as on the dashboard.
-Coverage per bucket comes from :mod:`central.coverage`.
+all zones from each day's summary, by hour for all zones from each day's hours (unfolded
+in Python, with the utilisation from the cells' peaks), else from its (camera, local hour)
+cells, and the days of a clock change of an hour series from the slots. Otherwise (and the
+profile) it reads the slot store's merged slots (:meth:`central.slots.SlotStore.merged_sql`)
+and buckets them in ClickHouse by the site's local time (:mod:`central.buckets`), one row
+per bucket (the busiest zone's utilisation too, with capacities passed as parameters).
+Slots with no events count for nothing, as on the dashboard. Coverage per bucket comes
+from :mod:`central.coverage`, read beside the series (a second statement at once).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -95,15 +98,17 @@ GROUP BY b_k
 """
 _CELL_KEYS = {"hour": "dn * 24 + h", **_DAY_KEYS}
 
-
-# The series (part 1) with the coverage (parts 2 and 3) in one statement: chDB runs one
-# statement at a time, so each saved statement is a few milliseconds.
-_WITH_COVERAGE = """
-SELECT toUInt8(%(part)d) AS part, b_k, b_peak, b_util, b_events, b_triggers, b_edge, b_slots FROM (%(series)s)
-UNION ALL
-SELECT part, k, toUInt64(0), toFloat64(0), toUInt64(0), CAST(map(), 'Map(String, UInt64)'), toUInt64(0), n
-FROM (%(coverage)s)
+# All zones by hour: each kept day's per-hour answer, and the cells' peaks for utilisation
+# (a site with capacities), unfolded in Python. A plain read: ClickHouse spends more time
+# planning the ARRAY JOIN, lambdas and GROUP BY of the cells than running them (measured on
+# chDB, 31 days: 6.6 ms to read these rows, 21 ms to group the cells by hour).
+_HOURS_SQL = """
+SELECT toInt64(day), hour_keys, hour_peaks, hour_events, hour_triggers, hour_edge, hour_slots%(cells)s
+FROM """ + DAYS_TABLE + """ FINAL
+WHERE site_name = {site:String} AND day >= {first:Date} AND day <= {last:Date} AND tz = {tz:String}
+  AND NOT has({skip:Array(Date)}, day)
 """
+
 
 # Per local (day, hour): the site's peak; then per (weekday, hour) over those days.
 _PROFILE_SQL = """
@@ -132,13 +137,14 @@ class _Acc:
 
     __slots__ = ("edge", "events", "peak", "slots", "triggers", "util")
 
-    def __init__(self) -> None:
-        self.peak = 0
-        self.util = 0.0
-        self.events = 0
-        self.triggers: dict[str, int] = {}
-        self.edge = 0
-        self.slots = 0
+    def __init__(self, peak: int = 0, util: float = 0.0, events: int = 0, triggers: dict[str, int] | None = None,
+                 edge: int = 0, slots: int = 0) -> None:
+        self.peak = peak
+        self.util = util
+        self.events = events
+        self.triggers: dict[str, int] = {} if triggers is None else triggers
+        self.edge = edge
+        self.slots = slots
 
     def add(self, peak: int, util: float, events: int, triggers, edge: int, slots: int) -> None:
         self._add(peak, util, events, as_counts(triggers), edge, slots)
@@ -171,23 +177,12 @@ class History:
         self.store: Store = slots.store  # type: ignore[assignment]
         self.coverage = coverage
         merged = slots.merged_sql(Scope.of((), 0, 0))  # the shape for one range, no per-site windows
-        self._series_sql = {
-            kind: _WITH_COVERAGE % {"part": 1, "coverage": coverage.stacked_sql(kind),
-                                    "series": _SERIES_SQL % {"key": key_sql(kind), "off": OFFSET_SQL, "merged": merged}}
-            for kind in ("hour", "day", "week")
-        }
-        # The series alone, for the clock-change days of an hour series read from the cells.
-        self._slot_series_sql = _SERIES_SQL % {"key": key_sql("hour"), "off": OFFSET_SQL, "merged": merged}
-        self._day_series_sql = {
-            kind: _WITH_COVERAGE % {"part": 1, "coverage": coverage.stacked_sql(kind),
-                                    "series": _DAY_SERIES_SQL % {"key": _DAY_KEYS[kind], "cap": _CAP}}
-            for kind in ("day", "week")
-        }
-        self._cells_sql = {
-            kind: _WITH_COVERAGE % {"part": 4, "coverage": coverage.stacked_sql(kind),
-                                    "series": _CELLS_SQL % {"key": _CELL_KEYS[kind], "cap": _CAP}}
-            for kind in ("hour", "day", "week")
-        }
+        self._series_sql = {kind: _SERIES_SQL % {"key": key_sql(kind), "off": OFFSET_SQL, "merged": merged}
+                            for kind in ("hour", "day", "week")}
+        self._day_series_sql = {kind: _DAY_SERIES_SQL % {"key": _DAY_KEYS[kind], "cap": _CAP} for kind in ("day", "week")}
+        self._cells_sql = {kind: _CELLS_SQL % {"key": _CELL_KEYS[kind], "cap": _CAP} for kind in ("hour", "day", "week")}
+        self._hours_sql = {with_cells: _HOURS_SQL % {"cells": ", cams, hours, peaks" if with_cells else ""}
+                           for with_cells in (False, True)}
         self._profile_sql = _PROFILE_SQL % {"off": OFFSET_SQL, "merged": merged}
 
     # -- history ------------------------------------------------------------------------
@@ -199,53 +194,12 @@ class History:
             first = req.first - timedelta(days=(req.last - req.first).days + 1)
         lo, _ = local_day(first, tz)
         _, hi = local_day(last, tz)
-        caps = _capacities(site, req.zone)
-        params = {**Scope.of([site.name], lo, hi).params(), "tz": site.timezone, "zone": req.zone,
-                  "cap_zones": list(caps), "cap_values": list(caps.values()), "site": site.name,
-                  "first": first, "last": last}
-        # From the kept site-days where they are kept: all zones by day or week from the day
-        # summaries, else from the (camera, hour) cells; one statement with the coverage.
-        # Clock-change days of an hour series come from the slots (one more statement).
-        offsets: dict[int, int] = {}
-        skip: list[date] = []
-        cells = False
-        kept = self.slots.days
-        if kept is None or any(first <= d <= last for d in kept.pending_days(site.name)):
-            # Not kept, or a day with a write acknowledged and not kept yet: the slots.
-            sql = self._series_sql[req.bucket]
-        elif req.bucket != "hour" and not req.zone:
-            sql = self._day_series_sql[req.bucket]
-        else:
-            sql, cells = self._cells_sql[req.bucket], True
-            if req.bucket == "hour":
-                offsets, skip = _offsets_by_day(tz, first, last)
-        try:
-            rows = await self.store.aquery(sql, {**params, "skip": skip})
-        except StorageError as exc:
-            if exc.code != _ARRAYS_DIFFER or not cells:
-                raise
-            # Days an earlier version kept, without their cells (it runs beside this one, or
-            # ran since this one started: the next start recomputes them). The slots answer.
-            logger.warning("history of %s: kept days without cells, read from the slots: %s", site.name, exc)
-            sql, offsets, skip = self._series_sql[req.bucket], {}, []
-            rows = await self.store.aquery(sql, params)
-        if skip:
-            lo_skip, _ = local_day(skip[0], tz)
-            _, hi_skip = local_day(skip[-1], tz)
-            rows += [(1, *row) for row in await self.store.aquery(
-                self._slot_series_sql, {**params, **Scope.of([site.name], lo_skip, hi_skip).params()})]
-        accs: dict[int, _Acc] = {}
-        for part, k, peak, util, events, triggers, edge, slots in rows:
-            if part == 4 and req.bucket == "hour":  # local hours -> the key at their day's offset
-                k = hour_key(int(k), offsets[int(k) // 24])
-            if part in (1, 4):
-                accs.setdefault(int(k), _Acc()).add(int(peak), float(util), int(events), triggers, int(edge),
-                                                    int(slots))
-        reporting = Coverage.from_stacked([(part, k, n) for part, k, _, _, _, _, _, n in rows if part in (2, 3)])
+        accs, contact = await asyncio.gather(self._buckets(site, req, first, last),
+                                             self.coverage.contact(site, lo, hi))
 
         def period(a: date, b: date) -> dict:
             buckets = enumerate_buckets(tz, a, b, req.bucket)
-            return self._period(site, req, a, b, buckets, accs, reporting)
+            return self._period(site, req, a, b, buckets, accs, contact)
 
         doc = {
             "site_name": site.name,
@@ -263,18 +217,77 @@ class History:
             doc["totals_diff"] = _diff([doc["totals"]], [prev["totals"]])[0]
         return doc
 
+    async def _buckets(self, site: Site, req: HistoryRequest, first: date, last: date) -> dict[int, _Acc]:
+        """The buckets with data of [first, last], by key."""
+        tz = site.tz
+        lo, _ = local_day(first, tz)
+        _, hi = local_day(last, tz)
+        caps = _capacities(site, req.zone)
+        params = {**Scope.of([site.name], lo, hi).params(), "tz": site.timezone, "zone": req.zone,
+                  "cap_zones": list(caps), "cap_values": list(caps.values()), "site": site.name,
+                  "first": first, "last": last}
+        # From the kept site-days where they are kept: all zones by day or week from the day
+        # summaries, by hour from the days' hours, else from the (camera, hour) cells.
+        # Clock-change days of an hour series come from the slots (one more statement).
+        offsets: dict[int, int] = {}
+        skip: list[date] = []
+        kept = self.slots.days
+        if kept is None or any(first <= d <= last for d in kept.pending_days(site.name)):
+            # Not kept, or a day with a write acknowledged and not kept yet: the slots.
+            sql = self._series_sql[req.bucket]
+        elif req.bucket != "hour" and not req.zone:
+            sql = self._day_series_sql[req.bucket]
+        elif req.bucket == "hour" and not req.zone:
+            sql = self._hours_sql[bool(caps)]
+        else:
+            sql = self._cells_sql[req.bucket]
+        if req.bucket == "hour" and sql is not self._series_sql["hour"]:
+            offsets, skip = _offsets_by_day(tz, first, last)
+        try:
+            rows = await self.store.aquery(sql, {**params, "skip": skip})
+            if sql in self._hours_sql.values() and any(len(day[6]) != len(day[1]) for day in rows):
+                raise _EarlierDays("days kept without their hours")
+        except (StorageError, _EarlierDays) as exc:
+            if isinstance(exc, StorageError) and (exc.code != _ARRAYS_DIFFER or sql not in self._cells_sql.values()):
+                raise
+            # Days an earlier version kept, without their cells or hours (it runs beside this
+            # one, or ran since this one started: the next start recomputes them). The
+            # slots answer.
+            logger.warning("history of %s: kept days of an earlier version, read from the slots: %s", site.name, exc)
+            sql, offsets, skip = self._series_sql[req.bucket], {}, []
+            rows = await self.store.aquery(sql, params)
+        accs: dict[int, _Acc] = {}
+        if sql in self._hours_sql.values():
+            for day in rows:
+                _unfold_hours(accs, day, offsets, caps)
+        else:
+            cells_by_hour = req.bucket == "hour" and sql in self._cells_sql.values()
+            for k, *values in rows:
+                if cells_by_hour:  # local hours -> the key at their day's offset
+                    k = hour_key(int(k), offsets[int(k) // 24])
+                _fold(accs, int(k), values)
+        if skip:
+            lo_skip, _ = local_day(skip[0], tz)
+            _, hi_skip = local_day(skip[-1], tz)
+            for k, *values in await self.store.aquery(
+                    self._series_sql["hour"], {**params, **Scope.of([site.name], lo_skip, hi_skip).params()}):
+                _fold(accs, int(k), values)
+        return accs
+
     def _period(self, site: Site, req: HistoryRequest, first: date, last: date, buckets: list[Bucket],
-                accs: dict[int, _Acc], reporting: dict[int, int] | None) -> dict:
+                accs: dict[int, _Acc], contact: list[int] | None) -> dict:
         thresholds = site.zone(req.zone).thresholds if req.zone else site.thresholds
         capacities = _capacities(site, req.zone)
+        reporting = None if contact is None else Coverage.per_bucket(contact, buckets)
         total = _Acc()
         series = []
         covered = 0
+        empty = _Acc()
         for b in buckets:
-            acc = accs.get(b.key) or _Acc()
+            acc = accs.get(b.key, empty)
             total.merge(acc)
             peak = acc.peak
-            contact = None if reporting is None else reporting.get(b.key, 0)
+            slots = None if reporting is None else reporting[b.key]
             series.append({
                 "start": b.label,
                 "hours": round((b.end - b.start) / 3600, 2),
@@ -284,9 +297,9 @@ class History:
                 "critical_events": dict(sorted(acc.triggers.items())),
                 "utilisation": round(acc.util, 4) if capacities else None,
                 "source": acc.source(),
-                "coverage": None if contact is None else Coverage.share(contact, b.start, b.end),
+                "coverage": None if slots is None else Coverage.share(slots, b.start, b.end),
             })
-            covered += contact or 0
+            covered += slots or 0
         span = sum(b.end - b.start for b in buckets)
         peak = total.peak
         return {
@@ -349,6 +362,35 @@ def _offsets_by_day(tz, first: date, last: date) -> tuple[dict[int, int], list[d
         return offsets, []
     span = [changes[0] + timedelta(days=i) for i in range((changes[-1] - changes[0]).days + 1)]
     return offsets, span
+
+
+class _EarlierDays(Exception):
+    """Kept days without the columns this version reads (an earlier version wrote them)."""
+
+
+def _fold(accs: dict[int, _Acc], key: int, values: list) -> None:
+    """One row of a series statement (after its key) into its bucket."""
+    peak, util, events, triggers, edge, slots = values
+    accs.setdefault(key, _Acc()).add(int(peak), float(util), int(events), triggers, int(edge), int(slots))
+
+
+def _unfold_hours(accs: dict[int, _Acc], day: tuple, offsets: dict[int, int], caps: dict[str, int]) -> None:
+    """One kept day's hours (a row of :data:`_HOURS_SQL`) into their hour buckets; with
+    capacities, each hour's utilisation is its busiest zone's share (from the cells)."""
+    dn, keys, peaks, events, triggers, edge, slots, *cells = day
+    util = [0.0] * 24
+    if cells:
+        for cam, h, peak in zip(*cells, strict=True):
+            cap = caps.get(cam)
+            if cap and peak / cap > util[h]:
+                util[h] = peak / cap
+    off, base = offsets[dn], dn * 24
+    for h, peak, n_events, counts, n_edge, n_slots in zip(keys, peaks, events, triggers, edge, slots, strict=True):
+        key = hour_key(base + h, off)
+        if key in accs:
+            accs[key].add(peak, util[h], n_events, counts, n_edge, n_slots)
+        else:
+            accs[key] = _Acc(peak, util[h], n_events, as_counts(counts), n_edge, n_slots)
 
 
 def _capacities(site: Site, zone: str) -> dict[str, int]:

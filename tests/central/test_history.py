@@ -8,6 +8,7 @@ them one instant at a time with zoneinfo. All dates are fixed.
 
 from __future__ import annotations
 
+import random
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -121,6 +122,39 @@ async def test_compare_previous_and_utilisation(client):
     assert {s["source"] for s in doc["series"]} <= {"raw", "mixed", "edge"}
     zone = await get(client, "/api/v1/history/LONDON?from=%s&to=%s&bucket=day&zone=B" % (first, last))
     assert [s["peak"] for s in zone["series"]] == [b["zones"].get("B", 0) for b in cur]
+
+
+@pytest.mark.parametrize(("site", "first", "last"), [("LONDON", date(2026, 10, 24), date(2026, 10, 26)),
+                                                   ("KATHMANDU", date(2026, 1, 5), date(2026, 1, 6))])
+async def test_coverage_counts_each_buckets_slots_with_contact(client, site, first, last):
+    """Coverage per hour, day and week against zoneinfo, on a fall-back day and at +5:45:
+    the share of each bucket's slots in which a device was heard."""
+    tz = ZoneInfo(client.server.app[SITES].get(site).timezone)
+    await load(client, world_for(site, tz, first, last, n=200))
+    lo, hi = local_bounds(tz, first, last)
+    rng = random.Random(5)
+    heard = sorted(rng.sample(range(lo // 900 - 8, hi // 900 + 8), 120))  # some just outside the range
+    services(client).store.insert("device_slots", [[site, "dev%d" % (s % 2), datetime.fromtimestamp(s * 900, timezone.utc)]
+                                                   for s in heard for _ in range(1 + s % 2)],
+                                  ["site_name", "device_id", "slot"])
+    labels = {
+        "hour": lambda t: t.replace(minute=0).isoformat(),
+        "day": lambda t: t.date().isoformat(),
+        "week": lambda t: (t.date() - timedelta(days=t.weekday())).isoformat(),
+    }
+    for kind, label in labels.items():
+        doc = await get(client, "/api/v1/history/%s?from=%s&to=%s&bucket=%s" % (site, first, last, kind))
+        counts: dict[str, int] = {}
+        for s in heard:
+            if lo <= s * 900 < hi:
+                key = label(datetime.fromtimestamp(s * 900, tz))
+                counts[key] = counts.get(key, 0) + 1
+        got = {b["start"] if kind == "hour" else b["start"][:10]: b["coverage"] for b in doc["series"]}
+        assert got == {key: round(min(1.0, counts.get(key, 0) / (b["hours"] * 4)), 4)
+                       for key, b in zip(got, doc["series"], strict=True)}, kind
+        assert sum(counts.values()) > 0 and set(counts) <= set(got), kind
+        span = sum(b["hours"] for b in doc["series"]) * 4
+        assert doc["totals"]["coverage"] == round(sum(counts.values()) / span, 4), kind
 
 
 async def test_capacity_relative_intensity(client):

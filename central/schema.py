@@ -60,6 +60,7 @@ class TableDef:
     ttl: str = ""
     #: Settings of the non-replicated table (replicated tables deduplicate by default).
     settings: str = ""
+    partition_by: str = ""
 
 
 _NAME_MAP = "Map(LowCardinality(String), UInt32)"
@@ -98,6 +99,7 @@ _DAY_ANSWER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("hour_slots", "Array(UInt32)"),
     ("ver", "UInt64"),
 )
+DAYS_PARTITION = "toYYYYMM(day)"
 #: The overview's columns of them, in day_answers_by_day.
 _BY_DAY_COLUMNS = ("site_name", "day", "tz", "triggers", "edge", "raw", "repaired", "zone_cams", "zone_peaks",
                    "zone_events", "hour_keys", "hour_peaks", "ver")
@@ -191,6 +193,10 @@ TABLES: dict[str, TableDef] = {
             # Rows of a few hundred array elements: small granules keep a lookup of one
             # site-day (or one per site) from reading thousands of them.
             settings="index_granularity = 64",
+            # By month: a read of past days skips the parts the live days are written to,
+            # and FINAL merges within one month's parts (measured on chDB, a year of 100
+            # sites as built: one site-day 10.0 to 3.9 ms, 31 days' hours 14.7 to 6.7 ms).
+            partition_by=DAYS_PARTITION,
         ),
         # The same site-days ordered by day (a materialized view of day_answers): the
         # overview reads one day of every site as one key range, not one range per site
@@ -203,6 +209,7 @@ TABLES: dict[str, TableDef] = {
             "(day, site_name)",
             shard_key="cityHash64(site_name)",
             settings="index_granularity = 128",
+            partition_by=DAYS_PARTITION,
         ),
         # Slots of camera_events rows from any writer (a materialized view), so that
         # answers follow rows central did not write itself (central.answers).
@@ -379,6 +386,8 @@ def _columns(table: TableDef) -> str:
 def table_ddl(table: TableDef, cluster: str | None = None, distributed: bool = True) -> list[str]:
     """CREATE statements for ``table``; with ``cluster``, Replicated local + Distributed."""
     tail = "ORDER BY %s" % table.order_by
+    if table.partition_by:
+        tail = "PARTITION BY %s\n%s" % (table.partition_by, tail)
     if table.ttl:
         tail += "\nTTL %s" % table.ttl
     if cluster is None:
@@ -432,6 +441,13 @@ def migrate(store: Storage, cluster: str | None = None) -> list[int]:
         logger.info("migration %d applied: %s", version, description)
         applied.append(version)
     return applied
+
+
+def partition_key(store: Storage, name: str) -> str | None:
+    """The partition key of a table in the current database ("" for none), None if absent."""
+    rows = store.query("SELECT partition_key FROM system.tables WHERE database = currentDatabase() AND name = {name:String}",
+                       parameters={"name": name})
+    return str(rows[0][0]).replace(" ", "") if rows else None
 
 
 def table_exists(store: Storage, name: str) -> bool:

@@ -19,7 +19,7 @@ import pytest
 from central import answers, rollup, schema
 from central.coverage import Coverage
 from central.dashboard import HOURS_SQL, compute
-from central.days import BY_DAY_TABLE, DAY_COLUMNS, DAYS_TABLE, DayKeeper
+from central.days import BY_DAY_TABLE, DAY_COLUMNS, DAYS_TABLE, DayKeeper, by_day_view_ddl
 from central.history import History, HistoryRequest
 from central.overview import Overview
 from central.registry import Registry
@@ -196,17 +196,20 @@ def test_build_computes_what_was_stored_before(clickhouse_url, host_zone):
 
 
 def test_kept_days_of_an_earlier_version_are_upgraded_in_place(clickhouse_url):
-    """A day_answers table without the per-(camera, hour) and per-hour columns (an earlier
-    version's) gets them, and the rebuild fills them."""
+    """Site-day tables of an earlier version (without the per-(camera, hour) and per-hour
+    columns, not partitioned, with rows) are made anew, and the rebuild fills them."""
     rng = random.Random(11)
     cells = ("cell_triggers", "cell_edge", "cell_slots", "hour_events", "hour_triggers", "hour_edge", "hour_slots")
     table = schema.TABLES[DAYS_TABLE]
-    earlier = dataclasses.replace(table, columns=tuple(c for c in table.columns if c[0] not in cells))
+    earlier = dataclasses.replace(table, columns=tuple(c for c in table.columns if c[0] not in cells), partition_by="")
     store = Store(clickhouse_url)
     try:
         schema.migrate(store)
-        for stmt in schema.table_ddl(earlier):
+        for stmt in schema.table_ddl(earlier) + schema.table_ddl(dataclasses.replace(
+                schema.TABLES[BY_DAY_TABLE], partition_by="")):
             store.command(stmt)
+        store.command(by_day_view_ddl(None))
+        store.insert(DAYS_TABLE, [["B", datetime(2026, 1, 5).date(), "UTC", 99]], ["site_name", "day", "tz", "ver"])
         store.insert("camera_events", raws(rng, 200), RAW_COLUMNS)
         raw_time = schema.detect_raw_time(store)
         assert rollup.build(store, raw_time, None).available
@@ -218,6 +221,12 @@ def test_kept_days_of_an_earlier_version_are_upgraded_in_place(clickhouse_url):
             "SELECT sum(arraySum(cell_slots)), sum(arraySum(hour_slots)), sum(edge + raw + repaired) FROM %s FINAL"
             % DAYS_TABLE)
         assert cell_slots == hour_slots == day_slots > 0
+        assert schema.partition_key(store, DAYS_TABLE) == schema.partition_key(store, BY_DAY_TABLE) == "toYYYYMM(day)"
+        # The earlier row is gone (an empty day in the wrong zone would beat nothing), and the
+        # view copies each row into the copy by day.
+        assert store.query("SELECT count() FROM %s WHERE ver = 99" % DAYS_TABLE) == [(0,)]
+        assert store.query("SELECT count() FROM %s FINAL" % DAYS_TABLE) == store.query(
+            "SELECT count() FROM %s FINAL" % BY_DAY_TABLE) != [(0,)]
     finally:
         store.close()
 

@@ -97,6 +97,7 @@ def _init_schema(store: Store, config: Config, metrics: Metrics, sites: Sites) -
         keeper = DayKeeper(SlotStore(store, raw_time, rollup=True, answers=True), sites)
         keeper.resync()
         keeper.catch_up(built_from=answers.days_built_from(store))
+    store.connect_all()  # before the first requests
     return SchemaFacts(raw_time, dedup, built, kept)
 
 

@@ -105,7 +105,8 @@ class Store:
         self._local = threading.local()  # .client: this thread's
         self._clients: list[Any] = []  # every thread's, to close them all
         self._lock = threading.RLock()
-        self._executor = ThreadPoolExecutor(max(1, workers), thread_name_prefix="clickhouse")
+        self._workers = max(1, workers)
+        self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="clickhouse")
         self._closed = False
         #: Time of the last statement that failed as unavailable (0 = none since success).
         self.last_failure = 0.0
@@ -186,6 +187,26 @@ class Store:
             logger.debug("query retry %d after: %s", attempt + 1, failure)
             time.sleep(pause)
         raise AssertionError("unreachable")
+
+    def connect_all(self, timeout: float = 30.0) -> int:
+        """Connect a client in each of the executor's threads now, not in the first requests
+        (measured on chDB: 11 ms a client, the slowest of the first requests after a start).
+        Best effort: a thread that cannot connect now connects on first use. Returns how
+        many clients there are."""
+        barrier = threading.Barrier(self._workers)
+
+        def connect() -> None:
+            try:
+                self._get()
+                barrier.wait(timeout)  # each task in a thread of its own
+            except (StorageError, threading.BrokenBarrierError) as exc:
+                barrier.abort()
+                logger.debug("store: a thread's client not connected in advance: %s", exc)
+
+        for future in [self._executor.submit(connect) for _ in range(self._workers)]:
+            future.result()
+        with self._lock:
+            return len(self._clients)
 
     def command(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> Any:
         """Run DDL or another statement once (no retry: the caller knows if it is idempotent)."""

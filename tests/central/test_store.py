@@ -3,6 +3,7 @@ how the tests choose their engine (``tests/central/conftest.py``)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -56,6 +57,29 @@ def test_a_statement_does_not_wait_behind_another_threads(clickhouse_url):
         store.close()
     with pytest.raises(StorageUnavailable):
         store.query("SELECT 1")  # every thread's client is closed
+
+
+async def test_connect_all_gives_every_worker_thread_its_client(clickhouse_url):
+    """After connect_all, statements from the store's threads use the clients made then
+    (no first request pays for a connection)."""
+    store = Store(clickhouse_url, workers=3)
+    try:
+        assert store.connect_all() == 3
+        made = list(store._clients)
+        await asyncio.gather(*(store.aquery("SELECT sleep(0.2)") for _ in range(6)))
+        assert store._clients == made
+    finally:
+        store.close()
+
+
+def test_connect_all_on_an_unreachable_server_leaves_it_to_the_first_use():
+    store = Store("http://127.0.0.1:%d" % free_port(), workers=2)
+    try:
+        assert store.connect_all(timeout=5) == 0
+        with pytest.raises(StorageUnavailable):
+            store.query("SELECT 1")
+    finally:
+        store.close()
 
 
 def test_unreachable_server_is_unavailable_not_a_crash():

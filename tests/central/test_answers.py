@@ -222,6 +222,10 @@ def test_kept_days_of_an_earlier_version_are_upgraded_in_place(clickhouse_url):
             % DAYS_TABLE)
         assert cell_slots == hour_slots == day_slots > 0
         assert schema.partition_key(store, DAYS_TABLE) == schema.partition_key(store, BY_DAY_TABLE) == "toYYYYMM(day)"
+        # Each month merged into one part after the build.
+        assert store.query("SELECT max(n) FROM (SELECT count() AS n FROM system.parts WHERE active AND database = "
+                           "currentDatabase() AND table = {t:String} GROUP BY partition)", parameters={"t": DAYS_TABLE}
+                           ) == [(1,)]
         # The earlier row is gone (an empty day in the wrong zone would beat nothing), and the
         # view copies each row into the copy by day.
         assert store.query("SELECT count() FROM %s WHERE ver = 99" % DAYS_TABLE) == [(0,)]

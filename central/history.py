@@ -194,7 +194,7 @@ class History:
             first = req.first - timedelta(days=(req.last - req.first).days + 1)
         lo, _ = local_day(first, tz)
         _, hi = local_day(last, tz)
-        accs, contact = await asyncio.gather(self._buckets(site, req, first, last),
+        accs, contact = await asyncio.gather(self._buckets(site, req, first, last, lo, hi),
                                              self.coverage.contact(site, lo, hi))
 
         def period(a: date, b: date) -> dict:
@@ -217,11 +217,10 @@ class History:
             doc["totals_diff"] = _diff([doc["totals"]], [prev["totals"]])[0]
         return doc
 
-    async def _buckets(self, site: Site, req: HistoryRequest, first: date, last: date) -> dict[int, _Acc]:
-        """The buckets with data of [first, last], by key."""
+    async def _buckets(self, site: Site, req: HistoryRequest, first: date, last: date, lo: int,
+                       hi: int) -> dict[int, _Acc]:
+        """The buckets with data of [first, last] (the instants [lo, hi)), by key."""
         tz = site.tz
-        lo, _ = local_day(first, tz)
-        _, hi = local_day(last, tz)
         caps = _capacities(site, req.zone)
         params = {**Scope.of([site.name], lo, hi).params(), "tz": site.timezone, "zone": req.zone,
                   "cap_zones": list(caps), "cap_values": list(caps.values()), "site": site.name,
@@ -234,34 +233,34 @@ class History:
         kept = self.slots.days
         if kept is None or any(first <= d <= last for d in kept.pending_days(site.name)):
             # Not kept, or a day with a write acknowledged and not kept yet: the slots.
-            sql = self._series_sql[req.bucket]
+            read, sql = "slots", self._series_sql[req.bucket]
         elif req.bucket != "hour" and not req.zone:
-            sql = self._day_series_sql[req.bucket]
+            read, sql = "days", self._day_series_sql[req.bucket]
         elif req.bucket == "hour" and not req.zone:
-            sql = self._hours_sql[bool(caps)]
+            read, sql = "hours", self._hours_sql[bool(caps)]
         else:
-            sql = self._cells_sql[req.bucket]
-        if req.bucket == "hour" and sql is not self._series_sql["hour"]:
+            read, sql = "cells", self._cells_sql[req.bucket]
+        if req.bucket == "hour" and read != "slots":
             offsets, skip = _offsets_by_day(tz, first, last)
         try:
             rows = await self.store.aquery(sql, {**params, "skip": skip})
-            if sql in self._hours_sql.values() and any(len(day[6]) != len(day[1]) for day in rows):
+            if read == "hours" and any(len(day[6]) != len(day[1]) for day in rows):
                 raise _EarlierDays("days kept without their hours")
         except (StorageError, _EarlierDays) as exc:
-            if isinstance(exc, StorageError) and (exc.code != _ARRAYS_DIFFER or sql not in self._cells_sql.values()):
+            if isinstance(exc, StorageError) and (exc.code != _ARRAYS_DIFFER or read != "cells"):
                 raise
             # Days an earlier version kept, without their cells or hours (it runs beside this
             # one, or ran since this one started: the next start recomputes them). The
             # slots answer.
             logger.warning("history of %s: kept days of an earlier version, read from the slots: %s", site.name, exc)
-            sql, offsets, skip = self._series_sql[req.bucket], {}, []
-            rows = await self.store.aquery(sql, params)
+            read, offsets, skip = "slots", {}, []
+            rows = await self.store.aquery(self._series_sql[req.bucket], params)
         accs: dict[int, _Acc] = {}
-        if sql in self._hours_sql.values():
+        if read == "hours":
             for day in rows:
                 _unfold_hours(accs, day, offsets, caps)
         else:
-            cells_by_hour = req.bucket == "hour" and sql in self._cells_sql.values()
+            cells_by_hour = req.bucket == "hour" and read == "cells"
             for k, *values in rows:
                 if cells_by_hour:  # local hours -> the key at their day's offset
                     k = hour_key(int(k), offsets[int(k) // 24])
@@ -386,11 +385,8 @@ def _unfold_hours(accs: dict[int, _Acc], day: tuple, offsets: dict[int, int], ca
                 util[h] = peak / cap
     off, base = offsets[dn], dn * 24
     for h, peak, n_events, counts, n_edge, n_slots in zip(keys, peaks, events, triggers, edge, slots, strict=True):
-        key = hour_key(base + h, off)
-        if key in accs:
-            accs[key].add(peak, util[h], n_events, counts, n_edge, n_slots)
-        else:
-            accs[key] = _Acc(peak, util[h], n_events, as_counts(counts), n_edge, n_slots)
+        # One row per kept day, one entry per local hour: each key once.
+        accs[hour_key(base + h, off)] = _Acc(peak, util[h], n_events, as_counts(counts), n_edge, n_slots)
 
 
 def _capacities(site: Site, zone: str) -> dict[str, int]:

@@ -93,7 +93,7 @@ def generate(data_dir: Path, rows: int) -> dict:
     import clickhouse_connect
 
     from central import rollup, schema
-    from central.store import Store
+    from central.storage.store import Store
 
     store = Store("chdb://%s" % (data_dir / "chdb"))
     schema.migrate(store)
@@ -148,11 +148,11 @@ def handoff(data_dir: Path, repeats: int) -> dict:
 
     from central import answers, rollup
     from central.dashboard import Dashboard, DashboardCache
-    from central.days import DayKeeper
-    from central.schema import detect_raw_time
     from central.sites import Sites, local_day
-    from central.slots import SlotStore
-    from central.store import Store
+    from central.storage.days import DayKeeper
+    from central.storage.schema import detect_raw_time
+    from central.storage.slots import SlotStore
+    from central.storage.store import Store
 
     store = Store("chdb://%s" % (data_dir / "chdb"))
     start, end = local_day(date.fromisoformat(DAY), ZoneInfo("Asia/Kolkata"))

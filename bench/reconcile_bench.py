@@ -28,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from central import schema  # noqa: E402
-from central.store import Store  # noqa: E402
+from central.storage import schema  # noqa: E402
+from central.storage.store import Store  # noqa: E402
 
 SITES = 100
 CAMERAS = 10

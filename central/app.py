@@ -22,13 +22,11 @@ from pathlib import Path
 from aiohttp import HttpVersion11, web
 from shared.names import is_valid_name
 
-from . import answers, rollup, schema
 from .alerts import Alerts, parse_rules
 from .alerts import api as alerts_api
 from .alerts.ledger import Ledger
 from .config import Config
 from .dashboard import Dashboard, DashboardCache
-from .days import DayKeeper
 from .exceptions import SchemaError, StorageError, StorageUnavailable
 from .http_errors import json_error
 from .ingest import Ingestor
@@ -42,7 +40,6 @@ from .middleware import (
 )
 from .registry import Registry
 from .sites import Sites
-from .slots import SlotStore
 from .state import (
     ALERT_RULES,
     ALERTS,
@@ -63,7 +60,10 @@ from .state import (
     Ready,
     SchemaFacts,
 )
-from .store import Store, open_store
+from .storage import answers, rollup, schema
+from .storage.days import DayKeeper
+from .storage.slots import SlotStore
+from .storage.store import Store, open_store
 from .views import ROUTES as RANGE_ROUTES
 from .views import RangeServices, parse_date
 

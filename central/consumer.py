@@ -40,8 +40,8 @@ from shared.slots import SLOT_SECONDS
 from .config import Config
 from .exceptions import ConfigError, StorageError
 from .metrics import Metrics
-from .slots import STATE_COLUMNS
-from .store import Store
+from .storage.slots import STATE_COLUMNS
+from .storage.store import Store
 
 __all__ = ["Consumer", "SESSION_EXPIRY"]
 
@@ -106,7 +106,7 @@ class Consumer:
         self.metrics = metrics
         self.on_written = on_written
         # After the states' insert, before the ack: keeps the answers of the slots written
-        # (central.answers); called in the writer thread with {site: {slot, ...}}.
+        # (central.storage.answers); called in the writer thread with {site: {slot, ...}}.
         self.refresh = refresh
         self.shutdown_timeout = shutdown_timeout
         self.connected = False

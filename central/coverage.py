@@ -18,7 +18,7 @@ from shared.slots import SLOT_SECONDS
 
 from .buckets import Bucket
 from .sites import Site
-from .store import Store
+from .storage.store import Store
 
 __all__ = ["Coverage"]
 

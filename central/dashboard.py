@@ -1,6 +1,6 @@
 """The dashboard answer for one site and one local day, and its cache.
 
-Per (camera, 15-minute slot) the answer is what the slot rule of :mod:`central.slots`
+Per (camera, 15-minute slot) the answer is what the slot rule of :mod:`central.storage.slots`
 chooses (pinned: raw; else edge states; else raw). One statement per document: the slot
 store's merged slots, bucketed by the site's local hour in ClickHouse, then a fold in
 Python over at most cameras x 25 rows (:func:`compute`).
@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from datetime import date, datetime, timezone
 
 from .sites import Site, Sites, intensity, local_day
-from .slots import Scope, SlotStore, as_counts
+from .storage.slots import Scope, SlotStore, as_counts
 
 __all__ = ["Dashboard", "DashboardCache", "compute", "iso_utc"]
 

@@ -7,7 +7,7 @@ chunks of :data:`CHUNK_DAYS` local days, each one statement whose result is sent
 next is asked for, so memory stays flat however long the range and other requests get the
 engine between chunks. Parquet is one file with one footer, so it is built by one statement
 (bounded by the range limit). The trigger columns are the trigger names found in the range
-(:meth:`central.slots.SlotStore.trigger_names_sql`), bound as ``Identifier`` parameters; the buckets'
+(:meth:`central.storage.slots.SlotStore.trigger_names_sql`), bound as ``Identifier`` parameters; the buckets'
 starts come from :func:`central.buckets.enumerate_buckets`, the same as the history's.
 """
 
@@ -19,8 +19,8 @@ from datetime import date, timedelta
 
 from .buckets import OFFSET_SQL, enumerate_buckets, key_sql
 from .sites import Site, local_day
-from .slots import Scope, SlotStore
-from .store import Store
+from .storage.slots import Scope, SlotStore
+from .storage.store import Store
 
 __all__ = ["Exporter", "ExportRequest", "FORMATS", "LIMIT_DAYS", "CHUNK_DAYS"]
 

@@ -1,11 +1,11 @@
 """One site over a range of local days: the history series (hour, day or ISO-week buckets,
 optionally against the period just before) and the hour-of-week profile.
 
-Where the site-days are kept (:mod:`central.days`), history reads them: by day or week for
+Where the site-days are kept (:mod:`central.storage.days`), history reads them: by day or week for
 all zones from each day's summary, by hour for all zones from each day's hours (unfolded
 in Python, with the utilisation from the cells' peaks), else from its (camera, local hour)
 cells, and the days of a clock change of an hour series from the slots. Otherwise (and the
-profile) it reads the slot store's merged slots (:meth:`central.slots.SlotStore.merged_sql`)
+profile) it reads the slot store's merged slots (:meth:`central.storage.slots.SlotStore.merged_sql`)
 and buckets them in ClickHouse by the site's local time (:mod:`central.buckets`), one row
 per bucket (the busiest zone's utilisation too, with capacities passed as parameters).
 Slots with no events count for nothing, as on the dashboard. Coverage per bucket comes
@@ -21,11 +21,11 @@ from datetime import date, timedelta
 
 from .buckets import EPOCH, OFFSET_SQL, Bucket, day_offsets, enumerate_buckets, hour_key, key_sql
 from .coverage import Coverage
-from .days import DAYS_TABLE
 from .exceptions import StorageError
 from .sites import Site, intensity, local_day
-from .slots import Scope, SlotStore, as_counts
-from .store import Store
+from .storage.days import DAYS_TABLE
+from .storage.slots import Scope, SlotStore, as_counts
+from .storage.store import Store
 
 __all__ = ["History", "HistoryRequest", "LIMIT_DAYS", "PROFILE_MAX_WEEKS"]
 
@@ -53,7 +53,7 @@ FROM (
 GROUP BY k
 """
 
-# The same per local day or ISO week from the kept site-days (central.days): 366 rows of a
+# The same per local day or ISO week from the kept site-days (central.storage.days): 366 rows of a
 # site instead of every (camera, slot) of its year (all zones; one zone reads the cells).
 # ``dn`` is the local day's number; a day's utilisation is its busiest zone's share.
 _CAP = "transform(toString(c), {cap_zones:Array(String)}, {cap_values:Array(UInt32)}, toUInt32(0))"

@@ -11,7 +11,7 @@ this process. Before the insert a *pending* row (accepted = 0) records the key a
 the body in ``ingest_batches``; after it, a done row (accepted = n). A replay of a done key
 answers from there; a different body under the same key is a conflict. The insert carries
 the key as ClickHouse's ``insert_deduplication_token``: where ``camera_events`` honours it
-(a deduplication window, see :func:`central.schema.detect_raw_dedup`) a key left pending by
+(a deduplication window, see :func:`central.storage.schema.detect_raw_dedup`) a key left pending by
 an attempt that failed midway, or still running on another replica, is simply inserted
 again; where it does not, such a retry is refused (409 ``idempotency_in_doubt``) rather than
 risk doubling rows.
@@ -47,7 +47,7 @@ from shared.slots import SLOT_SECONDS
 from .bodies import BodyBudget, BodyRefused, read_body
 from .exceptions import StorageError
 from .http_errors import json_error
-from .slots import RAW_COLUMNS
+from .storage.slots import RAW_COLUMNS
 
 __all__ = ["Ingestor", "MAX_ITEM_ERRORS"]
 
@@ -195,7 +195,7 @@ class Ingestor:
         self._dedup = dedup_getter
         self._locks: dict[str, list] = {}  # key -> [asyncio.Lock, users]
         self.on_data = on_data  # central.state.OnData: the path every writer takes after a write
-        # async (touched) -> None: keeps the answers of the slots written (central.answers)
+        # async (touched) -> None: keeps the answers of the slots written (central.storage.answers)
         self.refresh = refresh
         self.metrics = metrics
         self.max_bytes = config.max_body_bytes

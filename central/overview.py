@@ -1,7 +1,7 @@
 """The portfolio view: one row per site for one date, each site over its own local day.
 
 One statement serves every site: the slot store's merged slots over a per-site window
-(:meth:`central.slots.Scope.per_site`), with each site's UTC offset looked up by site name
+(:meth:`central.storage.slots.Scope.per_site`), with each site's UTC offset looked up by site name
 (its offset before and after the day's clock change, if any, and the instant of the
 change), grouped twice in ClickHouse (``GROUPING SETS``): per (site, zone) for peaks,
 events, triggers and sources, and per (site, local hour) for the busiest hour. Python folds
@@ -16,11 +16,11 @@ from typing import Any
 
 from .buckets import day_offsets
 from .coverage import Coverage
-from .days import BY_DAY_TABLE
 from .registry import Registry
 from .sites import Site, Sites, local_day, utilisation
-from .slots import Scope, SlotStore, as_counts
-from .store import Store
+from .storage.days import BY_DAY_TABLE
+from .storage.slots import Scope, SlotStore, as_counts
+from .storage.store import Store
 
 __all__ = ["Overview", "SORT_KEYS"]
 
@@ -33,7 +33,7 @@ _OFFSET = (
     "transform(site_name, {sites:Array(String)}, {off2:Array(Int32)}, toInt32(0)))"
 )
 
-# Each site's own local day from the kept site-days (central.days), in their copy ordered
+# Each site's own local day from the kept site-days (central.storage.days), in their copy ordered
 # by day: one row per site, one key range for all of them when the sites share the date.
 _DAYS_SQL = """
 SELECT site_name, tz, zone_cams, zone_peaks, zone_events, hour_keys, hour_peaks, triggers, edge, raw, repaired
@@ -69,7 +69,7 @@ class _Row:
 
     @classmethod
     def of_day(cls, cams, peaks, events, hour_keys, hour_peaks, triggers, edge, raw, repaired) -> _Row:
-        """A site's row from its kept day (central.days)."""
+        """A site's row from its kept day (central.storage.days)."""
         row = cls()
         row.zones = {c: int(p) for c, p in zip(cams, peaks, strict=True)}
         row.zone_events = {c: int(e) for c, e in zip(cams, events, strict=True)}

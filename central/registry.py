@@ -11,7 +11,7 @@ import time
 
 from .dashboard import iso_utc
 from .sites import Sites
-from .store import Store
+from .storage.store import Store
 
 __all__ = ["Registry"]
 

@@ -27,16 +27,16 @@ from typing import Generic, TypeVar
 
 from aiohttp import web
 
-from .answers import AnswersStatus
 from .config import Config
 from .exceptions import StorageUnavailable
 from .ingest import Ingestor
 from .metrics import Metrics
 from .registry import Registry
-from .rollup import RollupStatus
-from .schema import RawTime
 from .sites import Sites
-from .store import Store
+from .storage.answers import AnswersStatus
+from .storage.rollup import RollupStatus
+from .storage.schema import RawTime
+from .storage.store import Store
 
 __all__ = [
     "Ready",
@@ -148,8 +148,8 @@ DASHBOARD = web.AppKey("dashboard", Ready)  # Ready[central.dashboard.Dashboard]
 REGISTRY = web.AppKey("registry", Registry)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 CONSUMER = web.AppKey("consumer", Ready)  # Ready[central.consumer.Consumer]; unset without MQTT
-SLOTS = web.AppKey("slots", Ready)  # Ready[central.slots.SlotStore]: what every view reads through
-FOLLOWER = web.AppKey("follower", Ready)  # Ready[central.answers.DirtyFollower]; unset without kept answers
+SLOTS = web.AppKey("slots", Ready)  # Ready[central.storage.slots.SlotStore]: what every view reads through
+FOLLOWER = web.AppKey("follower", Ready)  # Ready[central.storage.answers.DirtyFollower]; unset without kept answers
 RANGES = web.AppKey("ranges", Ready)  # Ready[central.views.RangeServices]: history, overview, export
 ALERT_RULES = web.AppKey("alert_rules", tuple)  # central.alerts.rules.Rule, parsed at start-up
 ALERTS = web.AppKey("alerts", Ready)  # Ready[central.alerts.Alerts]; unset without rules

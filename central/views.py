@@ -25,8 +25,8 @@ from .history import LIMIT_DAYS, PROFILE_MAX_WEEKS, History, HistoryRequest
 from .overview import SORT_KEYS, Overview
 from .registry import Registry
 from .sites import Site, Sites
-from .slots import SlotStore
 from .state import RANGES, REGISTRY, SITES
+from .storage.slots import SlotStore
 
 __all__ = ["ROUTES", "RangeServices", "parse_date"]
 

@@ -26,9 +26,9 @@ from datetime import datetime
 from shared.slots import SLOT_SECONDS
 
 from ..dashboard import Dashboard, iso_utc
-from ..schema import RawTime
 from ..sites import Site, Sites
-from ..store import Store
+from ..storage.schema import RawTime
+from ..storage.store import Store
 from .ledger import Alert
 from .rules import Rule
 

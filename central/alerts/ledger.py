@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
-from ..store import Store
+from ..storage.store import Store
 
 __all__ = ["Alert", "Ledger", "STATES", "lease_holder"]
 

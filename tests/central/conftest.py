@@ -24,8 +24,8 @@ import clickhouse_connect
 import pytest
 from clickhouse_connect.driver import exceptions as ch_errors
 
-import central.answers
 import central.app
+import central.storage.answers
 from central.app import create_app
 from central.config import Config
 from central.state import (
@@ -173,5 +173,5 @@ def answers_mode(request, monkeypatch):
     the slot rule when read, as where central may not create the views)."""
     if request.param == "computed":
         monkeypatch.setattr(central.app.answers, "ensure",
-                            lambda *a, **k: central.answers.AnswersStatus(False, "not kept in this test"))
+                            lambda *a, **k: central.storage.answers.AnswersStatus(False, "not kept in this test"))
     return request.param

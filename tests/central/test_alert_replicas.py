@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from central.alerts.evaluate import make_alert
 from central.alerts.ledger import Ledger, lease_holder
 from central.app import create_app
-from central.store import Store
+from central.storage.store import Store
 from tests.central.conftest import services
 from tests.central.test_alerts import _idle, event, last_slot, received, rules_file
 
@@ -69,7 +69,7 @@ webhook = "%s"
 
 
 async def test_a_claim_has_one_winner(clickhouse_url):
-    from central import schema
+    from central.storage import schema
 
     store = Store(clickhouse_url)
     try:

@@ -19,13 +19,13 @@ import pytest
 from central import answers, rollup, schema
 from central.coverage import Coverage
 from central.dashboard import HOURS_SQL, compute
-from central.days import BY_DAY_TABLE, DAY_COLUMNS, DAYS_TABLE, DayKeeper, by_day_view_ddl
 from central.history import History, HistoryRequest
 from central.overview import Overview
 from central.registry import Registry
 from central.sites import Site, Sites, Thresholds, local_day
-from central.slots import RAW_COLUMNS, STATE_COLUMNS, Scope, SlotStore
-from central.store import Store
+from central.storage.days import BY_DAY_TABLE, DAY_COLUMNS, DAYS_TABLE, DayKeeper, by_day_view_ddl
+from central.storage.slots import RAW_COLUMNS, STATE_COLUMNS, Scope, SlotStore
+from central.storage.store import Store
 from tests.central.conftest import services
 from tests.harness import eventually, eventually_async
 

@@ -21,11 +21,11 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from central import schema
 from central.consumer import Consumer
 from central.exceptions import ConfigError
 from central.metrics import Metrics
-from central.store import Store
+from central.storage import schema
+from central.storage.store import Store
 from shared import protocol, topics
 from shared.paho_close import stop_client
 from shared.settings import MqttTarget

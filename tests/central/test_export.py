@@ -124,7 +124,7 @@ async def test_storage_failing_midway_breaks_the_download(client, monkeypatch):
     from aiohttp import ClientPayloadError
 
     from central.exceptions import StorageUnavailable
-    from central.store import Store
+    from central.storage.store import Store
 
     world = world_for("LONDON", ZoneInfo("Europe/London"), date(2026, 1, 1), date(2026, 3, 31), n=500)
     await load(client, world)

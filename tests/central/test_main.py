@@ -20,10 +20,11 @@ def test_a_missing_reconcile_module_is_reported_as_not_installed(monkeypatch, ca
 def test_an_import_error_inside_reconcile_is_raised_not_hidden(monkeypatch):
     # central.reconcile is there, but a module it imports is not: a bug to show, not "not installed".
     monkeypatch.delitem(sys.modules, "central.reconcile", raising=False)
-    monkeypatch.setitem(sys.modules, "central.reconcile_report", None)
+    monkeypatch.delitem(sys.modules, "central.reconcile.cli", raising=False)
+    monkeypatch.setitem(sys.modules, "central.reconcile.report", None)
     with pytest.raises(ModuleNotFoundError) as info:
         cli.build_parser()
-    assert info.value.name == "central.reconcile_report"
+    assert info.value.name == "central.reconcile.report"
 
 
 def test_reconcile_is_a_subcommand_when_installed(capsys):

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from central import schema
 from central.config import Config
 from central.reconcile import EXIT_CONSISTENT, EXIT_DRIFT, EXIT_ERROR, add_arguments, run
-from central.store import Store
+from central.storage import schema
+from central.storage.store import Store
 from tests.harness import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -308,12 +308,12 @@ def test_bad_arguments_exit_2_with_one_line(env, extra, message):
 
 
 def test_an_unexpected_failure_exits_2_with_one_line(env, monkeypatch):
-    import central.reconcile
+    import central.reconcile.cli
 
     def broken(*args, **kwargs):
         raise OverflowError("date value out of range")
 
-    monkeypatch.setattr(central.reconcile, "compare", broken)
+    monkeypatch.setattr(central.reconcile.cli, "compare", broken)
     _, flags = env
     code, out, err = reconcile(flags, "--site", "HQ")
     assert code == EXIT_ERROR and out == ""
@@ -357,7 +357,7 @@ def test_real_subprocess_with_progress(tmp_path):
     url = "chdb://%s" % (tmp_path / "chdb")
     flags = ["--clickhouse-url", url, "--sites-file", str(sites)]
     environ = {k: v for k, v in os.environ.items() if not k.startswith("HEATMAP_")}
-    seed = ("import sys; from central import schema; from central.store import Store; "
+    seed = ("import sys; from central.storage import schema; from central.storage.store import Store; "
             "from tests.central.test_reconcile import seed_every_kind; "
             "s = Store(sys.argv[1]); schema.migrate(s); seed_every_kind(s); s.close()")
     subprocess.run([sys.executable, "-c", seed, url], cwd=ROOT, env=environ, check=True, timeout=120)

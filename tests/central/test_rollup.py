@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 import pytest
 
 from central import rollup, schema
-from central.slots import Scope, SlotStore
-from central.store import Store
+from central.storage.slots import Scope, SlotStore
+from central.storage.store import Store
 from tests.central.conftest import services
 from tests.harness import eventually_async
 
@@ -144,7 +144,7 @@ async def test_the_app_reads_rows_of_another_writer_through_the_rollup(make_clie
     assert services(client).dashboard.slots.rollup is True
     clickhouse_client.command("INSERT INTO camera_events VALUES ('OTHER', 'C', 4, '2026-01-05 10:00:00', ['X', 'X']), "
                         "('OTHER', 'C', 6, '2026-01-05 10:05:00', [])")
-    # Kept answers follow another writer's rows through slot_dirty (central.answers), and
+    # Kept answers follow another writer's rows through slot_dirty (central.storage.answers), and
     # the day already answered (cached) is dropped when they do.
     doc = await (await client.get("/api/v1/dashboard/OTHER?date=2026-01-05")).json()
 

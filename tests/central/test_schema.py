@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from central import schema
 from central.exceptions import SchemaError
-from central.store import Store
+from central.storage import schema
+from central.storage.store import Store
 
 
 @pytest.fixture

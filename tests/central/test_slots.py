@@ -11,9 +11,16 @@ from datetime import datetime, timezone
 
 import pytest
 
-from central import schema
-from central.slots import RAW_COLUMNS, REPAIR_COLUMNS, STATE_COLUMNS, Scope, SlotRow, SlotStore
-from central.store import Store
+from central.storage import schema
+from central.storage.slots import (
+    RAW_COLUMNS,
+    REPAIR_COLUMNS,
+    STATE_COLUMNS,
+    Scope,
+    SlotRow,
+    SlotStore,
+)
+from central.storage.store import Store
 
 T = 1767600000  # 2026-01-05T08:00:00Z, a slot start
 NOW = datetime(2026, 2, 1, tzinfo=timezone.utc)

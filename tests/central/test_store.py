@@ -13,7 +13,7 @@ import pytest
 from clickhouse_connect.driver import exceptions as ch_errors
 
 from central.exceptions import StorageError, StorageUnavailable
-from central.store import Store, _translate
+from central.storage.store import Store, _translate
 from tests.central.conftest import SERVER_URL_VAR, database_url
 from tests.harness import eventually, free_port
 

@@ -5,7 +5,7 @@ Distributed, ``ON CLUSTER`` in cluster mode) aggregates every inserted block int
 ``raw_slots`` (AggregatingMergeTree: peak = max, events = sum, trigger counts = sumMap with
 ARRAY JOIN semantics), so rows from any writer, ours or the customer's own ingestion, land
 in it. Readers group by the key again (rows of unmerged parts add up), see
-:mod:`central.slots`.
+:mod:`central.storage.slots`.
 
 **Backfill.** Rows inserted before the view existed are aggregated by :func:`build`: merges
 of the source table are stopped, the view is created, the active parts of that moment are
@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 
 from shared.slots import SLOT_SECONDS
 
-from .exceptions import StorageError, StorageUnavailable
+from ..exceptions import StorageError, StorageUnavailable
 from .schema import TABLES, RawTime, source_table, table_ddl, table_exists
 from .slots import ROLLUP_TABLE
 from .store import Storage

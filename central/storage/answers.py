@@ -4,10 +4,10 @@ Computing the slot rule at read time means choosing a source for every (camera, 
 the range: a GROUP BY over every key (about 560k for one site-year), which no cache can
 hide from the views that are watched live or that span months. So the answer is kept
 instead, and every view reads it with ``FINAL`` and aggregates straight into its buckets
-(:meth:`central.slots.SlotStore.merged_sql`).
+(:meth:`central.storage.slots.SlotStore.merged_sql`).
 
 **Writes.** Each writer recomputes the answers of the slots it touched right after its
-insert, from the sources, with :meth:`~central.slots.SlotStore.refresh` (one
+insert, from the sources, with :meth:`~central.storage.slots.SlotStore.refresh` (one
 ``INSERT ... SELECT``): the MQTT consumer before it acknowledges a batch (a failed refresh
 is retried with the batch), ``POST /api/v1/events`` before it answers, reconciliation after
 it pins slots. An answer carries the writer's clock read before the statement as its
@@ -24,7 +24,7 @@ idempotent.
 data already stored in chunks of one day with a progress line, and records version
 :data:`VERSION` in ``heatmap_schema``. Writes during the build are refreshed by their
 writers (a later version wins), so it needs no pause. Answers are kept only where the raw
-rollup is (:mod:`central.rollup`: the same grants and engines); otherwise, and until the
+rollup is (:mod:`central.storage.rollup`: the same grants and engines); otherwise, and until the
 build is complete, the views compute the rule at read time (slower), and ``/healthz``
 says which (``slot_answers``).
 
@@ -43,11 +43,11 @@ from datetime import datetime, timezone
 
 from shared.slots import SLOT_SECONDS
 
+from ..exceptions import StorageError, StorageUnavailable
+from ..sites import Sites
 from .days import BY_DAY_TABLE, BY_DAY_VIEW, DAYS_TABLE, DayKeeper, by_day_view_ddl
-from .exceptions import StorageError, StorageUnavailable
 from .rollup import RollupStatus, usable_source
 from .schema import TABLES, RawTime, add_missing_columns, partition_key, table_ddl, table_exists
-from .sites import Sites
 from .slots import ANSWERS_TABLE, Scope, SlotStore, unix
 from .store import Storage, Store
 
@@ -56,7 +56,7 @@ __all__ = ["AnswersStatus", "VERSION", "VIEW", "DIRTY_TABLE", "status", "ensure"
 logger = logging.getLogger(__name__)
 
 #: The heatmap_schema versions that record a complete build: of the slots, then of the
-#: site-days (central.days).
+#: site-days (central.storage.days).
 VERSION = 101
 DAYS_VERSION = 106
 DIRTY_TABLE = "slot_dirty"

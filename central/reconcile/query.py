@@ -1,6 +1,6 @@
 """The comparison behind ``python -m central reconcile``: SQL, classification, repairs.
 
-Per (site, camera, 15-minute slot) the three sides of :mod:`central.slots` (the edge
+Per (site, camera, 15-minute slot) the three sides of :mod:`central.storage.slots` (the edge
 aggregates by the slot rule, raw ``camera_events`` per slot from the rollup or a scan, and
 the pins in ``slot_repairs``) are set against each other instead of chosen. One statement per chunk of the
 range does it all for every site at once: the three sides are aggregated, stacked with
@@ -24,9 +24,9 @@ from datetime import datetime, timezone
 
 from shared.slots import SLOT_SECONDS
 
-from .schema import RawTime
-from .slots import SlotStore, as_counts
-from .store import Storage
+from ..storage.schema import RawTime
+from ..storage.slots import SlotStore, as_counts
+from ..storage.store import Storage
 
 __all__ = [
     "KINDS",

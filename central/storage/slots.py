@@ -7,7 +7,7 @@ A *slot* is one (site, camera, 15-minute UTC slot). Three sources describe it:
   camera (events and trigger counts added, peak the max);
 * **raw**: ``camera_events`` grouped per slot (events = count, peak = max(people_count),
   trigger counts with ARRAY JOIN semantics). It is read from the rollup ``raw_slots``
-  that ClickHouse keeps on insert (:mod:`central.rollup`) or, where there is none, by
+  that ClickHouse keeps on insert (:mod:`central.storage.rollup`) or, where there is none, by
   scanning ``camera_events``; the caller says which with ``rollup=``;
 * **pins**: ``slot_repairs``, slots that reconciliation pinned to raw.
 
@@ -42,7 +42,7 @@ other names.
 :meth:`SlotStore.sides_sql` gives the three sources stacked (reconciliation compares them
 instead of choosing). Writes go through :meth:`SlotStore.write_states`,
 :meth:`SlotStore.write_raw` and :meth:`SlotStore.write_repairs`, whose column lists come
-from :data:`central.schema.TABLES`.
+from :data:`central.storage.schema.TABLES`.
 """
 
 from __future__ import annotations
@@ -238,7 +238,7 @@ FROM (
 _MERGED = ("SELECT site_name, cam_name, slot, peak, events, triggers, source FROM ("
            + _CHOICE + ") WHERE present")
 
-# The kept answers (``slot_answers``, see :mod:`central.answers`): the latest version of
+# The kept answers (``slot_answers``, see :mod:`central.storage.answers`): the latest version of
 # each slot's answer, tombstones dropped after FINAL (a filter on a non-key column must not
 # run before the versions are merged).
 _ANSWERS = """
@@ -272,10 +272,10 @@ def as_counts(value: Any) -> dict[str, int]:
 
 
 class SlotStore:
-    """Reads and writes slots in one :class:`~central.store.Store`.
+    """Reads and writes slots in one :class:`~central.storage.store.Store`.
 
     ``rollup`` says whether the raw side reads the ``raw_slots`` rollup (complete and kept
-    by a materialized view) or scans ``camera_events``; :mod:`central.rollup` decides it.
+    by a materialized view) or scans ``camera_events``; :mod:`central.storage.rollup` decides it.
     """
 
     def __init__(self, store: Storage, raw_time: RawTime, rollup: bool = False, answers: bool = False):
@@ -283,7 +283,7 @@ class SlotStore:
         self.raw_time = raw_time
         self.rollup = rollup
         self.answers = answers
-        #: The kept site-days (central.days.DayKeeper), refreshed after the slots; set by
+        #: The kept site-days (central.storage.days.DayKeeper), refreshed after the slots; set by
         #: whoever knows the sites' zones.
         self.days: Any = None
         # Two shapes of each statement: per-site windows (transform), or one range for all
@@ -372,7 +372,7 @@ class SlotStore:
     def refresh(self, touched: dict[str, Iterable[int]], days: bool = True) -> None:
         """Recompute and keep the answers of the slots a write touched (site -> slot starts),
         then of their site-days unless ``days`` is false (the live feed keeps them behind,
-        :meth:`central.days.DayKeeper.submit`); a no-op where answers are not kept. Call it
+        :meth:`central.storage.days.DayKeeper.submit`); a no-op where answers are not kept. Call it
         after the write has returned."""
         scope = touched_scope(touched)
         if self.answers and scope is not None:

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import clickhouse_connect
 from clickhouse_connect.driver import exceptions as ch_errors
 
-from .exceptions import StorageError, StorageUnavailable
+from ..exceptions import StorageError, StorageUnavailable
 
 __all__ = ["Storage", "Store", "open_store"]
 

@@ -9,7 +9,7 @@ every (camera, slot) with ``FINAL``. A materialized view copies each row, withou
 one key range (measured on chDB with 100 sites: 144 ms for the overview's slots, of which
 66 ms is ``FINAL`` over 100 key ranges).
 
-**Writes.** :meth:`DayKeeper.refresh` follows :meth:`central.slots.SlotStore.refresh`
+**Writes.** :meth:`DayKeeper.refresh` follows :meth:`central.storage.slots.SlotStore.refresh`
 (the slot store calls it after keeping the slots' answers): the local days holding the
 touched slots are recomputed from ``slot_answers``, one statement per time zone. Each
 recomputed day gets its answer (version ``v + 1``), then an empty row (``v``) that only
@@ -28,7 +28,7 @@ every day an earlier version wrote without the cells or the hours (a central rol
 then forward).
 
 **Build.** :meth:`DayKeeper.build` computes every day of every site from ``slot_answers``,
-7 days per statement per zone (bounded memory), with a progress line; :mod:`central.answers` runs it
+7 days per statement per zone (bounded memory), with a progress line; :mod:`central.storage.answers` runs it
 after the slots' build.
 """
 
@@ -40,9 +40,9 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 
-from .exceptions import StorageError
+from ..exceptions import StorageError
+from ..sites import Sites, local_day
 from .schema import TABLES
-from .sites import Sites, local_day
 from .slots import Scope, SlotStore, unix, version
 from .store import Storage
 

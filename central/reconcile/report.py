@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from shared.slots import SLOT_SECONDS
 
-from .reconcile_query import Comparison, SiteWindow, SlotDiff
+from .query import Comparison, SiteWindow, SlotDiff
 
 __all__ = ["render_table", "render_json", "diff_json", "site_json"]
 

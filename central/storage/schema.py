@@ -4,8 +4,8 @@ Central owns ``slot_states`` (edge aggregates), ``slot_repairs`` (slots pinned t
 reconciliation), ``dead_letters`` (refused MQTT messages), ``device_status`` (availability
 and last contact per device), ``device_slots`` (device contact per slot, for coverage),
 ``ingest_batches`` (idempotency keys of the raw ingest API), ``raw_slots``, ``slot_answers``
-and ``slot_dirty`` (the rollup and the kept answers, built by :mod:`central.rollup` and
-:mod:`central.answers`), ``alerts`` (fired alerts and
+and ``slot_dirty`` (the rollup and the kept answers, built by :mod:`central.storage.rollup` and
+:mod:`central.storage.answers`), ``alerts`` (fired alerts and
 their delivery state) and ``alert_claims`` (which replica sends which delivery attempt).
 ``camera_events`` is the customer's table: it is created only where absent, and an
 existing one is inspected, not changed; :func:`detect_raw_time` reads the type of its
@@ -28,7 +28,7 @@ from typing import Any
 
 from shared.slots import SLOT_SECONDS
 
-from .exceptions import SchemaError, StorageError
+from ..exceptions import SchemaError, StorageError
 from .store import Storage
 
 __all__ = [
@@ -65,7 +65,7 @@ class TableDef:
 
 _NAME_MAP = "Map(LowCardinality(String), UInt32)"
 
-# The site-days' columns (central.days).
+# The site-days' columns (central.storage.days).
 _DAY_ANSWER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("site_name", "LowCardinality(String)"),
     ("day", "Date"),
@@ -142,7 +142,7 @@ TABLES: dict[str, TableDef] = {
             "(site_name, cam_name, slot, device_id)",
             shard_key="cityHash64(site_name)",
         ),
-        # The raw rollup, kept by a materialized view on camera_events (central.rollup).
+        # The raw rollup, kept by a materialized view on camera_events (central.storage.rollup).
         TableDef(
             "raw_slots",
             (
@@ -158,7 +158,7 @@ TABLES: dict[str, TableDef] = {
             "(site_name, cam_name, slot)",
             shard_key="cityHash64(site_name)",
         ),
-        # The slot rule's answer per slot, kept on write (central.answers): the latest
+        # The slot rule's answer per slot, kept on write (central.storage.answers): the latest
         # version of each slot wins; ``present`` 0 is a slot that no longer has an answer.
         TableDef(
             "slot_answers",
@@ -181,7 +181,7 @@ TABLES: dict[str, TableDef] = {
             # on chDB: a site-day with FINAL in 3.8 ms instead of 7.4 ms at 8192).
             settings="index_granularity = 1024",
         ),
-        # The day's answer per (camera, local hour), kept on write (central.days): what the
+        # The day's answer per (camera, local hour), kept on write (central.storage.days): what the
         # dashboard and history read.
         TableDef(
             "day_answers",
@@ -212,7 +212,7 @@ TABLES: dict[str, TableDef] = {
             partition_by=DAYS_PARTITION,
         ),
         # Slots of camera_events rows from any writer (a materialized view), so that
-        # answers follow rows central did not write itself (central.answers).
+        # answers follow rows central did not write itself (central.storage.answers).
         TableDef(
             "slot_dirty",
             (

@@ -2,8 +2,8 @@
 
 This module owns the command line: its flags, the one frozen :class:`Options` built from
 them, the plan of each site's window (local dates in the site's time zone), the progress
-line and the exit codes. The comparison itself is :mod:`central.reconcile_query`; the
-table and JSON output are :mod:`central.reconcile_report`. ``docs/reconcile.md`` is the
+line and the exit codes. The comparison itself is :mod:`central.reconcile.query`; the
+table and JSON output are :mod:`central.reconcile.report`. ``docs/reconcile.md`` is the
 operator's page.
 
 Exit codes: 0 consistent, 1 drift found (also when ``--repair`` pinned it: the next run
@@ -28,16 +28,16 @@ from zoneinfo import ZoneInfo
 from shared.names import is_valid_name
 from shared.slots import SLOT_SECONDS
 
-from . import answers, rollup, schema
-from .config import Config
-from .config import add_arguments as add_config_arguments
-from .days import DayKeeper
-from .exceptions import CentralError, StorageError
-from .reconcile_query import Comparison, SiteWindow, compare, known_in_data, repair, seen_sites
-from .reconcile_report import render_json, render_table
-from .sites import Sites, local_day
-from .slots import SlotStore
-from .store import Storage, open_store
+from ..config import Config
+from ..config import add_arguments as add_config_arguments
+from ..exceptions import CentralError, StorageError
+from ..sites import Sites, local_day
+from ..storage import answers, rollup, schema
+from ..storage.days import DayKeeper
+from ..storage.slots import SlotStore
+from ..storage.store import Storage, open_store
+from .query import Comparison, SiteWindow, compare, known_in_data, repair, seen_sites
+from .report import render_json, render_table
 
 __all__ = [
     "EXIT_CONSISTENT",

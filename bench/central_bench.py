@@ -92,7 +92,7 @@ SETTINGS max_threads = 2
 def generate(data_dir: Path, rows: int) -> dict:
     import clickhouse_connect
 
-    from central import rollup, schema
+    from central.storage import rollup, schema
     from central.storage.store import Store
 
     store = Store("chdb://%s" % (data_dir / "chdb"))
@@ -146,9 +146,9 @@ def handoff(data_dir: Path, repeats: int) -> dict:
 
     from zoneinfo import ZoneInfo
 
-    from central import answers, rollup
     from central.dashboard import Dashboard, DashboardCache
     from central.sites import Sites, local_day
+    from central.storage import answers, rollup
     from central.storage.days import DayKeeper
     from central.storage.schema import detect_raw_time
     from central.storage.slots import SlotStore

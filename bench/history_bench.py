@@ -70,7 +70,7 @@ ARRAY JOIN {sites:Array(String)} AS site
 
 
 def generate(data_dir: Path, rows: int, sites: int) -> dict:
-    from central import rollup, schema
+    from central.storage import rollup, schema
     from central.storage.store import Store
 
     store = Store("chdb://%s" % (data_dir / "chdb"))

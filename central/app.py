@@ -48,11 +48,13 @@ from .state import (
     DASHBOARD,
     FOLLOWER,
     INGESTOR,
+    KEEPER,
     METRICS,
     ON_DATA,
     RANGES,
     REGISTRY,
     SCHEMA,
+    SITEDAYS,
     SITES,
     SLOTS,
     STORE,
@@ -61,7 +63,8 @@ from .state import (
     SchemaFacts,
 )
 from .storage import answers, rollup, schema
-from .storage.days import DayKeeper
+from .storage.keeper import Follower, Keeper
+from .storage.sitedays import SiteDays
 from .storage.slots import SlotStore
 from .storage.store import Store, open_store
 from .views import ROUTES as RANGE_ROUTES
@@ -77,8 +80,10 @@ SCRIPTS_DIR = Path(__file__).parent / "static" / "js"
 OPENAPI_PATH = Path(__file__).parent / "openapi.json"
 
 
-def _init_schema(store: Store, config: Config, metrics: Metrics, sites: Sites) -> SchemaFacts:
-    """Migrate, inspect camera_events, use or build the raw rollup (blocking; in a thread)."""
+def _init_schema(store: Store, config: Config, metrics: Metrics, sites: Sites) -> tuple[SchemaFacts, Keeper]:
+    """Migrate, inspect camera_events, use or build the raw rollup and the kept answers, and
+    make the keeper ready to tell reads which days it has not caught up yet (blocking; in a
+    thread). The catch-up itself runs in the background once reads are served."""
     schema.migrate(store, config.clickhouse_cluster)
     raw_time = schema.detect_raw_time(store, config.event_timestamp_expr)
     dedup, why = schema.detect_raw_dedup(store)
@@ -93,37 +98,50 @@ def _init_schema(store: Store, config: Config, metrics: Metrics, sites: Sites) -
     built = rollup.ensure(store, raw_time, config.clickhouse_cluster, build_it=store.engine == "chdb")
     kept = answers.ensure(store, raw_time, built, config.clickhouse_cluster, build_it=store.engine == "chdb",
                           sites=sites)
-    if kept.available:  # days cut in a zone the sites file no longer gives, or left behind by a crash
-        keeper = DayKeeper(SlotStore(store, raw_time, rollup=True, answers=True), sites)
-        keeper.resync()
-        keeper.catch_up(built_from=answers.days_built_from(store))
+    keeper = Keeper(SlotStore(store, raw_time, rollup=built.available, answers=kept.available), sites)
+    keeper.prepare()
     store.connect_all()  # before the first requests
-    return SchemaFacts(raw_time, dedup, built, kept)
+    return SchemaFacts(raw_time, dedup, built, kept), keeper
 
 
-def _schema_ready(app: web.Application, facts: SchemaFacts) -> None:
+def _schema_ready(app: web.Application, facts: SchemaFacts, keeper: Keeper) -> None:
     """Storage answered: the services that need the schema become available."""
     store, config = app[STORE], app[CONFIG]
     app[SCHEMA].set(facts)
-    slots = SlotStore(store, facts.raw_time, rollup=facts.rollup.available, answers=facts.answers.available)
-    if slots.answers:
-        slots.days = DayKeeper(slots, app[SITES])
-        # The live feed's days are kept behind the acknowledgement; the dashboard and the
-        # other on_data listeners hear of its writes once their days are.
-        slots.days.start(app[ON_DATA].threadsafe(asyncio.get_running_loop()))
-    app[SLOTS].set(slots)
+    slots = keeper.slots
     hub = app[ON_DATA]
-    dashboard = Dashboard(slots, app[SITES], DashboardCache(config.cache_ttl, config.cache_ttl_past),
+    loop = asyncio.get_running_loop()
+
+    def tell(site: str, touched: set[int], live: bool) -> None:
+        # From a store thread or the day keeper's: onto the loop; on the loop: at once.
+        try:
+            on_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop and not live:
+            hub(site, touched)
+        elif live:
+            hub.threadsafe(loop)(site, touched)
+        else:
+            loop.call_soon_threadsafe(hub, site, set(touched))
+
+    keeper.start(tell)
+    app[KEEPER].set(keeper)
+    app[SLOTS].set(slots)
+    days = SiteDays(slots, app[SITES], keeper)
+    app[SITEDAYS].set(days)
+    dashboard = Dashboard(days, app[SITES], DashboardCache(config.cache_ttl, config.cache_ttl_past),
                           live=lambda: hub.live)
     if slots.answers:
-        follower = answers.DirtyFollower(slots, on_refreshed=dashboard.on_data)
-        follower.task = asyncio.get_running_loop().create_task(follower.run())
+        follower = Follower(keeper)
+        follower.task = loop.create_task(follower.run())
         app[FOLLOWER].set(follower)
+        keeper.start_catch_up(built_from=answers.days_built_from(store))
     else:
         app[FOLLOWER].unavailable(facts.answers.reason)
     app[ON_DATA].append(dashboard.on_data)
     app[DASHBOARD].set(dashboard)
-    app[RANGES].set(RangeServices.build(slots, app[SITES], app[REGISTRY]))
+    app[RANGES].set(RangeServices.build(days, app[SITES], app[REGISTRY]))
     logger.info("storage ready (%s); camera_events.event_timestamp is %s",
                 store.engine, facts.raw_time.column_type)
 
@@ -174,6 +192,9 @@ def _health(app: web.Application) -> dict:
         "raw_insert_dedup": facts.raw_dedup if facts is not None else None,
         "raw_rollup": facts.rollup.as_json() if facts is not None else None,
         "slot_answers": facts.answers.as_json() if facts is not None else None,
+        # Site-days whose kept answers the start-up catch-up has not checked yet: read from
+        # the sources meanwhile (right, only slower); 0 once caught up.
+        "catching_up": app[KEEPER].value.catching_up if app[KEEPER].value is not None else None,
     }
     if consumer is not None:
         doc["pending_messages"] = consumer.pending
@@ -210,6 +231,8 @@ async def metrics_handler(request: web.Request) -> web.Response:
     app = request.app
     metrics = app[METRICS]
     metrics.storage_up.set(1 if _storage_ok(app) else 0)
+    keeper = app[KEEPER].value
+    metrics.catching_up.set(keeper.catching_up if keeper is not None else 0)
     consumer = app[CONSUMER].value
     if consumer is not None:
         metrics.pending_messages.set(consumer.pending)
@@ -311,19 +334,23 @@ async def _store_ctx(app: web.Application):
         return facts.raw_time if facts is not None else None
 
     async def refresh(touched: dict) -> None:
-        slots = app[SLOTS].value
-        if slots is not None:
-            await slots.arefresh(touched)
+        # The keeper keeps the slots and days and tells every listener before the 201.
+        keeper = app[KEEPER].value
+        if keeper is not None:
+            await keeper.akeep(touched)
+        else:
+            for site, slots in touched.items():
+                app[ON_DATA](site, slots)
 
-    app[INGESTOR] = Ingestor(store, raw_time, app[ON_DATA], app[METRICS], config,
+    app[INGESTOR] = Ingestor(store, raw_time, None, app[METRICS], config,
                              dedup_getter=lambda: bool(facts and facts.raw_dedup), refresh=refresh)
     loop = asyncio.get_running_loop()
     retry_task = None
 
-    def ready(value: SchemaFacts) -> None:
+    def ready(value: tuple[SchemaFacts, Keeper]) -> None:
         nonlocal facts
-        facts = value
-        _schema_ready(app, value)
+        facts = value[0]
+        _schema_ready(app, *value)
 
     try:
         ready(await loop.run_in_executor(None, _init_schema, store, config, app[METRICS], app[SITES]))
@@ -336,9 +363,9 @@ async def _store_ctx(app: web.Application):
         logger.warning("storage not ready, running degraded and retrying: %s", exc)
         retry_task = asyncio.create_task(_retry_schema(app, ready))
     yield
-    slots = app[SLOTS].value
-    if slots is not None and slots.days is not None:
-        await loop.run_in_executor(None, slots.days.stop)
+    keeper = app[KEEPER].value
+    if keeper is not None:
+        await loop.run_in_executor(None, keeper.stop)
     follower = app[FOLLOWER].value
     for task in (retry_task, follower.task if follower is not None else None):
         if task is not None:
@@ -382,21 +409,19 @@ async def _consumer_ctx(app: web.Application):
     from .consumer import Consumer
 
     loop = asyncio.get_running_loop()
-    told = app[ON_DATA].threadsafe(loop)
 
     def refresh(touched: dict) -> None:  # in the consumer's writer thread, before the ack
-        slots = app[SLOTS].value
-        if slots is not None:
-            slots.refresh(touched, days=False)
-            if slots.days is not None:
-                # Pending from now: until the keeper has kept them, the views read these days
-                # from the slots just kept (a read after the ack is current). Told once kept.
-                slots.days.submit(touched)
+        keeper = app[KEEPER].value
+        if keeper is not None:
+            # Slots now; the days behind the ack (pending for the reader), told once kept.
+            keeper.keep_live(touched)
 
     def written(site: str, slots_written: set) -> None:  # after the ack
-        slots = app[SLOTS].value
-        if slots is None or slots.days is None:
-            told(site, slots_written)
+        keeper = app[KEEPER].value
+        if keeper is not None:
+            keeper.written_live(site, slots_written)
+        else:
+            app[ON_DATA].threadsafe(loop)(site, slots_written)
 
     consumer = Consumer(config, app[STORE], app[METRICS], on_written=written, refresh=refresh)
     app[CONSUMER].set(consumer)
@@ -452,6 +477,8 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     app[RANGES] = Ready("the range views")
     app[SLOTS] = Ready("the slot store")
     app[FOLLOWER] = Ready("the slot answers' follower")
+    app[KEEPER] = Ready("the keeper of derived data")
+    app[SITEDAYS] = Ready("the site-days reader")
     app[ALERTS] = Ready("alerting")
     if store is not None:
         app[STORE] = store

@@ -25,7 +25,8 @@ from collections.abc import Callable, Iterable
 from datetime import date, datetime, timezone
 
 from .sites import Site, Sites, intensity, local_day
-from .storage.slots import Scope, SlotStore, as_counts
+from .storage.sitedays import SiteDays
+from .storage.slots import as_counts
 
 __all__ = ["Dashboard", "DashboardCache", "compute", "iso_utc"]
 
@@ -217,9 +218,10 @@ class DashboardCache:
 class Dashboard:
     """Computes and caches dashboard answers; lives on the event loop of the app."""
 
-    def __init__(self, slots: SlotStore, sites: Sites, cache: DashboardCache,
+    def __init__(self, days: SiteDays, sites: Sites, cache: DashboardCache,
                  live: Callable[[], bool] = lambda: False):
-        self.slots = slots
+        self.days = days
+        self.slots = slots = days.slots
         # Whether the write being told is of the live feed (its watched days keep their
         # answer for LIVE_GRACE); other writers' clients read their own writes at once.
         self.live = live
@@ -227,7 +229,6 @@ class Dashboard:
         self.sites = sites
         self.cache = cache
         self._inflight: dict[tuple[str, str], tuple[int, asyncio.Task]] = {}
-        self._hours_sql = HOURS_SQL % slots.merged_sql(Scope.of((), 0, 0))  # one site, one range
         self._watched: dict[tuple[str, str], float] = {}  # key -> when it was last asked for
         self._refresh_due: set[tuple[str, str]] = set()
         self.hits = 0
@@ -271,7 +272,7 @@ class Dashboard:
 
     async def _compute(self, key: tuple[str, str], site_name: str, day: date, version: int) -> bytes:
         try:
-            body = await self.store.arun(self._body, self.sites.get(site_name), day, self._kept(site_name, day))
+            body = await self.store.arun(self._body, self.sites.get(site_name), day)
             self.cache.put(key, body, self.cache.ttl_for(day), version)
             return body
         finally:
@@ -280,28 +281,20 @@ class Dashboard:
                 del self._inflight[key]
 
     async def document(self, site_name: str, day: date) -> dict:
-        return await self.store.arun(self._document, self.sites.get(site_name), day, self._kept(site_name, day))
+        return await self.store.arun(self._document, self.sites.get(site_name), day)
 
-    def _kept(self, site_name: str, day: date) -> bool:
-        """Whether to read the kept day (one row) rather than compute it from the slots."""
-        days = self.slots.days
-        return days is not None and not days.is_pending(site_name, day)
+    def _body(self, site: Site, day: date) -> bytes:
+        return json.dumps(self._document(site, day), separators=(",", ":")).encode()
 
-    def _body(self, site: Site, day: date, kept: bool) -> bytes:
-        return json.dumps(self._document(site, day, kept), separators=(",", ":")).encode()
-
-    def _document(self, site: Site, day: date, kept: bool) -> dict:
+    def _document(self, site: Site, day: date) -> dict:
         """In a store thread: the statements, the fold and the JSON stay off the event loop,
         where many documents made at once (100 sites' today on the live benchmark) held the
         polls back (live p99 16 to 12-14 ms, with a client per thread)."""
-        start, end = local_day(day, site.tz)
-        rows = self.slots.days.day(site.name, day) if kept else None  # type: ignore[union-attr]
-        if rows is None:
-            params = {**Scope.of([site.name], start, end).params(), "tz": site.timezone}
-            # One thread: a site-day is a few granules, and a pipeline of many threads costs
-            # more than it saves there (measured on chDB: 9 ms instead of 13 ms).
-            rows = self.store.query(self._hours_sql, params, settings=_SMALL_READ)
+        # The reader decides how the day is read (kept, pending, recut, behind its sources).
+        cells = self.days.day(site.name, day)
+        rows = cells.rows()
         doc = compute(site, day, rows)
+        doc["meta"]["read"] = cells.read
         if not doc["zones"] and not doc["critical_events"]["total_events"]:
             # An empty day: say where the site's data lies ("nobody there" or "before the data").
             span = self.slots.data_range(site.name)
@@ -314,8 +307,7 @@ class Dashboard:
     async def slot_values(self, site_name: str, start: int, end: int) -> dict[tuple[str, int], tuple[int, int, dict, str]]:
         """Per (camera, slot) in [start, end) what the dashboard counts, by the slot rule:
         (peak, events, triggers, source). Alert rules judge written slots with it."""
-        rows = await self.slots.amerged(Scope.of([site_name], start, end))
-        return {(r.cam_name, r.slot): (r.peak, r.events, r.triggers, r.source) for r in rows}
+        return await self.days.slot_values(site_name, start, end)
 
     def invalidate_slots(self, site_name: str, slots: Iterable[int]) -> list[date]:
         """Drop cached days of ``site_name`` that hold any of ``slots`` (Unix seconds);

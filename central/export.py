@@ -19,7 +19,8 @@ from datetime import date, timedelta
 
 from .buckets import OFFSET_SQL, enumerate_buckets, key_sql
 from .sites import Site, local_day
-from .storage.slots import Scope, SlotStore
+from .storage.sitedays import SiteDays
+from .storage.slots import Scope
 from .storage.store import Store
 
 __all__ = ["Exporter", "ExportRequest", "FORMATS", "LIMIT_DAYS", "CHUNK_DAYS"]
@@ -80,11 +81,15 @@ class ExportRequest:
 
 
 class Exporter:
-    def __init__(self, slots: SlotStore):
-        self.store: Store = slots.store  # type: ignore[assignment]
-        one_range = Scope.of((), 0, 0)  # the statements' shape: one range, no per-site windows
-        self._merged = slots.merged_sql(one_range)
-        self._triggers_sql = slots.trigger_names_sql(one_range)
+    def __init__(self, days: SiteDays):
+        self.days = days
+        self.store: Store = days.store  # type: ignore[assignment]
+        self._one_range = one_range = Scope.of((), 0, 0)  # the statements' shape: one range, no per-site windows
+        self._triggers_sql = days.slots.trigger_names_sql(one_range)
+
+    def _merged(self, site: Site, first: date, last: date) -> str:
+        # The reader says whether these days' slot answers are checked against their sources.
+        return self.days.slots_sql(local_day(first, site.tz)[0], local_day(last, site.tz)[1], self._one_range)
 
     async def trigger_names(self, site: Site, lo: int, hi: int) -> list[str]:
         rows = await self.store.aquery(self._triggers_sql, Scope.of([site.name], lo, hi).params())
@@ -124,8 +129,9 @@ class Exporter:
     def _rows(self, site: Site, bucket: str, first: date, last: date) -> tuple[str, dict]:
         """The statement of the rows per (zone, bucket) and its own parameters."""
         if bucket == "slot":
-            return _SLOT_ROWS % {"merged": self._merged}, {}
+            return _SLOT_ROWS % {"merged": self._merged(site, first, last)}, {}
         buckets = enumerate_buckets(site.tz, first, last, bucket)
         start = "transform(k, {bucket_keys:Array(Int64)}, {bucket_starts:Array(Int64)}, toInt64(0))"
-        sql = _BUCKET_ROWS % {"start": start, "off": OFFSET_SQL, "key": key_sql(bucket), "merged": self._merged}
+        sql = _BUCKET_ROWS % {"start": start, "off": OFFSET_SQL, "key": key_sql(bucket),
+                                "merged": self._merged(site, first, last)}
         return sql, {"bucket_keys": [b.key for b in buckets], "bucket_starts": [b.start for b in buckets]}

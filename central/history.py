@@ -24,7 +24,8 @@ from .coverage import Coverage
 from .exceptions import StorageError
 from .sites import Site, intensity, local_day
 from .storage.days import DAYS_TABLE
-from .storage.slots import Scope, SlotStore, as_counts
+from .storage.sitedays import BEHIND, SiteDays
+from .storage.slots import Scope, as_counts
 from .storage.store import Store
 
 __all__ = ["History", "HistoryRequest", "LIMIT_DAYS", "PROFILE_MAX_WEEKS"]
@@ -49,6 +50,7 @@ FROM (
            transform(toString(cam_name), {cap_zones:Array(String)}, {cap_values:Array(UInt32)}, toUInt32(0)) AS cap
     FROM (%(merged)s)
     WHERE events > 0 AND ({zone:String} = '' OR cam_name = {zone:String})
+      AND (empty({only:Array(Date)}) OR has({only:Array(Date)}, toDate(toDateTime(slot, {tz:String}))))
 )
 GROUP BY k
 """
@@ -68,6 +70,7 @@ FROM (
            triggers, edge, raw, repaired
     FROM """ + DAYS_TABLE + """ FINAL
     WHERE site_name = {site:String} AND day >= {first:Date} AND day <= {last:Date} AND tz = {tz:String}
+      AND NOT has({skip:Array(Date)}, day)
 )
 WHERE edge + raw + repaired > 0
 GROUP BY b_k
@@ -172,18 +175,23 @@ class _Acc:
 class History:
     """History and profile documents for one site; lives on the event loop of the app."""
 
-    def __init__(self, slots: SlotStore, coverage: Coverage):
-        self.slots = slots
+    def __init__(self, days: SiteDays, coverage: Coverage):
+        self.days = days
+        self.slots = slots = days.slots
         self.store: Store = slots.store  # type: ignore[assignment]
         self.coverage = coverage
-        merged = slots.merged_sql(Scope.of((), 0, 0))  # the shape for one range, no per-site windows
-        self._series_sql = {kind: _SERIES_SQL % {"key": key_sql(kind), "off": OFFSET_SQL, "merged": merged}
-                            for kind in ("hour", "day", "week")}
+        one = Scope.of((), 0, 0)  # the shape for one range, no per-site windows
+        # Per bucket kind and whether the slots are computed from the sources (behind).
+        self._series_sql = {(kind, behind): _SERIES_SQL % {"key": key_sql(kind), "off": OFFSET_SQL,
+                                                           "merged": sql}
+                            for kind in ("hour", "day", "week")
+                            for behind, sql in ((False, slots.merged_sql(one)), (True, slots.computed_sql(one)))}
         self._day_series_sql = {kind: _DAY_SERIES_SQL % {"key": _DAY_KEYS[kind], "cap": _CAP} for kind in ("day", "week")}
         self._cells_sql = {kind: _CELLS_SQL % {"key": _CELL_KEYS[kind], "cap": _CAP} for kind in ("hour", "day", "week")}
         self._hours_sql = {with_cells: _HOURS_SQL % {"cells": ", cams, hours, peaks" if with_cells else ""}
                            for with_cells in (False, True)}
-        self._profile_sql = _PROFILE_SQL % {"off": OFFSET_SQL, "merged": merged}
+        self._profile_sql = {behind: _PROFILE_SQL % {"off": OFFSET_SQL, "merged": sql}
+                             for behind, sql in ((False, slots.merged_sql(one)), (True, slots.computed_sql(one)))}
 
     # -- history ------------------------------------------------------------------------
 
@@ -225,15 +233,15 @@ class History:
         params = {**Scope.of([site.name], lo, hi).params(), "tz": site.timezone, "zone": req.zone,
                   "cap_zones": list(caps), "cap_values": list(caps.values()), "site": site.name,
                   "first": first, "last": last}
-        # From the kept site-days where they are kept: all zones by day or week from the day
-        # summaries, by hour from the days' hours, else from the (camera, hour) cells.
-        # Clock-change days of an hour series come from the slots (one more statement).
+        # The reader's plan says which days are read from their kept rows; the others
+        # (pending, recut, behind their sources) and, by hour, the clock-change days (where
+        # a local hour may be two real hours) are read from the slots, in one more statement.
+        plan = self.days.plan(site.name, first, last)
+        skip = set(plan.how)
         offsets: dict[int, int] = {}
-        skip: list[date] = []
-        kept = self.slots.days
-        if kept is None or any(first <= d <= last for d in kept.pending_days(site.name)):
-            # Not kept, or a day with a write acknowledged and not kept yet: the slots.
-            read, sql = "slots", self._series_sql[req.bucket]
+        if not self.days.kept or len(skip) == (last - first).days + 1:
+            read, sql = "slots", self._series_sql[(req.bucket, plan.behind or not self.slots.answers)]
+            skip = set()
         elif req.bucket != "hour" and not req.zone:
             read, sql = "days", self._day_series_sql[req.bucket]
         elif req.bucket == "hour" and not req.zone:
@@ -241,9 +249,11 @@ class History:
         else:
             read, sql = "cells", self._cells_sql[req.bucket]
         if req.bucket == "hour" and read != "slots":
-            offsets, skip = _offsets_by_day(tz, first, last)
+            offsets, changes = _offsets_by_day(tz, first, last)
+            skip.update(changes)
+        params["only"] = []
         try:
-            rows = await self.store.aquery(sql, {**params, "skip": skip})
+            rows = await self.store.aquery(sql, {**params, "skip": sorted(skip)})
             if read == "hours" and any(len(day[6]) != len(day[1]) for day in rows):
                 raise _EarlierDays("days kept without their hours")
         except (StorageError, _EarlierDays) as exc:
@@ -253,8 +263,8 @@ class History:
             # one, or ran since this one started: the next start recomputes them). The
             # slots answer.
             logger.warning("history of %s: kept days of an earlier version, read from the slots: %s", site.name, exc)
-            read, offsets, skip = "slots", {}, []
-            rows = await self.store.aquery(self._series_sql[req.bucket], params)
+            read, offsets, skip = "slots", {}, set()
+            rows = await self.store.aquery(self._series_sql[(req.bucket, plan.behind)], params)
         accs: dict[int, _Acc] = {}
         if read == "hours":
             for day in rows:
@@ -266,10 +276,13 @@ class History:
                     k = hour_key(int(k), offsets[int(k) // 24])
                 _fold(accs, int(k), values)
         if skip:
-            lo_skip, _ = local_day(skip[0], tz)
-            _, hi_skip = local_day(skip[-1], tz)
+            only = sorted(skip)
+            lo_skip, _ = local_day(only[0], tz)
+            _, hi_skip = local_day(only[-1], tz)
+            behind = any(plan.how.get(d) == BEHIND for d in only)
             for k, *values in await self.store.aquery(
-                    self._series_sql["hour"], {**params, **Scope.of([site.name], lo_skip, hi_skip).params()}):
+                    self._series_sql[(req.bucket, behind)],
+                    {**params, **Scope.of([site.name], lo_skip, hi_skip).params(), "only": only}):
                 _fold(accs, int(k), values)
         return accs
 
@@ -323,8 +336,9 @@ class History:
         lo, _ = local_day(first, site.tz)
         _, hi = local_day(end, site.tz)
         params = {**Scope.of([site.name], lo, hi).params(), "tz": site.timezone}
+        sql = self._profile_sql[self.days.behind(lo, hi)]
         cells = {(int(w), int(h)): (int(n), int(mx), float(mean))
-                 for w, h, n, mx, mean in await self.store.aquery(self._profile_sql, params)}
+                 for w, h, n, mx, mean in await self.store.aquery(sql, params)}
         out = []
         for weekday in range(7):
             for hour in range(24):

@@ -269,11 +269,13 @@ class Ingestor:
         self.metrics.ingest_events.inc(len(rows))
         if self.refresh is not None:
             try:
+                # The keeper keeps the slots and days and tells every listener (on_data).
                 await self.refresh(touched)
             except StorageError as exc:  # stored; slot_dirty_mv noted the rows, the follower retries
                 logger.warning("keeping the answers of ingested slots failed (the follower retries): %s", exc)
-        for site, slots in touched.items():
-            self.on_data(site, slots)
+        elif self.on_data is not None:
+            for site, slots in touched.items():
+                self.on_data(site, slots)
         logger.debug("ingested %d events (key %s)", len(rows), key)
         return web.json_response({"accepted": len(rows)}, status=201)
 

@@ -57,6 +57,10 @@ class Metrics:
             registry=r)
         self.mqtt_connected = Gauge(
             "heatmap_mqtt_connected", "1 while the consumer is connected to the broker", registry=r)
+        self.catching_up = Gauge(
+            "heatmap_catching_up_site_days",
+            "site-days whose kept answers are not yet checked against their sources (read from the sources meanwhile)",
+            registry=r)
         self.pending_messages = Gauge(
             "heatmap_mqtt_pending_messages", "received messages not yet written and acked", registry=r)
 

@@ -19,7 +19,8 @@ from .coverage import Coverage
 from .registry import Registry
 from .sites import Site, Sites, local_day, utilisation
 from .storage.days import BY_DAY_TABLE
-from .storage.slots import Scope, SlotStore, as_counts
+from .storage.sitedays import SiteDays
+from .storage.slots import Scope, as_counts
 from .storage.store import Store
 
 __all__ = ["Overview", "SORT_KEYS"]
@@ -82,13 +83,16 @@ class _Row:
 
 
 class Overview:
-    def __init__(self, slots: SlotStore, sites: Sites, registry: Registry, coverage: Coverage):
+    def __init__(self, days: SiteDays, sites: Sites, registry: Registry, coverage: Coverage):
+        self.days = days
+        self.slots = slots = days.slots
         self.store: Store = slots.store  # type: ignore[assignment]
         self.sites = sites
         self.registry = registry
         self.coverage = coverage
-        self._sql = _SQL % {"off": _OFFSET, "merged": slots.merged_sql(Scope.per_site({}))}
-        self.slots = slots
+        windows = Scope.per_site({})
+        self._sql = {False: _SQL % {"off": _OFFSET, "merged": slots.merged_sql(windows)},
+                     True: _SQL % {"off": _OFFSET, "merged": slots.computed_sql(windows)}}
 
     async def document(self, day: date | None, sort: str = "site_name", descending: bool = False) -> dict:
         devices = await self.registry.devices()
@@ -99,10 +103,11 @@ class Overview:
         scope = Scope.per_site(windows)
         rows: dict[str, _Row] = {}
         computed = sites
-        if self.slots.days is not None:
-            # The kept site-days, one row per site; a site whose day has a write acknowledged
-            # and not kept yet, or was cut in another zone, is computed from the slots.
-            computed = [s for s in sites if days[s.name] in self.slots.days.pending_days(s.name)]
+        if self.days.kept:
+            # The kept site-days, one row per site; a site whose day the reader does not read
+            # kept (pending, recut, behind its sources), or that was cut in another zone, is
+            # computed from the slots.
+            computed = [s for s in sites if self.days.plan(s.name, days[s.name], days[s.name]).how]
             pending = {s.name for s in computed}
             kept = [n for n in names if n not in pending]
             if kept:
@@ -131,7 +136,9 @@ class Overview:
         offsets = [day_offsets(s.tz, *windows[s.name]) for s in sites]
         params = {**Scope.per_site({s.name: windows[s.name] for s in sites}).params(),
                   "off1": [o[0] for o in offsets], "switch": [o[1] for o in offsets], "off2": [o[2] for o in offsets]}
-        for site_name, cam, h, peak, events, triggers, edge, slots in await self.store.aquery(self._sql, params):
+        behind = self.days.behind(min(w[0] for w in windows.values()), max(w[1] for w in windows.values()))
+        for site_name, cam, h, peak, events, triggers, edge, slots in await self.store.aquery(self._sql[behind],
+                                                                                               params):
             row = rows.setdefault(site_name, _Row())
             if cam:
                 row.zones[cam] = int(peak)

@@ -54,6 +54,8 @@ __all__ = [
     "CONSUMER",
     "SLOTS",
     "FOLLOWER",
+    "KEEPER",
+    "SITEDAYS",
     "RANGES",
     "ALERT_RULES",
     "ALERTS",
@@ -149,7 +151,9 @@ REGISTRY = web.AppKey("registry", Registry)
 INGESTOR = web.AppKey("ingestor", Ingestor)
 CONSUMER = web.AppKey("consumer", Ready)  # Ready[central.consumer.Consumer]; unset without MQTT
 SLOTS = web.AppKey("slots", Ready)  # Ready[central.storage.slots.SlotStore]: what every view reads through
-FOLLOWER = web.AppKey("follower", Ready)  # Ready[central.storage.answers.DirtyFollower]; unset without kept answers
+FOLLOWER = web.AppKey("follower", Ready)  # Ready[central.storage.keeper.Follower]; unset without kept answers
+KEEPER = web.AppKey("keeper", Ready)  # Ready[central.storage.keeper.Keeper]: every consequence of a write
+SITEDAYS = web.AppKey("sitedays", Ready)  # Ready[central.storage.sitedays.SiteDays]: every read of site-days
 RANGES = web.AppKey("ranges", Ready)  # Ready[central.views.RangeServices]: history, overview, export
 ALERT_RULES = web.AppKey("alert_rules", tuple)  # central.alerts.rules.Rule, parsed at start-up
 ALERTS = web.AppKey("alerts", Ready)  # Ready[central.alerts.Alerts]; unset without rules

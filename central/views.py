@@ -26,7 +26,7 @@ from .overview import SORT_KEYS, Overview
 from .registry import Registry
 from .sites import Site, Sites
 from .state import RANGES, REGISTRY, SITES
-from .storage.slots import SlotStore
+from .storage.sitedays import SiteDays
 
 __all__ = ["ROUTES", "RangeServices", "parse_date"]
 
@@ -86,9 +86,9 @@ class RangeServices:
     exporter: Exporter
 
     @classmethod
-    def build(cls, slots: SlotStore, sites: Sites, registry: Registry) -> RangeServices:
-        coverage = Coverage(slots.store)  # type: ignore[arg-type]
-        return cls(History(slots, coverage), Overview(slots, sites, registry, coverage), Exporter(slots))
+    def build(cls, days: SiteDays, sites: Sites, registry: Registry) -> RangeServices:
+        coverage = Coverage(days.store)  # type: ignore[arg-type]
+        return cls(History(days, coverage), Overview(days, sites, registry, coverage), Exporter(days))
 
 
 async def _site(request: web.Request) -> Site:

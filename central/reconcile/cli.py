@@ -33,7 +33,7 @@ from ..config import add_arguments as add_config_arguments
 from ..exceptions import CentralError, StorageError
 from ..sites import Sites, local_day
 from ..storage import answers, rollup, schema
-from ..storage.days import DayKeeper
+from ..storage.keeper import Keeper
 from ..storage.slots import SlotStore
 from ..storage.store import Storage, open_store
 from .query import Comparison, SiteWindow, compare, known_in_data, repair, seen_sites
@@ -259,8 +259,9 @@ def reconcile(
     closed_before = int(now - opts.grace) - SLOT_SECONDS
     built = rollup.status(store)
     slots = SlotStore(store, raw_time, rollup=built.available, answers=answers.status(store, built).available)
-    if slots.answers:
-        slots.days = DayKeeper(slots, sites)
+    # Repairs go through the keeper (slot answers and site-days); a running serve hears of
+    # them through slot_dirty (slot_dirty_repairs_mv) and drops its cached answers.
+    Keeper(slots, sites)
     comparison = compare(slots, windows, closed_before,
                          chunk_seconds=opts.chunk_days * 86400, progress=progress)
     run_id = uuid.uuid4().hex

@@ -14,11 +14,11 @@ it pins slots. An answer carries the writer's clock read before the statement as
 version, so that the highest version of a slot saw every write an earlier one saw.
 
 **Other writers.** Rows the customer's own ingestion puts into ``camera_events`` are noted
-by the materialized view ``slot_dirty_mv`` in ``slot_dirty`` (kept two days), and
-:class:`DirtyFollower` in ``serve`` refreshes their slots about once a second (overlapping
-its last 5 s, for inserts that commit out of order), then tells the dashboard (its cached
-days of those slots are dropped). Central's own raw inserts pass there too; the refresh is
-idempotent.
+by the materialized view ``slot_dirty_mv`` in ``slot_dirty`` (kept two days), pins of
+``reconcile --repair`` by ``slot_dirty_repairs_mv``, and
+:class:`central.storage.keeper.Follower` in ``serve`` keeps their slots about once a second
+(overlapping its last 5 s, for inserts that commit out of order) through the keeper, which
+tells every listener. Slots this process already told of since are skipped.
 
 **Build.** :func:`build` creates the tables and the view, then computes the answers of all
 data already stored in chunks of one day with a progress line, and records version
@@ -35,7 +35,6 @@ the time between two writes of one slot.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -49,9 +48,9 @@ from .days import BY_DAY_TABLE, BY_DAY_VIEW, DAYS_TABLE, DayKeeper, by_day_view_
 from .rollup import RollupStatus, usable_source
 from .schema import TABLES, RawTime, add_missing_columns, partition_key, table_ddl, table_exists
 from .slots import ANSWERS_TABLE, Scope, SlotStore, unix
-from .store import Storage, Store
+from .store import Storage
 
-__all__ = ["AnswersStatus", "VERSION", "VIEW", "DIRTY_TABLE", "status", "ensure", "build", "days_built_from", "DirtyFollower"]
+__all__ = ["AnswersStatus", "VERSION", "VIEW", "DIRTY_TABLE", "status", "ensure", "build", "days_built_from", "REPAIRS_VIEW", "repairs_view_ddl"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +60,8 @@ VERSION = 101
 DAYS_VERSION = 106
 DIRTY_TABLE = "slot_dirty"
 VIEW = DIRTY_TABLE + "_mv"
+#: Pins written by ``reconcile --repair`` (another process) are noted in slot_dirty too.
+REPAIRS_VIEW = DIRTY_TABLE + "_repairs_mv"
 _CHUNK_SECONDS = 86400
 _OVERLAP_MS = 5000
 
@@ -69,6 +70,15 @@ _OVERLAP_MS = 5000
 #: kept): the shape of the rollup's status.
 AnswersStatus = RollupStatus
 
+
+
+def repairs_view_ddl(cluster: str | None) -> str:
+    """The view that notes every pin in ``slot_dirty``, so that a running serve follows a
+    repair made by ``reconcile --repair`` in another process."""
+    on = " ON CLUSTER %s" % cluster if cluster else ""
+    source, target = ("slot_repairs_local", DIRTY_TABLE + "_local") if cluster else ("slot_repairs", DIRTY_TABLE)
+    return ("CREATE MATERIALIZED VIEW IF NOT EXISTS %s%s TO %s AS SELECT DISTINCT site_name, cam_name, slot, "
+            "now64(3, 'UTC') AS at FROM %s" % (REPAIRS_VIEW, on, target, source))
 
 
 def _recorded(store: Storage) -> set[int]:
@@ -96,6 +106,8 @@ def ensure(store: Storage, raw_time: RawTime, rollup: RollupStatus, cluster: str
         current = status(store, rollup)
         if current.available or not build_it or not rollup.available:
             result = current
+            if current.available and not table_exists(store, REPAIRS_VIEW):
+                store.command(repairs_view_ddl(cluster))  # kept by a version without it
         else:
             result = build(store, raw_time, cluster, sites, progress)
     except StorageUnavailable:
@@ -185,6 +197,7 @@ def _build_slots(store: Storage, raw_time: RawTime, cluster: str | None, source:
         "CREATE MATERIALIZED VIEW %s%s TO %s AS SELECT DISTINCT site_name, cam_name, "
         "toDateTime(%s, 'UTC') AS slot, now64(3, 'UTC') AS at FROM %s"
         % (VIEW, on, dirty_target, raw_time.slot, source))
+    store.command(repairs_view_ddl(cluster))
     slots = SlotStore(store, raw_time, rollup=True)
     started = time.monotonic()
     # Every site and the span of every source (the rollup stands for raw).
@@ -209,54 +222,3 @@ def _build_slots(store: Storage, raw_time: RawTime, cluster: str | None, source:
     store.insert("heatmap_schema", [[VERSION, "slot_answers built (%d sites, %d chunks)" % (len(sites), chunks),
                                      datetime.now(timezone.utc)]], ["version", "description", "applied_at"])
     logger.info("slot answers built: %d sites, %d chunks in %.1f s", len(sites), chunks, time.monotonic() - started)
-
-
-class DirtyFollower:
-    """Refreshes the answers of slots that any writer put into camera_events (``serve``)."""
-
-    def __init__(self, slots: SlotStore, interval: float = 1.0,
-                 on_refreshed: Callable[[str, set[int]], None] | None = None):
-        self.slots = slots
-        self.store: Store = slots.store  # type: ignore[assignment]
-        self.interval = interval
-        self.on_refreshed = on_refreshed
-        self._since_ms = 0  # everything still in slot_dirty, at the first pass
-        self._seen_ms = -1
-        self.refreshed = 0
-        self.task: asyncio.Task | None = None  # set by whoever runs it
-
-    async def run(self) -> None:
-        while True:
-            try:
-                await self.once()
-            except asyncio.CancelledError:
-                raise
-            except StorageError as exc:
-                logger.warning("slot answers: following other writers failed (retrying): %s", exc)
-            except Exception:
-                logger.exception("slot answers: following other writers failed")
-            await asyncio.sleep(self.interval)
-
-    async def once(self) -> int:
-        """One pass: refresh the slots noted since the last pass; returns how many days."""
-        rows = await self.store.aquery(
-            "SELECT intDiv(toUInt32(toUnixTimestamp(slot)), 86400) AS day, site_name, "
-            "groupUniqArray(toUInt32(toUnixTimestamp(slot))), toUInt64(toUnixTimestamp64Milli(max(at))) "
-            "FROM " + DIRTY_TABLE + " WHERE at >= fromUnixTimestamp64Milli({since:Int64}, 'UTC') "
-            "GROUP BY day, site_name ORDER BY day",
-            {"since": self._since_ms})
-        newest = max((int(r[3]) for r in rows), default=-1)
-        if newest <= self._seen_ms:
-            return 0
-        days: dict[int, dict[str, set[int]]] = {}
-        for day, site, slots, _ in rows:
-            days.setdefault(int(day), {})[str(site)] = {int(s) for s in slots}
-        for touched in days.values():
-            await self.slots.arefresh(touched)
-            if self.on_refreshed is not None:
-                for site, slots in touched.items():
-                    self.on_refreshed(site, slots)
-        self.refreshed += len(days)
-        self._seen_ms = newest
-        self._since_ms = newest - _OVERLAP_MS
-        return len(days)

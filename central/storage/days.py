@@ -215,13 +215,27 @@ class DayKeeper:
     # -- writing ------------------------------------------------------------------------
 
     def refresh(self, touched: dict[str, Iterable[int]]) -> None:
-        """Recompute the local days holding ``touched`` slots (site -> slot starts)."""
-        days: dict[str, tuple[date, date]] = {}
+        """Recompute the local days holding ``touched`` slots (site -> slot starts): the days
+        touched, in runs of consecutive days, never the span between two far-apart writes."""
+        rounds: list[dict[str, tuple[date, date]]] = []
         for site, slots in touched.items():
             tz = self.sites.get(site).tz
-            local = [datetime.fromtimestamp(s, tz).date() for s in slots]
-            if local:
-                days[site] = (min(local), max(local))
+            local = sorted({datetime.fromtimestamp(s, tz).date() for s in slots})
+            runs: list[list[date]] = []
+            for d in local:
+                if runs and (d - runs[-1][1]).days <= 1:
+                    runs[-1][1] = d
+                else:
+                    runs.append([d, d])
+            for i, (first, last) in enumerate(runs):
+                if i == len(rounds):
+                    rounds.append({})
+                rounds[i][site] = (first, last)
+        for days in rounds:
+            self._recompute_by_week(days)
+
+    def recompute(self, days: dict[str, tuple[date, date]]) -> None:
+        """Recompute each site's [first, last] local days."""
         self._recompute_by_week(days)
 
     def _recompute_by_week(self, days: dict[str, tuple[date, date]]) -> None:
@@ -260,22 +274,27 @@ class DayKeeper:
             self.store.command(self._sql, parameters={**scope.params(), "tz": tz, "ver": ver + 1})
         self.store.insert(DAYS_TABLE, empty, DAY_COLUMNS)
 
-    def resync(self) -> int:
-        """Recompute the kept days of the sites whose zone changed, and the days an earlier
-        version wrote (without the per-(camera, hour) cells or the hours: a central rolled back, then
-        forward again); returns how many sites."""
+    def recut_spans(self) -> dict[str, tuple[date, date]]:
+        """Per site, the span of kept days cut in a zone the sites file no longer gives, or
+        written by an earlier version (without the cells or the hours: a central rolled back,
+        then forward again)."""
         rows = self.store.query("SELECT site_name, min(day), max(day) FROM " + DAYS_TABLE
                                 + " FINAL WHERE tz != transform(site_name, {sites:Array(String)}, {zones:Array(String)}, tz)"
                                 " OR length(cell_slots) != length(cams) OR length(hour_slots) != length(hour_keys)"
                                 " GROUP BY site_name",
                                 parameters=self._zones())
-        for site, first, last in rows:
+        return {str(site): (first, last) for site, first, last in rows}
+
+    def resync(self) -> int:
+        """Recompute the days of :meth:`recut_spans` now; returns how many sites."""
+        spans = self.recut_spans()
+        for site, (first, last) in spans.items():
             logger.info("site %s: recomputing its kept days %s..%s (cut in another time zone, or by an "
                         "earlier version)", site, first, last)
         # The old zone's days may reach a day further either way than the new zone's.
         self._recompute_by_week({site: (first - timedelta(days=1), last + timedelta(days=1))
-                                 for site, first, last in rows})
-        return len(rows)
+                                 for site, (first, last) in spans.items()})
+        return len(spans)
 
     def catch_up(self, margin: float = 60.0, built_from: int = 0) -> int:
         """Recompute the days of slots kept since the last day was (less ``margin`` seconds):

@@ -70,6 +70,8 @@ __all__ = [
     "columns_of",
     "as_counts",
     "touched_scope",
+    "touched_scopes",
+    "runs",
     "version",
     "unix",
 ]
@@ -286,6 +288,8 @@ class SlotStore:
         #: The kept site-days (central.storage.days.DayKeeper), refreshed after the slots; set by
         #: whoever knows the sites' zones.
         self.days: Any = None
+        #: The keeper (central.storage.keeper.Keeper) that owns every consequence of a write.
+        self.keeper: Any = None
         # Two shapes of each statement: per-site windows (transform), or one range for all
         # sites (cheaper: the primary key alone narrows it).
         self._sides: dict[bool, str] = {}
@@ -374,11 +378,13 @@ class SlotStore:
         then of their site-days unless ``days`` is false (the live feed keeps them behind,
         :meth:`central.storage.days.DayKeeper.submit`); a no-op where answers are not kept. Call it
         after the write has returned."""
-        scope = touched_scope(touched)
-        if self.answers and scope is not None:
+        if not self.answers:
+            return
+        scopes = touched_scopes(touched)
+        for scope in scopes:
             self.refresh_scope(scope)
-            if days and self.days is not None:
-                self.days.refresh(touched)
+        if scopes and days and self.days is not None:
+            self.days.refresh(touched)
 
     def refresh_scope(self, scope: Scope) -> None:
         """Recompute and keep the answers of every slot of ``scope`` (whether kept or not)."""
@@ -394,7 +400,7 @@ class SlotStore:
     def write_states(self, rows: Sequence[Sequence[Any]]) -> None:
         """Edge states, each row in :data:`STATE_COLUMNS` order; then their answers."""
         self.store.insert("slot_states", rows, STATE_COLUMNS)
-        self.refresh(_touched(rows, STATE_COLUMNS))
+        self._keep(_touched(rows, STATE_COLUMNS))
 
     async def awrite_raw(self, rows: Sequence[Sequence[Any]], settings: dict | None = None) -> None:
         """Raw events, each row in :data:`RAW_COLUMNS` order (the rollup follows by itself)."""
@@ -404,7 +410,14 @@ class SlotStore:
     def write_repairs(self, rows: Sequence[Sequence[Any]], settings: dict | None = None) -> None:
         """Pins, each row in :data:`REPAIR_COLUMNS` order; then their answers."""
         self.store.insert("slot_repairs", rows, REPAIR_COLUMNS, settings=settings)
-        self.refresh(_touched(rows, REPAIR_COLUMNS))
+        self._keep(_touched(rows, REPAIR_COLUMNS))
+
+    def _keep(self, touched: dict[str, set[int]]) -> None:
+        # Through the keeper where there is one (it also tells the listeners).
+        if self.keeper is not None:
+            self.keeper.keep(touched)
+        else:
+            self.refresh(touched)
 
 
 def version() -> int:
@@ -415,13 +428,43 @@ def version() -> int:
 
 
 def touched_scope(touched: dict[str, Iterable[int]]) -> Scope | None:
-    """The slots a write touched as a Scope: per site, its first to its last slot."""
+    """The slots a write touched as a Scope: per site, its first to its last slot (for a
+    read; a recomputation takes :func:`touched_scopes`)."""
     windows = {}
     for site, slots in touched.items():
         slots = list(slots)
         if slots:
             windows[site] = (min(slots), max(slots) + SLOT_SECONDS)
     return Scope.per_site(windows) if windows else None
+
+
+#: Touched slots further apart than this are recomputed by separate statements.
+RUN_GAP = 2 * 86400
+
+
+def runs(slots: Iterable[int], gap: int = RUN_GAP) -> list[tuple[int, int]]:
+    """Slot starts as sorted [start, end) windows, a new one wherever two are more than
+    ``gap`` seconds apart."""
+    out: list[tuple[int, int]] = []
+    for s in sorted({int(x) for x in slots}):
+        if out and s - (out[-1][1] - SLOT_SECONDS) <= gap:
+            out[-1] = (out[-1][0], s + SLOT_SECONDS)
+        else:
+            out.append((s, s + SLOT_SECONDS))
+    return out
+
+
+def touched_scopes(touched: dict[str, Iterable[int]]) -> list[Scope]:
+    """The slots a write touched as per-site windows, run by run (scope i holds the i-th run
+    of each site): an event of 2000 beside one of today is two small windows, never the
+    26 years between them."""
+    rounds: list[dict[str, tuple[int, int]]] = []
+    for site, slots in touched.items():
+        for i, window in enumerate(runs(slots)):
+            if i == len(rounds):
+                rounds.append({})
+            rounds[i][site] = window
+    return [Scope.per_site(r) for r in rounds]
 
 
 def unix(value: Any) -> int:

@@ -16,14 +16,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from central import answers, rollup, schema
 from central.coverage import Coverage
 from central.dashboard import HOURS_SQL, compute
 from central.history import History, HistoryRequest
 from central.overview import Overview
 from central.registry import Registry
 from central.sites import Site, Sites, Thresholds, local_day
+from central.storage import answers, rollup, schema
 from central.storage.days import BY_DAY_TABLE, DAY_COLUMNS, DAYS_TABLE, DayKeeper, by_day_view_ddl
+from central.storage.keeper import Follower, Keeper
+from central.storage.sitedays import SiteDays
 from central.storage.slots import RAW_COLUMNS, STATE_COLUMNS, Scope, SlotStore
 from central.storage.store import Store
 from tests.central.conftest import services
@@ -49,9 +51,12 @@ def open_slots(clickhouse_url: str, keep: bool) -> SlotStore:
     built = rollup.build(store, raw_time, None)
     kept = answers.build(store, raw_time, None, SITES_OF) if keep else answers.AnswersStatus(False, "")
     slots = SlotStore(store, raw_time, rollup=built.available, answers=kept.available)
-    if kept.available:
-        slots.days = DayKeeper(slots, SITES_OF)
+    Keeper(slots, SITES_OF)  # slots.keeper, slots.days: every write kept through it
     return slots
+
+
+def reader(slots: SlotStore, sites: Sites = SITES_OF) -> SiteDays:
+    return SiteDays(slots, sites, slots.keeper)
 
 
 def check_days(slots: SlotStore, scope: Scope = SCOPE) -> int:
@@ -238,10 +243,10 @@ def test_kept_days_of_an_earlier_version_are_upgraded_in_place(clickhouse_url):
 async def test_another_writers_raw_rows_are_followed(clickhouse_url):
     slots = open_slots(clickhouse_url, keep=True)
     try:
-        follower = answers.DirtyFollower(slots)
+        follower = Follower(slots.keeper)
         assert await follower.once() == 0
         told = []
-        follower.on_refreshed = lambda site, touched: told.append((site, sorted(touched)))
+        slots.keeper._tell = lambda site, touched, live: told.append((site, sorted(touched)))
         # Another client: rows land in camera_events without a refresh.
         slots.store.insert("camera_events", [["B", "C2", 9, T0 + 60, ["FALL"]], ["B", "C2", 3, T0 + 86400 + 5, []]],
                            RAW_COLUMNS)
@@ -305,7 +310,7 @@ async def test_days_cut_in_an_old_zone_are_recut_at_start(clickhouse_url):
         # Cut in UTC, the kept day is not served as Kolkata's (None: read the slots), by the
         # dashboard's read nor by the overview's.
         assert keeper.day("A", datetime(2026, 1, 5).date()) is None
-        overview = Overview(slots, moved, Registry(slots.store, moved), Coverage(slots.store))
+        overview = Overview(reader(slots, moved), moved, Registry(slots.store, moved), Coverage(slots.store))
         row, = [r for r in (await overview.document(datetime(2026, 1, 5).date()))["sites"] if r["site_name"] == "A"]
         assert (row["timezone"], row["events"]) == ("Asia/Kolkata", 0)
         assert keeper.resync() == 1 and keeper.resync() == 0
@@ -324,7 +329,7 @@ async def test_days_an_earlier_version_wrote_are_recomputed_at_start(clickhouse_
     one zone the cells). Until then (an earlier version running beside this one), history
     reads those days from the slots."""
     slots = open_slots(clickhouse_url, keep=True)
-    history = History(slots, Coverage(slots.store))
+    history = History(reader(slots), Coverage(slots.store))
     try:
         slots.write_states([["A", "d", "C1", dt(T0 + 3600), 5, 7, {"FALL": 2}, 1, NOW]])
         day5 = datetime(2026, 1, 5).date()
@@ -375,8 +380,8 @@ async def test_history_and_overview_read_a_pending_day_from_the_slots(clickhouse
     that day from the slots (kept before the acknowledgement): a read after an ack is current."""
     slots = open_slots(clickhouse_url, keep=True)
     keeper = slots.days
-    history = History(slots, Coverage(slots.store))
-    overview = Overview(slots, SITES_OF, Registry(slots.store, SITES_OF), Coverage(slots.store))
+    history = History(reader(slots), Coverage(slots.store))
+    overview = Overview(reader(slots), SITES_OF, Registry(slots.store, SITES_OF), Coverage(slots.store))
     day5 = datetime(2026, 1, 5).date()
     try:
         keeper.start(lambda site, touched: None, coalesce=30)  # the day stays pending

@@ -422,8 +422,9 @@ async def test_a_poll_after_a_live_write_gets_the_old_answer_then_the_new_one(ma
     dash = svc.dashboard
     first = await get(client, "MIX")
     assert first["zones"]["CAM_A"]["events"] == 1
-    # A state of the live feed, told as the consumer tells it (from its writer thread).
-    svc.slots.write_states([edge_rows("MIX", "dev1", "CAM_A", slot, 4, 2, 1)])
+    # A state of the live feed, kept and told as the consumer does (from its writer thread).
+    svc.store.insert("slot_states", [edge_rows("MIX", "dev1", "CAM_A", slot, 4, 2, 1)], STATE_COLUMNS)
+    svc.slots.refresh({"MIX": {slot}})
     refreshes = dash.refreshes
     client.server.app[ON_DATA].threadsafe(asyncio.get_running_loop())("MIX", {slot})
 

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from central import rollup, schema
+from central.storage import rollup, schema
 from central.storage.slots import Scope, SlotStore
 from central.storage.store import Store
 from tests.central.conftest import services

@@ -112,7 +112,7 @@ async def test_merged_rows_bucket_in_sql_in_the_sites_zone(slots):
 
 @pytest.mark.parametrize("rollup", [False, True])
 def test_trigger_names_cover_every_source(clickhouse_url, rollup):
-    from central import rollup as raw_rollup
+    from central.storage import rollup as raw_rollup
 
     store = Store(clickhouse_url)
     try:

@@ -1,0 +1,330 @@
+"""The one keeper of everything derived from a write, whoever made it.
+
+Writers store rows in the sources (``slot_states``, ``camera_events``, ``slot_repairs``);
+:class:`Keeper` then owns every consequence: the slot answers (``slot_answers``), the
+site-days (``day_answers``, through :class:`central.storage.days.DayKeeper`), the pending
+state the reader consults, and one ``tell(site, slots, live)`` fan-out that every listener
+(dashboard, alerts, registry) hears once per write:
+
+* the MQTT consumer: :meth:`Keeper.keep_live` in its writer thread, before the broker ack
+  (slots now; the days behind the ack, coalesced; told once the days are kept);
+* ``POST /api/v1/events``: :meth:`Keeper.akeep` before it answers (told before the 201);
+* other writers (the customer's own ingestion into ``camera_events``, ``reconcile --repair``
+  in another process, another replica): noted by materialized views in ``slot_dirty`` and
+  followed about once a second by :class:`Follower`, which keeps and tells what this process
+  has not already told;
+* the start-up catch-up (:meth:`Keeper.catch_up`, in the background after ``/readyz``):
+  days cut in another zone or by an earlier version are recomputed, days behind their slots
+  after a crash are kept, and every slot answer is checked against its sources, newest UTC
+  day first, and refreshed where it differs (answers behind their sources after an upgrade,
+  a restore, or a central stopped longer than ``slot_dirty`` keeps its notes). Until a day is
+  checked, :class:`central.storage.sitedays.SiteDays` computes it from the sources:
+  reads stay right meanwhile, only slower; :attr:`Keeper.catching_up` counts the site-days
+  left (``/readyz``, ``heatmap_catching_up_site_days``).
+
+A write's recomputation covers the slots and days it touched, never the span between them:
+an event from 2000 beside one from today costs two small recomputations, not 26 years.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import date, timedelta
+
+from shared.slots import SLOT_SECONDS
+
+from ..exceptions import StorageError
+from ..sites import Sites
+from .days import DayKeeper
+from .slots import Scope, SlotStore, touched_scopes, unix
+from .store import Store
+
+__all__ = ["Keeper", "Follower", "Tell"]
+
+logger = logging.getLogger(__name__)
+
+#: tell(site, slots, live): the fan-out after a write's consequences are kept. ``live`` is
+#: true for the live feed (the MQTT consumer), whose pollers may see the previous answer
+#: for a moment.
+Tell = Callable[[str, "set[int]", bool], None]
+
+_DAY = 86400
+_OVERLAP_MS = 5000
+_TOLD_SECONDS = 30.0
+
+# Slots whose kept answer differs from the slot rule computed from the sources, or that only
+# one of the two has (a tombstone counts as none), per site; parameters of a Scope.
+_DIFFERS = """
+SELECT site_name, groupUniqArray(slot) FROM (
+    SELECT site_name, cam_name, slot
+    FROM (
+        SELECT site_name, cam_name, slot,
+               cityHash64(peak, events, mapKeys(triggers), mapValues(triggers), source) AS h
+        FROM (%(computed)s)
+        UNION ALL
+        SELECT site_name, cam_name, slot,
+               cityHash64(peak, events, mapKeys(triggers), mapValues(triggers), source) AS h
+        FROM (%(kept)s)
+    )
+    GROUP BY site_name, cam_name, slot
+    HAVING count() != 2 OR min(h) != max(h)
+)
+GROUP BY site_name
+"""
+
+_SPAN = """
+SELECT site_name, min(lo), max(hi) FROM (
+    SELECT site_name, min(slot) AS lo, max(slot) AS hi FROM slot_states GROUP BY site_name
+    UNION ALL SELECT site_name, min(slot), max(slot) FROM raw_slots GROUP BY site_name
+    UNION ALL SELECT site_name, min(slot), max(slot) FROM slot_repairs GROUP BY site_name
+    UNION ALL SELECT site_name, min(slot), max(slot) FROM slot_answers GROUP BY site_name
+)
+GROUP BY site_name
+"""
+
+
+class Keeper:
+    """Keeps slot answers and site-days after every write; see the module docstring."""
+
+    def __init__(self, slots: SlotStore, sites: Sites):
+        self.slots = slots
+        self.store = slots.store
+        self.sites = sites
+        self.days: DayKeeper | None = DayKeeper(slots, sites) if slots.answers else None
+        slots.days = self.days
+        slots.keeper = self
+        self._tell: Tell | None = None
+        #: Slots at or after this Unix second are checked against their sources; None: all.
+        self.verified_from: int | None = None
+        #: site -> (first, last) local days cut in another zone or by an earlier version.
+        self._recut: dict[str, tuple[date, date]] = {}
+        self._spans: dict[str, tuple[int, int]] = {}
+        self._told: dict[tuple[str, int], int] = {}  # (site, slot) -> ns when told here
+        self._told_lock = threading.Lock()
+        self._catch_up: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.follower: Follower | None = None
+
+    # -- the fan-out ----------------------------------------------------------------------
+
+    def start(self, tell: Tell | None) -> None:
+        """Tell ``tell`` of every write from now on; the live feed's day keeper starts."""
+        self._tell = tell
+        if self.days is not None:
+            self.days.start(lambda site, slots: self._told_now(site, slots, True))
+
+    def _told_now(self, site: str, slots: set[int], live: bool) -> None:
+        now = time.time_ns()
+        with self._told_lock:
+            for s in slots:
+                self._told[(site, s)] = now
+            if len(self._told) > 200_000:
+                cutoff = now - int(_TOLD_SECONDS * 1e9)
+                self._told = {k: t for k, t in self._told.items() if t >= cutoff}
+        if self._tell is not None:
+            self._tell(site, set(slots), live)
+
+    def told_after(self, site: str, slot: int, at_ns: int) -> bool:
+        """Whether this process told of ``site``'s ``slot`` after ``at_ns``."""
+        with self._told_lock:
+            return self._told.get((site, slot), 0) > at_ns
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def keep_slots(self, touched: dict[str, Iterable[int]]) -> None:
+        """The slot answers of the touched slots, run by run (never the span between runs)."""
+        if not self.slots.answers:
+            return
+        for scope in touched_scopes(touched):
+            self.slots.refresh_scope(scope)
+
+    def keep(self, touched: dict[str, Iterable[int]], tell: bool = True) -> None:
+        """Slots, then their days, now; then tell (blocking: a store thread)."""
+        touched = {site: set(map(int, slots)) for site, slots in touched.items() if slots}
+        if not touched:
+            return
+        self.keep_slots(touched)
+        if self.days is not None:
+            self.days.refresh(touched)
+        if tell:
+            for site, slots in touched.items():
+                self._told_now(site, slots, False)
+
+    async def akeep(self, touched: dict[str, Iterable[int]]) -> None:
+        """:meth:`keep` in a store thread; the listeners are told on the event loop before it returns."""
+        touched = {site: set(map(int, slots)) for site, slots in touched.items() if slots}
+        if not touched:
+            return
+        assert isinstance(self.store, Store)
+        await self.store.arun(self.keep, touched, False)
+        for site, slots in touched.items():
+            self._told_now(site, slots, False)
+
+    def keep_live(self, touched: dict[str, Iterable[int]]) -> None:
+        """The live feed, in the consumer's writer thread before the ack: slots now (a failure
+        raises, the batch is retried, nothing is acked); the days behind the ack, pending for
+        the reader until kept, and told once kept."""
+        self.keep_slots(touched)
+        if self.days is not None:
+            self.days.submit(touched)
+
+    def written_live(self, site: str, slots: set[int]) -> None:
+        """After the consumer's ack: without kept days nothing else tells the listeners."""
+        if self.days is None:
+            self._told_now(site, slots, True)
+
+    # -- start-up ---------------------------------------------------------------------------
+
+    def recut_days(self, site: str, first: date, last: date) -> list[date]:
+        span = self._recut.get(site)
+        if span is None:
+            return []
+        lo, hi = max(first, span[0]), min(last, span[1])
+        return [lo + timedelta(days=i) for i in range((hi - lo).days + 1)] if lo <= hi else []
+
+    @property
+    def catching_up(self) -> int:
+        """Site-days not yet checked against their sources (0 once the catch-up is done)."""
+        verified_from = self.verified_from
+        n = sum((hi - lo).days + 1 for lo, hi in self._recut.values())
+        if verified_from is None:
+            return n
+        for lo, hi in self._spans.values():
+            top = min(hi + SLOT_SECONDS, verified_from)
+            if top > lo:
+                n += (top - lo + _DAY - 1) // _DAY
+        return n
+
+    def prepare(self) -> None:
+        """Before the first read (blocking, quick): which days are recut, and from where on
+        the slots are not checked yet. :meth:`catch_up` then does the work."""
+        if self.days is None:
+            return
+        self._recut = self.days.recut_spans()
+        self._spans = {str(site): (unix(lo), unix(hi)) for site, lo, hi in self.store.query(_SPAN)}
+        self.verified_from = max((hi for _, hi in self._spans.values()), default=0) + SLOT_SECONDS
+        if not self._spans:
+            self.verified_from = None
+
+    def start_catch_up(self, built_from: int = 0) -> None:
+        self._catch_up = threading.Thread(target=self.catch_up, args=(built_from,), name="keeper-catch-up",
+                                          daemon=True)
+        self._catch_up.start()
+
+    def catch_up(self, built_from: int = 0, chunk: int = _DAY) -> None:
+        """Recut days, days behind their slots, then every slot checked against its sources,
+        newest UTC day first (retried on storage errors until stopped)."""
+        if self.days is None:
+            return
+        delay = 1.0
+        while not self._stopping.is_set():
+            try:
+                self._catch_up_once(built_from, chunk)
+                return
+            except StorageError as exc:
+                logger.warning("catching up the kept answers failed (retrying in %.0f s): %s", delay, exc)
+            except Exception:
+                logger.exception("catching up the kept answers failed")
+            if self._stopping.wait(delay):
+                return
+            delay = min(delay * 2, 60.0)
+
+    def _catch_up_once(self, built_from: int, chunk: int) -> None:
+        started = time.monotonic()
+        days = self.days
+        assert days is not None
+        for site, (first, last) in list(self._recut.items()):
+            logger.info("site %s: recomputing its kept days %s..%s (cut in another time zone, or by an "
+                        "earlier version)", site, first, last)
+            days.recompute({site: (first - timedelta(days=1), last + timedelta(days=1))})
+            del self._recut[site]
+        days.catch_up(built_from=built_from)
+        if self.verified_from is None:
+            return
+        lo = min((lo for lo, _ in self._spans.values()), default=self.verified_from)
+        lo -= lo % chunk
+        top = self.verified_from
+        fixed = 0
+        sites = sorted(self._spans)
+        computed = self.slots.computed_sql(Scope.of((), 0, 0))
+        kept = self.slots.merged_sql(Scope.of((), 0, 0))
+        sql = _DIFFERS % {"computed": computed, "kept": kept}
+        logger.info("slot answers: checking %d site(s) against their sources, %d day(s)", len(sites),
+                    (top - lo + chunk - 1) // chunk)
+        while top > lo:
+            if self._stopping.is_set():
+                return
+            start = max(lo, top - (top % chunk or chunk))
+            scope = Scope.of(sites, start, top)
+            touched = {str(site): {int(s) for s in slots}
+                       for site, slots in self.store.query(sql, parameters=scope.params())}
+            if touched:
+                fixed += sum(len(s) for s in touched.values())
+                self.keep(touched)
+            self.verified_from = top = start
+        self.verified_from = None
+        logger.info("slot answers: checked against their sources in %.1f s, %d slot(s) refreshed",
+                    time.monotonic() - started, fixed)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self.days is not None and self.days._thread is not None:
+            self.days.stop()
+        if self._catch_up is not None:
+            self._catch_up.join(10.0)
+
+
+class Follower:
+    """Keeps and tells the slots other writers noted in ``slot_dirty`` (``serve``)."""
+
+    def __init__(self, keeper: Keeper, interval: float = 1.0):
+        self.keeper = keeper
+        self.store: Store = keeper.store  # type: ignore[assignment]
+        self.interval = interval
+        self._since_ms = 0  # everything still in slot_dirty, at the first pass
+        self._seen_ms = -1
+        self.refreshed = 0
+        self.task: asyncio.Task | None = None
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.once()
+            except asyncio.CancelledError:
+                raise
+            except StorageError as exc:
+                logger.warning("slot answers: following other writers failed (retrying): %s", exc)
+            except Exception:
+                logger.exception("slot answers: following other writers failed")
+            await asyncio.sleep(self.interval)
+
+    async def once(self) -> int:
+        """One pass: keep the slots noted since the last pass that this process has not told
+        of since; returns how many UTC days were kept."""
+        rows = await self.store.aquery(
+            "SELECT intDiv(toUInt32(toUnixTimestamp(slot)), 86400) AS day, site_name, "
+            "groupArray((toUInt32(toUnixTimestamp(slot)), toUInt64(toUnixTimestamp64Nano(noted)))), "
+            "toUInt64(toUnixTimestamp64Milli(max(noted))) "
+            "FROM (SELECT site_name, slot, max(at) AS noted FROM slot_dirty "
+            "      WHERE at >= fromUnixTimestamp64Milli({since:Int64}, 'UTC') GROUP BY site_name, slot) "
+            "GROUP BY day, site_name ORDER BY day",
+            {"since": self._since_ms})
+        newest = max((int(r[3]) for r in rows), default=-1)
+        if newest <= self._seen_ms:
+            return 0
+        days: dict[int, dict[str, set[int]]] = {}
+        for day, site, noted, _ in rows:
+            slots = {int(s) for s, at in noted if not self.keeper.told_after(str(site), int(s), int(at))}
+            if slots:
+                days.setdefault(int(day), {})[str(site)] = slots
+        for touched in days.values():
+            await self.keeper.akeep(touched)
+        self.refreshed += len(days)
+        self._seen_ms = newest
+        self._since_ms = newest - _OVERLAP_MS
+        return len(days)
+

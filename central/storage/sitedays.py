@@ -1,0 +1,260 @@
+"""The one reader of site-days: how each requested (site, local day) is read, decided once.
+
+Every view that reads a site's days (dashboard, history, profile, overview, export, typical,
+zones, the alerts' slot values) asks :class:`SiteDays` and never picks a table itself. A day
+is read
+
+* ``kept``: from its row in ``day_answers`` (one row per site-day, kept by
+  :class:`central.storage.keeper.Keeper`); a day without a row has no events;
+* ``pending``: a write was acknowledged and its day is not kept yet: from the kept slot
+  answers (``slot_answers``, kept before the acknowledgement);
+* ``recut``: the kept row was cut in another time zone, or by an earlier version, and the
+  keeper has not recomputed it yet: from the kept slot answers;
+* ``behind``: the keeper's start-up catch-up has not yet checked the slot answers of that
+  day against their sources (after an upgrade, a restore, a central stopped while other
+  writers wrote): computed from the sources (``slot_states``, the raw rollup, the pins).
+  Slower, never "no data" for data that is stored.
+
+Without kept answers at all (no rollup, no grants) every day is computed from the sources.
+:meth:`SiteDays.plan` gives the decision for a range; :meth:`SiteDays.slots_sql` the slot
+statement a range must be read with; :meth:`SiteDays.cells` reads the days' (camera, local
+hour) cells whichever way each day is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from ..sites import Site, Sites, local_day
+from .slots import Scope, SlotStore, as_counts
+
+__all__ = ["DayCells", "Plan", "SiteDays", "KEPT", "PENDING", "RECUT", "BEHIND"]
+
+KEPT, PENDING, RECUT, BEHIND = "kept", "pending", "recut", "behind"
+
+_SMALL_READ = {"max_threads": 1}
+
+_CELLS_KEPT = """
+SELECT day, tz, cams, hours, peaks, events, cell_triggers, cell_edge, cell_slots, triggers, edge, raw, repaired
+FROM day_answers FINAL
+WHERE site_name = {site:String} AND day >= {first:Date} AND day <= {last:Date} AND NOT has({skip:Array(Date)}, day)
+"""
+
+# The same cells from slots (kept answers or computed from the sources), per local day.
+_CELLS_SLOTS = """
+SELECT toDate(toDateTime(slot, {tz:String})) AS d, cam_name, toUInt8(toHour(toDateTime(slot, {tz:String}))) AS h,
+       toUInt32(max(peak)), sum(events), CAST(sumMap(triggers), 'Map(String, UInt64)'),
+       toUInt32(countIf(source = 'edge')), toUInt32(count()), toUInt32(countIf(source = 'raw')),
+       toUInt32(countIf(source = 'repaired'))
+FROM (%s)
+WHERE events > 0 AND has({days:Array(Date)}, d)
+GROUP BY d, cam_name, h
+ORDER BY d, cam_name, h
+"""
+
+
+@dataclass
+class DayCells:
+    """One local day as (camera, local hour) cells, in parallel lists, plus the day's totals.
+
+    Hours are the local hour 0..23 as the dashboard labels them (a repeated hour merged).
+    """
+
+    day: date
+    read: str = KEPT
+    cams: list[str] = field(default_factory=list)
+    hours: list[int] = field(default_factory=list)
+    peaks: list[int] = field(default_factory=list)
+    events: list[int] = field(default_factory=list)
+    cell_triggers: list[dict[str, int]] = field(default_factory=list)
+    cell_edge: list[int] = field(default_factory=list)
+    cell_slots: list[int] = field(default_factory=list)
+    triggers: dict[str, int] = field(default_factory=dict)
+    edge: int = 0
+    raw: int = 0
+    repaired: int = 0
+
+    def zone_hours(self) -> dict[str, dict[int, int]]:
+        """zone -> local hour -> peak."""
+        out: dict[str, dict[int, int]] = {}
+        for c, h, p in zip(self.cams, self.hours, self.peaks, strict=True):
+            out.setdefault(c, {})[h] = max(p, out.get(c, {}).get(h, 0))
+        return out
+
+    def hour_peaks(self) -> dict[int, int]:
+        """local hour -> the site-wide peak (the busiest zone's), as the dashboard's ``hourly``."""
+        out: dict[int, int] = {}
+        for h, p in zip(self.hours, self.peaks, strict=True):
+            if p > out.get(h, -1):
+                out[h] = p
+        return out
+
+    def rows(self) -> list[tuple]:
+        """The cells as the dashboard's fold takes them (:func:`central.dashboard.compute`):
+        per (camera, hour), with the day's trigger counts and slots per source on the first."""
+        rows = [[c, h, p, e, {}, 0, 0, 0] for c, h, p, e in zip(self.cams, self.hours, self.peaks, self.events, strict=True)]
+        if rows:
+            rows[0][4:] = [self.triggers, self.edge, self.raw, self.repaired]
+        return [tuple(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How each day of a range is read: ``how[day]`` for the days not read kept."""
+
+    site: str
+    first: date
+    last: date
+    how: dict[date, str]
+
+    @property
+    def skip(self) -> list[date]:
+        """The days not read from their kept rows, sorted."""
+        return sorted(self.how)
+
+    @property
+    def behind(self) -> bool:
+        """Whether any day must be computed from the sources."""
+        return BEHIND in self.how.values()
+
+
+class SiteDays:
+    """Reads site-days; ``keeper`` (:class:`central.storage.keeper.Keeper`) knows what is kept."""
+
+    def __init__(self, slots: SlotStore, sites: Sites, keeper: Any = None):
+        self.slots = slots
+        self.store = slots.store
+        self.sites = sites
+        self.keeper = keeper
+        self._cells_slots = {True: _CELLS_SLOTS % slots.merged_sql(Scope.of((), 0, 0)),
+                             False: _CELLS_SLOTS % slots.computed_sql(Scope.of((), 0, 0))}
+
+    @property
+    def kept(self) -> bool:
+        """Whether site-days are kept at all (else every day is computed)."""
+        return self.keeper is not None and self.keeper.days is not None
+
+    # -- the decision ---------------------------------------------------------------------
+
+    def plan(self, site: str, first: date, last: date) -> Plan:
+        """How each day of ``site``'s [first, last] is read; only days not read kept appear."""
+        s = self.sites.get(site)
+        how: dict[date, str] = {}
+        if not self.kept:
+            d = first
+            while d <= last:
+                how[d] = BEHIND if not self.slots.answers else RECUT
+                d += timedelta(days=1)
+            return Plan(site, first, last, how)
+        keeper = self.keeper
+        for d in keeper.days.pending_days(site):
+            if first <= d <= last:
+                how[d] = PENDING
+        for d in keeper.recut_days(site, first, last):
+            how.setdefault(d, RECUT)
+        verified_from = keeper.verified_from
+        if verified_from is not None:
+            d = first
+            while d <= last:
+                if local_day(d, s.tz)[0] < verified_from:
+                    how[d] = BEHIND
+                d += timedelta(days=1)
+        return Plan(site, first, last, how)
+
+    def behind(self, lo: int, hi: int) -> bool:
+        """Whether any slot of [lo, hi) must be computed from the sources (not checked yet)."""
+        if not self.slots.answers:
+            return True
+        verified_from = self.keeper.verified_from if self.keeper is not None else None
+        return verified_from is not None and lo < verified_from
+
+    def slots_sql(self, lo: int, hi: int, scope: Scope | None = None) -> str:
+        """The slot rule's answers for [lo, hi): kept where they are checked, else computed from
+        the sources (columns and parameters as :meth:`SlotStore.merged_sql`)."""
+        if self.behind(lo, hi):
+            return self.slots.computed_sql(scope)
+        return self.slots.merged_sql(scope)
+
+    async def slot_values(self, site_name: str, start: int, end: int) -> dict[tuple[str, int], tuple]:
+        """Per (camera, slot) in [start, end): (peak, events, triggers, source), by the slot rule."""
+        scope = Scope.of([site_name], start, end)
+        rows = await self.store.aquery(self.slots_sql(start, end, scope), scope.params())
+        return {(r[1], int(r[2])): (int(r[3]), int(r[4]), as_counts(r[5]), r[6]) for r in rows}
+
+    # -- reading cells --------------------------------------------------------------------
+
+    def day(self, site: str, day: date) -> DayCells:
+        """One site-day (the dashboard's read)."""
+        return self.cells(site, day, day)[0]
+
+    def cells(self, site: str, first: date, last: date) -> list[DayCells]:
+        """Every local day of [first, last] of ``site``, in order (blocking: a store thread)."""
+        s = self.sites.get(site)
+        plan = self.plan(site, first, last)
+        out: dict[date, DayCells] = {}
+        if self.kept and len(plan.how) < (last - first).days + 1:
+            rows = self.store.query(_CELLS_KEPT, parameters={"site": site, "first": first, "last": last,
+                                                            "skip": plan.skip}, settings=_SMALL_READ)
+            for row in rows:
+                d, tz = row[0], row[1]
+                if tz != s.timezone:
+                    plan.how[d] = RECUT  # cut in another zone by a writer that does not know ours
+                    continue
+                out[d] = _kept_day(d, row[2:])
+        if plan.how:
+            out.update(self._from_slots(s, plan))
+        days = []
+        d = first
+        while d <= last:
+            days.append(out.get(d) or DayCells(d, plan.how.get(d, KEPT)))
+            d += timedelta(days=1)
+        return days
+
+    async def acells(self, site: str, first: date, last: date) -> list[DayCells]:
+        return await self.store.arun(self.cells, site, first, last)
+
+    def _from_slots(self, site: Site, plan: Plan) -> dict[date, DayCells]:
+        out: dict[date, DayCells] = {}
+        for behind, days in ((False, [d for d, h in plan.how.items() if h != BEHIND]),
+                             (True, [d for d, h in plan.how.items() if h == BEHIND])):
+            if not days:
+                continue
+            days.sort()
+            lo, _ = local_day(days[0], site.tz)
+            _, hi = local_day(days[-1], site.tz)
+            scope = Scope.of([site.name], lo, hi)
+            sql = self._cells_slots[not behind and self.slots.answers]
+            rows = self.store.query(sql, parameters={**scope.params(), "tz": site.timezone, "days": days},
+                                    settings=_SMALL_READ)
+            for d, cam, h, peak, events, triggers, edge, slots, raw, repaired in rows:
+                cells = out.get(d)
+                if cells is None:
+                    cells = out[d] = DayCells(d, plan.how[d])
+                counts = as_counts(triggers)
+                cells.cams.append(cam)
+                cells.hours.append(int(h))
+                cells.peaks.append(int(peak))
+                cells.events.append(int(events))
+                cells.cell_triggers.append(counts)
+                cells.cell_edge.append(int(edge))
+                cells.cell_slots.append(int(slots))
+                for name, n in counts.items():
+                    cells.triggers[name] = cells.triggers.get(name, 0) + n
+                cells.edge += int(edge)
+                cells.raw += int(raw)
+                cells.repaired += int(repaired)
+        return out
+
+
+def _kept_day(day: date, row: Iterable) -> DayCells:
+    cams, hours, peaks, events, cell_triggers, cell_edge, cell_slots, triggers, edge, raw, repaired = row
+    return DayCells(day, KEPT, list(cams), [int(h) for h in hours], [int(p) for p in peaks],
+                    [int(e) for e in events], [as_counts(t) for t in cell_triggers], [int(x) for x in cell_edge],
+                    [int(x) for x in cell_slots], as_counts(triggers), int(edge), int(raw), int(repaired))
+
+
+def local_date(ts: int, site: Site) -> date:
+    return datetime.fromtimestamp(ts, site.tz).date()

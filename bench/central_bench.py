@@ -149,8 +149,9 @@ def handoff(data_dir: Path, repeats: int) -> dict:
     from central.dashboard import Dashboard, DashboardCache
     from central.sites import Sites, local_day
     from central.storage import answers, rollup
-    from central.storage.days import DayKeeper
+    from central.storage.keeper import Keeper
     from central.storage.schema import detect_raw_time
+    from central.storage.sitedays import SiteDays
     from central.storage.slots import SlotStore
     from central.storage.store import Store
 
@@ -170,9 +171,8 @@ def handoff(data_dir: Path, repeats: int) -> dict:
     built = rollup.status(store)
     kept = answers.status(store, built).available
     slots = SlotStore(store, detect_raw_time(store), rollup=built.available, answers=kept)
-    if kept:
-        slots.days = DayKeeper(slots, sites)  # as serve reads: the kept site-day
-    dash = Dashboard(slots, sites, DashboardCache(0, 0))
+    # As serve reads once caught up: the kept site-day, through the one reader.
+    dash = Dashboard(SiteDays(slots, sites, Keeper(slots, sites)), sites, DashboardCache(0, 0))
 
     async def ours() -> list[float]:
         out = []

@@ -69,17 +69,40 @@ def _progress_of(what: str):
 _progress = _progress_of("raw rollup backfill")
 
 
+def _ddl(cluster: str | None) -> str:
+    """Every migration of the one list, tables and views, as ``migrate`` would run them.
+    The views on camera_events depend on its event_timestamp type (read at start): they are
+    shown for a DateTime column."""
+    from .storage import answers, days, rollup, schema
+
+    raw = schema.RawTime("DateTime", "datetime")
+    source = "camera_events_local" if cluster else "camera_events"
+    views = {
+        schema.ROLLUP_VERSION: ["CREATE MATERIALIZED VIEW %s%s TO %s AS %s" % (
+            rollup.VIEW, " ON CLUSTER %s" % cluster if cluster else "",
+            "raw_slots_local" if cluster else "raw_slots", rollup.view_select(raw, source))],
+        schema.ANSWERS_VERSION: [answers.dirty_view_ddl(raw, source, cluster), answers.repairs_view_ddl(cluster)],
+        schema.DAYS_VERSION: [days.by_day_view_ddl(cluster)],
+    }
+    out = []
+    for version, description, tables, derived in schema.MIGRATIONS:
+        out.append("-- migration %d: %s%s\n" % (version, description,
+                                                 " (derived: built from the sources, then recorded)" if derived else ""))
+        for name in tables:
+            for stmt in schema.table_ddl(schema.TABLES[name], cluster):
+                out.append(stmt + ";\n\n")
+        for stmt in views.get(version, []):
+            out.append(stmt + ";\n\n")
+    return "".join(out)
+
+
 def _migrate(config: Config, print_ddl: bool) -> int:
-    from . import answers, rollup, schema
     from .sites import Sites
-    from .store import open_store
+    from .storage import answers, rollup, schema
+    from .storage.store import open_store
 
     if print_ddl:
-        for version, description, tables in schema.MIGRATIONS:
-            print("-- migration %d: %s" % (version, description))
-            for name in tables:
-                for stmt in schema.table_ddl(schema.TABLES[name], config.clickhouse_cluster):
-                    print(stmt + ";\n")
+        print(_ddl(config.clickhouse_cluster), end="")
         return EXIT_OK
     store = open_store(config)
     try:

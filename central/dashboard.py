@@ -26,7 +26,7 @@ from datetime import date, datetime, timezone
 
 from .sites import Site, Sites, intensity, local_day
 from .storage.sitedays import SiteDays
-from .storage.slots import as_counts
+from .storage.slots import as_counts, source_label
 
 __all__ = ["Dashboard", "DashboardCache", "compute", "iso_utc"]
 
@@ -91,14 +91,7 @@ def compute(site: Site, day: date, hours: Iterable, now: float | None = None) ->
             triggers_total[name] = triggers_total.get(name, 0) + n
 
     served = sum(counts.values())
-    if not served:
-        source = "none"
-    elif counts["edge"] == served:
-        source = "edge"
-    elif counts["edge"] == 0:
-        source = "raw"
-    else:
-        source = "mixed"
+    source = source_label(counts["edge"], served)
     critical = dict(sorted(triggers_total.items()))
     critical["total_events"] = total
     zone_names = {cam: z.display_name for cam, z in site.zones.items()}

@@ -25,7 +25,7 @@ from .exceptions import StorageError
 from .sites import Site, intensity, local_day
 from .storage.days import DAYS_TABLE
 from .storage.sitedays import BEHIND, SiteDays
-from .storage.slots import Scope, as_counts
+from .storage.slots import Scope, as_counts, source_label
 from .storage.store import Store
 
 __all__ = ["History", "HistoryRequest", "LIMIT_DAYS", "PROFILE_MAX_WEEKS"]
@@ -167,9 +167,7 @@ class _Acc:
         self.slots += slots
 
     def source(self) -> str:
-        if not self.slots:
-            return "none"
-        return "edge" if self.edge == self.slots else "raw" if not self.edge else "mixed"
+        return source_label(self.edge, self.slots)
 
 
 class History:

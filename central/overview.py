@@ -20,7 +20,7 @@ from .registry import Registry
 from .sites import Site, Sites, local_day, utilisation
 from .storage.days import BY_DAY_TABLE
 from .storage.sitedays import SiteDays
-from .storage.slots import Scope, as_counts
+from .storage.slots import Scope, as_counts, source_label
 from .storage.store import Store
 
 __all__ = ["Overview", "SORT_KEYS"]
@@ -159,10 +159,7 @@ class Overview:
         busiest_hour = min(row.hours, key=lambda h: (-row.hours[h], h)) if row.hours else None
         seen = [d["last_seen"] for d in devices if d["last_seen"]]
         online = sum(1 for d in devices if d["status"] == "online")
-        if not row.slots:
-            source = "none"
-        else:
-            source = "edge" if row.edge == row.slots else "raw" if not row.edge else "mixed"
+        source = source_label(row.edge, row.slots)
         return {
             "site_name": site.name,
             "display_name": site.display_name,

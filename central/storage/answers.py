@@ -46,18 +46,27 @@ from ..exceptions import StorageError, StorageUnavailable
 from ..sites import Sites
 from .days import BY_DAY_TABLE, BY_DAY_VIEW, DAYS_TABLE, DayKeeper, by_day_view_ddl
 from .rollup import RollupStatus, usable_source
-from .schema import TABLES, RawTime, add_missing_columns, partition_key, table_ddl, table_exists
+from .schema import (
+    ANSWERS_VERSION,
+    TABLES,
+    RawTime,
+    add_missing_columns,
+    partition_key,
+    table_ddl,
+    table_exists,
+)
+from .schema import DAYS_VERSION as SCHEMA_DAYS_VERSION
 from .slots import ANSWERS_TABLE, Scope, SlotStore, unix
 from .store import Storage
 
-__all__ = ["AnswersStatus", "VERSION", "VIEW", "DIRTY_TABLE", "status", "ensure", "build", "days_built_from", "REPAIRS_VIEW", "repairs_view_ddl"]
+__all__ = ["AnswersStatus", "VERSION", "VIEW", "DIRTY_TABLE", "status", "ensure", "build", "days_built_from", "REPAIRS_VIEW", "dirty_view_ddl", "repairs_view_ddl"]
 
 logger = logging.getLogger(__name__)
 
 #: The heatmap_schema versions that record a complete build: of the slots, then of the
 #: site-days (central.storage.days).
-VERSION = 101
-DAYS_VERSION = 106
+VERSION = ANSWERS_VERSION
+DAYS_VERSION = SCHEMA_DAYS_VERSION
 DIRTY_TABLE = "slot_dirty"
 VIEW = DIRTY_TABLE + "_mv"
 #: Pins written by ``reconcile --repair`` (another process) are noted in slot_dirty too.
@@ -70,6 +79,16 @@ _OVERLAP_MS = 5000
 #: kept): the shape of the rollup's status.
 AnswersStatus = RollupStatus
 
+
+
+def dirty_view_ddl(raw_time: RawTime, source: str, cluster: str | None) -> str:
+    """The view that notes the slots of every row inserted into camera_events (``source``:
+    its local table in cluster mode) in ``slot_dirty``."""
+    on = " ON CLUSTER %s" % cluster if cluster else ""
+    target = DIRTY_TABLE + "_local" if cluster else DIRTY_TABLE
+    return ("CREATE MATERIALIZED VIEW %s%s TO %s AS SELECT DISTINCT site_name, cam_name, "
+            "toDateTime(%s, 'UTC') AS slot, now64(3, 'UTC') AS at FROM %s"
+            % (VIEW, on, target, raw_time.slot, source))
 
 
 def repairs_view_ddl(cluster: str | None) -> str:
@@ -191,12 +210,8 @@ def _drop_days_of_another_layout(store: Storage, cluster: str | None) -> None:
 def _build_slots(store: Storage, raw_time: RawTime, cluster: str | None, source: str,
                  progress: Callable[[int, int, int], None] | None, chunk_seconds: int) -> None:
     on = " ON CLUSTER %s" % cluster if cluster else ""
-    dirty_target = DIRTY_TABLE + "_local" if cluster else DIRTY_TABLE
     store.command("DROP VIEW IF EXISTS %s%s" % (VIEW, on))
-    store.command(
-        "CREATE MATERIALIZED VIEW %s%s TO %s AS SELECT DISTINCT site_name, cam_name, "
-        "toDateTime(%s, 'UTC') AS slot, now64(3, 'UTC') AS at FROM %s"
-        % (VIEW, on, dirty_target, raw_time.slot, source))
+    store.command(dirty_view_ddl(raw_time, source, cluster))
     store.command(repairs_view_ddl(cluster))
     slots = SlotStore(store, raw_time, rollup=True)
     started = time.monotonic()

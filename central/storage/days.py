@@ -43,10 +43,11 @@ from datetime import date, datetime, timedelta
 from ..exceptions import StorageError
 from ..sites import Sites, local_day
 from .schema import TABLES
-from .slots import Scope, SlotStore, unix, version
+from .sitedays import KEPT, DayCells
+from .slots import Scope, SlotStore, as_counts, unix, version
 from .store import Storage
 
-__all__ = ["BY_DAY_TABLE", "BY_DAY_VIEW", "DAYS_TABLE", "DAY_COLUMNS", "DayKeeper", "by_day_view_ddl", "day_rows"]
+__all__ = ["BY_DAY_TABLE", "BY_DAY_VIEW", "DAYS_TABLE", "DAY_COLUMNS", "DayKeeper", "by_day_view_ddl"]
 
 logger = logging.getLogger(__name__)
 
@@ -109,16 +110,6 @@ def by_day_view_ddl(cluster: str | None) -> str:
     columns = ", ".join(name for name, _ in TABLES[BY_DAY_TABLE].columns)
     return "CREATE MATERIALIZED VIEW IF NOT EXISTS %s%s TO %s AS SELECT %s FROM %s" % (
         BY_DAY_VIEW, on, target, columns, source)
-
-
-def day_rows(cams, hours, peaks, events, triggers, edge, raw, repaired) -> list[tuple]:
-    """A kept day as rows that :func:`central.dashboard.compute` folds as it folds those of
-    :data:`central.dashboard.HOURS_SQL`: per (camera, hour), with the day's trigger counts
-    and slots per source on the first row (the fold only adds them up)."""
-    rows = [[c, h, p, e, {}, 0, 0, 0] for c, h, p, e in zip(cams, hours, peaks, events, strict=True)]
-    if rows:
-        rows[0][4:] = [triggers, edge, raw, repaired]
-    return [tuple(r) for r in rows]
 
 
 class DayKeeper:
@@ -354,14 +345,16 @@ class DayKeeper:
     def day(self, site: str, day: date) -> list[tuple] | None:
         """The day's rows as :data:`central.dashboard.HOURS_SQL` gives them ([] for a day
         without events), or None where the kept day was cut in another zone."""
-        return self._rows(site, self.store.query(_READ, parameters={"site": site, "day": day},
+        return self._rows(site, day, self.store.query(_READ, parameters={"site": site, "day": day},
                                                  settings={"max_threads": 1}))
 
-    def _rows(self, site: str, rows: list) -> list[tuple] | None:
+    def _rows(self, site: str, day: date, rows: list) -> list[tuple] | None:
         if not rows:
             return []
         *arrays, tz = rows[0]
         if tz != self.sites.get(site).timezone:
             return None
-        return day_rows(*arrays)
+        cams, hours, peaks, events, triggers, edge, raw, repaired = arrays
+        return DayCells(day, KEPT, list(cams), list(hours), list(peaks), list(events), triggers=as_counts(triggers),
+                        edge=int(edge), raw=int(raw), repaired=int(repaired)).rows()
 

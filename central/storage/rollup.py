@@ -38,7 +38,7 @@ from datetime import datetime, timezone
 from shared.slots import SLOT_SECONDS
 
 from ..exceptions import StorageError, StorageUnavailable
-from .schema import TABLES, RawTime, source_table, table_ddl, table_exists
+from .schema import ROLLUP_VERSION, TABLES, RawTime, source_table, table_ddl, table_exists
 from .slots import ROLLUP_TABLE
 from .store import Storage
 
@@ -47,7 +47,7 @@ __all__ = ["RollupStatus", "VERSION", "VIEW", "ensure", "build", "status", "usab
 logger = logging.getLogger(__name__)
 
 #: The heatmap_schema version that records a complete backfill.
-VERSION = 100
+VERSION = ROLLUP_VERSION
 VIEW = ROLLUP_TABLE + "_mv"
 _CHUNK_SECONDS = 86400
 

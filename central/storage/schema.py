@@ -361,13 +361,31 @@ TABLES: dict[str, TableDef] = {
     )
 }
 
-#: (version, description, tables it creates). Append only; never edit an applied entry.
-MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+#: The versions recorded by the builds of derived tables (their tables are created and
+#: filled by central.storage.rollup, central.storage.answers and central.storage.days).
+ROLLUP_VERSION = 100
+ANSWERS_VERSION = 101
+DAYS_VERSION = 106
+
+#: Every migration, in one list: (version, description, tables it creates, derived). A step
+#: that is not derived is applied by :func:`migrate` (its tables created); a derived step's
+#: tables, views and contents are built from the sources by its module, which records the
+#: version once the build is complete (``migrate`` runs them after :func:`migrate`; ``serve``
+#: too on the embedded engine). ``python -m central migrate --print-ddl`` prints them all.
+#: Append only; never edit an applied entry.
+MIGRATIONS: tuple[tuple[int, str, tuple[str, ...], bool], ...] = (
     (1, "edge aggregates, repairs, dead letters, device status, ingest batches",
-     ("slot_states", "slot_repairs", "dead_letters", "device_status", "ingest_batches")),
-    (2, "camera_events where absent (the customer's raw table)", ("camera_events",)),
-    (3, "device contact per slot (coverage)", ("device_slots",)),
-    (4, "alerts and their delivery claims", ("alerts", "alert_claims")),
+     ("slot_states", "slot_repairs", "dead_letters", "device_status", "ingest_batches"), False),
+    (2, "camera_events where absent (the customer's raw table)", ("camera_events",), False),
+    (3, "device contact per slot (coverage)", ("device_slots",), False),
+    (4, "alerts and their delivery claims", ("alerts", "alert_claims"), False),
+    (ROLLUP_VERSION, "raw rollup: raw_slots, kept by raw_slots_mv on camera_events, backfilled from the parts "
+     "before the view (central.storage.rollup)", ("raw_slots",), True),
+    (ANSWERS_VERSION, "kept slot answers: slot_answers, and slot_dirty fed by slot_dirty_mv (camera_events) and "
+     "slot_dirty_repairs_mv (slot_repairs); computed from every source (central.storage.answers)",
+     ("slot_answers", "slot_dirty"), True),
+    (DAYS_VERSION, "kept site-days: day_answers (by month) and day_answers_by_day fed by day_answers_by_day_mv; "
+     "computed from slot_answers (central.storage.days)", ("day_answers", "day_answers_by_day"), True),
 )
 
 _VERSION_TABLE = TableDef(
@@ -424,8 +442,8 @@ def migrate(store: Storage, cluster: str | None = None) -> list[int]:
         store.command(stmt)
     done = applied_versions(store)
     applied = []
-    for version, description, tables in MIGRATIONS:
-        if version in done:
+    for version, description, tables, derived in MIGRATIONS:
+        if version in done or derived:
             continue
         for name in tables:
             if name == "camera_events" and table_exists(store, name):

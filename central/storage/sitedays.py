@@ -23,7 +23,7 @@ hour) cells whichever way each day is read.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -38,7 +38,7 @@ KEPT, PENDING, RECUT, BEHIND = "kept", "pending", "recut", "behind"
 _SMALL_READ = {"max_threads": 1}
 
 _CELLS_KEPT = """
-SELECT day, tz, cams, hours, peaks, events, cell_triggers, cell_edge, cell_slots, triggers, edge, raw, repaired
+SELECT day, tz, cams, hours, peaks, events, %s triggers, edge, raw, repaired
 FROM day_answers FINAL
 WHERE site_name = {site:String} AND day >= {first:Date} AND day <= {last:Date} AND NOT has({skip:Array(Date)}, day)
 """
@@ -129,6 +129,9 @@ class SiteDays:
         self.store = slots.store
         self.sites = sites
         self.keeper = keeper
+        # The cells' trigger counts and slots per source only where asked for: the dashboard
+        # reads one row per request, and every column it reads costs it time.
+        self._cells_kept = {True: _CELLS_KEPT % "cell_triggers, cell_edge, cell_slots,", False: _CELLS_KEPT % ""}
         self._cells_slots = {True: _CELLS_SLOTS % slots.merged_sql(Scope.of((), 0, 0)),
                              False: _CELLS_SLOTS % slots.computed_sql(Scope.of((), 0, 0))}
 
@@ -187,23 +190,25 @@ class SiteDays:
     # -- reading cells --------------------------------------------------------------------
 
     def day(self, site: str, day: date) -> DayCells:
-        """One site-day (the dashboard's read)."""
-        return self.cells(site, day, day)[0]
+        """One site-day (the dashboard's read: without the cells' trigger counts and sources)."""
+        return self.cells(site, day, day, full=False)[0]
 
-    def cells(self, site: str, first: date, last: date) -> list[DayCells]:
-        """Every local day of [first, last] of ``site``, in order (blocking: a store thread)."""
+    def cells(self, site: str, first: date, last: date, full: bool = True) -> list[DayCells]:
+        """Every local day of [first, last] of ``site``, in order (blocking: a store thread);
+        without ``full``, the cells' trigger counts and slots per source are left empty
+        where a day is read kept."""
         s = self.sites.get(site)
         plan = self.plan(site, first, last)
         out: dict[date, DayCells] = {}
         if self.kept and len(plan.how) < (last - first).days + 1:
-            rows = self.store.query(_CELLS_KEPT, parameters={"site": site, "first": first, "last": last,
+            rows = self.store.query(self._cells_kept[full], parameters={"site": site, "first": first, "last": last,
                                                             "skip": plan.skip}, settings=_SMALL_READ)
             for row in rows:
                 d, tz = row[0], row[1]
                 if tz != s.timezone:
                     plan.how[d] = RECUT  # cut in another zone by a writer that does not know ours
                     continue
-                out[d] = _kept_day(d, row[2:])
+                out[d] = _kept_day(d, row[2:], full)
         if plan.how:
             out.update(self._from_slots(s, plan))
         days = []
@@ -213,8 +218,8 @@ class SiteDays:
             d += timedelta(days=1)
         return days
 
-    async def acells(self, site: str, first: date, last: date) -> list[DayCells]:
-        return await self.store.arun(self.cells, site, first, last)
+    async def acells(self, site: str, first: date, last: date, full: bool = True) -> list[DayCells]:
+        return await self.store.arun(self.cells, site, first, last, full)
 
     def _from_slots(self, site: Site, plan: Plan) -> dict[date, DayCells]:
         out: dict[date, DayCells] = {}
@@ -249,7 +254,12 @@ class SiteDays:
         return out
 
 
-def _kept_day(day: date, row: Iterable) -> DayCells:
+def _kept_day(day: date, row: Sequence, full: bool) -> DayCells:
+    if not full:
+        cams, hours, peaks, events, triggers, edge, raw, repaired = row
+        return DayCells(day, KEPT, list(cams), [int(h) for h in hours], [int(p) for p in peaks],
+                        [int(e) for e in events], triggers=as_counts(triggers), edge=int(edge), raw=int(raw),
+                        repaired=int(repaired))
     cams, hours, peaks, events, cell_triggers, cell_edge, cell_slots, triggers, edge, raw, repaired = row
     return DayCells(day, KEPT, list(cams), [int(h) for h in hours], [int(p) for p in peaks],
                     [int(e) for e in events], [as_counts(t) for t in cell_triggers], [int(x) for x in cell_edge],

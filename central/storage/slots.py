@@ -69,6 +69,7 @@ __all__ = [
     "ANSWERS_TABLE",
     "columns_of",
     "as_counts",
+    "source_label",
     "touched_scope",
     "touched_scopes",
     "runs",
@@ -261,6 +262,15 @@ INSERT INTO """ + ANSWERS_TABLE + """ (site_name, slot, cam_name, peak, events, 
 SELECT site_name, toDateTime(slot, 'UTC'), cam_name, peak, events, triggers, source, present, {ver:UInt64}
 FROM (%(choice)s)
 """
+
+
+def source_label(edge: int, slots: int) -> str:
+    """Where the slots with events of a bucket came from: ``none`` (no slot), ``edge`` (all
+    from the agents), ``raw`` (none from them: raw or repaired) or ``mixed``; the one label
+    of every view."""
+    if not slots:
+        return "none"
+    return "edge" if edge == slots else "raw" if not edge else "mixed"
 
 
 def as_counts(value: Any) -> dict[str, int]:

@@ -119,3 +119,19 @@ def test_a_table_that_cannot_deduplicate_is_said_so(store):
     assert schema.detect_raw_dedup(store) == (False, "camera_events not found in this database")
     store.command("CREATE TABLE camera_events (site_name String) ENGINE = Memory")
     assert schema.detect_raw_dedup(store)[0] is False
+
+
+def test_print_ddl_prints_the_one_migration_list_whole(capsys):
+    """Every migration, the derived ones too (the rollup, the kept answers, the site-days),
+    with their tables and views: one list, printed whole."""
+    from central.__main__ import main
+
+    assert main(["migrate", "--print-ddl", "--clickhouse-url", "chdb:///nonexistent"]) == 0
+    out = capsys.readouterr().out
+    for version, _, tables, _ in schema.MIGRATIONS:
+        assert "-- migration %d:" % version in out
+        for name in tables:
+            assert "CREATE TABLE IF NOT EXISTS %s\n" % name in out, name
+    assert {100, 101, 106} <= {v for v, *_ in schema.MIGRATIONS}
+    for view in ("raw_slots_mv", "slot_dirty_mv", "slot_dirty_repairs_mv", "day_answers_by_day_mv"):
+        assert "CREATE MATERIALIZED VIEW %s" % view in out or "IF NOT EXISTS %s" % view in out, view

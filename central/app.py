@@ -118,12 +118,15 @@ def _schema_ready(app: web.Application, facts: SchemaFacts, keeper: Keeper) -> N
             on_loop = asyncio.get_running_loop() is loop
         except RuntimeError:
             on_loop = False
-        if on_loop and not live:
-            hub(site, touched)
-        elif live:
-            hub.threadsafe(loop)(site, touched)
-        else:
-            loop.call_soon_threadsafe(hub, site, set(touched))
+        try:
+            if on_loop and not live:
+                hub(site, touched)
+            elif live:
+                hub.threadsafe(loop)(site, touched)
+            else:
+                loop.call_soon_threadsafe(hub, site, set(touched))
+        except RuntimeError:  # the loop closed: shutting down, nobody left to tell
+            logger.debug("not told of %s: the event loop is closed", site)
 
     keeper.start(tell)
     app[KEEPER].set(keeper)

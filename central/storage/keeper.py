@@ -190,10 +190,11 @@ class Keeper:
     def catching_up(self) -> int:
         """Site-days not yet checked against their sources (0 once the catch-up is done)."""
         verified_from = self.verified_from
-        n = sum((hi - lo).days + 1 for lo, hi in self._recut.values())
+        # Read from the event loop while the catch-up thread shrinks these: copies first.
+        n = sum((hi - lo).days + 1 for lo, hi in list(self._recut.values()))
         if verified_from is None:
             return n
-        for lo, hi in self._spans.values():
+        for lo, hi in list(self._spans.values()):
             top = min(hi + SLOT_SECONDS, verified_from)
             if top > lo:
                 n += (top - lo + _DAY - 1) // _DAY

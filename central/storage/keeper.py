@@ -129,9 +129,28 @@ class Keeper:
             self._tell(site, set(slots), live)
 
     def told_after(self, site: str, slot: int, at_ns: int) -> bool:
-        """Whether this process told of ``site``'s ``slot`` after ``at_ns``."""
+        """Whether this process took ``site``'s ``slot`` in hand (to keep it, then tell) after
+        ``at_ns``: the follower leaves such slots to the writer that keeps them."""
         with self._told_lock:
             return self._told.get((site, slot), 0) > at_ns
+
+    def _claim(self, touched: dict[str, set[int]]) -> int:
+        """Mark the slots as in hand from now (before they are kept: the rows are stored, and
+        the keeping reads them), so that the follower does not keep them a second time."""
+        now = time.time_ns()
+        with self._told_lock:
+            for site, slots in touched.items():
+                for s in slots:
+                    self._told[(site, s)] = now
+        return now
+
+    def _unclaim(self, touched: dict[str, set[int]], mark: int) -> None:
+        """Keeping failed: the follower must take them again."""
+        with self._told_lock:
+            for site, slots in touched.items():
+                for s in slots:
+                    if self._told.get((site, s)) == mark:
+                        del self._told[(site, s)]
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -147,9 +166,14 @@ class Keeper:
         touched = {site: set(map(int, slots)) for site, slots in touched.items() if slots}
         if not touched:
             return
-        self.keep_slots(touched)
-        if self.days is not None:
-            self.days.refresh(touched)
+        mark = self._claim(touched)
+        try:
+            self.keep_slots(touched)
+            if self.days is not None:
+                self.days.refresh(touched)
+        except BaseException:
+            self._unclaim(touched, mark)
+            raise
         if tell:
             for site, slots in touched.items():
                 self._told_now(site, slots, False)
@@ -168,7 +192,13 @@ class Keeper:
         """The live feed, in the consumer's writer thread before the ack: slots now (a failure
         raises, the batch is retried, nothing is acked); the days behind the ack, pending for
         the reader until kept, and told once kept."""
-        self.keep_slots(touched)
+        touched = {site: set(map(int, slots)) for site, slots in touched.items() if slots}
+        mark = self._claim(touched)
+        try:
+            self.keep_slots(touched)
+        except BaseException:
+            self._unclaim(touched, mark)
+            raise
         if self.days is not None:
             self.days.submit(touched)
 

@@ -136,6 +136,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cache_ttl_past", _float(0, 86400), "300", "seconds a dashboard answer for a day over 2 days old is reused"),
     Setting("max_body_bytes", _int(1024, 1 << 30), "8388608", "largest POST /api/v1/events body (413 above)"),
     Setting("max_batch_events", _int(1, 1_000_000), "50000", "most events in one POST /api/v1/events"),
+    Setting("max_event_age_days", _int(0, 36500), "400", "days before this clock an event of POST /api/v1/events may be stamped (older ones refused per item, code too_old); 0 = back to 2000-01-01"),
     Setting("ingest_inflight_bytes", _int(1024, 1 << 40), "67108864", "bytes of POST /api/v1/events bodies held at once, being received or decoded (503 with Retry-After past it; at least HEATMAP_MAX_BODY_BYTES)"),
     Setting("http_header_timeout", _float(0.1, 3600), "10", "seconds a new connection may take to send its complete request head (slow or silent clients are closed)"),
     Setting("http_keepalive_timeout", _float(0.1, 3600), "15", "seconds after a response within which a kept-alive connection must complete its next request head"),
@@ -173,6 +174,7 @@ class Config:
     cache_ttl_past: float = 300.0
     max_body_bytes: int = 8 * 1024 * 1024
     max_batch_events: int = 50000
+    max_event_age_days: int = 400
     ingest_inflight_bytes: int = 64 * 1024 * 1024
     http_header_timeout: float = 10.0
     http_keepalive_timeout: float = 15.0

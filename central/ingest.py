@@ -3,7 +3,8 @@
 The body is a JSON array or NDJSON of events as :func:`shared.events.parse_event` reads
 them, each naming its site, sent as ``application/json`` or ``application/x-ndjson`` (415
 otherwise); a key given twice in one object is refused. A batch is all-or-nothing: one
-invalid event refuses the whole batch with a list of per-item errors. The body is read under
+invalid event refuses the whole batch with a list of per-item errors, among them an event
+older than ``HEATMAP_MAX_EVENT_AGE_DAYS`` (``too_old``). The body is read under
 :mod:`central.bodies`' limits; one over 64 KiB is decoded and validated in a worker thread.
 
 An ``Idempotency-Key`` header makes retries safe. Requests with one key are serialised in
@@ -143,12 +144,12 @@ def _cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _prepare_paused(body: bytes, max_events: int, raw_time) -> _Batch:
+def _prepare_paused(body: bytes, max_events: int, raw_time, max_age: float | None) -> _Batch:
     with _cyclic_gc_paused():
-        return _prepare(body, max_events, raw_time)
+        return _prepare(body, max_events, raw_time, max_age)
 
 
-def _prepare(body: bytes, max_events: int, raw_time) -> _Batch:
+def _prepare(body: bytes, max_events: int, raw_time, max_age: float | None = None) -> _Batch:
     """Decode and validate a whole body into rows (CPU only: runs in a worker for big ones)."""
     try:
         items = _decode(body)
@@ -164,7 +165,7 @@ def _prepare(body: bytes, max_events: int, raw_time) -> _Batch:
     rows, errors, touched = [], [], {}
     for index, obj in enumerate(items):
         try:
-            event = parse_event(obj, now)
+            event = parse_event(obj, now, max_age=max_age)
             if event.site is None:
                 raise EventError("is required", field="site", code="missing")
         except EventError as exc:
@@ -201,6 +202,7 @@ class Ingestor:
         self.max_bytes = config.max_body_bytes
         self.max_events = config.max_batch_events
         self.body_timeout = config.http_body_timeout
+        self.max_age = config.max_event_age_days * 86400.0 if config.max_event_age_days else None
         self.budget = BodyBudget(config.ingest_inflight_bytes, metrics.ingest_inflight_bytes.set)
         # One thread: decoding is CPU under the GIL, so more threads would not decode faster,
         # they would only make the event loop wait longer for the GIL (slower /healthz).
@@ -244,10 +246,12 @@ class Ingestor:
                 if len(body) > OFFLOAD_BYTES:  # keep the event loop free for everyone else
                     loop = asyncio.get_running_loop()
                     batch = await loop.run_in_executor(self._decoder, _prepare_paused, body, self.max_events,
-                                                       raw_time)
+                                                       raw_time, self.max_age)
                 else:
-                    batch = _prepare(body, self.max_events, raw_time)
+                    batch = _prepare(body, self.max_events, raw_time, self.max_age)
             except _Refused as exc:
+                for item in exc.extra.get("items", ()):
+                    self.metrics.ingest_items_refused.labels(item["code"]).inc()
                 return self._refuse(exc.status, exc.code, exc.message, **exc.extra)
             del body
             return await self._store(key, batch)

@@ -43,7 +43,8 @@ _CENTRAL = (
     "data_dir", "clickhouse_url", "clickhouse_cluster", "event_timestamp_expr", "http_addr",
     "sites_file", "read_token", "ingest_token", "cors_origins", "mqtt_share_group",
     "mqtt_client_id", "mqtt_protocol", "mqtt_inflight", "batch_states", "batch_seconds",
-    "cache_ttl", "cache_ttl_past", "max_body_bytes", "max_batch_events", "ingest_inflight_bytes",
+    "cache_ttl", "cache_ttl_past", "max_body_bytes", "max_batch_events", "max_event_age_days",
+    "ingest_inflight_bytes",
     "http_header_timeout", "http_keepalive_timeout", "http_body_timeout", "query_workers",
     "webhook_secret", "webhook_timeout", "alert_time_scale",
 )

@@ -4,6 +4,7 @@ and every real response checked against the OpenAPI document."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -109,6 +110,30 @@ async def test_ingest_is_all_or_nothing_with_item_errors(client, clickhouse_clie
     assert [(i["index"], i["field"]) for i in body["error"]["items"]] == [
         (1, "people_count"), (2, "site"), (3, "camera"), (4, "triggers"), (5, "timestamp"), (6, "event")]
     assert clickhouse_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 0
+
+
+async def test_ingest_refuses_events_older_than_the_bound(make_client, clickhouse_client):
+    """One far-past event (a wrong clock, a replay of a backup) is refused with the others
+    of its batch, per item, before anything is stored: HEATMAP_MAX_EVENT_AGE_DAYS."""
+    client = await make_client(max_event_age_days=400)
+    now = time.time()
+    batch = [{**EVENT, "timestamp": now - 399 * 86400}, {**EVENT, "timestamp": "2000-01-03T00:00:00Z"},
+             {**EVENT, "timestamp": now - 401 * 86400}]
+    resp = await client.post("/api/v1/events", json=batch)
+    body = await conforms(resp, "/api/v1/events", "post")
+    assert resp.status == 422 and body["error"]["code"] == "invalid_events"
+    items = body["error"]["items"]
+    assert [(i["index"], i["field"], i["code"]) for i in items] == [(1, "timestamp", "too_old"),
+                                                                   (2, "timestamp", "too_old")]
+    assert items[1]["message"] == "is 401 days before this clock (limit 400 days)"
+    assert clickhouse_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 0
+    metrics = await (await client.get("/metrics")).text()
+    assert 'heatmap_ingest_items_refused_total{code="too_old"} 2.0' in metrics
+    assert (await client.post("/api/v1/events", json=batch[:1])).status == 201
+    # 0 turns the bound off: back to 2000-01-01.
+    client = await make_client(max_event_age_days=0)
+    assert (await client.post("/api/v1/events", json=batch[2:])).status == 201
+    assert clickhouse_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 2
 
 
 @pytest.mark.parametrize(

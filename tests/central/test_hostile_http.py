@@ -282,9 +282,9 @@ async def test_big_bodies_are_decoded_and_validated_off_the_event_loop(make_clie
     threads = set()
     real = central.ingest.parse_event
 
-    def parse_event(obj, now):
+    def parse_event(obj, now, **bounds):
         threads.add(threading.current_thread() is threading.main_thread())
-        return real(obj, now)
+        return real(obj, now, **bounds)
 
     monkeypatch.setattr(central.ingest, "parse_event", parse_event)
     client = await make_client()

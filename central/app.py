@@ -316,7 +316,7 @@ async def _store_ctx(app: web.Application):
             await slots.arefresh(touched)
 
     app[INGESTOR] = Ingestor(store, raw_time, app[ON_DATA], app[METRICS], config,
-                             dedup_getter=lambda: bool(facts and facts.raw_dedup), refresh=refresh)
+                             dedup_getter=lambda: bool(facts and facts.raw_dedup), refresh=refresh, registry=registry)
     loop = asyncio.get_running_loop()
     retry_task = None
 

@@ -4,7 +4,8 @@ The body is a JSON array or NDJSON of events as :func:`shared.events.parse_event
 them, each naming its site, sent as ``application/json`` or ``application/x-ndjson`` (415
 otherwise); a key given twice in one object is refused. A batch is all-or-nothing: one
 invalid event refuses the whole batch with a list of per-item errors, among them an event
-older than ``HEATMAP_MAX_EVENT_AGE_DAYS`` (``too_old``). The body is read under
+older than ``HEATMAP_MAX_EVENT_AGE_DAYS`` (``too_old``) and one for a site that may not be
+written (:meth:`central.registry.Registry.admit`: ``unknown_site``, ``too_many_sites``). The body is read under
 :mod:`central.bodies`' limits; one over 64 KiB is decoded and validated in a worker thread.
 
 An ``Idempotency-Key`` header makes retries safe. Requests with one key are serialised in
@@ -190,8 +191,12 @@ def _prepare(body: bytes, max_events: int, raw_time, max_age: float | None = Non
 
 class Ingestor:
     def __init__(self, store, raw_time_getter, on_data, metrics, config, dedup_getter=lambda: False,
-                 refresh=None):
+                 refresh=None, registry=None):
         self.store = store
+        # central.registry.Registry: which sites may be written (None: any, as in tools)
+        self.registry = registry
+        self.max_sites = config.max_sites
+        self.accept_unknown_sites = config.accept_unknown_sites
         self._raw_time = raw_time_getter
         self._dedup = dedup_getter
         self._locks: dict[str, list] = {}  # key -> [asyncio.Lock, users]
@@ -249,12 +254,31 @@ class Ingestor:
                                                        raw_time, self.max_age)
                 else:
                     batch = _prepare(body, self.max_events, raw_time, self.max_age)
+                await self._admit_sites(batch)
             except _Refused as exc:
                 for item in exc.extra.get("items", ()):
                     self.metrics.ingest_items_refused.labels(item["code"]).inc()
                 return self._refuse(exc.status, exc.code, exc.message, **exc.extra)
             del body
             return await self._store(key, batch)
+
+    async def _admit_sites(self, batch: _Batch) -> None:
+        """Refuse the batch (422, per item) if it writes a site that may not get data."""
+        if self.registry is None:
+            return
+        refused = await self.registry.admit(batch.touched, self.max_sites, self.accept_unknown_sites)
+        if not refused:
+            return
+        errors, count = [], 0
+        for index, row in enumerate(batch.rows):  # one row per event, in the body's order
+            why = refused.get(row[0])
+            if why is not None:
+                count += 1
+                if len(errors) < MAX_ITEM_ERRORS:
+                    errors.append({"index": index, "field": "site", "code": why.code, "message": why.message})
+        raise _Refused(422, "invalid_events", "%d of %d events are for sites refused (%s); nothing was stored" % (
+            count, len(batch.rows), ", ".join(sorted(refused)[:5]) + (", ..." if len(refused) > 5 else "")),
+            items=errors)
 
     async def _store(self, key: str | None, batch: _Batch) -> web.Response:
         rows, touched = batch.rows, batch.touched

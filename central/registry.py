@@ -3,17 +3,26 @@
 A site is known if it is configured or has rows in ``camera_events`` or ``slot_states``.
 Device availability comes from ``device_status`` (written by the MQTT consumer). Lookups are
 cached briefly so that the dashboard's 404 check costs nothing on the hot path.
+
+:meth:`Registry.admit` decides which sites raw ingest may write: a site can never be removed
+once it has rows, so a new one is refused where the sites file is the list
+(``HEATMAP_ACCEPT_UNKNOWN_SITES=false``) or when ``HEATMAP_MAX_SITES`` sites exist already.
+The count is of this process's view (the sites in data, cached up to ``ttl``, re-read before
+refusing, plus the sites it admitted since): replicas admitting at the same moment can pass
+the bound by the new sites of the requests in flight.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
+from typing import NamedTuple
 
 from .dashboard import iso_utc
 from .sites import Sites
 from .storage.store import Store
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "SiteRefusal"]
 
 # GROUP BY in primary-key order (site_name leads both keys) reads far less than DISTINCT.
 _SEEN_SQL = """
@@ -38,6 +47,11 @@ ORDER BY site_name, device_id
 """
 
 
+class SiteRefusal(NamedTuple):
+    code: str  # unknown_site or too_many_sites
+    message: str
+
+
 class Registry:
     def __init__(self, store: Store, sites: Sites, ttl: float = 10.0):
         self.store = store
@@ -46,6 +60,41 @@ class Registry:
         self._known: dict[str, float] = {}  # site -> time it was confirmed
         self._absent: dict[str, float] = {}
         self._all: tuple[float, list[str]] | None = None
+        self._admitted: set[str] = set()  # new sites let in, perhaps not in data yet
+
+    async def admit(self, names: Iterable[str], max_sites: int, accept_unknown: bool) -> dict[str, SiteRefusal]:
+        """The sites among ``names`` that may not be written, each with why. Configured sites
+        always may; others only with ``accept_unknown``, and a site not yet in data only while
+        fewer than ``max_sites`` (0: no bound) sites are configured or in data."""
+        refused: dict[str, SiteRefusal] = {}
+        new = sorted(n for n in set(names) if n not in self.sites.configured)
+        if not new:
+            return refused
+        if not accept_unknown:
+            for name in new:
+                refused[name] = SiteRefusal("unknown_site", "site %r is not in the sites file, and only its sites are "
+                                                            "accepted (HEATMAP_ACCEPT_UNKNOWN_SITES=false)" % name)
+            return refused
+        if not max_sites:
+            return refused
+        existing = set(await self.site_names()) | self._admitted
+        if any(n not in existing for n in new) and len(existing | set(new)) > max_sites:
+            self._all = None  # about to refuse: read the sites in data again, not the cache
+            existing = set(await self.site_names()) | self._admitted
+        count = len(existing)
+        for name in new:
+            if name in existing:
+                continue
+            if count >= max_sites:
+                refused[name] = SiteRefusal(
+                    "too_many_sites", "site %r would be a new site, and %d sites exist already (at most %d: "
+                    "HEATMAP_MAX_SITES)" % (name, count, max_sites))
+                continue
+            count += 1
+            existing.add(name)
+        if not refused:  # the batch is all or nothing: only then are its new sites let in
+            self._admitted.update(n for n in new if n not in self._admitted)
+        return refused
 
     def saw(self, site: str) -> None:
         """Record a site that data just arrived for (ingest, consumer)."""

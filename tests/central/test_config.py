@@ -53,6 +53,20 @@ def test_invalid_settings_name_the_variable(env, needle):
         Config.load(environ=env)
 
 
+def test_site_admission_settings(tmp_path):
+    config = Config.load(environ={})
+    assert (config.max_sites, config.accept_unknown_sites, config.max_event_age_days) == (1000, True, 400)
+    sites = tmp_path / "sites.toml"
+    sites.write_text("")
+    config = Config.load(environ={"HEATMAP_SITES_FILE": str(sites), "HEATMAP_ACCEPT_UNKNOWN_SITES": "false",
+                                  "HEATMAP_MAX_SITES": "0"})
+    assert (config.max_sites, config.accept_unknown_sites) == (0, False)
+    with pytest.raises(ConfigError, match="HEATMAP_ACCEPT_UNKNOWN_SITES=false needs HEATMAP_SITES_FILE"):
+        Config.load(environ={"HEATMAP_ACCEPT_UNKNOWN_SITES": "false"})
+    with pytest.raises(ConfigError, match="HEATMAP_ACCEPT_UNKNOWN_SITES"):
+        Config.load(environ={"HEATMAP_ACCEPT_UNKNOWN_SITES": "maybe"})
+
+
 def test_edge_variables_are_tolerated():
     Config.load(environ={"HEATMAP_SITE": "X", "HEATMAP_DEVICE_ID": "d", "HEATMAP_PUBLISH_INTERVAL": "5",
                          "HEATMAP_DEMO_X": "1"})

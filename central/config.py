@@ -152,6 +152,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("http_header_timeout", _float(0.1, 3600), "10", "seconds a new connection may take to send its complete request head (slow or silent clients are closed)"),
     Setting("http_keepalive_timeout", _float(0.1, 3600), "15", "seconds after a response within which a kept-alive connection must complete its next request head"),
     Setting("http_body_timeout", _float(0.1, 3600), "60", "seconds a POST /api/v1/events body may take to arrive in full (408 and the connection closed past it)"),
+    Setting("max_exports", _int(1, 10000), "8", "exports (GET /api/v1/export) running at once; past it 503 busy with Retry-After"),
+    Setting("export_write_timeout", _float(0.1, 3600), "30", "seconds an export waits for its client to take the next 256 KiB before it cuts the connection"),
     Setting("query_workers", _int(1, 64), "4", "threads running ClickHouse statements"),
     Setting("webhook_secret", _opt_str, "", "key of the X-Heatmap-Signature HMAC-SHA256 on alert webhooks; unset = unsigned", secret=True),
     Setting("webhook_timeout", _float(0.1, 120), "10", "seconds one webhook attempt may take before it counts as failed"),
@@ -192,6 +194,8 @@ class Config:
     http_header_timeout: float = 10.0
     http_keepalive_timeout: float = 15.0
     http_body_timeout: float = 60.0
+    max_exports: int = 8
+    export_write_timeout: float = 30.0
     query_workers: int = 4
     webhook_secret: str | None = field(default=None, repr=False)
     webhook_timeout: float = 10.0

@@ -9,6 +9,12 @@ engine between chunks. Parquet is one file with one footer, so it is built by on
 (bounded by the range limit). The buckets' starts come from
 :func:`central.buckets.enumerate_buckets`, the same as the history's.
 
+A client that stops reading must not hold memory: exports running at once are bounded
+(:class:`ExportGate`, ``HEATMAP_MAX_EXPORTS``), the handler sends each chunk in pieces of
+:data:`PIECE_BYTES` that must each be taken within ``HEATMAP_EXPORT_WRITE_TIMEOUT``, and
+when the last export ends the freed memory goes back to the OS
+(:class:`central.memory.IdleTrim`).
+
 Trigger names are customer data, so they never name a column in SQL (an alias called ``b``
 or ``cam_name`` would take the place of the statement's own columns). NDJSON and Parquet
 have a fixed layout: the counts are one ``triggers`` object (map) of name to count. CSV has
@@ -27,14 +33,18 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from .buckets import OFFSET_SQL, enumerate_buckets, key_sql
+from .memory import IdleTrim
 from .sites import Site, local_day
 from .storage.slots import Scope, SlotStore
 from .storage.store import Store
 
-__all__ = ["Exporter", "ExportRequest", "FORMATS", "LIMIT_DAYS", "CHUNK_DAYS", "FIXED_COLUMNS", "TRIGGER_PREFIX"]
+__all__ = ["Exporter", "ExportGate", "ExportRequest", "FORMATS", "LIMIT_DAYS", "CHUNK_DAYS", "FIXED_COLUMNS",
+           "PIECE_BYTES", "TRIGGER_PREFIX"]
 
 LIMIT_DAYS = 366
 CHUNK_DAYS = 31
+#: A chunk goes out in writes of this size; each must be taken within the write timeout.
+PIECE_BYTES = 256 * 1024
 
 #: format -> (ClickHouse format, whether it is written in chunks, content type, extension)
 FORMATS = {
@@ -94,9 +104,30 @@ class ExportRequest:
         return "%s%s_%s_%s_%s.%s" % (site, zone, self.first, self.last, self.bucket, FORMATS[self.fmt][3])
 
 
+class ExportGate:
+    """The exports this process runs at once, and the memory they leave behind."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self._trim = IdleTrim()
+
+    def enter(self, limit: int) -> bool:
+        """Take a place if fewer than ``limit`` exports run; False if not."""
+        if self.running >= limit:
+            return False
+        self.running += 1
+        return True
+
+    def leave(self, sent: int) -> None:
+        """An export that sent ``sent`` bytes is over (done, cut or failed)."""
+        self.running -= 1
+        self._trim.done(sent, self.running == 0)
+
+
 class Exporter:
     def __init__(self, slots: SlotStore):
         self.store: Store = slots.store  # type: ignore[assignment]
+        self.gate = ExportGate()
         one_range = Scope.of((), 0, 0)  # the statements' shape: one range, no per-site windows
         self._merged = slots.merged_sql(one_range)
         self._triggers_sql = slots.trigger_names_sql(one_range)

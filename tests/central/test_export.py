@@ -3,18 +3,21 @@ oracle, over clock-change days and chunk boundaries, with its headers and errors
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
+import socket
 from datetime import date, datetime, timezone
 
 import pytest
 from zoneinfo import ZoneInfo
 
 from central import export
-from central.state import SITES
+from central.state import RANGES, SITES
 from tests.central._range import get, load, range_app, world_for
 from tests.central.conftest import services
+from tests.harness import eventually_async
 
 
 @pytest.fixture
@@ -225,3 +228,63 @@ async def test_storage_failing_midway_breaks_the_download(client, monkeypatch):
     calls.append("pretend one call already")
     resp = await client.get("/api/v1/export/LONDON?from=2026-01-01&to=2026-01-02&bucket=slot")
     assert resp.status == 503 and (await resp.json())["error"]["code"] == "storage_unavailable"
+
+
+async def stalled_get(port: int, path: str):
+    """A client that asks for ``path``, then reads nothing (a 4 KiB receive window)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+    await writer.drain()
+    return reader, writer
+
+
+async def test_a_reader_that_stops_is_cut_and_its_place_and_memory_freed(make_client, tmp_path, monkeypatch):
+    """Issue 27, item 3: an export whose client reads nothing is cut after the write
+    timeout; meanwhile it holds one of HEATMAP_MAX_EXPORTS places (503 busy past them);
+    once the last export is over the memory goes back to the OS."""
+    import central.memory
+
+    trims = []
+    monkeypatch.setattr(central.memory, "give_memory_back", lambda: trims.append(1))
+    monkeypatch.setattr(central.memory, "TRIM_AFTER", 1 << 20)
+    client = await range_app(make_client, tmp_path, max_exports=1, export_write_timeout=0.5)
+    real_chunks = export.Exporter.chunks
+    big = {"on": True}
+
+    async def chunks(self, site, req):
+        if not big["on"]:
+            async for chunk in real_chunks(self, site, req):
+                yield chunk
+            return
+        for _ in range(64):  # 64 MB: more than the socket buffers of both ends hold
+            yield b"x" * (1 << 20)
+
+    monkeypatch.setattr(export.Exporter, "chunks", chunks)
+    path = "/api/v1/export/LONDON?from=2026-01-05&to=2026-01-05"
+    gate = client.server.app[RANGES].value.exporter.gate
+    reader, writer = await stalled_get(client.server.port, path)
+    await eventually_async(lambda: gate.running == 1, message="the stalled export running")
+    body = await get(client, path, 503)
+    assert body["error"]["code"] == "busy"
+    resp = await client.get(path)
+    assert resp.status == 503 and resp.headers["Retry-After"] == "5"
+    await eventually_async(lambda: gate.running == 0, message="the stalled export cut")
+    got = 0
+    try:
+        while chunk := await reader.read(1 << 20):
+            got += len(chunk)
+    except ConnectionError:
+        pass
+    writer.close()
+    assert 0 < got < 64 << 20  # cut: never the whole file
+    metrics = await (await client.get("/metrics")).text()
+    assert 'heatmap_http_timeouts_total{kind="export"} 1.0' in metrics
+    await eventually_async(lambda: trims == [1], message="the memory given back")
+    # The place is free again for a client that reads.
+    big["on"] = False
+    resp = await client.get(path)
+    assert resp.status == 200 and (await resp.text()).startswith('"site","zone"')

@@ -38,6 +38,7 @@ from .middleware import (
     errors_middleware,
     metrics_middleware,
 )
+from .query import single_values
 from .registry import Registry
 from .sites import Sites
 from .state import (
@@ -136,6 +137,7 @@ def _storage_ok(app: web.Application) -> bool:
 
 async def dashboard_handler(request: web.Request) -> web.Response:
     app = request.app
+    single_values(request)
     site_name = request.match_info["site_name"]
     if not is_valid_name(site_name):
         return json_error(400, "bad_site_name",

@@ -23,6 +23,7 @@ from shared.names import is_valid_name
 from shared.settings import MqttTarget, Setting, parse_mqtt_url
 
 from .exceptions import ConfigError
+from .query import DIGITS
 
 __all__ = ["Config", "SETTINGS", "add_arguments"]
 
@@ -37,10 +38,9 @@ def _opt_str(value: str) -> str | None:
 
 def _int(low: int, high: int) -> Callable[[str], int]:
     def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            raise ValueError("not a whole number") from None
+        if not DIGITS.match(value):  # int() would take Arabic-Indic or fullwidth digits, "1_000", "+5"
+            raise ValueError("not a whole number (ASCII digits)")
+        number = int(value)
         if not low <= number <= high:
             raise ValueError("outside %d..%d" % (low, high))
         return number
@@ -57,9 +57,11 @@ def _mqtt_protocol(value: str) -> str:
 def _float(low: float, high: float) -> Callable[[str], float]:
     def parse(value: str) -> float:
         try:
+            if not value.isascii():  # float() would take digits of other scripts
+                raise ValueError
             number = float(value)
         except ValueError:
-            raise ValueError("not a number") from None
+            raise ValueError("not a number (ASCII digits)") from None
         if not low <= number <= high:
             raise ValueError("outside %g..%g" % (low, high))
         return number

@@ -1,6 +1,7 @@
 """Sites and devices as seen in data: which sites exist, and each device's last contact.
 
-A site is known if it is configured or has rows in ``camera_events`` or ``slot_states``.
+A site is known if it is configured or has rows in ``camera_events`` or ``slot_states``; so
+is a zone of a site (:meth:`Registry.has_zone`).
 Device availability comes from ``device_status`` (written by the MQTT consumer). Lookups are
 cached briefly so that the dashboard's 404 check costs nothing on the hot path.
 
@@ -37,6 +38,13 @@ _HAS_SQL = """
 SELECT (SELECT count() FROM (SELECT 1 FROM slot_states WHERE site_name = {site:String} LIMIT 1))
      + (SELECT count() FROM (SELECT 1 FROM camera_events WHERE site_name = {site:String} LIMIT 1))
 """
+# A zone (camera) of a site in data: both keys lead with the site, slot_states' then the camera.
+_HAS_ZONE_SQL = """
+SELECT (SELECT count() FROM (SELECT 1 FROM slot_states
+                             WHERE site_name = {site:String} AND cam_name = {zone:String} LIMIT 1))
+     + (SELECT count() FROM (SELECT 1 FROM camera_events
+                             WHERE site_name = {site:String} AND cam_name = {zone:String} LIMIT 1))
+"""
 _DEVICES_SQL = """
 SELECT site_name, device_id,
        argMaxIf(status, seen_at, kind = 'status') AS status,
@@ -61,6 +69,7 @@ class Registry:
         self._absent: dict[str, float] = {}
         self._all: tuple[float, list[str]] | None = None
         self._admitted: set[str] = set()  # new sites let in, perhaps not in data yet
+        self._zones: dict[tuple[str, str], float] = {}  # (site, zone) -> when it was looked up
 
     async def admit(self, names: Iterable[str], max_sites: int, accept_unknown: bool) -> dict[str, SiteRefusal]:
         """The sites among ``names`` that may not be written, each with why. Configured sites
@@ -116,6 +125,22 @@ class Registry:
             self._absent.clear()
         self._absent[site] = time.monotonic()
         return False
+
+    async def has_zone(self, site: str, zone: str) -> bool:
+        """True if ``zone`` is configured for ``site`` or the site has rows of it; a zone once
+        seen is known for good (rows are never removed), one not seen is asked again after
+        ``ttl``."""
+        if zone in self.sites.get(site).zones:
+            return True
+        checked = self._zones.get((site, zone))
+        if checked is not None and (checked == float("inf") or time.monotonic() - checked < self.ttl):
+            return checked == float("inf")
+        rows = await self.store.aquery(_HAS_ZONE_SQL, {"site": site, "zone": zone})
+        if len(self._zones) > 10000:
+            self._zones.clear()
+        found = bool(rows and rows[0][0])
+        self._zones[(site, zone)] = float("inf") if found else time.monotonic()
+        return found
 
     async def site_names(self) -> list[str]:
         cached = self._all

@@ -25,6 +25,7 @@ from .export import LIMIT_DAYS as EXPORT_LIMIT_DAYS
 from .history import LIMIT_DAYS, PROFILE_MAX_WEEKS, History, HistoryRequest
 from .http_errors import json_error
 from .overview import SORT_KEYS, Overview
+from .query import single_values
 from .registry import Registry
 from .sites import Site, Sites
 from .state import CONFIG, METRICS, RANGES, REGISTRY, SITES
@@ -37,8 +38,8 @@ logger = logging.getLogger(__name__)
 #: Seconds a client refused for too many exports at once is asked to wait.
 EXPORT_RETRY_SECONDS = 5
 
-_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
-_INT_RE = re.compile(r"\d{1,3}\Z")
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+_INT_RE = re.compile(r"[0-9]{1,3}\Z")
 
 
 def parse_date(text: str, name: str = "date") -> date:
@@ -82,6 +83,13 @@ def _zone(request: web.Request) -> str:
     return zone
 
 
+async def _known_zone(request: web.Request, site: Site, zone: str) -> None:
+    """404 unless ``zone`` (if any) is configured for ``site`` or has data there: an unknown
+    zone's zeros would read as "nobody there"."""
+    if zone and not await request.app[REGISTRY].has_zone(site.name, zone):
+        raise RequestError(404, "unknown_zone", "site %r has no zone %r configured or in data" % (site.name, zone))
+
+
 @dataclass(frozen=True)
 class RangeServices:
     """What the range views read with, available once the schema is known (``app[RANGES]``)."""
@@ -111,6 +119,7 @@ def _services(request: web.Request) -> RangeServices:
 
 
 async def history_handler(request: web.Request) -> web.Response:
+    single_values(request)
     services = _services(request)
     bucket = _choice(request, "bucket", ("hour", "day", "week"), "day")
     first, last = _range(request, LIMIT_DAYS[bucket], "bucket=%s" % bucket)
@@ -119,11 +128,13 @@ async def history_handler(request: web.Request) -> web.Response:
         raise RequestError(400, "bad_compare", "compare must be previous")
     zone = _zone(request)
     site = await _site(request)
+    await _known_zone(request, site, zone)
     doc = await services.history.history(site, HistoryRequest(first, last, bucket, zone, compare == "previous"))
     return web.json_response(doc, headers={"Cache-Control": "no-cache"})
 
 
 async def profile_handler(request: web.Request) -> web.Response:
+    single_values(request)
     services = _services(request)
     text = request.query.get("weeks", "8")
     if not _INT_RE.match(text) or not 1 <= int(text) <= PROFILE_MAX_WEEKS:
@@ -138,6 +149,7 @@ async def profile_handler(request: web.Request) -> web.Response:
 
 
 async def overview_handler(request: web.Request) -> web.Response:
+    single_values(request)
     services = _services(request)
     text = request.query.get("date")
     day = parse_date(text) if text is not None else None
@@ -152,12 +164,14 @@ async def overview_handler(request: web.Request) -> web.Response:
 
 
 async def export_handler(request: web.Request) -> web.StreamResponse:
+    single_values(request)
     services = _services(request)
     bucket = _choice(request, "bucket", ("slot", "hour", "day"), "hour")
     fmt = _choice(request, "format", tuple(FORMATS), "csv")
     first, last = _range(request, EXPORT_LIMIT_DAYS, "an export")
     req = ExportRequest(first, last, bucket, fmt, _zone(request))
     site = await _site(request)
+    await _known_zone(request, site, req.zone)
     config = request.app[CONFIG]
     gate = services.exporter.gate
     if not gate.enter(config.max_exports):

@@ -58,6 +58,8 @@ async def test_dashboard_responses_match_the_openapi_document(client):
         ("/api/v1/dashboard/" + "A" * 65, 400, "bad_site_name"),
         ("/api/v1/dashboard/_LEADING", 400, "bad_site_name"),
         ("/api/v1/dashboard/NEVER_SEEN", 404, "unknown_site"),
+        ("/api/v1/dashboard/HEAD_OFFICE?date=2026-01-05&date=2026-01-06", 400, "repeated_parameter"),
+        ("/api/v1/dashboard/HEAD_OFFICE?date=%D9%A2026-01-05", 400, "bad_date"),
     ],
 )
 async def test_bad_dashboard_requests(client, path, status, code):

@@ -46,6 +46,9 @@ def test_flag_overrides_environment():
         ({"HEATMAP_CORS_ORIGINS": "example.com"}, "HEATMAP_CORS_ORIGINS"),
         ({"HEATMAP_MQTT_SHARE_GROUP": "a/b"}, "HEATMAP_MQTT_SHARE_GROUP"),
         ({"HEATMAP_SITES_FILE": "/nonexistent.toml"}, "HEATMAP_SITES_FILE"),
+        ({"HEATMAP_MAX_EXPORTS": "\u0663"}, "HEATMAP_MAX_EXPORTS"),  # Arabic-Indic 3: ASCII digits only
+        ({"HEATMAP_QUERY_WORKERS": "\uff18"}, "HEATMAP_QUERY_WORKERS"),  # fullwidth 8
+        ({"HEATMAP_BATCH_SECONDS": "\u0660.\u0665"}, "HEATMAP_BATCH_SECONDS"),
     ],
 )
 def test_invalid_settings_name_the_variable(env, needle):

@@ -195,6 +195,8 @@ async def test_an_empty_range_is_a_header_only_csv(client):
     ("from=2026-01-01&to=2026-01-02&bucket=week", "bad_bucket"),
     ("from=2026-01-01&to=2026-01-02&format=xlsx", "bad_format"),
     ("to=2026-01-02", "missing_parameter"),
+    ("from=2026-01-01&to=2026-01-02&format=csv&format=parquet", "repeated_parameter"),
+    ("from=2026-01-01&to=2026-01-02&from=2026-01-02", "repeated_parameter"),
 ])
 async def test_bad_export_requests(client, query, code):
     body = await get(client, "/api/v1/export/LONDON?" + query, 400)

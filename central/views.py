@@ -197,6 +197,7 @@ async def export_handler(request: web.Request) -> web.StreamResponse:
             async for chunk in chunks:
                 sent += len(chunk)
                 await _send(resp, chunk, config.export_write_timeout)
+            await asyncio.wait_for(resp.write_eof(), config.export_write_timeout)
         except StorageError as exc:
             # The status is sent: abort the connection (no final chunk), so the client sees a
             # broken download, never a file that looks complete.
@@ -210,7 +211,6 @@ async def export_handler(request: web.Request) -> web.StreamResponse:
             request.app[METRICS].http_timeouts.labels("export").inc()
             _abort(request)
             return resp
-        await resp.write_eof()
         return resp
     finally:
         await chunks.aclose()

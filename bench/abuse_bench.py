@@ -9,6 +9,16 @@
   its timeout, RSS back within 50 MB of the start.
 * batches: four 50,000-event batches (about 5.5 MB each, the documented maximum) posted at
   once, three rounds; ``/healthz`` p99 <= 20 ms meanwhile.
+* far past: a 2-event POST, one event stamped 2000-01-03 and one two hours ago (issue 27);
+  answered (refused per item past ``HEATMAP_MAX_EVENT_AGE_DAYS``) within 1 s.
+* exports: 100 clients ask at once for a year of one site at ``bucket=slot`` as CSV, read the
+  status line and then nothing (issue 27). Figures: the answers (at most
+  ``HEATMAP_MAX_EXPORTS`` are run, the rest 503 ``busy``), the exports central cut after
+  its write timeout, central's RSS growth (<= 100 MB) and its RSS a minute after the
+  clients are gone (back within 50 MB of before).
+
+``--phases`` picks some of abuse, batches, far_past and exports (all by default); the
+exports' dataset is ``--export-events`` raw events spread over the last 366 days.
 
 Everything runs in a temp directory (removed at the end) and only talks to 127.0.0.1.
 Progress goes to stderr; the last stdout line is one JSON object of figures.
@@ -22,6 +32,7 @@ import http.client
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -33,7 +44,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-HEADER_T, KEEPALIVE_T, BODY_T = 5.0, 5.0, 10.0
+HEADER_T, KEEPALIVE_T, BODY_T, EXPORT_T = 5.0, 5.0, 10.0, 10.0
+EXPORT_SITE = "EXPORT_SITE"
 LINGER = 2.0  # central.listener.LINGER_SECONDS
 SLACK = 1.0  # timer granularity and scheduling on a busy 2-core machine
 
@@ -95,7 +107,7 @@ class Central:
         env.update(HEATMAP_DATA_DIR=str(workdir / "central"), HEATMAP_HTTP_ADDR="127.0.0.1:%d" % self.port,
                    HEATMAP_LOG_LEVEL="WARNING", HEATMAP_HTTP_HEADER_TIMEOUT=str(HEADER_T),
                    HEATMAP_HTTP_KEEPALIVE_TIMEOUT=str(KEEPALIVE_T), HEATMAP_HTTP_BODY_TIMEOUT=str(BODY_T),
-                   HEATMAP_CACHE_TTL="0")
+                   HEATMAP_EXPORT_WRITE_TIMEOUT=str(EXPORT_T), HEATMAP_CACHE_TTL="0")
         self.log_path = workdir / "central.log"
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "central", "serve"], cwd=ROOT, env=env,
@@ -205,7 +217,8 @@ async def abuse(port: int, slow: int, uploads: int) -> dict:
 # -- batches phase -----------------------------------------------------------------------------
 
 def batch_body(seed: int, n: int = 50000) -> bytes:
-    start = 1767225600 + seed * 86400
+    # Days counted back from today: ingest refuses events over HEATMAP_MAX_EVENT_AGE_DAYS old.
+    start = int(time.time()) // 86400 * 86400 - 120 * 86400 + seed * 86400
     return json.dumps([{"site_name": "BENCH_%d" % (seed % 4), "cam_name": "CAM_%02d" % (i % 16),
                         "people_count": (i * 7 + seed) % 13, "event_timestamp": start + i,
                         "event_triggers": ["CROWD_VIOLATION"] if i % 50 == 0 else []}
@@ -247,24 +260,120 @@ def batches(central: Central, workdir: Path, rounds: int) -> dict:
             "healthz_during_batches": health}
 
 
+# -- far-past phase ----------------------------------------------------------------------------
+
+def far_past(central: Central) -> dict:
+    now = int(time.time())
+    body = json.dumps([{"site": "FAR_PAST", "camera": "C", "people_count": 1, "timestamp": "2000-01-03T00:00:00Z"},
+                       {"site": "FAR_PAST", "camera": "C", "people_count": 1, "timestamp": now - 7200}]).encode()
+    status, seconds = post_batch(central.port, body)
+    return {"far_past_status": status, "far_past_seconds": round(seconds, 3)}
+
+
+# -- exports phase -----------------------------------------------------------------------------
+
+def seed_export(central: Central, events: int) -> tuple[str, str]:
+    """``events`` raw events of EXPORT_SITE over the 366 days before today (16 cameras),
+    posted in time order so that each batch touches few days; the export's from and to."""
+    last = int(time.time()) // 86400 * 86400 - 86400
+    first = last - 365 * 86400
+    step = 366 * 86400 / events
+    rows = [{"site": EXPORT_SITE, "camera": "CAM_%02d" % (i % 16), "people_count": i % 23,
+             "timestamp": int(first + i * step), "triggers": ["CROWD_VIOLATION"] if i % 40 == 0 else []}
+            for i in range(events)]
+    for i in range(0, events, 50000):
+        status, _ = post_batch(central.port, json.dumps(rows[i:i + 50000]).encode())
+        assert status == 201, status
+    day = time.strftime("%Y-%m-%d", time.gmtime(first)), time.strftime("%Y-%m-%d", time.gmtime(last))
+    return day
+
+
+async def stalled_export(port: int, path: str, hold: float) -> str:
+    """Ask for ``path``, read the status line, then nothing for ``hold`` seconds (a 4 KiB
+    receive window); the status, or "reset"."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
+    try:
+        writer.write(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readexactly(12), 300)
+        status = head[9:12].decode()
+        await asyncio.sleep(hold)
+        return status
+    except (ConnectionError, OSError, asyncio.IncompleteReadError):
+        return "reset"
+    finally:
+        writer.close()
+
+
+async def stalled_exports(port: int, path: str, readers: int, hold: float) -> dict:
+    results = await asyncio.gather(*(stalled_export(port, path, hold) for _ in range(readers)))
+    answers: dict[str, int] = {}
+    for status in results:
+        answers[status] = answers.get(status, 0) + 1
+    return answers
+
+
+def exports(central: Central, readers: int, days: tuple[str, str], settle: float) -> dict:
+    path = "/api/v1/export/%s?from=%s&to=%s&bucket=slot&format=csv" % (EXPORT_SITE, days[0], days[1])
+    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (central.port, path), timeout=300) as resp:
+        size = len(resp.read())  # one whole export first: the working set of a reading client
+    time.sleep(2.0)
+    base = central.rss_mb()
+    sampler = RssSampler(central)
+    sampler.start()
+    t0 = time.monotonic()
+    answers = asyncio.run(stalled_exports(central.port, path, readers, EXPORT_T + 5))
+    seconds = time.monotonic() - t0
+    sampler.halt.set()
+    sampler.join()
+    log("stalled readers gone; waiting %.0f s for the RSS", settle)
+    time.sleep(settle)
+    after = central.rss_mb()
+    metrics = central.get("/metrics")["text"]
+    cut = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+              if line.startswith('heatmap_http_timeouts_total{kind="export"}'))
+    return {"export_bytes": size, "export_readers": readers, "export_answers": answers,
+            "export_cut_by_timeout": cut, "export_phase_seconds": round(seconds, 1),
+            "export_rss_start_mb": round(base, 1), "export_rss_peak_mb": round(sampler.peak, 1),
+            "export_rss_growth_mb": round(sampler.peak - base, 1), "export_rss_after_mb": round(after, 1),
+            "export_rss_after_minus_start_mb": round(after - base, 1)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--slow", type=int, default=200, help="slow-header clients")
     parser.add_argument("--uploads", type=int, default=60, help="stalled 8 MB uploads")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of four 50,000-event batches")
     parser.add_argument("--settle", type=float, default=60.0, help="seconds to wait before the last RSS reading")
+    parser.add_argument("--phases", default="abuse,batches,far_past,exports",
+                        help="comma-separated phases to run (abuse, batches, far_past, exports)")
+    parser.add_argument("--export-readers", type=int, default=100, help="stalled export readers")
+    parser.add_argument("--export-events", type=int, default=200000,
+                        help="raw events of the exported site over its year (one per slot row, about)")
     parser.add_argument("--probe", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:
         probe(int(args.probe[0]), args.probe[1], float(args.probe[2]))
         return 0
+    phases = set(args.phases.split(","))
+    unknown = phases - {"abuse", "batches", "far_past", "exports"}
+    if unknown:
+        parser.error("unknown phase(s): %s" % ", ".join(sorted(unknown)))
     workdir = Path(tempfile.mkdtemp(prefix="heatmap-abuse-"))
     figures: dict = {}
+    targets: dict = {}
     central = None
     try:
         central = Central(workdir)
         for i in range(3):  # warm: a few ordinary batches so the baseline is a working process
             post_batch(central.port, batch_body(100 + i, 2000))
+        if "exports" in phases:
+            log("exports: seeding %d events over a year of %s", args.export_events, EXPORT_SITE)
+            export_days = seed_export(central, args.export_events)
         time.sleep(2.0)
         base = central.rss_mb()
         figures["rss_start_mb"] = round(base, 1)
@@ -272,41 +381,56 @@ def main() -> int:
         time.sleep(3.0)
         figures["healthz_idle"] = idle.finish()
 
-        log("abuse: %d slow-header clients + %d stalled 8 MB uploads", args.slow, args.uploads)
-        sampler = RssSampler(central)
-        sampler.start()
-        prober = Prober(central.port, workdir)
-        t0, cpu0 = time.monotonic(), central.cpu_s()
-        figures.update(asyncio.run(abuse(central.port, args.slow, args.uploads)))
-        figures["abuse_seconds"] = round(time.monotonic() - t0, 1)
-        figures["central_cpu_s_during_abuse"] = round(central.cpu_s() - cpu0, 1)
-        figures["healthz_during_abuse"] = prober.finish()
-        sampler.halt.set()
-        sampler.join()
-        figures["rss_peak_mb"] = round(sampler.peak, 1)
-        figures["rss_growth_mb"] = round(sampler.peak - base, 1)
-        log("clients gone; waiting %.0f s for the RSS", args.settle)
-        time.sleep(args.settle)
-        figures["rss_after_mb"] = round(central.rss_mb(), 1)
-        figures["rss_after_minus_start_mb"] = round(figures["rss_after_mb"] - base, 1)
-        metrics = central.get("/metrics")["text"]
-        figures["timeouts"] = {line.split('"')[1]: float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-                               if line.startswith("heatmap_http_timeouts_total{")}
+        if "abuse" in phases:
+            log("abuse: %d slow-header clients + %d stalled 8 MB uploads", args.slow, args.uploads)
+            sampler = RssSampler(central)
+            sampler.start()
+            prober = Prober(central.port, workdir)
+            t0, cpu0 = time.monotonic(), central.cpu_s()
+            figures.update(asyncio.run(abuse(central.port, args.slow, args.uploads)))
+            figures["abuse_seconds"] = round(time.monotonic() - t0, 1)
+            figures["central_cpu_s_during_abuse"] = round(central.cpu_s() - cpu0, 1)
+            figures["healthz_during_abuse"] = prober.finish()
+            sampler.halt.set()
+            sampler.join()
+            figures["rss_peak_mb"] = round(sampler.peak, 1)
+            figures["rss_growth_mb"] = round(sampler.peak - base, 1)
+            log("clients gone; waiting %.0f s for the RSS", args.settle)
+            time.sleep(args.settle)
+            figures["rss_after_mb"] = round(central.rss_mb(), 1)
+            figures["rss_after_minus_start_mb"] = round(figures["rss_after_mb"] - base, 1)
+            metrics = central.get("/metrics")["text"]
+            figures["timeouts"] = {line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+                                   for line in metrics.splitlines() if line.startswith("heatmap_http_timeouts_total{")}
+            targets.update({
+                "abuse_healthz_p99_le_50ms": figures["healthz_during_abuse"]["p99_ms"] <= 50
+                and figures["healthz_during_abuse"]["failed"] == 0,
+                "rss_growth_le_100mb": figures["rss_growth_mb"] <= 100,
+                "slow_connections_closed_in_time": figures["all_closed_in_time"],
+                "rss_back_within_50mb": figures["rss_after_minus_start_mb"] <= 50,
+            })
 
-        log("batches: %d rounds of four 50,000-event posts at once", args.rounds)
-        cpu0 = central.cpu_s()
-        figures.update(batches(central, workdir, args.rounds))
-        figures["central_cpu_s_during_batches"] = round(central.cpu_s() - cpu0, 1)
+        if "batches" in phases:
+            log("batches: %d rounds of four 50,000-event posts at once", args.rounds)
+            cpu0 = central.cpu_s()
+            figures.update(batches(central, workdir, args.rounds))
+            figures["central_cpu_s_during_batches"] = round(central.cpu_s() - cpu0, 1)
+            targets["batches_healthz_p99_le_20ms"] = (figures["healthz_during_batches"]["p99_ms"] <= 20
+                                                      and figures["healthz_during_batches"]["failed"] == 0)
+
+        if "far_past" in phases:
+            log("far past: one event of 2000-01-03 beside one of two hours ago")
+            figures.update(far_past(central))
+            targets["far_past_post_le_1s"] = figures["far_past_seconds"] <= 1.0
+
+        if "exports" in phases:
+            log("exports: %d readers that stop reading", args.export_readers)
+            figures.update(exports(central, args.export_readers, export_days, args.settle))
+            targets["exports_rss_growth_le_100mb"] = figures["export_rss_growth_mb"] <= 100
+            targets["exports_rss_back_within_50mb"] = figures["export_rss_after_minus_start_mb"] <= 50
+
         figures["load_average_1min"] = os.getloadavg()[0]
-        figures["targets_met"] = {
-            "abuse_healthz_p99_le_50ms": figures["healthz_during_abuse"]["p99_ms"] <= 50
-            and figures["healthz_during_abuse"]["failed"] == 0,
-            "rss_growth_le_100mb": figures["rss_growth_mb"] <= 100,
-            "slow_connections_closed_in_time": figures["all_closed_in_time"],
-            "rss_back_within_50mb": figures["rss_after_minus_start_mb"] <= 50,
-            "batches_healthz_p99_le_20ms": figures["healthz_during_batches"]["p99_ms"] <= 20
-            and figures["healthz_during_batches"]["failed"] == 0,
-        }
+        figures["targets_met"] = targets
         figures["central_exit"] = central.stop()
         central = None
         text = (workdir / "central.log").read_text(errors="replace")
@@ -316,7 +440,7 @@ def main() -> int:
             central.proc.kill()
         shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps(figures))
-    return 0 if all(figures["targets_met"].values()) else 1
+    return 0 if all(targets.values()) else 1
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from .middleware import (
     errors_middleware,
     metrics_middleware,
 )
+from .query import single_values
 from .registry import Registry
 from .sites import Sites
 from .state import (
@@ -157,6 +158,7 @@ def _storage_ok(app: web.Application) -> bool:
 
 async def dashboard_handler(request: web.Request) -> web.Response:
     app = request.app
+    single_values(request)
     site_name = request.match_info["site_name"]
     if not is_valid_name(site_name):
         return json_error(400, "bad_site_name",
@@ -346,7 +348,7 @@ async def _store_ctx(app: web.Application):
                 app[ON_DATA](site, slots)
 
     app[INGESTOR] = Ingestor(store, raw_time, None, app[METRICS], config,
-                             dedup_getter=lambda: bool(facts and facts.raw_dedup), refresh=refresh)
+                             dedup_getter=lambda: bool(facts and facts.raw_dedup), refresh=refresh, registry=registry)
     loop = asyncio.get_running_loop()
     retry_task = None
 

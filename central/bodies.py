@@ -6,23 +6,21 @@ a chunked body is charged to the budget as it arrives. A body must arrive in ful
 ``HEATMAP_HTTP_BODY_TIMEOUT``. Every refusal here is a :class:`BodyRefused` carrying its
 JSON error; refusals that leave the body unread close the connection, so a stalled or
 oversized upload never holds memory or a connection past its limit, and once the bodies
-are gone their memory goes back to the OS (:func:`give_memory_back`).
+are gone their memory goes back to the OS (:class:`central.memory.IdleTrim`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
-import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from .exceptions import CentralError
+from .memory import IdleTrim
 
-__all__ = ["BodyBudget", "BodyRefused", "Held", "read_body", "give_memory_back"]
+__all__ = ["BodyBudget", "BodyRefused", "Held", "read_body"]
 
 #: Seconds a client refused for the budget is asked to wait.
 BUSY_RETRY_SECONDS = 2
@@ -55,41 +53,19 @@ class Held:
         self.size += size
 
 
-#: Bytes of bodies released since the last trim past which memory is handed back to the OS.
-TRIM_AFTER = 16 * 1024 * 1024
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS)."""
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
-        return None
-
-
-def give_memory_back() -> None:
-    """Return freed heap pages to the OS. A body arrives as many 64 KiB chunks, which glibc
-    serves from its heap and keeps after they are freed (interleaved with live objects, the
-    heap top never shrinks): 60 stalled 8 MB uploads left some 500 MB resident for good."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
 class BodyBudget:
     """The bytes of request bodies this process holds at once (being received or decoded).
 
-    When the last body is released after at least :data:`TRIM_AFTER` bytes went through,
-    the freed memory is handed back to the OS (in a worker thread; it walks the heap).
+    When the last body is released after enough bytes went through, the freed memory is
+    handed back to the OS (:class:`central.memory.IdleTrim`: a body arrives as many 64 KiB
+    chunks, and 60 stalled 8 MB uploads otherwise left some 500 MB resident for good).
     """
 
     def __init__(self, limit: int, on_change=lambda held: None):
         self.limit = limit
         self.held = 0
         self._on_change = on_change
-        self._released = 0
+        self._trim = IdleTrim()
 
     def _take(self, size: int) -> bool:
         if self.held + size > self.limit:
@@ -105,11 +81,8 @@ class BodyBudget:
             yield held
         finally:
             self.held -= held.size
-            self._released += held.size
             self._on_change(self.held)
-            if self.held == 0 and self._released >= TRIM_AFTER:
-                self._released = 0
-                asyncio.get_running_loop().run_in_executor(None, give_memory_back)
+            self._trim.done(held.size, self.held == 0)
 
 
 async def read_body(request: web.Request, held: Held, max_bytes: int, timeout: float) -> bytes:

@@ -23,6 +23,7 @@ from shared.names import is_valid_name
 from shared.settings import MqttTarget, Setting, parse_mqtt_url
 
 from .exceptions import ConfigError
+from .query import DIGITS
 
 __all__ = ["Config", "SETTINGS", "add_arguments"]
 
@@ -37,10 +38,9 @@ def _opt_str(value: str) -> str | None:
 
 def _int(low: int, high: int) -> Callable[[str], int]:
     def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            raise ValueError("not a whole number") from None
+        if not DIGITS.match(value):  # int() would take Arabic-Indic or fullwidth digits, "1_000", "+5"
+            raise ValueError("not a whole number (ASCII digits)")
+        number = int(value)
         if not low <= number <= high:
             raise ValueError("outside %d..%d" % (low, high))
         return number
@@ -57,9 +57,11 @@ def _mqtt_protocol(value: str) -> str:
 def _float(low: float, high: float) -> Callable[[str], float]:
     def parse(value: str) -> float:
         try:
+            if not value.isascii():  # float() would take digits of other scripts
+                raise ValueError
             number = float(value)
         except ValueError:
-            raise ValueError("not a number") from None
+            raise ValueError("not a number (ASCII digits)") from None
         if not low <= number <= high:
             raise ValueError("outside %g..%g" % (low, high))
         return number
@@ -106,6 +108,15 @@ def _name(value: str) -> str | None:
     return value
 
 
+def _bool(value: str) -> bool:
+    text = value.lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("not true or false")
+
+
 def _log_level(value: str) -> str:
     level = value.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -136,10 +147,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cache_ttl_past", _float(0, 86400), "300", "seconds a dashboard answer for a day over 2 days old is reused"),
     Setting("max_body_bytes", _int(1024, 1 << 30), "8388608", "largest POST /api/v1/events body (413 above)"),
     Setting("max_batch_events", _int(1, 1_000_000), "50000", "most events in one POST /api/v1/events"),
+    Setting("max_event_age_days", _int(0, 36500), "400", "days before this clock an event of POST /api/v1/events may be stamped (older ones refused per item, code too_old); 0 = back to 2000-01-01"),
+    Setting("max_sites", _int(0, 1_000_000), "1000", "most sites (configured or with data) POST /api/v1/events writes: an event for a new site past it is refused per item (too_many_sites); configured sites always; 0 = no bound"),
+    Setting("accept_unknown_sites", _bool, "true", "false: POST /api/v1/events refuses events for sites not in HEATMAP_SITES_FILE (unknown_site)"),
     Setting("ingest_inflight_bytes", _int(1024, 1 << 40), "67108864", "bytes of POST /api/v1/events bodies held at once, being received or decoded (503 with Retry-After past it; at least HEATMAP_MAX_BODY_BYTES)"),
     Setting("http_header_timeout", _float(0.1, 3600), "10", "seconds a new connection may take to send its complete request head (slow or silent clients are closed)"),
     Setting("http_keepalive_timeout", _float(0.1, 3600), "15", "seconds after a response within which a kept-alive connection must complete its next request head"),
     Setting("http_body_timeout", _float(0.1, 3600), "60", "seconds a POST /api/v1/events body may take to arrive in full (408 and the connection closed past it)"),
+    Setting("max_exports", _int(1, 10000), "8", "exports (GET /api/v1/export) running at once; past it 503 busy with Retry-After"),
+    Setting("export_write_timeout", _float(0.1, 3600), "30", "seconds an export waits for its client to take the next 256 KiB before it cuts the connection"),
     Setting("query_workers", _int(1, 64), "4", "threads running ClickHouse statements"),
     Setting("webhook_secret", _opt_str, "", "key of the X-Heatmap-Signature HMAC-SHA256 on alert webhooks; unset = unsigned", secret=True),
     Setting("webhook_timeout", _float(0.1, 120), "10", "seconds one webhook attempt may take before it counts as failed"),
@@ -173,10 +189,15 @@ class Config:
     cache_ttl_past: float = 300.0
     max_body_bytes: int = 8 * 1024 * 1024
     max_batch_events: int = 50000
+    max_event_age_days: int = 400
+    max_sites: int = 1000
+    accept_unknown_sites: bool = True
     ingest_inflight_bytes: int = 64 * 1024 * 1024
     http_header_timeout: float = 10.0
     http_keepalive_timeout: float = 15.0
     http_body_timeout: float = 60.0
+    max_exports: int = 8
+    export_write_timeout: float = 30.0
     query_workers: int = 4
     webhook_secret: str | None = field(default=None, repr=False)
     webhook_timeout: float = 10.0
@@ -211,6 +232,9 @@ class Config:
                 raise ConfigError("invalid HEATMAP_CLICKHOUSE_URL: %s" % exc) from None
         if values["sites_file"] and not Path(values["sites_file"]).is_file():
             raise ConfigError("HEATMAP_SITES_FILE %s does not exist" % values["sites_file"])
+        if not values["accept_unknown_sites"] and not values["sites_file"]:
+            raise ConfigError("HEATMAP_ACCEPT_UNKNOWN_SITES=false needs HEATMAP_SITES_FILE: without it every "
+                              "site is unknown")
         if values["mqtt_ca_file"] and not Path(values["mqtt_ca_file"]).is_file():
             raise ConfigError("HEATMAP_MQTT_CA_FILE %s does not exist" % values["mqtt_ca_file"])
         if values["ingest_inflight_bytes"] < values["max_body_bytes"]:

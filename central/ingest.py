@@ -3,7 +3,9 @@
 The body is a JSON array or NDJSON of events as :func:`shared.events.parse_event` reads
 them, each naming its site, sent as ``application/json`` or ``application/x-ndjson`` (415
 otherwise); a key given twice in one object is refused. A batch is all-or-nothing: one
-invalid event refuses the whole batch with a list of per-item errors. The body is read under
+invalid event refuses the whole batch with a list of per-item errors, among them an event
+older than ``HEATMAP_MAX_EVENT_AGE_DAYS`` (``too_old``) and one for a site that may not be
+written (:meth:`central.registry.Registry.admit`: ``unknown_site``, ``too_many_sites``). The body is read under
 :mod:`central.bodies`' limits; one over 64 KiB is decoded and validated in a worker thread.
 
 An ``Idempotency-Key`` header makes retries safe. Requests with one key are serialised in
@@ -143,12 +145,12 @@ def _cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _prepare_paused(body: bytes, max_events: int, raw_time) -> _Batch:
+def _prepare_paused(body: bytes, max_events: int, raw_time, max_age: float | None) -> _Batch:
     with _cyclic_gc_paused():
-        return _prepare(body, max_events, raw_time)
+        return _prepare(body, max_events, raw_time, max_age)
 
 
-def _prepare(body: bytes, max_events: int, raw_time) -> _Batch:
+def _prepare(body: bytes, max_events: int, raw_time, max_age: float | None = None) -> _Batch:
     """Decode and validate a whole body into rows (CPU only: runs in a worker for big ones)."""
     try:
         items = _decode(body)
@@ -164,7 +166,7 @@ def _prepare(body: bytes, max_events: int, raw_time) -> _Batch:
     rows, errors, touched = [], [], {}
     for index, obj in enumerate(items):
         try:
-            event = parse_event(obj, now)
+            event = parse_event(obj, now, max_age=max_age)
             if event.site is None:
                 raise EventError("is required", field="site", code="missing")
         except EventError as exc:
@@ -189,8 +191,12 @@ def _prepare(body: bytes, max_events: int, raw_time) -> _Batch:
 
 class Ingestor:
     def __init__(self, store, raw_time_getter, on_data, metrics, config, dedup_getter=lambda: False,
-                 refresh=None):
+                 refresh=None, registry=None):
         self.store = store
+        # central.registry.Registry: which sites may be written (None: any, as in tools)
+        self.registry = registry
+        self.max_sites = config.max_sites
+        self.accept_unknown_sites = config.accept_unknown_sites
         self._raw_time = raw_time_getter
         self._dedup = dedup_getter
         self._locks: dict[str, list] = {}  # key -> [asyncio.Lock, users]
@@ -201,6 +207,7 @@ class Ingestor:
         self.max_bytes = config.max_body_bytes
         self.max_events = config.max_batch_events
         self.body_timeout = config.http_body_timeout
+        self.max_age = config.max_event_age_days * 86400.0 if config.max_event_age_days else None
         self.budget = BodyBudget(config.ingest_inflight_bytes, metrics.ingest_inflight_bytes.set)
         # One thread: decoding is CPU under the GIL, so more threads would not decode faster,
         # they would only make the event loop wait longer for the GIL (slower /healthz).
@@ -244,13 +251,34 @@ class Ingestor:
                 if len(body) > OFFLOAD_BYTES:  # keep the event loop free for everyone else
                     loop = asyncio.get_running_loop()
                     batch = await loop.run_in_executor(self._decoder, _prepare_paused, body, self.max_events,
-                                                       raw_time)
+                                                       raw_time, self.max_age)
                 else:
-                    batch = _prepare(body, self.max_events, raw_time)
+                    batch = _prepare(body, self.max_events, raw_time, self.max_age)
+                await self._admit_sites(batch)
             except _Refused as exc:
+                for item in exc.extra.get("items", ()):
+                    self.metrics.ingest_items_refused.labels(item["code"]).inc()
                 return self._refuse(exc.status, exc.code, exc.message, **exc.extra)
             del body
             return await self._store(key, batch)
+
+    async def _admit_sites(self, batch: _Batch) -> None:
+        """Refuse the batch (422, per item) if it writes a site that may not get data."""
+        if self.registry is None:
+            return
+        refused = await self.registry.admit(batch.touched, self.max_sites, self.accept_unknown_sites)
+        if not refused:
+            return
+        errors, count = [], 0
+        for index, row in enumerate(batch.rows):  # one row per event, in the body's order
+            why = refused.get(row[0])
+            if why is not None:
+                count += 1
+                if len(errors) < MAX_ITEM_ERRORS:
+                    errors.append({"index": index, "field": "site", "code": why.code, "message": why.message})
+        raise _Refused(422, "invalid_events", "%d of %d events are for sites refused (%s); nothing was stored" % (
+            count, len(batch.rows), ", ".join(sorted(refused)[:5]) + (", ..." if len(refused) > 5 else "")),
+            items=errors)
 
     async def _store(self, key: str | None, batch: _Batch) -> web.Response:
         rows, touched = batch.rows, batch.touched

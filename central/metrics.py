@@ -45,8 +45,12 @@ class Metrics:
             "heatmap_ingest_events_total", "raw events accepted by POST /api/v1/events", registry=r)
         self.ingest_rejected = Counter(
             "heatmap_ingest_rejected_total", "raw ingest requests refused, by reason", ["reason"], registry=r)
+        self.ingest_items_refused = Counter(
+            "heatmap_ingest_items_refused_total",
+            "events refused inside POST /api/v1/events batches, by code (too_old, ...; at most the 100 listed "
+            "per request)", ["code"], registry=r)
         self.http_timeouts = Counter(
-            "heatmap_http_timeouts_total", "connections closed for a slow client, by what was late (header, body)",
+            "heatmap_http_timeouts_total", "connections closed for a slow client, by what was late (header, body, export)",
             ["kind"], registry=r)
         self.ingest_inflight_bytes = Gauge(
             "heatmap_ingest_inflight_bytes", "bytes of POST /api/v1/events bodies held now", registry=r)

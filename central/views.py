@@ -9,6 +9,7 @@ middlewares, as for the dashboard.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass
@@ -19,21 +20,26 @@ from shared.names import is_valid_name
 
 from .coverage import Coverage
 from .exceptions import RequestError, StorageError
-from .export import FORMATS, Exporter, ExportRequest
+from .export import FORMATS, PIECE_BYTES, Exporter, ExportRequest
 from .export import LIMIT_DAYS as EXPORT_LIMIT_DAYS
 from .history import LIMIT_DAYS, PROFILE_MAX_WEEKS, History, HistoryRequest
+from .http_errors import json_error
 from .overview import SORT_KEYS, Overview
+from .query import single_values
 from .registry import Registry
 from .sites import Site, Sites
-from .state import RANGES, REGISTRY, SITES
+from .state import CONFIG, METRICS, RANGES, REGISTRY, SITES
 from .storage.sitedays import SiteDays
 
 __all__ = ["ROUTES", "RangeServices", "parse_date"]
 
 logger = logging.getLogger(__name__)
 
-_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
-_INT_RE = re.compile(r"\d{1,3}\Z")
+#: Seconds a client refused for too many exports at once is asked to wait.
+EXPORT_RETRY_SECONDS = 5
+
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+_INT_RE = re.compile(r"[0-9]{1,3}\Z")
 
 
 def parse_date(text: str, name: str = "date") -> date:
@@ -77,6 +83,13 @@ def _zone(request: web.Request) -> str:
     return zone
 
 
+async def _known_zone(request: web.Request, site: Site, zone: str) -> None:
+    """404 unless ``zone`` (if any) is configured for ``site`` or has data there: an unknown
+    zone's zeros would read as "nobody there"."""
+    if zone and not await request.app[REGISTRY].has_zone(site.name, zone):
+        raise RequestError(404, "unknown_zone", "site %r has no zone %r configured or in data" % (site.name, zone))
+
+
 @dataclass(frozen=True)
 class RangeServices:
     """What the range views read with, available once the schema is known (``app[RANGES]``)."""
@@ -106,6 +119,7 @@ def _services(request: web.Request) -> RangeServices:
 
 
 async def history_handler(request: web.Request) -> web.Response:
+    single_values(request)
     services = _services(request)
     bucket = _choice(request, "bucket", ("hour", "day", "week"), "day")
     first, last = _range(request, LIMIT_DAYS[bucket], "bucket=%s" % bucket)
@@ -114,11 +128,13 @@ async def history_handler(request: web.Request) -> web.Response:
         raise RequestError(400, "bad_compare", "compare must be previous")
     zone = _zone(request)
     site = await _site(request)
+    await _known_zone(request, site, zone)
     doc = await services.history.history(site, HistoryRequest(first, last, bucket, zone, compare == "previous"))
     return web.json_response(doc, headers={"Cache-Control": "no-cache"})
 
 
 async def profile_handler(request: web.Request) -> web.Response:
+    single_values(request)
     services = _services(request)
     text = request.query.get("weeks", "8")
     if not _INT_RE.match(text) or not 1 <= int(text) <= PROFILE_MAX_WEEKS:
@@ -133,6 +149,7 @@ async def profile_handler(request: web.Request) -> web.Response:
 
 
 async def overview_handler(request: web.Request) -> web.Response:
+    single_values(request)
     services = _services(request)
     text = request.query.get("date")
     day = parse_date(text) if text is not None else None
@@ -147,39 +164,70 @@ async def overview_handler(request: web.Request) -> web.Response:
 
 
 async def export_handler(request: web.Request) -> web.StreamResponse:
+    single_values(request)
     services = _services(request)
     bucket = _choice(request, "bucket", ("slot", "hour", "day"), "hour")
     fmt = _choice(request, "format", tuple(FORMATS), "csv")
     first, last = _range(request, EXPORT_LIMIT_DAYS, "an export")
     req = ExportRequest(first, last, bucket, fmt, _zone(request))
     site = await _site(request)
+    await _known_zone(request, site, req.zone)
+    config = request.app[CONFIG]
+    gate = services.exporter.gate
+    if not gate.enter(config.max_exports):
+        return json_error(503, "busy", "%d exports are running, the most at once (HEATMAP_MAX_EXPORTS); retry "
+                          "shortly" % config.max_exports, retry_after=EXPORT_RETRY_SECONDS)
+    sent = 0
     chunks = services.exporter.chunks(site, req)
-    # The first chunk before the headers: a failure there is still a JSON error.
     try:
-        first_chunk = await chunks.__anext__()
-    except StopAsyncIteration:
-        first_chunk = b""
-    resp = web.StreamResponse(headers={
-        "Content-Type": FORMATS[fmt][2],
-        "Content-Disposition": 'attachment; filename="%s"' % req.filename(site.name),
-        "Cache-Control": "no-cache",
-    })
-    await resp.prepare(request)
-    try:
-        await resp.write(first_chunk)
-        async for chunk in chunks:
-            await resp.write(chunk)
-    except StorageError as exc:
-        # The status is sent: abort the connection (no final chunk), so the client sees a
-        # broken download, never a file that looks complete.
-        logger.error("export of %s stopped midway: %s", site.name, exc)
-        if request.transport is not None:
-            request.transport.abort()
+        # The first chunk before the headers: a failure there is still a JSON error.
+        try:
+            first_chunk = await chunks.__anext__()
+        except StopAsyncIteration:
+            first_chunk = b""
+        resp = web.StreamResponse(headers={
+            "Content-Type": FORMATS[fmt][2],
+            "Content-Disposition": 'attachment; filename="%s"' % req.filename(site.name),
+            "Cache-Control": "no-cache",
+        })
+        await resp.prepare(request)
+        try:
+            sent += len(first_chunk)
+            await _send(resp, first_chunk, config.export_write_timeout)
+            async for chunk in chunks:
+                sent += len(chunk)
+                await _send(resp, chunk, config.export_write_timeout)
+            await asyncio.wait_for(resp.write_eof(), config.export_write_timeout)
+        except StorageError as exc:
+            # The status is sent: abort the connection (no final chunk), so the client sees a
+            # broken download, never a file that looks complete.
+            logger.error("export of %s stopped midway: %s", site.name, exc)
+            _abort(request)
+            return resp
+        except asyncio.TimeoutError:
+            # The client stopped reading: what waits for it is freed with the connection.
+            logger.info("export of %s to %s cut: the client took nothing for %g s", site.name, request.remote,
+                        config.export_write_timeout)
+            request.app[METRICS].http_timeouts.labels("export").inc()
+            _abort(request)
+            return resp
         return resp
     finally:
         await chunks.aclose()
-    await resp.write_eof()
-    return resp
+        gate.leave(sent)
+
+
+async def _send(resp: web.StreamResponse, chunk: bytes, timeout: float) -> None:
+    """``chunk`` in pieces, each taken by the client (into the socket's buffers) within
+    ``timeout`` seconds, else asyncio.TimeoutError; a slow but reading client is never cut."""
+    view = memoryview(chunk)
+    for i in range(0, len(view), PIECE_BYTES):
+        await asyncio.wait_for(resp.write(view[i:i + PIECE_BYTES]), timeout)
+
+
+def _abort(request: web.Request) -> None:
+    if request.transport is not None:
+        request.transport.abort()
 
 
 ROUTES = [

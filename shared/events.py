@@ -84,9 +84,11 @@ def _shown(value: Any) -> str:
 
 
 def parse_event(
-    obj: Mapping[str, Any], now: float, max_future: float = DEFAULT_MAX_FUTURE
+    obj: Mapping[str, Any], now: float, max_future: float = DEFAULT_MAX_FUTURE, max_age: Optional[float] = None
 ) -> Event:
-    """Validate one decoded JSON event; raises :class:`EventError` naming the field."""
+    """Validate one decoded JSON event; raises :class:`EventError` naming the field.
+
+    ``max_age``: seconds an event may be older than ``now`` (None: back to 2000-01-01)."""
     if not isinstance(obj, dict):
         raise EventError("an event must be a JSON object", field="event", code="bad_type")
     fields = {}
@@ -120,6 +122,12 @@ def parse_event(
             "is %.0f s ahead of this clock (limit %.0f s)" % (ts - now, max_future),
             field="timestamp",
             code="out_of_range",
+        )
+    if max_age is not None and ts < now - max_age:
+        raise EventError(
+            "is %.0f days before this clock (limit %g days)" % ((now - ts) / 86400, max_age / 86400),
+            field="timestamp",
+            code="too_old",
         )
 
     raw_triggers = fields.get("triggers")

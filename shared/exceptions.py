@@ -30,6 +30,7 @@ ERROR_CODES = (
     "bad_name",
     "too_many",
     "out_of_range",
+    "too_old",
     "unsupported_version",
     "bad_topic",
     "identity_mismatch",

@@ -43,8 +43,10 @@ _CENTRAL = (
     "data_dir", "clickhouse_url", "clickhouse_cluster", "event_timestamp_expr", "http_addr",
     "sites_file", "read_token", "ingest_token", "cors_origins", "mqtt_share_group",
     "mqtt_client_id", "mqtt_protocol", "mqtt_inflight", "batch_states", "batch_seconds",
-    "cache_ttl", "cache_ttl_past", "max_body_bytes", "max_batch_events", "ingest_inflight_bytes",
-    "http_header_timeout", "http_keepalive_timeout", "http_body_timeout", "query_workers",
+    "cache_ttl", "cache_ttl_past", "max_body_bytes", "max_batch_events", "max_event_age_days",
+    "max_sites", "accept_unknown_sites", "ingest_inflight_bytes",
+    "http_header_timeout", "http_keepalive_timeout", "http_body_timeout", "max_exports",
+    "export_write_timeout", "query_workers",
     "webhook_secret", "webhook_timeout", "alert_time_scale",
 )
 _BOTH = ("mqtt_url", "mqtt_ca_file", "log_level")

@@ -14,6 +14,7 @@ from aiohttp import web
 from shared.names import is_valid_name
 
 from ..http_errors import json_error
+from ..query import single_values
 from .ledger import Ledger
 
 __all__ = ["answer", "MAX_LIMIT"]
@@ -33,6 +34,7 @@ def _instant(text: str) -> float:
 
 async def answer(request: web.Request, ledger: Ledger) -> web.Response:
     """The answer to ``request`` from ``ledger`` (storage is ready)."""
+    single_values(request)
     site = request.query.get("site", "")
     if site and not is_valid_name(site):
         return json_error(400, "bad_site_name",

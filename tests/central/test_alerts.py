@@ -107,6 +107,8 @@ webhook = "%s"
 @pytest.mark.parametrize(("query", "code"), [
     ("site=../x", "bad_site_name"), ("from=yesterday", "bad_from"), ("to=2026-13-01", "bad_to"),
     ("from=2026-01-02&to=2026-01-01", "bad_range"), ("limit=0", "bad_limit"), ("limit=x", "bad_limit"),
+    ("limit=%EF%BC%98", "bad_limit"), ("from=2026-01-0%D9%A5", "bad_from"),
+    ("from=2026-01-01&from=2026-01-02", "repeated_parameter"), ("site=A&site=B", "repeated_parameter"),
 ])
 async def test_bad_alert_queries_get_a_clear_400(client, query, code):
     resp = await client.get("/api/v1/alerts?" + query)

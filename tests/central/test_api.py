@@ -4,6 +4,7 @@ and every real response checked against the OpenAPI document."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -57,6 +58,8 @@ async def test_dashboard_responses_match_the_openapi_document(client):
         ("/api/v1/dashboard/" + "A" * 65, 400, "bad_site_name"),
         ("/api/v1/dashboard/_LEADING", 400, "bad_site_name"),
         ("/api/v1/dashboard/NEVER_SEEN", 404, "unknown_site"),
+        ("/api/v1/dashboard/HEAD_OFFICE?date=2026-01-05&date=2026-01-06", 400, "repeated_parameter"),
+        ("/api/v1/dashboard/HEAD_OFFICE?date=%D9%A2026-01-05", 400, "bad_date"),
     ],
 )
 async def test_bad_dashboard_requests(client, path, status, code):
@@ -109,6 +112,70 @@ async def test_ingest_is_all_or_nothing_with_item_errors(client, clickhouse_clie
     assert [(i["index"], i["field"]) for i in body["error"]["items"]] == [
         (1, "people_count"), (2, "site"), (3, "camera"), (4, "triggers"), (5, "timestamp"), (6, "event")]
     assert clickhouse_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 0
+
+
+async def test_ingest_refuses_events_older_than_the_bound(make_client, clickhouse_client):
+    """One far-past event (a wrong clock, a replay of a backup) is refused with the others
+    of its batch, per item, before anything is stored: HEATMAP_MAX_EVENT_AGE_DAYS."""
+    client = await make_client(max_event_age_days=400)
+    now = time.time()
+    batch = [{**EVENT, "timestamp": now - 399 * 86400}, {**EVENT, "timestamp": "2000-01-03T00:00:00Z"},
+             {**EVENT, "timestamp": now - 401 * 86400}]
+    resp = await client.post("/api/v1/events", json=batch)
+    body = await conforms(resp, "/api/v1/events", "post")
+    assert resp.status == 422 and body["error"]["code"] == "invalid_events"
+    items = body["error"]["items"]
+    assert [(i["index"], i["field"], i["code"]) for i in items] == [(1, "timestamp", "too_old"),
+                                                                   (2, "timestamp", "too_old")]
+    assert items[1]["message"] == "is 401 days before this clock (limit 400 days)"
+    assert clickhouse_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 0
+    metrics = await (await client.get("/metrics")).text()
+    assert 'heatmap_ingest_items_refused_total{code="too_old"} 2.0' in metrics
+    assert (await client.post("/api/v1/events", json=batch[:1])).status == 201
+    # 0 turns the bound off: back to 2000-01-01.
+    client = await make_client(max_event_age_days=0)
+    assert (await client.post("/api/v1/events", json=batch[2:])).status == 201
+    assert clickhouse_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 2
+
+
+async def test_ingest_bounds_how_many_sites_exist(make_client, clickhouse_client):
+    """HEATMAP_MAX_SITES: a new site past the bound is refused per item, the batch with it;
+    configured sites and sites already in data are always written."""
+    client = await make_client(max_sites=6)  # the sites file configures 4
+    ok = await client.post("/api/v1/events", json=[{**EVENT, "site": "NEW_1"}, {**EVENT, "site": "NEW_2"}, EVENT])
+    assert ok.status == 201, await ok.text()
+    resp = await client.post("/api/v1/events", json=[EVENT, {**EVENT, "site": "NEW_3"}, {**EVENT, "site": "NEW_1"}])
+    body = await conforms(resp, "/api/v1/events", "post")
+    assert resp.status == 422 and body["error"]["code"] == "invalid_events"
+    assert [(i["index"], i["field"], i["code"]) for i in body["error"]["items"]] == [(1, "site", "too_many_sites")]
+    assert "HEATMAP_MAX_SITES" in body["error"]["items"][0]["message"]
+    for site in ("HEAD_OFFICE", "NEW_1", "LONDON"):
+        assert (await client.post("/api/v1/events", json=[{**EVENT, "site": site}])).status == 201
+    # One request with 2,000 new sites creates none of them.
+    many = [{**EVENT, "site": "S%04d" % i} for i in range(2000)]
+    resp = await client.post("/api/v1/events", json=many)
+    body = await conforms(resp, "/api/v1/events", "post")
+    assert resp.status == 422 and len(body["error"]["items"]) == 100
+    assert body["error"]["message"].startswith("2000 of 2000 events are for sites refused")
+    metrics = await (await client.get("/metrics")).text()
+    assert 'heatmap_ingest_items_refused_total{code="too_many_sites"} 101.0' in metrics
+    # A new process counts the sites in data.
+    again = await make_client(max_sites=6)
+    resp = await again.post("/api/v1/events", json=[{**EVENT, "site": "NEW_3"}])
+    assert resp.status == 422 and (await resp.json())["error"]["items"][0]["code"] == "too_many_sites"
+    sites = clickhouse_client.query("SELECT DISTINCT site_name FROM camera_events ORDER BY site_name").result_rows
+    assert [r[0] for r in sites] == ["HEAD_OFFICE", "LONDON", "NEW_1", "NEW_2"]
+
+
+async def test_ingest_may_take_only_the_sites_of_the_sites_file(make_client, clickhouse_client):
+    client = await make_client(accept_unknown_sites=False)
+    resp = await client.post("/api/v1/events", json=[EVENT, {**EVENT, "site": "HEAD_OFICE"}])
+    body = await conforms(resp, "/api/v1/events", "post")
+    assert resp.status == 422
+    assert [(i["index"], i["field"], i["code"]) for i in body["error"]["items"]] == [(1, "site", "unknown_site")]
+    assert "'HEAD_OFICE' is not in the sites file" in body["error"]["items"][0]["message"]
+    assert (await client.post("/api/v1/events", json=[EVENT])).status == 201
+    assert clickhouse_client.query("SELECT count() FROM camera_events").result_rows[0][0] == 1
 
 
 @pytest.mark.parametrize(

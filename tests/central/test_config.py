@@ -46,11 +46,28 @@ def test_flag_overrides_environment():
         ({"HEATMAP_CORS_ORIGINS": "example.com"}, "HEATMAP_CORS_ORIGINS"),
         ({"HEATMAP_MQTT_SHARE_GROUP": "a/b"}, "HEATMAP_MQTT_SHARE_GROUP"),
         ({"HEATMAP_SITES_FILE": "/nonexistent.toml"}, "HEATMAP_SITES_FILE"),
+        ({"HEATMAP_MAX_EXPORTS": "\u0663"}, "HEATMAP_MAX_EXPORTS"),  # Arabic-Indic 3: ASCII digits only
+        ({"HEATMAP_QUERY_WORKERS": "\uff18"}, "HEATMAP_QUERY_WORKERS"),  # fullwidth 8
+        ({"HEATMAP_BATCH_SECONDS": "\u0660.\u0665"}, "HEATMAP_BATCH_SECONDS"),
     ],
 )
 def test_invalid_settings_name_the_variable(env, needle):
     with pytest.raises(ConfigError, match=needle):
         Config.load(environ=env)
+
+
+def test_site_admission_settings(tmp_path):
+    config = Config.load(environ={})
+    assert (config.max_sites, config.accept_unknown_sites, config.max_event_age_days) == (1000, True, 400)
+    sites = tmp_path / "sites.toml"
+    sites.write_text("")
+    config = Config.load(environ={"HEATMAP_SITES_FILE": str(sites), "HEATMAP_ACCEPT_UNKNOWN_SITES": "false",
+                                  "HEATMAP_MAX_SITES": "0"})
+    assert (config.max_sites, config.accept_unknown_sites) == (0, False)
+    with pytest.raises(ConfigError, match="HEATMAP_ACCEPT_UNKNOWN_SITES=false needs HEATMAP_SITES_FILE"):
+        Config.load(environ={"HEATMAP_ACCEPT_UNKNOWN_SITES": "false"})
+    with pytest.raises(ConfigError, match="HEATMAP_ACCEPT_UNKNOWN_SITES"):
+        Config.load(environ={"HEATMAP_ACCEPT_UNKNOWN_SITES": "maybe"})
 
 
 def test_edge_variables_are_tolerated():

@@ -8,13 +8,14 @@ them one instant at a time with zoneinfo. All dates are fixed.
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from zoneinfo import ZoneInfo
 
-from central.state import SITES
+from central.state import REGISTRY, SITES
 from tests.central._oracle import World, local_bounds
 from tests.central._range import get, load, range_app, world_for
 from tests.central.conftest import services
@@ -180,11 +181,39 @@ async def test_capacity_relative_intensity(client):
         ("from=2026-01-01&to=2026-01-02&bucket=minute", 400, "bad_bucket"),
         ("from=2026-01-01&to=2026-01-02&compare=last_year", 400, "bad_compare"),
         ("from=2026-01-01&to=2026-01-02&zone=a%20b", 400, "bad_zone"),
+        ("from=2026-01-01&to=2026-01-02&zone=NOPE", 404, "unknown_zone"),
+        ("from=2026-01-01&to=2026-01-02&from=2025-12-01", 400, "repeated_parameter"),
+        ("from=2026-01-01&to=2026-01-02&to=2026-01-03", 400, "repeated_parameter"),
+        ("from=2026-01-01&to=2026-01-02&bucket=day&bucket=hour", 400, "repeated_parameter"),
+        ("from=2026-01-01&to=2026-01-02&zone=A&zone=B", 400, "repeated_parameter"),
     ],
 )
 async def test_bad_history_requests(client, query, status, code):
     body = await get(client, "/api/v1/history/LONDON?" + query, status)
     assert body["error"]["code"] == code
+
+
+async def test_a_zone_is_known_if_configured_or_in_data(client):
+    """zone=NOPE is a 404, not a series of zeros that reads as "nobody there"; a zone the
+    sites file names, or one with data (here raw C, not configured), answers."""
+    await get(client, "/api/v1/history/LONDON?from=2026-01-05&to=2026-01-05&zone=B")  # configured, no data
+    body = await get(client, "/api/v1/history/LONDON?from=2026-01-05&to=2026-01-05&zone=C", 404)
+    assert body["error"] == {"code": "unknown_zone", "message": "site 'LONDON' has no zone 'C' configured or in data"}
+    at = int(datetime(2026, 3, 1, 12, tzinfo=timezone.utc).timestamp())
+    resp = await client.post("/api/v1/events", json=[{"site": "LONDON", "camera": "C", "people_count": 2,
+                                                      "timestamp": at}])
+    assert resp.status == 201
+    # Another day than the data's: the zone exists, this day it had nobody.
+    client.server.app[REGISTRY]._zones.clear()  # its "no" is kept for 10 s
+    doc = await get(client, "/api/v1/history/LONDON?from=2026-01-05&to=2026-01-05&zone=C")
+    assert doc["totals"]["events"] == 0
+    resp = await client.get("/api/v1/export/LONDON?from=2026-01-05&to=2026-01-05&zone=NOPE")
+    assert resp.status == 404 and (await resp.json())["error"]["code"] == "unknown_zone"
+    resp = await client.get("/api/v1/export/LONDON?from=2026-03-01&to=2026-03-01&zone=C&format=ndjson")
+    assert resp.status == 200 and json.loads(await resp.text())["events"] == 1
+    # Another site's zone is not this site's.
+    resp = await client.get("/api/v1/export/NEW_YORK?from=2026-03-01&to=2026-03-01&zone=C")
+    assert resp.status == 404 and (await resp.json())["error"]["code"] == "unknown_zone"
 
 
 async def test_limits_are_inclusive_and_unknown_sites_404(client):
@@ -221,7 +250,12 @@ async def test_profile_matches_the_oracle(client):
 
 
 @pytest.mark.parametrize(("query", "code"), [("weeks=0", "bad_weeks"), ("weeks=53", "bad_weeks"),
-                                             ("weeks=x", "bad_weeks"), ("end=2026-13-01", "bad_date")])
+                                             ("weeks=x", "bad_weeks"), ("end=2026-13-01", "bad_date"),
+                                             ("weeks=%D9%A3", "bad_weeks"),  # Arabic-Indic 3
+                                             ("weeks=%EF%BC%98", "bad_weeks"),  # fullwidth 8
+                                             ("weeks=1%D9%A3", "bad_weeks"),
+                                             ("weeks=3&weeks=8", "repeated_parameter"),
+                                             ("end=2026-01-05&end=2026-01-06", "repeated_parameter")])
 async def test_bad_profile_requests(client, query, code):
     body = await get(client, "/api/v1/profile/LONDON?" + query, 400)
     assert body["error"]["code"] == code

@@ -282,9 +282,9 @@ async def test_big_bodies_are_decoded_and_validated_off_the_event_loop(make_clie
     threads = set()
     real = central.ingest.parse_event
 
-    def parse_event(obj, now):
+    def parse_event(obj, now, **bounds):
         threads.add(threading.current_thread() is threading.main_thread())
-        return real(obj, now)
+        return real(obj, now, **bounds)
 
     monkeypatch.setattr(central.ingest, "parse_event", parse_event)
     client = await make_client()
@@ -370,11 +370,12 @@ async def test_half_hour_clock_changes_give_the_real_day_length(make_client, tmp
 
 
 async def test_memory_goes_back_to_the_os_once_the_bodies_are_released(monkeypatch):
-    import central.bodies
-    from central.bodies import TRIM_AFTER, BodyBudget
+    import central.memory
+    from central.bodies import BodyBudget
+    from central.memory import TRIM_AFTER
 
     trims = []
-    monkeypatch.setattr(central.bodies, "give_memory_back", lambda: trims.append(1))
+    monkeypatch.setattr(central.memory, "give_memory_back", lambda: trims.append(1))
     budget = BodyBudget(4 * TRIM_AFTER)
     async with budget.hold() as first:
         first.take(TRIM_AFTER // 2)
@@ -388,7 +389,7 @@ async def test_memory_goes_back_to_the_os_once_the_bodies_are_released(monkeypat
     await asyncio.sleep(0.05)
     assert trims == [1] and budget.held == 0
     monkeypatch.undo()
-    central.bodies.give_memory_back()  # the real one is harmless anywhere
+    central.memory.give_memory_back()  # the real one is harmless anywhere
 
 
 def test_limits_are_settings_and_an_impossible_budget_is_refused():

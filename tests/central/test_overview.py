@@ -84,7 +84,8 @@ async def test_overview_of_a_hundred_sites_in_one_request(client):
 
 
 @pytest.mark.parametrize(("query", "code"), [("date=2026-02-30", "bad_date"), ("sort=nope", "bad_sort"),
-                                             ("sort=--peak", "bad_sort")])
+                                             ("sort=--peak", "bad_sort"),
+                                             ("date=2026-01-05&date=2026-01-06", "repeated_parameter")])
 async def test_bad_overview_requests(client, query, code):
     body = await get(client, "/api/v1/overview?" + query, 400)
     assert body["error"]["code"] == code

@@ -18,7 +18,8 @@ is read
 Without kept answers at all (no rollup, no grants) every day is computed from the sources.
 :meth:`SiteDays.plan` gives the decision for a range; :meth:`SiteDays.slots_sql` the slot
 statement a range must be read with; :meth:`SiteDays.cells` reads the days' (camera, local
-hour) cells whichever way each day is read.
+hour) cells whichever way each day is read (:meth:`SiteDays.cells_of`: of several sites,
+their kept days in one statement).
 """
 
 from __future__ import annotations
@@ -37,10 +38,14 @@ KEPT, PENDING, RECUT, BEHIND = "kept", "pending", "recut", "behind"
 
 _SMALL_READ = {"max_threads": 1}
 
+# One statement for one site or many (the zones report of every site): the days each
+# site's plan does not read kept are left out as (site, day) pairs.
 _CELLS_KEPT = """
-SELECT day, tz, cams, hours, peaks, events, cell_triggers, cell_edge, cell_slots, triggers, edge, raw, repaired
+SELECT site_name, day, tz, cams, hours, peaks, events, cell_triggers, cell_edge, cell_slots, triggers, edge, raw,
+       repaired
 FROM day_answers FINAL
-WHERE site_name = {site:String} AND day >= {first:Date} AND day <= {last:Date} AND NOT has({skip:Array(Date)}, day)
+WHERE site_name IN {sites:Array(String)} AND day >= {first:Date} AND day <= {last:Date}
+  AND NOT has({skip:Array(Tuple(String, Date))}, (site_name, day))
 """
 
 # The same cells from slots (kept answers or computed from the sources), per local day.
@@ -192,29 +197,43 @@ class SiteDays:
 
     def cells(self, site: str, first: date, last: date) -> list[DayCells]:
         """Every local day of [first, last] of ``site``, in order (blocking: a store thread)."""
-        s = self.sites.get(site)
-        plan = self.plan(site, first, last)
-        out: dict[date, DayCells] = {}
-        if self.kept and len(plan.how) < (last - first).days + 1:
-            rows = self.store.query(_CELLS_KEPT, parameters={"site": site, "first": first, "last": last,
-                                                            "skip": plan.skip}, settings=_SMALL_READ)
-            for row in rows:
-                d, tz = row[0], row[1]
-                if tz != s.timezone:
-                    plan.how[d] = RECUT  # cut in another zone by a writer that does not know ours
-                    continue
-                out[d] = _kept_day(d, row[2:])
-        if plan.how:
-            out.update(self._from_slots(s, plan))
-        days = []
-        d = first
-        while d <= last:
-            days.append(out.get(d) or DayCells(d, plan.how.get(d, KEPT)))
-            d += timedelta(days=1)
-        return days
+        return self.cells_of([site], first, last)[site]
 
     async def acells(self, site: str, first: date, last: date) -> list[DayCells]:
         return await self.store.arun(self.cells, site, first, last)
+
+    def cells_of(self, sites: list[str], first: date, last: date) -> dict[str, list[DayCells]]:
+        """:meth:`cells` of several sites, each in its own local days: the kept days of all
+        of them in one statement (blocking: a store thread)."""
+        n_days = (last - first).days + 1
+        plans = {name: self.plan(name, first, last) for name in sites}
+        out: dict[str, dict[date, DayCells]] = {name: {} for name in sites}
+        kept = [name for name, plan in plans.items() if self.kept and len(plan.how) < n_days]
+        if kept:
+            skip = [(name, d) for name in kept for d in plans[name].skip]
+            rows = self.store.query(_CELLS_KEPT, parameters={"sites": kept, "first": first, "last": last,
+                                                            "skip": skip}, settings=_SMALL_READ)
+            zones = {name: self.sites.get(name).timezone for name in kept}
+            for row in rows:
+                name, d, tz = row[0], row[1], row[2]
+                if tz != zones[name]:
+                    plans[name].how[d] = RECUT  # cut in another zone by a writer that does not know ours
+                    continue
+                out[name][d] = _kept_day(d, row[3:])
+        result = {}
+        for name, plan in plans.items():
+            if plan.how:
+                out[name].update(self._from_slots(self.sites.get(name), plan))
+            days = []
+            d = first
+            while d <= last:
+                days.append(out[name].get(d) or DayCells(d, plan.how.get(d, KEPT)))
+                d += timedelta(days=1)
+            result[name] = days
+        return result
+
+    async def acells_of(self, sites: list[str], first: date, last: date) -> dict[str, list[DayCells]]:
+        return await self.store.arun(self.cells_of, sites, first, last)
 
     def _from_slots(self, site: Site, plan: Plan) -> dict[date, DayCells]:
         out: dict[date, DayCells] = {}

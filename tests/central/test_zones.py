@@ -18,7 +18,8 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from central.state import SITES
+from central.state import SITEDAYS, SITES
+from central.storage.sitedays import _CELLS_KEPT
 from tests.central._oracle import local_bounds
 from tests.central._range import get, load, range_app, world_for
 from tests.central.conftest import services
@@ -236,3 +237,24 @@ async def test_limits_are_inclusive_and_unknown_sites_404(client):
     assert doc["zones"][0]["hours_in_range"] == 366 * 24 - 1 and doc["hours"] == "00:00-24:00"
     body = await get(client, "/api/v1/zones/NOWHERE?from=2026-01-05&to=2026-01-05", 404)
     assert body["error"]["code"] == "unknown_site"
+
+
+async def test_every_sites_cells_leave_out_each_sites_own_days(client):
+    """SiteDays.cells_of reads the kept days of several sites in one statement and leaves
+    out, per site, the days its plan reads otherwise (as (site, day) pairs)."""
+    first, last = date(2026, 1, 5), date(2026, 1, 7)
+    await seed(client, "LONDON", first, last, seed_=4)
+    await seed(client, "KATHMANDU", first, last, seed_=5)
+    days = client.server.app[SITEDAYS].require()
+    each = {name: days.cells(name, first, last) for name in ("LONDON", "KATHMANDU")}
+    both = days.cells_of(["LONDON", "KATHMANDU"], first, last)
+    shape = lambda cells: [(c.day, c.cams, c.hours, c.peaks, c.events) for c in cells]  # noqa: E731
+    assert {k: shape(v) for k, v in both.items()} == {k: shape(v) for k, v in each.items()}
+    assert any(c.cams for c in both["LONDON"]) and any(c.cams for c in both["KATHMANDU"])
+    if days.kept:  # a non-empty skip list binds as (site, day) pairs
+        rows = days.store.query(_CELLS_KEPT, parameters={
+            "sites": ["LONDON", "KATHMANDU"], "first": first, "last": last,
+            "skip": [("LONDON", date(2026, 1, 6)), ("KATHMANDU", date(2026, 1, 5))]})
+        got = {(r[0], r[1]) for r in rows}
+        assert ("LONDON", date(2026, 1, 6)) not in got and ("KATHMANDU", date(2026, 1, 5)) not in got
+        assert ("LONDON", date(2026, 1, 5)) in got and ("KATHMANDU", date(2026, 1, 6)) in got

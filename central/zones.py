@@ -91,11 +91,6 @@ def _local_hours(tz: ZoneInfo, req: ZonesRequest) -> list[tuple[date, int, int, 
     return out
 
 
-def nearest_rank(ordered: list[int], pct: int) -> int:
-    """The ``pct``-th percentile of ``ordered`` (ascending, not empty) by nearest rank."""
-    return ordered[max(1, -(-pct * len(ordered) // 100)) - 1]
-
-
 def _ratio(value: float | None, capacity: int | None) -> float | None:
     return None if value is None or not capacity else round(value / capacity, 4)
 
@@ -103,13 +98,18 @@ def _ratio(value: float | None, capacity: int | None) -> float | None:
 def zone_row(zone: str, display_name: str, capacity: int | None, peaks: list[int], n_data: int,
              n_range: int) -> dict:
     """One zone's figures from its hourly peaks over the hours with data (``n_data`` of them;
-    ``peaks`` holds the non-zero ones, the rest are 0)."""
-    values = sorted([0] * (n_data - len(peaks)) + peaks)
-    n = len(values)
-    peak = values[-1] if n else None
-    p95 = nearest_rank(values, 95) if n else None
-    median = nearest_rank(values, 50) if n else None
-    mean = round(sum(values) / n, 4) if n else None
+    ``peaks`` holds the non-zero ones, sorted; the other hours are 0)."""
+    zeros = n_data - len(peaks)
+    total = sum(peaks)
+
+    def rank(pct: int) -> int:  # nearest rank among the zeros and then the sorted peaks
+        r = max(1, -(-pct * n_data // 100)) - 1
+        return 0 if r < zeros else peaks[r - zeros]
+
+    n = n_data
+    peak = (peaks[-1] if peaks else 0) if n else None
+    p95 = rank(95) if n else None
+    median = rank(50) if n else None
     return {
         "zone": zone,
         "display_name": display_name,
@@ -117,13 +117,14 @@ def zone_row(zone: str, display_name: str, capacity: int | None, peaks: list[int
         "peak": peak,
         "p95": p95,
         "median": median,
-        "mean": mean,
+        "mean": round(total / n, 4) if n else None,
         "peak_utilisation": _ratio(peak, capacity),
         "p95_utilisation": _ratio(p95, capacity),
-        "mean_utilisation": None if not n or not capacity else round(sum(values) / (n * capacity), 4),
-        "occupied_share": round(sum(1 for v in values if v >= 1) / n, 4) if n else None,
+        "mean_utilisation": None if not n or not capacity else round(total / (n * capacity), 4),
+        "occupied_share": round(len(peaks) / n, 4) if n else None,
+        # At or above t % of capacity: peak * 100 >= t * capacity, in whole numbers.
         "hours_over": None if not capacity else {
-            str(t): sum(1 for v in values if v * 100 >= t * capacity) for t in OVER},
+            str(t): len(peaks) - bisect_left(peaks, -(-t * capacity // 100)) for t in OVER},
         "hours_with_data": n_data,
         "hours_in_range": n_range,
     }
@@ -131,35 +132,36 @@ def zone_row(zone: str, display_name: str, capacity: int | None, peaks: list[int
 
 def site_rows(site: Site, req: ZonesRequest, days: list[DayCells], contact: list[int] | None) -> list[dict]:
     """The zone rows of one site, by zone name: its configured zones and every camera with
-    cells in the range (even outside the filter)."""
+    cells in the range (even outside the filter). A day's cells are one per (camera, local
+    hour), as :class:`DayCells` promises."""
     hours = _local_hours(site.tz, req)
-    # Per zone, (day, hour) -> the cell's peak; and the hours with events at all.
+    wanted = req.hour_set
+    every_hour = len(wanted) == 24
     zones: set[str] = set(site.zones)
     for d in days:
         zones.update(d.cams)
-    wanted = req.hour_set
-    cells: dict[str, dict[tuple[date, int], int]] = {z: {} for z in zones}
-    with_events: set[tuple[date, int]] = set()
+    peaks: dict[str, list[int]] = {z: [] for z in zones}
+    with_events: dict[date, set[int]] = {}
     for d in days:
         if d.day.weekday() not in req.weekdays:
             continue
-        for cam, h, p in zip(d.cams, d.hours, d.peaks, strict=True):
-            if h not in wanted:
-                continue
-            key = (d.day, h)
-            with_events.add(key)
-            got = cells[cam]
-            if p > got.get(key, 0):
-                got[key] = p
+        with_events[d.day] = set(d.hours) & wanted
+        if every_hour:
+            for cam, p in zip(d.cams, d.peaks, strict=True):
+                if p:
+                    peaks[cam].append(p)
+        else:
+            for cam, h, p in zip(d.cams, d.hours, d.peaks, strict=True):
+                if p and h in wanted:
+                    peaks[cam].append(p)
     n_data = 0
     for day, h, start, end in hours:
-        if (day, h) in with_events or (contact and bisect_left(contact, end) > bisect_left(contact, start)):
+        if h in with_events.get(day, ()) or (contact and bisect_left(contact, end) > bisect_left(contact, start)):
             n_data += 1
     rows = []
     for z in sorted(zones):
         zone = site.zone(z)
-        peaks = [p for p in cells[z].values() if p > 0]
-        rows.append(zone_row(z, zone.display_name, zone.capacity, peaks, n_data, len(hours)))
+        rows.append(zone_row(z, zone.display_name, zone.capacity, sorted(peaks[z]), n_data, len(hours)))
     return rows
 
 

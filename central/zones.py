@@ -1,7 +1,8 @@
 """The zones report (space planning): per zone of a site, over a range of local days and
 within chosen hours of the day and weekdays, how full it gets against its capacity.
 
-Read through the one reader of site-days (:meth:`central.storage.sitedays.SiteDays.acells`:
+Read through the one reader of site-days (:meth:`central.storage.sitedays.SiteDays.acells_of`,
+peaks only, every site's kept days in one statement:
 each local day's (camera, local hour) cells, a repeated clock-change hour merged, a skipped
 one absent, as the dashboard counts them) and device contact
 (:meth:`central.coverage.Coverage.contact`). The unit is the local hour: an hour of the
@@ -177,9 +178,9 @@ class Zones:
     async def rows(self, site: Site, req: ZonesRequest) -> list[dict]:
         lo, _ = local_day(req.first, site.tz)
         _, hi = local_day(req.last, site.tz)
-        days, contact = await asyncio.gather(self.days.acells(site.name, req.first, req.last),
+        days, contact = await asyncio.gather(self.days.acells_of([site.name], req.first, req.last, peaks_only=True),
                                              self.coverage.contact(site, lo, hi))
-        return site_rows(site, req, days, contact)
+        return site_rows(site, req, days[site.name], contact)
 
     async def site(self, site: Site, req: ZonesRequest) -> dict:
         return {"site_name": site.name, "display_name": site.display_name, "timezone": site.timezone,
@@ -194,7 +195,7 @@ class Zones:
             return {**req.header(), "zones": []}
         lo = min(local_day(req.first, s.tz)[0] for s in sites)
         hi = max(local_day(req.last, s.tz)[1] for s in sites)
-        cells, contacts = await asyncio.gather(self.days.acells_of(names, req.first, req.last),
+        cells, contacts = await asyncio.gather(self.days.acells_of(names, req.first, req.last, peaks_only=True),
                                                self.coverage.contacts(names, lo, hi))
         rows = [{"site_name": s.name, **row} for s in sites
                 for row in site_rows(s, req, cells[s.name], contacts[s.name])]

@@ -41,12 +41,12 @@ _SMALL_READ = {"max_threads": 1}
 # One statement for one site or many (the zones report of every site): the days each
 # site's plan does not read kept are left out as (site, day) pairs.
 _CELLS_KEPT = """
-SELECT site_name, day, tz, cams, hours, peaks, events, cell_triggers, cell_edge, cell_slots, triggers, edge, raw,
-       repaired
+SELECT site_name, day, tz, cams, hours, peaks%s
 FROM day_answers FINAL
 WHERE site_name IN {sites:Array(String)} AND day >= {first:Date} AND day <= {last:Date}
   AND NOT has({skip:Array(Tuple(String, Date))}, (site_name, day))
 """
+_CELLS_REST = ", events, cell_triggers, cell_edge, cell_slots, triggers, edge, raw, repaired"
 
 # The same cells from slots (kept answers or computed from the sources), per local day.
 _CELLS_SLOTS = """
@@ -136,6 +136,7 @@ class SiteDays:
         self.keeper = keeper
         self._cells_slots = {True: _CELLS_SLOTS % slots.merged_sql(Scope.of((), 0, 0)),
                              False: _CELLS_SLOTS % slots.computed_sql(Scope.of((), 0, 0))}
+        self._cells_kept = {False: _CELLS_KEPT % _CELLS_REST, True: _CELLS_KEPT % ""}
 
     @property
     def kept(self) -> bool:
@@ -202,16 +203,19 @@ class SiteDays:
     async def acells(self, site: str, first: date, last: date) -> list[DayCells]:
         return await self.store.arun(self.cells, site, first, last)
 
-    def cells_of(self, sites: list[str], first: date, last: date) -> dict[str, list[DayCells]]:
+    def cells_of(self, sites: list[str], first: date, last: date, peaks_only: bool = False
+                 ) -> dict[str, list[DayCells]]:
         """:meth:`cells` of several sites, each in its own local days: the kept days of all
-        of them in one statement (blocking: a store thread)."""
+        of them in one statement (blocking: a store thread). With ``peaks_only`` the kept days
+        carry only ``cams``, ``hours`` and ``peaks`` (the zones report: no trigger maps to
+        read and convert); days read otherwise carry everything."""
         n_days = (last - first).days + 1
         plans = {name: self.plan(name, first, last) for name in sites}
         out: dict[str, dict[date, DayCells]] = {name: {} for name in sites}
         kept = [name for name, plan in plans.items() if self.kept and len(plan.how) < n_days]
         if kept:
             skip = [(name, d) for name in kept for d in plans[name].skip]
-            rows = self.store.query(_CELLS_KEPT, parameters={"sites": kept, "first": first, "last": last,
+            rows = self.store.query(self._cells_kept[peaks_only], parameters={"sites": kept, "first": first, "last": last,
                                                             "skip": skip}, settings=_SMALL_READ)
             zones = {name: self.sites.get(name).timezone for name in kept}
             for row in rows:
@@ -219,7 +223,7 @@ class SiteDays:
                 if tz != zones[name]:
                     plans[name].how[d] = RECUT  # cut in another zone by a writer that does not know ours
                     continue
-                out[name][d] = _kept_day(d, row[3:])
+                out[name][d] = DayCells(d, KEPT, row[3], row[4], row[5]) if peaks_only else _kept_day(d, row[3:])
         result = {}
         for name, plan in plans.items():
             if plan.how:
@@ -232,8 +236,9 @@ class SiteDays:
             result[name] = days
         return result
 
-    async def acells_of(self, sites: list[str], first: date, last: date) -> dict[str, list[DayCells]]:
-        return await self.store.arun(self.cells_of, sites, first, last)
+    async def acells_of(self, sites: list[str], first: date, last: date, peaks_only: bool = False
+                        ) -> dict[str, list[DayCells]]:
+        return await self.store.arun(self.cells_of, sites, first, last, peaks_only)
 
     def _from_slots(self, site: Site, plan: Plan) -> dict[date, DayCells]:
         out: dict[date, DayCells] = {}

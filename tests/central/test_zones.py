@@ -19,7 +19,6 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from central.state import SITEDAYS, SITES
-from central.storage.sitedays import _CELLS_KEPT
 from tests.central._oracle import local_bounds
 from tests.central._range import get, load, range_app, world_for
 from tests.central.conftest import services
@@ -250,9 +249,12 @@ async def test_every_sites_cells_leave_out_each_sites_own_days(client):
     both = days.cells_of(["LONDON", "KATHMANDU"], first, last)
     shape = lambda cells: [(c.day, c.cams, c.hours, c.peaks, c.events) for c in cells]  # noqa: E731
     assert {k: shape(v) for k, v in both.items()} == {k: shape(v) for k, v in each.items()}
+    light = days.cells_of(["LONDON", "KATHMANDU"], first, last, peaks_only=True)
+    assert {k: shape(v) for k, v in light.items()} == {
+        k: [(c.day, c.cams, c.hours, c.peaks, c.events if c.read != "kept" else []) for c in v] for k, v in each.items()}
     assert any(c.cams for c in both["LONDON"]) and any(c.cams for c in both["KATHMANDU"])
     if days.kept:  # a non-empty skip list binds as (site, day) pairs
-        rows = days.store.query(_CELLS_KEPT, parameters={
+        rows = days.store.query(days._cells_kept[True], parameters={
             "sites": ["LONDON", "KATHMANDU"], "first": first, "last": last,
             "skip": [("LONDON", date(2026, 1, 6)), ("KATHMANDU", date(2026, 1, 5))]})
         got = {(r[0], r[1]) for r in rows}

@@ -69,9 +69,11 @@ class ZonesRequest:
                 "weekdays": [WEEKDAYS[d] for d in sorted(self.weekdays)]}
 
 
-def _local_hours(tz: ZoneInfo, req: ZonesRequest) -> list[tuple[date, int, int, int]]:
-    """Every local hour in the filter: (day, hour 0..23, UTC start, UTC end), in order; a
-    repeated hour is one entry spanning both real hours, a skipped one absent."""
+def _local_hours(tz: ZoneInfo, req: ZonesRequest) -> list[tuple[date, int, tuple[tuple[int, int], ...]]]:
+    """Every local hour in the filter: (day, hour 0..23, its UTC pieces [start, end)), in
+    order. A repeated hour is one entry with both real hours; a skipped one is absent; where
+    the clock jumps inside an hour (Chatham's 45-minute changes) an hour's pieces need not
+    touch, so they are kept apart, never spanned."""
     wanted = req.hour_set
     out = []
     day = req.first
@@ -80,14 +82,12 @@ def _local_hours(tz: ZoneInfo, req: ZonesRequest) -> list[tuple[date, int, int, 
             start, end = local_day(day, tz)
             before, _, after = day_offsets(tz, start, end)
             if before == after:  # one offset all day: hour h starts h hours after midnight
-                out.extend((day, h, start + 3600 * h, start + 3600 * (h + 1)) for h in sorted(wanted))
+                out.extend((day, h, ((start + 3600 * h, start + 3600 * (h + 1)),)) for h in sorted(wanted))
             else:
-                spans: dict[int, list[int]] = {}
+                pieces: dict[int, list[tuple[int, int]]] = {}
                 for b in enumerate_buckets(tz, day, day, "hour"):
-                    h = int(b.label[11:13])
-                    span = spans.setdefault(h, [b.start, b.end])
-                    span[0], span[1] = min(span[0], b.start), max(span[1], b.end)
-                out.extend((day, h, s, e) for h, (s, e) in sorted(spans.items()) if h in wanted)
+                    pieces.setdefault(int(b.label[11:13]), []).append((b.start, b.end))
+                out.extend((day, h, tuple(p)) for h, p in sorted(pieces.items()) if h in wanted)
         day += timedelta(days=1)
     return out
 
@@ -156,8 +156,9 @@ def site_rows(site: Site, req: ZonesRequest, days: list[DayCells], contact: list
                 if p and h in wanted:
                     peaks[cam].append(p)
     n_data = 0
-    for day, h, start, end in hours:
-        if h in with_events.get(day, ()) or (contact and bisect_left(contact, end) > bisect_left(contact, start)):
+    for day, h, pieces in hours:
+        if h in with_events.get(day, ()) or (contact and any(
+                bisect_left(contact, end) > bisect_left(contact, start) for start, end in pieces)):
             n_data += 1
     rows = []
     for z in sorted(zones):

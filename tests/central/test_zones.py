@@ -6,7 +6,7 @@ device contact into ``device_slots``; the oracle applies the slot rule to the sa
 (:mod:`tests.central._oracle`) and takes each slot's local date and hour with zoneinfo, one
 instant at a time. Cases: hours wrapping midnight, both London clock changes of 2026, a
 +5:45 site (Kathmandu), zones without a capacity (C, and every Kathmandu zone) and an
-offline day (no device contact). All dates are fixed.
+offline day (no device contact), and Chatham's 45-minute clock change. All dates are fixed.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import random
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
+from zoneinfo import ZoneInfo
 
 from central.state import SITEDAYS, SITES
-from tests.central._oracle import local_bounds
+from tests.central._oracle import World, local_bounds
 from tests.central._range import get, load, range_app, world_for
 from tests.central.conftest import services
 
@@ -125,6 +126,9 @@ CASES = [
     ("LONDON", date(2026, 3, 28), date(2026, 3, 30), date(2026, 3, 28)),
     # +5:45, no zone with a capacity
     ("KATHMANDU", date(2026, 1, 5), date(2026, 1, 7), date(2026, 1, 6)),
+    # +13:45 -> +12:45 at 03:45 on the 5th: hour 02 is 02:00-03:00 at +13:45 and
+    # 02:45-03:00 at +12:45, apart; offline on the 6th
+    ("CHATHAM", date(2026, 4, 4), date(2026, 4, 6), date(2026, 4, 6)),
 ]
 FILTERS = [
     (None, DAYS),
@@ -152,7 +156,7 @@ async def test_zones_match_the_oracle(client, site_name, first, last, offline):
     # The cases are not trivial: some hours without data, zones with and without capacity.
     whole = await get(client, "/api/v1/zones/%s?from=%s&to=%s" % (site_name, first, last))
     rows = whole["zones"]
-    assert {r["zone"] for r in rows} >= {"A", "B", "C"}
+    assert {r["zone"] for r in rows} >= {"A", "B", "C"}, rows
     assert 0 < rows[0]["hours_with_data"] < rows[0]["hours_in_range"]
     tz = site.tz
     assert rows[0]["hours_in_range"] == sum(
@@ -260,3 +264,25 @@ async def test_every_sites_cells_leave_out_each_sites_own_days(client):
         got = {(r[0], r[1]) for r in rows}
         assert ("LONDON", date(2026, 1, 6)) not in got and ("KATHMANDU", date(2026, 1, 5)) not in got
         assert ("LONDON", date(2026, 1, 5)) in got and ("KATHMANDU", date(2026, 1, 6)) in got
+
+
+async def test_an_hour_split_by_the_clock_has_only_its_own_pieces(client):
+    """Chatham, 2026-04-05: at 03:45 +13:45 the clock goes back to 02:45 +12:45. Contact only
+    in 03:00-03:45 +13:45 is hour 03's, not hour 02's, though it lies between hour 02's two
+    pieces."""
+    tz = ZoneInfo("Pacific/Chatham")
+    start = int(datetime(2026, 4, 5, 3, 0, tzinfo=tz).timestamp())
+    assert datetime.fromtimestamp(start + 2700, tz).strftime("%H:%M%z") == "02:45+1245"
+    services(client).store.insert(
+        "device_slots", [["CHATHAM", "dev1", datetime.fromtimestamp(start + 900 * i, timezone.utc)] for i in range(3)],
+        ["site_name", "device_id", "slot"])
+    world = World("CHATHAM", 0)  # one event at 10:00, so that zone A is listed
+    world.raw.append({"site": "CHATHAM", "camera": "A", "timestamp": int(datetime(2026, 4, 5, 10, tzinfo=tz).timestamp()),
+                      "people_count": 3, "triggers": []})
+    await load(client, world)
+    base = "/api/v1/zones/CHATHAM?from=2026-04-05&to=2026-04-05"
+    for hours, with_data, in_range in (("02:00-03:00", 0, 1), ("03:00-04:00", 1, 1), ("02:00-04:00", 1, 2)):
+        (row,) = (await get(client, base + "&hours=" + hours))["zones"]
+        assert (row["zone"], row["hours_with_data"], row["hours_in_range"]) == ("A", with_data, in_range), hours
+        every = await get(client, "/api/v1/zones?from=2026-04-05&to=2026-04-05&hours=" + hours)
+        assert [r for r in every["zones"] if r["site_name"] == "CHATHAM"] == [{"site_name": "CHATHAM", **row}]

@@ -209,7 +209,7 @@ def _zones_request(request: web.Request) -> ZonesRequest:
     return ZonesRequest(first, last, hours, weekdays)
 
 
-def _zones_response(request: web.Request, doc: dict, fmt: str, name: str, req: ZonesRequest) -> web.Response:
+def _zones_response(doc: dict, fmt: str, name: str, req: ZonesRequest) -> web.Response:
     if fmt == "json":
         return web.json_response(doc, headers={"Cache-Control": "no-cache"})
     filename = "%s_%s_%s_zones.csv" % (name, req.first, req.last)
@@ -226,7 +226,7 @@ async def zones_handler(request: web.Request) -> web.Response:
     req = _zones_request(request)
     site = await _site(request)
     doc = await services.zones.site(site, req)
-    return _zones_response(request, doc, fmt, site.name, req)
+    return _zones_response(doc, fmt, site.name, req)
 
 
 async def all_zones_handler(request: web.Request) -> web.Response:
@@ -234,7 +234,7 @@ async def all_zones_handler(request: web.Request) -> web.Response:
     fmt = _choice(request, "format", ("json", "csv"), "json")
     req = _zones_request(request)
     doc = await services.zones.all_sites(req)
-    return _zones_response(request, doc, fmt, "all_sites", req)
+    return _zones_response(doc, fmt, "all_sites", req)
 
 
 ROUTES = [

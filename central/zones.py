@@ -1,19 +1,19 @@
 """The zones report (space planning): per zone of a site, over a range of local days and
 within chosen hours of the day and weekdays, how full it gets against its capacity.
 
-Read through the one reader of site-days (:meth:`central.storage.sitedays.SiteDays.acells_of`,
-peaks only, every site's kept days in one statement:
-each local day's (camera, local hour) cells, a repeated clock-change hour merged, a skipped
-one absent, as the dashboard counts them) and device contact
-(:meth:`central.coverage.Coverage.contact`). The unit is the local hour: an hour of the
-filter *has data* when a device of the site was heard in it or any zone of the site had
-events in it; each zone's hourly peak in such an hour is its cell's peak, 0 without a cell.
-``peak`` is the highest of them (a cell's peak is its highest 15-minute peak), ``p95`` and
-``median`` their nearest-rank percentiles, ``mean`` their mean; hours without data count
-for nothing. ``hours`` and ``weekdays`` filter each local hour by its own clock hour and
-its own date's weekday (``22:00-06:00`` with ``weekdays=mon`` takes Monday 00:00-06:00 and
-22:00-24:00). Everything is computed in Python from the cells: a site's 31 days are at most
-31 x 24 x zones values.
+It reads through the one reader of site-days
+(:meth:`central.storage.sitedays.SiteDays.acells_of`, peaks only: each local day's
+(camera, local hour) cells, a repeated clock-change hour merged, a skipped one absent, as
+the dashboard counts them; every site's kept days in one statement) and device contact
+(:meth:`central.coverage.Coverage.contact`, or ``contacts`` for every site). The unit is the
+local hour: an hour of the filter *has data* when a device of the site was heard in it or
+any zone of the site had events in it; each zone's hourly peak in such an hour is its
+cell's peak, 0 without a cell. ``peak`` is the highest of them (a cell's peak is its
+highest 15-minute peak), ``p95`` and ``median`` their nearest-rank percentiles, ``mean``
+their mean; hours without data count for nothing. ``hours`` and ``weekdays`` filter each
+local hour by its own clock hour and its own date's weekday (``22:00-06:00`` with
+``weekdays=mon`` takes Monday 00:00-06:00 and 22:00-24:00). The figures are folded in
+Python from the cells: per zone its sorted non-zero peaks and a count of zero hours.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from .registry import Registry
 from .sites import Site, Sites, local_day
 from .storage.sitedays import DayCells, SiteDays
 
-__all__ = ["Zones", "ZonesRequest", "LIMIT_DAYS", "WEEKDAYS", "OVER", "CSV_COLUMNS"]
+__all__ = ["Zones", "ZonesRequest", "LIMIT_DAYS", "WEEKDAYS", "OVER", "CSV_COLUMNS", "site_rows", "zone_row", "to_csv"]
 
 LIMIT_DAYS = 366
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

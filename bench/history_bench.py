@@ -1,4 +1,4 @@
-"""Range-view benchmark: history, overview and export through ``python -m central serve``.
+"""Range-view benchmark: history, overview, export and zones through ``python -m central serve``.
 
 * dataset: ``camera_events`` with ``--sites`` x 16 cameras over 366 days (``--rows``,
   50,000,000 by default) generated inside ClickHouse with INSERT ... SELECT FROM numbers()
@@ -10,6 +10,9 @@
 * history: one site, 31 days at ``hour`` (target p50 <= 20 ms) and 366 days at ``day``
   (p50 <= 50 ms), sequential requests rotating over sites (history has no cache);
 * overview: 100 sites in one request, a different date each time (p50 <= 50 ms);
+* zones report (working hours, Mon-Fri): one site over 31 days (p50 <= 30 ms) and 366 days
+  (p50 <= 100 ms), rotating over sites, and every site's 16 zones over 31 days in one request
+  (p50 <= 300 ms), 31 days from a different month's first each time;
 * export: SITE_000, 366 days at ``slot`` as CSV (target >= 200,000 rows/s), with the server's
   RSS sampled while it streams (flat: the peak stays near the start).
 
@@ -27,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import date, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -224,13 +228,24 @@ def main() -> int:
         hour = ["/api/v1/history/%s?from=2025-12-01&to=2025-12-31&bucket=hour" % s for s in site]
         day = ["/api/v1/history/%s?from=2025-01-01&to=2026-01-01&bucket=day" % s for s in site]
         overview = ["/api/v1/overview?date=2025-%02d-%02d" % (1 + i % 12, 1 + i % 28) for i in range(n)]
-        asyncio.run(timed(server.base, hour[:3] + day[:3] + overview[:3]))  # warm
+        work = "&hours=09:00-18:00&weekdays=mon,tue,wed,thu,fri"
+        zones_31 = ["/api/v1/zones/%s?from=2025-12-01&to=2025-12-31%s" % (s, work) for s in site]
+        zones_366 = ["/api/v1/zones/%s?from=2025-01-01&to=2026-01-01%s" % (s, work) for s in site]
+        months = [date(2025, 1 + i % 12, 1) for i in range(max(3, n // 3))]
+        zones_all = ["/api/v1/zones?from=%s&to=%s%s" % (m, m + timedelta(days=30), work) for m in months]
+        asyncio.run(timed(server.base, hour[:3] + day[:3] + overview[:3] + zones_31[:1] + zones_all[:1]))  # warm
         log("history, 31 days at hour")
         figures["history_hour_31d_p50_ms"] = p50_ms(asyncio.run(timed(server.base, hour)))
         log("history, 366 days at day")
         figures["history_day_366d_p50_ms"] = p50_ms(asyncio.run(timed(server.base, day)))
         log("overview of %d sites", args.sites)
         figures["overview_p50_ms"] = p50_ms(asyncio.run(timed(server.base, overview)))
+        log("zones of one site, 31 days")
+        figures["zones_site_31d_p50_ms"] = p50_ms(asyncio.run(timed(server.base, zones_31)))
+        log("zones of one site, 366 days")
+        figures["zones_site_366d_p50_ms"] = p50_ms(asyncio.run(timed(server.base, zones_366)))
+        log("zones of %d sites, 31 days", args.sites)
+        figures["zones_all_sites_31d_p50_ms"] = p50_ms(asyncio.run(timed(server.base, zones_all)))
         log("export, SITE_000, 366 days at slot, CSV")
         figures.update(asyncio.run(export(server, "/api/v1/export/SITE_000?from=2025-01-01&to=2026-01-01"
                                                   "&bucket=slot&format=csv")))
@@ -242,6 +257,9 @@ def main() -> int:
         "history_day_p50_le_50ms": figures["history_day_366d_p50_ms"] <= 50,
         "overview_p50_le_50ms": figures["overview_p50_ms"] <= 50,
         "export_ge_200k_rows_per_s": figures["export_rows_per_s"] >= 200_000,
+        "zones_site_31d_p50_le_30ms": figures["zones_site_31d_p50_ms"] <= 30,
+        "zones_site_366d_p50_le_100ms": figures["zones_site_366d_p50_ms"] <= 100,
+        "zones_all_sites_p50_le_300ms": figures["zones_all_sites_31d_p50_ms"] <= 300,
     }
     print(json.dumps(figures))
     return 0

@@ -33,6 +33,14 @@ WHERE site_name = {site:String}
 UNION ALL
 SELECT toUInt8(1), CAST([], 'Array(UInt32)') FROM (SELECT 1 FROM device_slots WHERE site_name = {site:String} LIMIT 1)
 """
+# The same for several sites over one window (the zones report of every site).
+_CONTACTS_SQL = """
+SELECT site_name, arraySort(groupUniqArray(toUInt32(toUnixTimestamp(slot))))
+FROM device_slots
+WHERE site_name IN {sites:Array(String)}
+  AND slot >= toDateTime({lo:UInt32}, 'UTC') AND slot < toDateTime({hi:UInt32}, 'UTC')
+GROUP BY site_name
+"""
 _HAS_DEVICES_SQL = """
 SELECT site_name FROM device_slots WHERE site_name IN {sites:Array(String)} GROUP BY site_name
 """
@@ -63,6 +71,14 @@ class Coverage:
         if not any(part == 1 for part, _ in rows):
             return None
         return next(slots for part, slots in rows if part == 0)
+
+    async def contacts(self, sites: list[str], lo: int, hi: int) -> dict[str, list[int] | None]:
+        """:meth:`contact` of several sites over one window [lo, hi), by site name."""
+        rows = await self.store.aquery(_CONTACTS_SQL, {"sites": sites, "lo": lo, "hi": hi})
+        got = {r[0]: list(r[1]) for r in rows}
+        missing = [s for s in sites if s not in got]
+        have = await self.with_devices(missing) if missing else set()
+        return {s: got[s] if s in got else [] if s in have else None for s in sites}
 
     @staticmethod
     def per_bucket(contact: list[int], buckets: Iterable[Bucket]) -> dict[int, int]:

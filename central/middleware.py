@@ -3,7 +3,7 @@
 Order (outermost first): metrics (sees the final status), errors (turns every failure into a
 JSON error body; storage trouble into 503 with Retry-After; a client gone mid-request is
 counted as 499 and logged at INFO), CORS (only with an allow-list), tokens (read token for
-the dashboard, sites, the range views and alerts, ingest token for POST /api/v1/events).
+the dashboard, sites, the range views (zones too) and alerts, ingest token for POST /api/v1/events).
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def auth_middleware(config: Config):
             if path == "/api/v1/events":
                 token = config.ingest_token
             elif path.startswith(("/api/v1/dashboard", "/api/v1/sites", "/api/v1/history", "/api/v1/profile",
-                                  "/api/v1/overview", "/api/v1/export", "/api/v1/alerts")):
+                                  "/api/v1/overview", "/api/v1/export", "/api/v1/alerts", "/api/v1/zones")):
                 token = config.read_token
             if not _token_ok(request, token):
                 resp = json_error(401, "unauthorized", "a valid bearer token is required")

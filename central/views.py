@@ -1,9 +1,9 @@
 """HTTP handlers of the range views: ``/api/v1/history/{site}``, ``/api/v1/profile/{site}``,
-``/api/v1/overview`` and ``/api/v1/export/{site}``.
+``/api/v1/overview``, ``/api/v1/export/{site}`` and ``/api/v1/zones[/{site}]``.
 
 They parse and check parameters (a bad one is a 400 :class:`RequestError` with its own code,
 an unknown site 404), then hand over to :mod:`central.history`, :mod:`central.overview` and
-:mod:`central.export`. Tokens, CORS, metrics and JSON errors come from the app's
+:mod:`central.export` and :mod:`central.zones`. Tokens, CORS, metrics and JSON errors come from the app's
 middlewares, as for the dashboard.
 """
 
@@ -30,6 +30,8 @@ from .registry import Registry
 from .sites import Site, Sites
 from .state import CONFIG, METRICS, RANGES, REGISTRY, SITES
 from .storage.sitedays import SiteDays
+from .zones import LIMIT_DAYS as ZONES_LIMIT_DAYS
+from .zones import WEEKDAYS, Zones, ZonesRequest, to_csv
 
 __all__ = ["ROUTES", "RangeServices", "parse_date"]
 
@@ -40,6 +42,7 @@ EXPORT_RETRY_SECONDS = 5
 
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 _INT_RE = re.compile(r"[0-9]{1,3}\Z")
+_HOURS_RE = re.compile(r"([0-9]{2}):00-([0-9]{2}):00\Z")
 
 
 def parse_date(text: str, name: str = "date") -> date:
@@ -97,11 +100,13 @@ class RangeServices:
     history: History
     overview: Overview
     exporter: Exporter
+    zones: Zones
 
     @classmethod
     def build(cls, days: SiteDays, sites: Sites, registry: Registry) -> RangeServices:
         coverage = Coverage(days.store)  # type: ignore[arg-type]
-        return cls(History(days, coverage), Overview(days, sites, registry, coverage), Exporter(days))
+        return cls(History(days, coverage), Overview(days, sites, registry, coverage), Exporter(days),
+                   Zones(days, coverage, sites, registry))
 
 
 async def _site(request: web.Request) -> Site:
@@ -230,9 +235,63 @@ def _abort(request: web.Request) -> None:
         request.transport.abort()
 
 
+def _zones_request(request: web.Request) -> ZonesRequest:
+    first, last = _range(request, ZONES_LIMIT_DAYS, "a zones report")
+    hours = None
+    text = request.query.get("hours")
+    if text is not None:
+        m = _HOURS_RE.match(text)
+        start, end = (int(m.group(1)), int(m.group(2)) or 24) if m else (-1, -1)
+        if not 0 <= start <= 23 or not 1 <= end <= 24 or start == end:
+            raise RequestError(400, "bad_hours", "hours must be HH:00-HH:00 (local, end exclusive, 00-24; "
+                                                 "22:00-06:00 wraps midnight)")
+        hours = (start, end)
+    weekdays = frozenset(range(7))
+    text = request.query.get("weekdays")
+    if text is not None:
+        names = text.split(",")
+        if not text or any(n not in WEEKDAYS for n in names):
+            raise RequestError(400, "bad_weekdays", "weekdays must be a comma-separated list of %s"
+                               % ",".join(WEEKDAYS))
+        weekdays = frozenset(WEEKDAYS.index(n) for n in names)
+    return ZonesRequest(first, last, hours, weekdays)
+
+
+def _zones_response(doc: dict, fmt: str, name: str, req: ZonesRequest) -> web.Response:
+    if fmt == "json":
+        return web.json_response(doc, headers={"Cache-Control": "no-cache"})
+    filename = "%s_%s_%s_zones.csv" % (name, req.first, req.last)
+    return web.Response(body=to_csv(doc["zones"], doc.get("site_name")), headers={
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": 'attachment; filename="%s"' % filename,
+        "Cache-Control": "no-cache",
+    })
+
+
+async def zones_handler(request: web.Request) -> web.Response:
+    single_values(request)
+    services = _services(request)
+    fmt = _choice(request, "format", ("json", "csv"), "json")
+    req = _zones_request(request)
+    site = await _site(request)
+    doc = await services.zones.site(site, req)
+    return _zones_response(doc, fmt, site.name, req)
+
+
+async def all_zones_handler(request: web.Request) -> web.Response:
+    single_values(request)
+    services = _services(request)
+    fmt = _choice(request, "format", ("json", "csv"), "json")
+    req = _zones_request(request)
+    doc = await services.zones.all_sites(req)
+    return _zones_response(doc, fmt, "all_sites", req)
+
+
 ROUTES = [
     web.get("/api/v1/history/{site_name}", history_handler),
     web.get("/api/v1/profile/{site_name}", profile_handler),
     web.get("/api/v1/overview", overview_handler),
     web.get("/api/v1/export/{site_name}", export_handler),
+    web.get("/api/v1/zones", all_zones_handler),
+    web.get("/api/v1/zones/{site_name}", zones_handler),
 ]

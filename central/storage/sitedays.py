@@ -18,7 +18,8 @@ is read
 Without kept answers at all (no rollup, no grants) every day is computed from the sources.
 :meth:`SiteDays.plan` gives the decision for a range; :meth:`SiteDays.slots_sql` the slot
 statement a range must be read with; :meth:`SiteDays.cells` reads the days' (camera, local
-hour) cells whichever way each day is read.
+hour) cells whichever way each day is read (:meth:`SiteDays.cells_of`: of several sites,
+their kept days in one statement).
 """
 
 from __future__ import annotations
@@ -37,11 +38,19 @@ KEPT, PENDING, RECUT, BEHIND = "kept", "pending", "recut", "behind"
 
 _SMALL_READ = {"max_threads": 1}
 
+# One statement for one site or many (the zones report of every site): the days each
+# site's plan does not read kept are left out as (site, day) pairs.
 _CELLS_KEPT = """
-SELECT day, tz, cams, hours, peaks, events, %s triggers, edge, raw, repaired
+SELECT site_name, day, tz, cams, hours, peaks%s
 FROM day_answers FINAL
-WHERE site_name = {site:String} AND day >= {first:Date} AND day <= {last:Date} AND NOT has({skip:Array(Date)}, day)
+WHERE site_name IN {sites:Array(String)} AND day >= {first:Date} AND day <= {last:Date}
+  AND NOT has({skip:Array(Tuple(String, Date))}, (site_name, day))
 """
+#: The columns after the peaks, per what the reader is asked for: everything; what the
+#: dashboard folds (one row per request, and every column it reads costs it time); nothing
+#: more (the zones report).
+_CELLS_REST = {"full": ", events, cell_triggers, cell_edge, cell_slots, triggers, edge, raw, repaired",
+               "lean": ", events, triggers, edge, raw, repaired", "peaks": ""}
 
 # The same cells from slots (kept answers or computed from the sources), per local day.
 _CELLS_SLOTS = """
@@ -129,11 +138,9 @@ class SiteDays:
         self.store = slots.store
         self.sites = sites
         self.keeper = keeper
-        # The cells' trigger counts and slots per source only where asked for: the dashboard
-        # reads one row per request, and every column it reads costs it time.
-        self._cells_kept = {True: _CELLS_KEPT % "cell_triggers, cell_edge, cell_slots,", False: _CELLS_KEPT % ""}
         self._cells_slots = {True: _CELLS_SLOTS % slots.merged_sql(Scope.of((), 0, 0)),
                              False: _CELLS_SLOTS % slots.computed_sql(Scope.of((), 0, 0))}
+        self._cells_kept = {what: _CELLS_KEPT % rest for what, rest in _CELLS_REST.items()}
 
     @property
     def kept(self) -> bool:
@@ -197,29 +204,49 @@ class SiteDays:
         """Every local day of [first, last] of ``site``, in order (blocking: a store thread);
         without ``full``, the cells' trigger counts and slots per source are left empty
         where a day is read kept."""
-        s = self.sites.get(site)
-        plan = self.plan(site, first, last)
-        out: dict[date, DayCells] = {}
-        if self.kept and len(plan.how) < (last - first).days + 1:
-            rows = self.store.query(self._cells_kept[full], parameters={"site": site, "first": first, "last": last,
-                                                            "skip": plan.skip}, settings=_SMALL_READ)
-            for row in rows:
-                d, tz = row[0], row[1]
-                if tz != s.timezone:
-                    plan.how[d] = RECUT  # cut in another zone by a writer that does not know ours
-                    continue
-                out[d] = _kept_day(d, row[2:], full)
-        if plan.how:
-            out.update(self._from_slots(s, plan))
-        days = []
-        d = first
-        while d <= last:
-            days.append(out.get(d) or DayCells(d, plan.how.get(d, KEPT)))
-            d += timedelta(days=1)
-        return days
+        return self.cells_of([site], first, last, "full" if full else "lean")[site]
 
     async def acells(self, site: str, first: date, last: date, full: bool = True) -> list[DayCells]:
         return await self.store.arun(self.cells, site, first, last, full)
+
+    def cells_of(self, sites: list[str], first: date, last: date, what: str | bool = "full"
+                 ) -> dict[str, list[DayCells]]:
+        """:meth:`cells` of several sites, each in its own local days: the kept days of all
+        of them in one statement (blocking: a store thread). ``what`` is ``full``, ``lean``
+        (no per-cell trigger counts or sources) or ``peaks`` (True too: only ``cams``,
+        ``hours`` and ``peaks``, for the zones report); days read otherwise carry everything."""
+        what = "peaks" if what is True else "full" if what is False else what
+        n_days = (last - first).days + 1
+        plans = {name: self.plan(name, first, last) for name in sites}
+        out: dict[str, dict[date, DayCells]] = {name: {} for name in sites}
+        kept = [name for name, plan in plans.items() if self.kept and len(plan.how) < n_days]
+        if kept:
+            skip = [(name, d) for name in kept for d in plans[name].skip]
+            rows = self.store.query(self._cells_kept[what], parameters={"sites": kept, "first": first, "last": last,
+                                                            "skip": skip}, settings=_SMALL_READ)
+            zones = {name: self.sites.get(name).timezone for name in kept}
+            for row in rows:
+                name, d, tz = row[0], row[1], row[2]
+                if tz != zones[name]:
+                    plans[name].how[d] = RECUT  # cut in another zone by a writer that does not know ours
+                    continue
+                out[name][d] = (DayCells(d, KEPT, list(row[3]), list(row[4]), list(row[5])) if what == "peaks"
+                                 else _kept_day(d, row[3:], what == "full"))
+        result = {}
+        for name, plan in plans.items():
+            if plan.how:
+                out[name].update(self._from_slots(self.sites.get(name), plan))
+            days = []
+            d = first
+            while d <= last:
+                days.append(out[name].get(d) or DayCells(d, plan.how.get(d, KEPT)))
+                d += timedelta(days=1)
+            result[name] = days
+        return result
+
+    async def acells_of(self, sites: list[str], first: date, last: date, what: str | bool = "full"
+                        ) -> dict[str, list[DayCells]]:
+        return await self.store.arun(self.cells_of, sites, first, last, what)
 
     def _from_slots(self, site: Site, plan: Plan) -> dict[date, DayCells]:
         out: dict[date, DayCells] = {}

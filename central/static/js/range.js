@@ -5,6 +5,7 @@ import {$, el, setText, setAttr, show, keyed} from './dom.js';
 import {num, fmt, hourRange, longDate, shortDate} from './format.js';
 import {state, siteInfo, siteThresholds} from './state.js';
 import {hourColumns} from './day.js';
+import {mountZones} from './zones.js';
 
 const WEEKDAYS = ['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday', 'Sunday'];
 
@@ -137,6 +138,7 @@ function renderRange(doc, profile) {
     renderTotals(doc);
     renderDays(doc);
     renderProfile(profile);
+    mountZones(state.site, doc.from, doc.to);  // loads on its own (zones.js)
     return 'ready';
 }
 

@@ -7,7 +7,9 @@ import {api} from './api.js';
 import {state, zoneName} from './state.js';
 
 const LIMIT = 50;
-const DELIVERY_TEXT = {delivered: 'delivered', pending: 'sending', failed: 'not delivered', suppressed: 'held back'};
+// Every delivery state the API documents (central/openapi.json, Alert.delivery.state).
+const DELIVERY_TEXT = {delivered: 'delivered', pending: 'sending', failed: 'not delivered', suppressed: 'held back',
+    published: 'published (no webhook)'};
 
 // Fetch and show the alerts of [meta.day_start, meta.day_end) at ``site``; ``seq`` is the
 // page's request counter: an answer for an older request is dropped.
@@ -44,7 +46,8 @@ function renderAlerts(alerts, tz, error) {
         const time = li.querySelector('.a-time');
         setAttr(time, 'datetime', a.at || null);
         setText(time, a.at ? timeIn(tz, a.at) : '');
-        const what = [a.rule, a.cam_name ? zoneName(a.cam_name) : '', a.trigger ? humanTrigger(a.trigger) : '']
+        const site = typeof a.site_name === 'string' && a.site_name ? a.site_name : state.site;
+        const what = [a.rule, a.cam_name ? zoneName(site, a.cam_name, null) : '', a.trigger ? humanTrigger(a.trigger) : '']
             .filter(Boolean).join(' \u00b7 ');
         setText(li.querySelector('.a-what'), what);
         const delivery = a.delivery && typeof a.delivery === 'object' ? a.delivery : {};

@@ -3,8 +3,8 @@
 import {$, el, setText, setAttr, setBreakable, setLevel, show, keyed} from './dom.js';
 import {LEVEL_TEXT, SOURCE_TEXT, num, fmt, level, pad2, hourRange, humanTrigger, validZone, longDate,
     quartersPerHour, timeIn, dateTimeIn, partsIn} from './format.js';
-import {state, siteInfo, siteTz, zoneName, zoneConfig, viewingToday, siteThresholds, ownThresholds, zonePosition,
-    zoneOrder} from './state.js';
+import {state, siteInfo, siteTz, zoneName, viewingToday, siteThresholds, zoneThresholds, ownThresholds, capacityBands,
+    zoneCapacity, zonePosition, zoneOrder} from './state.js';
 import {main, setState} from './page.js';
 
 // ---- rendering -----------------------------------------------------------------------------
@@ -74,7 +74,9 @@ function renderMeta(meta, tz) {
     setText($('meta-slots'), slots ? 'Slots: ' + fmt(slots.edge) + ' edge, ' + fmt(slots.raw) + ' raw, ' + fmt(slots.repaired) + ' repaired' : '');
     const computed = $('meta-computed');
     setAttr(computed, 'datetime', meta.computed_at || null);
-    setText(computed, meta.computed_at ? timeIn(tz, meta.computed_at) + ' site time' : 'n/a');
+    // Today: the time is enough; another day: the moment in full, or it reads as that day's.
+    setText(computed, !meta.computed_at ? 'n/a'
+        : timeIn(tz, meta.computed_at, !viewingToday()) + ' site time');
     setText($('meta-tz'), tz || 'unknown');
     // The day's real length (23.5 or 24.5 where the clock moves by 30 minutes).
     const hours = num(meta.hours) || dayHours(meta);
@@ -124,13 +126,15 @@ function renderLegend(site) {
         }
         setText(li.lastChild, item[1]);
     });
-    const withCapacity = Object.keys(zones).filter((z) => zoneCapacity(site, z));
+    // Zones whose thresholds the API took from their capacity (intensity = "capacity").
+    const bands = capacityBands(site);
+    const withCapacity = Object.keys(zones).filter((z) => zoneThresholds(site, z).origin === 'capacity');
     let cap = legend.children[items.length];
     if (!cap) { cap = legend.appendChild(el('li', 'muted')); cap.id = 'legend-capacity'; }
-    setText(cap, withCapacity.length ? withCapacity.map((z) => zoneName(site, z, null)).join(', ') +
-        ' by share of capacity: low under ' + CAPACITY.medium + ' %, medium ' + CAPACITY.medium + ' to ' +
-        (CAPACITY.high - 1) + ' %, high ' + CAPACITY.high + ' % or more' : '');
-    show(cap, withCapacity.length > 0);
+    setText(cap, withCapacity.length && bands ? withCapacity.map((z) => zoneName(site, z, null)).join(', ') +
+        ' by share of capacity: low under ' + bands.medium + ' %, medium ' + bands.medium + ' to under ' +
+        bands.high + ' %, high ' + bands.high + ' % or more' : '');
+    show(cap, withCapacity.length > 0 && bands !== null);
     let note = legend.children[items.length + 1];
     if (!note) note = legend.appendChild(el('li', 'muted'));
     setText(note, own.length ? '* ' + own.map((z) => zoneName(site, z, null)).join(', ') +
@@ -140,21 +144,12 @@ function renderLegend(site) {
 
 
 
-// Share-of-capacity bands for zones with a capacity (the API's capacity_high / _medium defaults).
-const CAPACITY = {high: 90, medium: 50};
-
-function zoneCapacity(site, zone) {
-    const cfg = zoneConfig(site, zone);
-    const c = cfg ? Number(cfg.capacity) : NaN;
-    return Number.isInteger(c) && c > 0 ? c : null;
-}
-
 // The zones' figures in one local hour, from zone_hourly (count = that hour's peak).
 function zonesAt(zoneHourly, hour) {
     const out = {};
     Object.keys(zoneHourly).forEach((zone) => {
         const r = (Array.isArray(zoneHourly[zone]) ? zoneHourly[zone] : []).find((x) => x && x.hour === hour);
-        if (r) out[zone] = {peak: r.count, events: r.events, intensity: r.intensity};
+        if (r) out[zone] = {peak: r.count, events: r.events, intensity: r.intensity, utilisation: r.utilisation};
     });
     return out;
 }
@@ -168,16 +163,18 @@ function renderPlanHour(site) {
 }
 
 // A fixed bar scale per site (or zone): its capacity, else twice its high threshold; the
-// day's own maximum would make a quiet Sunday look as full as a busy Wednesday.
+// day's own maximum would make a quiet Sunday look as full as a busy Wednesday. The site's
+// hourly count is the busiest zone's peak (meta.sitewide), so its scale is a zone's too:
+// the largest zone's capacity, never the sum of them all.
 function stripScale(site, zone) {
     if (zone) {
         const cap = zoneCapacity(site, zone);
-        return cap ? {max: cap, why: 'capacity'} : {max: 2 * (ownThresholds(site, zone) || siteThresholds(site)).high, why: 'twice the high threshold'};
+        return cap ? {max: cap, why: 'capacity'} : {max: 2 * zoneThresholds(site, zone).high, why: 'twice the high threshold'};
     }
     const info = siteInfo(site);
     const zones = info && info.zones && typeof info.zones === 'object' ? Object.keys(info.zones) : [];
     const caps = zones.map((z) => zoneCapacity(site, z)).filter(Boolean);
-    return caps.length ? {max: caps.reduce((a, b) => a + b, 0), why: 'total capacity'}
+    return caps.length ? {max: Math.max.apply(null, caps), why: 'the largest zone\'s capacity'}
         : {max: 2 * siteThresholds(site).high, why: 'twice the high threshold'};
 }
 
@@ -226,30 +223,34 @@ function renderPlan(site, names, zones, meta) {
     nodes.forEach((b, i) => {
         const zone = names[i];
         const z = zones[zone] && typeof zones[zone] === 'object' ? zones[zone] : null;
-        const apiLevel = z ? level(z.intensity) : 'none';
+        // The colour is the API's intensity, whatever the thresholds (own, capacity, site).
+        const lvl = z ? level(z.intensity) : 'none';
         const capacity = zoneCapacity(site, zone);
-        const share = z && capacity ? num(z.peak) / capacity : null;
-        const lvl = share === null ? apiLevel : share >= CAPACITY.high / 100 ? 'high' : share >= CAPACITY.medium / 100 ? 'medium' : 'low';
+        const share = z && capacity && Number.isFinite(Number(z.utilisation)) && z.utilisation !== null ? Number(z.utilisation) : null;
+        const th = zoneThresholds(site, zone);
         const label = zoneName(site, zone, meta);
         setLevel(b, lvl, 'zone');
         setBreakable(b.querySelector('.z-name'), label);
         setText(b.querySelector('.z-peak'), z ? fmt(z.peak) : '\u2013');
         const events = z ? num(z.events) : 0;
         setText(b.querySelector('.z-events'), z ? fmt(events) + (events === 1 ? ' event' : ' events') : 'no events');
-        const own = ownThresholds(site, zone);
+        const own = th.origin === 'own';
         setText(b.querySelector('.z-level'), LEVEL_TEXT[lvl] + (share !== null ? ' \u00b7 ' + Math.round(share * 100) + ' % of ' + capacity : '') + (own ? ' *' : ''));
         b.dataset.peak = z ? String(num(z.peak)) : '';
         b.dataset.events = String(events);
-        b.dataset.intensity = apiLevel;
+        b.dataset.intensity = lvl;
         b.dataset.level = lvl;
+        b.dataset.origin = th.origin;
         b.dataset.utilisation = share === null ? '' : String(share);
-        const th = own || siteThresholds(site);
+        const bands = capacityBands(site);
+        const why = own ? ' (own)' : th.origin === 'capacity' && bands
+            ? ' (' + bands.high + ' % and ' + bands.medium + ' % of its capacity)' : ' (site)';
         setAttr(b, 'title', (label !== zone ? label + ' (' + zone + ')\n' : '') +
-            (capacity ? 'Capacity ' + capacity + ' people: high from ' + CAPACITY.high + ' %, medium from ' + CAPACITY.medium + ' %\n' : '') +
-            'Thresholds' + (own ? ' (own)' : ' (site)') + ': high from ' + th.high + ', medium from ' + th.medium + ' people');
+            (capacity ? 'Capacity ' + capacity + ' people\n' : '') +
+            'Thresholds' + why + ': high from ' + th.high + ', medium from ' + th.medium + ' people');
         setAttr(b, 'aria-pressed', state.selectedZone === zone ? 'true' : 'false');
         // The accessible name is the visible text plus this (axe: label-content-name-mismatch).
-        setText(b.querySelector('.z-more'), (own ? ' (own thresholds: high from ' + own.high + ', medium from ' + own.medium + ')' : '') +
+        setText(b.querySelector('.z-more'), (own ? ' (own thresholds: high from ' + th.high + ', medium from ' + th.medium + ')' : '') +
             '. Shows its hours below.');
         const p = positions[i];
         let area = '';
@@ -303,7 +304,7 @@ function renderStrip(hourly, zoneHourly, meta, tz, site) {
     setText($('strip-scale'), 'Bars: 0 to ' + max + ' people (' + scale.why + '); a dark top edge marks more.');
     const nowHour = currentHour(tz);
     const quarters = quartersPerHour(meta, tz);
-    setText($('hourly-title'), zone ? 'Hourly peak: ' + zoneName(site, zone, meta) : 'Hourly peak (people, site-wide)');
+    setText($('hourly-title'), zone ? 'Hourly peak: ' + zoneName(site, zone, meta) : 'Hourly peak (people, busiest zone)');
     show($('clear-zone'), Boolean(zone));
     const strip = $('strip');
     const hours = Array.from({length: 24}, (_, h) => String(h));

@@ -277,7 +277,10 @@ class Demo:
                       mqtt_url=_with_user(self.mqtt_url, site.device), udp_addr="127.0.0.1:%d" % udp,
                       # The whole backfill goes through the agent, not only its default week.
                       retention_days="%g" % (max(cfg.days, 6) + 1.5),
-                      publish_interval="%g" % cfg.publish_interval, ack_timeout="10"),
+                      publish_interval="%g" % cfg.publish_interval, ack_timeout="10",
+                      # A message every 30 s even at night: silence then means the device
+                      # is down, and the device-offline rule's 2 minutes hold.
+                      stats_interval="30"),
             stop_timeout=cfg.stop_timeout,
         )
         self._wait("agent %s on udp %d" % (site.name, udp), lambda: _udp_bound(udp), cfg.ready_timeout)

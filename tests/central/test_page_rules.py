@@ -210,7 +210,9 @@ def test_busiest_zone_and_its_scale(central, tab):
     assert t.errors == []
 
 
-def test_alerts_name_their_zone_and_every_delivery_state(central, tab):
+@pytest.fixture(scope="module")
+def fired(central) -> dict:
+    """An alert of the watch rule, fired now and published (the rule has no webhook)."""
     post_events(central, [{"site": "CAP", "camera": "HALL", "people_count": 1, "timestamp": time.time() - 5,
                            "triggers": ["RESTRICTED_ACCESS"]}], "page-rules-alert")
 
@@ -218,7 +220,28 @@ def test_alerts_name_their_zone_and_every_delivery_state(central, tab):
         alerts = api_json(central, "/api/v1/alerts?site=CAP")["alerts"]
         return alerts if alerts and alerts[0]["delivery"]["state"] == "published" else None
 
-    fired = eventually(published, 30, "the watch rule fired and was published")[0]
+    return eventually(published, 30, "the watch rule fired and was published")[0]
+
+
+def test_all_sites_count_each_sites_alerts_of_its_day(central, tab, fired):
+    local = fired["local_time"][:10]
+    t = tab()
+    page = t.open(central + "/?view=portfolio&date=" + local)
+    rows = {r.get_attribute("data-site"): r for r in page.query_selector_all("#portfolio-body tr")}
+    alerts = api_json(central, "/api/v1/alerts?from=%sT00:00:00Z&limit=10000" % local)["alerts"]
+    for site, tr in rows.items():
+        want = sum(1 for a in alerts if a["site_name"] == site and a["local_time"][:10] == local)
+        assert tr.get_attribute("data-alerts") == str(want), site
+    assert int(rows["CAP"].get_attribute("data-alerts")) >= 1
+    link = rows["CAP"].query_selector("a.alerts-link")
+    assert "site=CAP" in link.get_attribute("href") and link.get_attribute("href").endswith("#alerts-panel")
+    # Busiest zones by their display names.
+    page = t.open(central + "/?view=portfolio&date=" + DAY)
+    assert page.inner_text("#portfolio-body tr[data-site=FIX] td:nth-of-type(6)") == "Yard"
+    assert t.errors == []
+
+
+def test_alerts_name_their_zone_and_every_delivery_state(central, tab, fired):
     local = datetime.fromisoformat(fired["at"].replace("Z", "+00:00")).astimezone(ZoneInfo("Europe/Berlin")).date()
     page = tab().open(central + "/?site=CAP&date=%s" % local.isoformat())
     page.wait_for_selector("#alerts li", timeout=WAIT_MS)

@@ -40,8 +40,11 @@ def test_portfolio_numbers_sorting_and_links(central, tab):
     assert page.get_attribute("#main", "data-view") == "portfolio"
     data = api_json(central, "/api/v1/overview?date=2026-01-05")
     rows = page.query_selector_all("#portfolio-body tr")
+    # Sorted by events by default (every site has them; utilisation needs capacities).
     assert [r.get_attribute("data-site") for r in rows] == [s["site_name"] for s in
-                                                           api_json(central, "/api/v1/overview?date=2026-01-05&sort=-utilisation")["sites"]]
+                                                           api_json(central, "/api/v1/overview?date=2026-01-05&sort=-events")["sites"]]
+    zone_names = {s["site_name"]: {z: v["display_name"] for z, v in s["zones"].items()}
+                  for s in api_json(central, "/api/v1/sites")["sites"]}
     by_site = {r.get_attribute("data-site"): r for r in rows}
     assert set(by_site) == {s["site_name"] for s in data["sites"]}
     for s in data["sites"]:
@@ -59,15 +62,21 @@ def test_portfolio_numbers_sorting_and_links(central, tab):
         else:
             assert float(tr.get_attribute("data-utilisation")) == s["utilisation"]
             assert cells[0].inner_text().strip() == "%d %%" % round(s["utilisation"] * 100)
+        # The busiest zone by its display name (the camera name in the tooltip).
+        busiest = tr.query_selector("td:nth-of-type(6)")
+        if s["busiest_zone"]:
+            want = zone_names.get(s["site_name"], {}).get(s["busiest_zone"], s["busiest_zone"])
+            assert (busiest.inner_text(), busiest.get_attribute("title")) == (want, s["busiest_zone"])
+        assert tr.get_attribute("data-alerts") == "0"  # the seed's events are too old to alert
     # Sorting is local (no refetch) and lives in the URL.
     before = len(requests)
-    page.click("#portfolio-head th[data-key=events] button")
-    assert query(page)["sort"] == "-events"
-    got = [int(r.get_attribute("data-events")) for r in page.query_selector_all("#portfolio-body tr")]
+    page.click("#portfolio-head th[data-key=peak] button")
+    assert query(page)["sort"] == "-peak"
+    got = [int(r.get_attribute("data-peak") or -1) for r in page.query_selector_all("#portfolio-body tr")]
     assert got == sorted(got, reverse=True)
-    assert page.get_attribute("#portfolio-head th[data-key=events]", "aria-sort") == "descending"
+    assert page.get_attribute("#portfolio-head th[data-key=peak]", "aria-sort") == "descending"
     page.keyboard.press("Enter")  # focus stays on the header: keyboard toggles the order
-    assert query(page)["sort"] == "events"
+    assert query(page)["sort"] == "peak"
     assert len(requests) == before
     shoot(page, "portfolio-desktop.png")
     # A row leads to its site's day.

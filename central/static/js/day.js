@@ -5,7 +5,6 @@ import {LEVEL_TEXT, SOURCE_TEXT, num, fmt, level, pad2, hourRange, humanTrigger,
     quartersPerHour, timeIn, dateTimeIn, partsIn} from './format.js';
 import {state, siteInfo, siteTz, zoneName, viewingToday, siteThresholds, zoneThresholds, ownThresholds, capacityBands,
     zoneCapacity, zonePosition, zoneOrder} from './state.js';
-import {main, setState} from './page.js';
 
 // ---- rendering -----------------------------------------------------------------------------
 
@@ -54,13 +53,12 @@ function render(data) {
     renderStrip(hourly, zoneHourly, meta, tz, site);
     renderMatrix(site, names, zoneHourly, meta, tz);
 
-    state.renders += 1;
-    main.dataset.renders = String(state.renders);
-    main.dataset.view = 'day';
-    main.dataset.site = site;
-    main.dataset.date = state.date || '';
-    setState(empty ? 'empty' : 'ready');
+    return empty ? 'empty' : 'ready';
 }
+
+// Selecting a zone or an hour draws the page again through main.js's one render step.
+let redraw = () => {};
+function onRedraw(fn) { redraw = fn; }
 
 function renderMeta(meta, tz) {
     const source = typeof meta.source === 'string' ? meta.source : 'unknown';
@@ -186,7 +184,7 @@ function currentHour(tz) {
 
 function selectHour(hour) {
     state.selectedHour = state.selectedHour === hour ? null : hour;
-    if (state.data) render(state.data);
+    redraw();
 }
 
 function renderPlan(site, names, zones, meta) {
@@ -418,7 +416,7 @@ function renderMatrix(site, names, zoneHourly, meta, tz) {
 
 function selectZone(zone) {
     state.selectedZone = state.selectedZone === zone ? null : zone;
-    if (state.data) render(state.data);
+    redraw();
 }
 
-export {hourColumns, render, selectHour, renderMeta, renderDevices, renderLegend, renderPlan, renderCritical, renderStrip, renderMatrix, selectZone};
+export {hourColumns, render, onRedraw, selectHour, renderMeta, renderDevices, renderLegend, renderPlan, renderCritical, renderStrip, renderMatrix, selectZone};

@@ -18,7 +18,8 @@ const state = {
     from: null,           // range view, inclusive local dates (?from=&to=)
     to: null,
     compare: false,       // range view: compare with the previous period (?compare=previous)
-    sort: {key: 'utilisation', descending: true},  // portfolio (?sort=)
+    // portfolio (?sort=): events, which every site has (utilisation needs capacities)
+    sort: {key: 'events', descending: true},
     seq: 0,
     controller: null,
     timer: null,

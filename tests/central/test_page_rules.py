@@ -249,3 +249,13 @@ def test_alerts_name_their_zone_and_every_delivery_state(central, tab, fired):
     # The rule's name ("watch") holds no word of the zone: the zone's display name is said.
     assert "Main hall" in item.query_selector(".a-what").text_content()
     assert item.query_selector(".a-state").text_content() == "published (no webhook)"
+    # A count in the heading; each alert about a zone leads to that zone at its hour.
+    assert page.text_content("#alerts-count") == str(len(page.query_selector_all("#alerts li")))
+    hour = int(fired["local_time"][11:13])  # the API gives no slot yet: the hour it was judged
+    go = item.query_selector(".a-go")
+    assert go.text_content() == "Show Main hall at %02d:00" % hour
+    go.click()
+    page.wait_for_selector("#plan[data-hour='%d']" % hour, timeout=WAIT_MS)
+    assert page.get_attribute("[data-zone=HALL]", "aria-pressed") == "true"
+    assert page.evaluate("document.activeElement.dataset.zone") == "HALL"
+    assert "Main hall" in page.text_content("#hourly-title")

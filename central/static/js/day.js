@@ -419,4 +419,14 @@ function selectZone(zone) {
     redraw();
 }
 
-export {hourColumns, render, onRedraw, selectHour, renderMeta, renderDevices, renderLegend, renderPlan, renderCritical, renderStrip, renderMatrix, selectZone};
+// A zone at an hour (from an alert): its hours on the strip, the plan at that hour, the
+// tile in view and focused.
+function showZoneHour(zone, hour) {
+    state.selectedZone = zone;
+    state.selectedHour = Number.isInteger(hour) && hour >= 0 && hour < 24 ? hour : null;
+    redraw();
+    const tile = Array.from($('plan').children).find((n) => n.dataset.zone === zone);
+    if (tile) { tile.scrollIntoView({block: 'center'}); tile.focus({preventScroll: true}); }
+}
+
+export {hourColumns, render, onRedraw, selectHour, renderMeta, renderDevices, renderLegend, renderPlan, renderCritical, renderStrip, renderMatrix, selectZone, showZoneHour};

@@ -27,6 +27,7 @@ from tests.central.test_page import (
     api_json,
     post_events,
 )
+from tests.central.test_page_views import OVERFLOW_JS
 from tests.harness import eventually
 
 browser = day.browser
@@ -53,15 +54,23 @@ capacity_medium = 40
 [sites.CAP.zones.HALL]
 display_name = "Main hall"
 capacity = 10
+x = 0
+y = 0
+w = 2
+h = 1
 
 [sites.CAP.zones.LAB]
 display_name = "Lab"
 capacity = 20
+x = 2
+y = 0
 high = 30
 medium = 2
 
 [sites.CAP.zones.DESK]
-display_name = "Front desk"
+display_name = "Conference Room"
+x = 3
+y = 0
 
 [sites.CAP.zones.STORE]
 display_name = "Store"
@@ -259,3 +268,31 @@ def test_alerts_name_their_zone_and_every_delivery_state(central, tab, fired):
     assert page.get_attribute("[data-zone=HALL]", "aria-pressed") == "true"
     assert page.evaluate("document.activeElement.dataset.zone") == "HALL"
     assert "Main hall" in page.text_content("#hourly-title")
+
+
+def test_phone_floor_plan_is_cards_busiest_first(central, tab):
+    """A four-column floor plan on a 390 px phone: two cards a row, busiest first, nothing
+    sticking out of the screen."""
+    t = tab(width=390, height=844)
+    page = t.open(central + "/?site=CAP&date=" + DAY)
+    assert page.evaluate(OVERFLOW_JS) == []
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    zones = api_json(central, "/api/v1/dashboard/CAP?date=" + DAY)["zones"]
+    rank = {"high": 3, "medium": 2, "low": 1}
+    want = sorted(zones, key=lambda z: (-rank[zones[z]["intensity"]], -zones[z].get("utilisation", -1), -zones[z]["peak"]))
+    shown = page.evaluate("""() => Array.from(document.querySelectorAll('#plan .zone'))
+        .map((b) => [b.getBoundingClientRect().top, b.getBoundingClientRect().left, b.dataset.zone])
+        .sort((a, b) => a[0] - b[0] || a[1] - b[1]).map((x) => x[2])""")
+    assert shown[:len(want)] == want
+    # The zones-by-hour table opens at the day's first hour with data (09:00), not at 00:00.
+    first = min(r["hour"] for rows in api_json(central, "/api/v1/dashboard/CAP?date=" + DAY)["zone_hourly"].values()
+                for r in rows)
+    assert first == 9
+    seen = page.evaluate("""() => { const s = document.querySelector('.matrix-scroll');
+        const box = s.getBoundingClientRect(), th = document.querySelectorAll('#matrix-head th')[10].getBoundingClientRect();
+        return s.scrollLeft > 0 && th.left >= box.left && th.right <= box.right; }""")
+    assert seen
+    # Words stay whole: "Conference Room" breaks between its words, if at all.
+    name = page.query_selector("[data-zone=DESK] .z-name")
+    assert name.evaluate("n => n.scrollWidth <= n.clientWidth")
+    assert t.errors == []

@@ -236,3 +236,39 @@ def test_todays_portfolio_refreshes_in_place(central, tab):
     assert row.evaluate("r => r.isConnected")
     assert "loading" not in page.evaluate("window.__states")
     assert t.errors == []
+
+
+# Elements that stick out of a 390 px viewport: none, except inside the two grids that are
+# wider than a phone by nature (zones x 24 hours, weekdays x 24 hours), which scroll
+# sideways inside their own panel; every other area fits without scrolling.
+OVERFLOW_JS = """() => {
+    const W = document.documentElement.clientWidth;
+    const allowed = (el) => el.closest('.matrix-scroll, [aria-labelledby=profile-title]');
+    const name = (el) => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
+        (typeof el.className === 'string' && el.className ? '.' + el.className.trim().split(/\\s+/).join('.') : '');
+    const out = [];
+    for (const el of document.querySelectorAll('body *')) {
+        if (allowed(el) && !el.matches('.matrix-scroll, [aria-labelledby=profile-title]')) continue;
+        if (el.closest('.skip, .visually-hidden')) continue;  // off-screen on purpose
+        const r = el.getBoundingClientRect();
+        if (!r.width || !r.height || getComputedStyle(el).visibility === 'hidden') continue;
+        if (r.right > W + 1 || r.left < -1) out.push(name(el) + ' ' + Math.round(r.left) + '..' + Math.round(r.right));
+        const o = getComputedStyle(el).overflowX;
+        if ((o === 'auto' || o === 'scroll') && el.scrollWidth > el.clientWidth + 1 && !allowed(el))
+            out.push(name(el) + ' scrolls ' + el.scrollWidth + ' in ' + el.clientWidth);
+    }
+    return out;
+}"""
+
+
+@pytest.mark.parametrize("url", [
+    "/?site=HEAD_OFFICE&date=2026-01-05",
+    "/?view=portfolio&date=2026-01-05",
+    "/?view=range&site=HEAD_OFFICE&from=2026-01-05&to=2026-01-11&compare=previous",
+])
+def test_nothing_overflows_a_phone(central, tab, url):
+    t = tab(width=390, height=844)
+    page = t.open(central + url, "ready")
+    assert page.evaluate(OVERFLOW_JS) == []
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert t.errors == []

@@ -202,6 +202,16 @@ function renderPlan(site, names, zones, meta) {
         plan.style.gridTemplateColumns = '';
         plan.style.gridAutoRows = '';
     }
+    // Busiest first where tiles become cards (a phone): intensity, then share, then peak.
+    const LOAD = {high: 3, medium: 2, low: 1};
+    const load = (zone) => {
+        const z = zones[zone] && typeof zones[zone] === 'object' ? zones[zone] : null;
+        return z ? [LOAD[level(z.intensity)] || 0, Number.isFinite(Number(z.utilisation)) && z.utilisation !== null ? Number(z.utilisation) : -1, num(z.peak)] : [0, -1, -1];
+    };
+    const ranked = names.slice().sort((a, b) => {
+        const la = load(a), lb = load(b);
+        return lb[0] - la[0] || lb[1] - la[1] || lb[2] - la[2];
+    });
     let spare = 0;  // zones without a position go in rows under the floor plan
     const nodes = keyed(plan, names, (zone) => {
         const b = el('button');
@@ -259,6 +269,8 @@ function renderPlan(site, names, zones, meta) {
             spare += 1;
         }
         if (b.style.gridArea !== area) b.style.gridArea = area;
+        const rank = String(ranked.indexOf(zone));
+        if (b.style.getPropertyValue('--load') !== rank) b.style.setProperty('--load', rank);
     });
 }
 
@@ -354,6 +366,22 @@ function renderStrip(hourly, zoneHourly, meta, tz, site) {
     });
 }
 
+// Where a table of 24 hour columns is wider than its scroll area (a phone), open it at
+// ``hour`` rather than at midnight: once per ``key`` (a new site or day), so that a refresh
+// leaves the reader's own scrolling alone.
+function scrollToHour(scroller, head, hour, key, tries) {
+    if (scroller.dataset.scrolledFor === key) return;
+    if (!scroller.clientWidth) {
+        // Not shown yet (the view becomes visible after it is drawn): measure next frame.
+        if ((tries || 0) < 10) requestAnimationFrame(() => scrollToHour(scroller, head, hour, key, (tries || 0) + 1));
+        return;
+    }
+    scroller.dataset.scrolledFor = key;
+    const th = head.children[hour + 1];
+    if (!th || scroller.scrollWidth <= scroller.clientWidth) return;
+    scroller.scrollLeft = Math.max(0, th.offsetLeft - head.children[0].offsetWidth);
+}
+
 // The 24 hour columns of a table head that holds only its first column (once).
 function hourColumns(head) {
     if (head.children.length === 1) {
@@ -372,6 +400,12 @@ function renderMatrix(site, names, zoneHourly, meta, tz) {
     if (!zoneHourly) return;
     const head = $('matrix-head');
     hourColumns(head);
+    // Today: the hour now; another day: its first hour with data, else the working day.
+    const hours = Object.keys(zoneHourly).flatMap((z) => (Array.isArray(zoneHourly[z]) ? zoneHourly[z] : [])
+        .map((r) => r && r.hour)).filter((h) => Number.isInteger(h) && h >= 0 && h < 24);
+    const now = currentHour(tz);
+    const open = now !== null ? Math.max(0, now - 1) : hours.length ? Math.min.apply(null, hours) : 8;
+    scrollToHour($('matrix').closest('.matrix-scroll'), head, open, site + '|' + state.date);
     const quarters = quartersPerHour(meta, tz);
     const body = $('matrix-body');
     const rows = keyed(body, names, (zone) => {
@@ -429,4 +463,4 @@ function showZoneHour(zone, hour) {
     if (tile) { tile.scrollIntoView({block: 'center'}); tile.focus({preventScroll: true}); }
 }
 
-export {hourColumns, render, onRedraw, selectHour, renderMeta, renderDevices, renderLegend, renderPlan, renderCritical, renderStrip, renderMatrix, selectZone, showZoneHour};
+export {hourColumns, scrollToHour, render, onRedraw, selectHour, renderMeta, renderDevices, renderLegend, renderPlan, renderCritical, renderStrip, renderMatrix, selectZone, showZoneHour};

@@ -1,7 +1,7 @@
 // The portfolio view: every site's day from GET /api/v1/overview in one sortable table,
 // with each site's alerts of that day (GET /api/v1/alerts, counted by the alert's local date).
 
-import {$, el, setText, setAttr, keyed} from './dom.js';
+import {$, el, setText, setAttr, keyed, labelCells} from './dom.js';
 import {num, fmt, pad2, hourRange, dateTimeIn} from './format.js';
 import {state, zoneName} from './state.js';
 
@@ -151,6 +151,7 @@ function renderPortfolio(doc, alerts, onSort, siteHref) {
         tr.dataset.offline = String(offline);
         setText(cell(tr, col('coverage')), r.coverage === null || r.coverage === undefined ? 'n/a' : percent(r.coverage));
     });
+    labelCells($('portfolio-table'));
     return rows.length === 0 ? 'empty' : 'ready';
 }
 

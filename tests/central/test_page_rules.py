@@ -193,9 +193,15 @@ def test_capacity_thresholds_are_not_own_thresholds(central, tab):
     legend = page.text_content("#legend")
     assert "* Lab has own thresholds" in legend and "Main hall has" not in legend
     assert "Main hall, Store by share of capacity: low under 40 %" in legend and "high 80 % or more" in legend
+    # Zones' thresholds differ: a colour means "from that zone's threshold", said once, with
+    # each zone's numbers; no swatch claims a number of people.
+    assert "High: from its high threshold" in legend and "people" not in legend.split("No data")[0]
+    limits = page.text_content("#legend-thresholds")
+    assert all(x in limits for x in ("Main hall 4 / 8", "Lab 2 / 30", "Store 2 / 4", "other zones 4 / 7 (site)")), limits
     # In fixed mode nothing is coloured by capacity, and the legend does not say it is.
     page = t.open(central + "/?site=FIX&date=" + DAY)
-    assert page.is_hidden("#legend-capacity")
+    assert page.is_hidden("#legend-capacity") and page.is_hidden("#legend-thresholds")
+    assert "High: 7 or more" in page.text_content("#legend")
     assert "own thresholds" not in page.text_content("#legend")
     assert t.errors == []
 

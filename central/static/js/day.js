@@ -105,14 +105,25 @@ function renderLegend(site) {
     const info = siteInfo(site);
     const base = siteThresholds(site);
     const high = base.high, medium = base.medium;
-    const items = [
+    const zones = info && info.zones && typeof info.zones === 'object' ? info.zones : {};
+    const own = Object.keys(zones).filter((z) => ownThresholds(site, z));
+    // Where zones have thresholds of their own (own or from capacity), a colour means "at or
+    // above that zone's threshold", not a number of people: the legend says so once.
+    const differ = Object.keys(zones).some((z) => {
+        const th = zoneThresholds(site, z);
+        return th.high !== high || th.medium !== medium;
+    });
+    const items = differ ? [
+        ['low', 'Low: under its medium threshold'],
+        ['medium', 'Medium: from its medium threshold'],
+        ['high', 'High: from its high threshold'],
+        ['none', 'No data']
+    ] : [
         ['low', 'Low: under ' + medium + ' people'],
         ['medium', 'Medium: ' + medium + ' to ' + (high - 1)],
         ['high', 'High: ' + high + ' or more'],
         ['none', 'No data']
     ];
-    const zones = info && info.zones && typeof info.zones === 'object' ? info.zones : {};
-    const own = Object.keys(zones).filter((z) => ownThresholds(site, z));
     const legend = $('legend');
     items.forEach((item, i) => {
         let li = legend.children[i];
@@ -138,6 +149,16 @@ function renderLegend(site) {
     setText(note, own.length ? '* ' + own.map((z) => zoneName(site, z, null)).join(', ') +
         (own.length === 1 ? ' has' : ' have') + ' own thresholds' : '');
     show(note, own.length > 0);
+    // Each colour's thresholds, once: the site's (hourly peak, zones without their own) and
+    // every zone's that differ.
+    let limits = legend.children[items.length + 2];
+    if (!limits) { limits = legend.appendChild(el('li', 'muted')); limits.id = 'legend-thresholds'; }
+    const zoneLimits = Object.keys(zones).map((z) => [z, zoneThresholds(site, z)])
+        .filter((e) => e[1].high !== high || e[1].medium !== medium)
+        .map((e) => zoneName(site, e[0], null) + ' ' + e[1].medium + ' / ' + e[1].high);
+    setText(limits, differ ? 'Medium / high from (people): ' + zoneLimits.join(', ') +
+        '; hourly peak and other zones ' + medium + ' / ' + high + ' (site)' : '');
+    show(limits, differ);
 }
 
 

@@ -96,13 +96,14 @@ def compute(site: Site, day: date, hours: Iterable, now: float | None = None) ->
     critical["total_events"] = total
     zone_names = {cam: z.display_name for cam, z in site.zones.items()}
     limits = {cam: site.zone(cam).thresholds for cam in zones}  # one lookup per camera
+    caps = site.capacities
     for cam in zones:
         zone_names.setdefault(cam, cam)
     return {
         "site_name": site.name,
         "date": day.isoformat(),
         "zones": {
-            cam: {"peak": p, "events": e, "intensity": intensity(p, limits[cam])}
+            cam: _share({"peak": p, "events": e, "intensity": intensity(p, limits[cam])}, p, caps.get(cam))
             for cam, (p, e) in sorted(zones.items())
         },
         "hourly": [
@@ -112,7 +113,7 @@ def compute(site: Site, day: date, hours: Iterable, now: float | None = None) ->
         "critical_events": critical,
         "zone_hourly": {
             cam: [
-                {"hour": h, "count": c, "events": e, "intensity": intensity(c, limits[cam])}
+                _share({"hour": h, "count": c, "events": e, "intensity": intensity(c, limits[cam])}, c, caps.get(cam))
                 for h, (c, e) in sorted(hours.items())
             ]
             for cam, hours in sorted(zone_hourly.items())
@@ -127,8 +128,18 @@ def compute(site: Site, day: date, hours: Iterable, now: float | None = None) ->
             "computed_at": iso_utc(time.time() if now is None else now, millis=True),
             "slots": counts,
             "zone_names": zone_names,
+            # What hourly[].count is: the busiest zone's peak in that hour (the handoff's
+            # max(people_count) over the site), not all zones together.
+            "sitewide": "busiest_zone",
         },
     }
+
+
+def _share(entry: dict, people: int, capacity: int | None) -> dict:
+    """``entry`` with ``utilisation`` (people / capacity) where the zone has a capacity."""
+    if capacity:
+        entry["utilisation"] = round(people / capacity, 4)
+    return entry
 
 
 def day_hours(seconds: int) -> int | float:

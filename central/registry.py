@@ -172,9 +172,11 @@ class Registry:
                 "thresholds": site.thresholds.as_json(),
                 "configured": site.configured,
                 "intensity": site.intensity_mode,
+                "capacity_high": site.capacity_shares[0] if site.capacity_shares else None,
+                "capacity_medium": site.capacity_shares[1] if site.capacity_shares else None,
                 "zones": {
                     cam: {"display_name": z.display_name, "thresholds": z.thresholds.as_json(),
-                          "position": z.position, "capacity": z.capacity}
+                          "threshold_origin": z.threshold_origin, "position": z.position, "capacity": z.capacity}
                     for cam, z in site.zones.items()
                 },
                 "devices": devices.get(name, []),

@@ -60,6 +60,9 @@ class Zone:
     position: dict[str, int] | None = None
     #: People the zone is meant to hold (utilisation, capacity intensity, alert rules' capacity_ratio), if configured.
     capacity: int | None = None
+    #: Where ``thresholds`` come from: "own" (the zone's high/medium), "capacity" (shares of
+    #: its capacity, intensity = "capacity") or "site" (the site's).
+    threshold_origin: str = "site"
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class Site:
     configured: bool = True
     #: "fixed" (the thresholds) or "capacity" (zones with a capacity: shares of it).
     intensity_mode: str = "fixed"
+    #: (capacity_high, capacity_medium) in percent where intensity_mode is "capacity".
+    capacity_shares: tuple[int, int] | None = None
 
     @property
     def capacities(self) -> dict[str, int]:
@@ -148,11 +153,16 @@ def _capacity_thresholds(table: dict, where: str) -> tuple[int, int] | None:
 
 
 def _zone_thresholds(ztable: dict, where: str, base: Thresholds, capacity: int | None,
-                     shares: tuple[int, int] | None) -> Thresholds:
+                     shares: tuple[int, int] | None) -> tuple[Thresholds, str]:
+    """The zone's thresholds and where they come from (own, capacity or site)."""
+    origin = "site"
     if shares is not None and capacity:
         # Whole people: a share of the capacity rounded up (90 % of 15 is 13.5: high at 14).
         base = Thresholds(max(1, -(-capacity * shares[0] // 100)), -(-capacity * shares[1] // 100))
-    return _thresholds(ztable, where, base)
+        origin = "capacity"
+    if "high" in ztable or "medium" in ztable:
+        origin = "own"
+    return _thresholds(ztable, where, base), origin
 
 
 def _timezone(value: Any, where: str) -> str:
@@ -226,8 +236,9 @@ class Sites:
                 if any(k in ztable for k in "xywh"):
                     pos = {k: _int(ztable, k, zwhere, 1 if k in "wh" else 0) for k in "xywh"}
                 capacity = _int(ztable, "capacity", zwhere, None, 1)
-                zones[cam] = Zone(cam, _text(ztable, "display_name", zwhere, cam),
-                                  _zone_thresholds(ztable, zwhere, thresholds, capacity, shares), pos, capacity)
+                zone_thresholds, origin = _zone_thresholds(ztable, zwhere, thresholds, capacity, shares)
+                zones[cam] = Zone(cam, _text(ztable, "display_name", zwhere, cam), zone_thresholds, pos, capacity,
+                                  origin)
             sites[name] = Site(
                 name=name,
                 display_name=_text(table, "display_name", where, name),
@@ -235,6 +246,7 @@ class Sites:
                 thresholds=thresholds,
                 zones=zones,
                 intensity_mode="fixed" if shares is None else "capacity",
+                capacity_shares=shares,
             )
         loaded = cls(sites, tz, base)
         alerts = doc.get("alerts", [])

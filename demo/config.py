@@ -36,6 +36,8 @@ class DemoConfig:
     publish_interval: float
     stop_timeout: float
     ready_timeout: float
+    #: Live mode: one agent is stopped this many minutes every hour (0 = never).
+    outage_minutes: float = 5.0
 
     @property
     def page_url(self) -> str:
@@ -60,11 +62,13 @@ class DemoConfig:
             raise ConfigError("--days must be in (0, 30]")
         if args.publish_interval <= 0 or args.stop_timeout <= 0:
             raise ConfigError("--publish-interval and --stop-timeout must be positive")
+        if not 0 <= args.outage_minutes <= 50:
+            raise ConfigError("--outage-minutes must be in [0, 50]")
         return cls(
             dir=Path(args.dir).resolve(), http_host=host or "127.0.0.1", http_port=int(port),
             mqtt_url=mqtt_url, broker=args.broker, days=args.days, seed=args.seed,
             live=not args.no_live, keep=args.keep, publish_interval=args.publish_interval,
-            stop_timeout=args.stop_timeout, ready_timeout=args.ready_timeout,
+            stop_timeout=args.stop_timeout, ready_timeout=args.ready_timeout, outage_minutes=args.outage_minutes,
         )
 
 
@@ -87,4 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--publish-interval", type=float, default=2.0, help="agents' publish interval (s)")
     p.add_argument("--stop-timeout", type=float, default=10.0, help="seconds a child gets after SIGTERM")
     p.add_argument("--ready-timeout", type=float, default=180.0, help="seconds to wait for start-up")
+    p.add_argument("--outage-minutes", type=float, default=5.0,
+                   help="live mode: stop one agent this long a minute after start-up and then every hour, "
+                   "so that the device-offline alert fires (default 5; 0 = never)")
     return p

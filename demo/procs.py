@@ -154,6 +154,10 @@ class Supervisor:
                 return True
         return False
 
+    def signal(self, child: Child, sig: int) -> None:
+        """Send ``sig`` to the child's whole process group (SIGSTOP/SIGCONT for an outage)."""
+        self._signal(child, sig)
+
     @staticmethod
     def _signal(child: Child, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -1,28 +1,34 @@
 """The demo's three steps: start everything, wait for Ctrl-C, stop everything.
 
-Start-up order: state directories and the sites file, the broker (embedded unless a URL is
-configured), central (``python -m central serve`` on embedded chDB, waited for on
-``/healthz``), one agent per site (``python -m edge run``, waited for on its UDP port),
-then one simulator per site that backfills the history to the agent AND to central's raw
-ingest (as the customer's pipeline would) and goes on live. Shutdown runs in reverse.
+Start-up order: state directories, the webhook receiver (:mod:`demo.receiver`, on a free
+loopback port) and the sites file whose alert rules post to it, the broker (embedded
+unless a URL is configured), central (``python -m central serve`` on embedded chDB, waited
+for on ``/healthz``), one agent per site (``python -m edge run``, waited for on its UDP
+port), then one simulator per site that backfills the history to the agent AND to
+central's raw ingest (as the customer's pipeline would) and goes on live. In live mode the
+main loop stops one agent (SIGSTOP, then SIGCONT) for ``--outage-minutes`` a minute after
+start-up and every hour after, so that the device-offline alert fires. Shutdown runs in
+reverse.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
 import threading
+import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from .config import DemoConfig
-from .procs import ChildFailed, Supervisor
-from .sites import SITES, DemoSite, write_sites_file
+from .procs import Child, ChildFailed, Supervisor
+from .sites import OFFLINE_MINUTES, OUTAGE_SITE, SITES, DemoSite, write_sites_file
 
 __all__ = ["Demo", "EXIT_OK", "EXIT_FAILED", "free_port"]
 
@@ -30,6 +36,9 @@ log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+#: The first outage starts this long after start-up, the next ones every OUTAGE_EVERY.
+OUTAGE_FIRST = 60.0
+OUTAGE_EVERY = 3600.0
 ROOT = Path(__file__).resolve().parents[1]
 _MARKER = ".heatmap-demo"
 
@@ -82,6 +91,8 @@ class Demo:
         self.sup = Supervisor(config.dir / "logs", ROOT)
         self.mqtt_url = ""
         self._embedded_amqtt = False
+        self.agents: dict[str, Child] = {}  # site -> its agent
+        self._paused: Child | None = None  # the agent stopped for an outage, if any
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -98,28 +109,54 @@ class Demo:
             return self.main_loop()
         finally:
             self.announce("stopping ...")
+            self._resume()  # a stopped process would sit on its SIGTERM until killed
             self.sup.stop_all()
             self.announce("stopped; logs and data in %s" % self.config.dir)
             for s, handler in previous.items():
                 signal.signal(s, handler)
 
     def main_loop(self) -> int:
+        outages = self.config.live and self.config.outage_minutes > 0 and OUTAGE_SITE in self.agents
+        next_outage = time.monotonic() + OUTAGE_FIRST
+        resume_at = 0.0
         while not self.stop_event.wait(0.5):
             try:
                 self.sup.check()
             except ChildFailed as exc:
                 log.error("%s", exc)
                 return EXIT_FAILED
+            now = time.monotonic()
+            if outages and self._paused is None and now >= next_outage:
+                self._pause(OUTAGE_SITE)
+                resume_at = now + self.config.outage_minutes * 60
+                next_outage += OUTAGE_EVERY
+            elif self._paused is not None and now >= resume_at:
+                self._resume()
         return EXIT_OK
+
+    def _pause(self, site: str) -> None:
+        """Stop the site's agent (SIGSTOP): its device falls silent as a powered-off Jetson."""
+        child = self.agents[site]
+        self.sup.signal(child, signal.SIGSTOP)
+        self._paused = child
+        self.announce("outage: agent %s stopped for %g minutes; the device-offline alert fires after %d minutes "
+                      "without contact" % (child.name, self.config.outage_minutes, OFFLINE_MINUTES))
+
+    def _resume(self) -> None:
+        if self._paused is not None:
+            self.sup.signal(self._paused, signal.SIGCONT)
+            self.announce("outage over: agent %s running again" % self._paused.name)
+            self._paused = None
 
     def startup(self) -> None:
         cfg = self.config
         fresh = self._prepare_dir()
-        sites_file = write_sites_file(cfg.dir / "sites.toml")
+        webhook, secret = self._receiver()
+        sites_file = write_sites_file(cfg.dir / "sites.toml", webhook=webhook)
         self._start_broker()
         if self.stop_event.is_set():
             return
-        base = self._central(sites_file)
+        base = self._central(sites_file, secret)
         backfill = fresh
         sims = []
         for site in SITES:
@@ -140,6 +177,8 @@ class Demo:
         for site in SITES:
             self.announce("  %-14s %s?site=%s   (%s)" % (site.name, cfg.page_url, site.name, site.timezone))
         self.announce("  API:       %sapi/v1/dashboard/HEAD_OFFICE" % cfg.page_url)
+        self.announce("  alerts:    %sapi/v1/alerts    webhook receiver: %s (log: %s)"
+                      % (cfg.page_url, webhook, cfg.dir / "logs" / "webhook.log"))
         self.announce("  metrics:   %smetrics    logs: %s" % (cfg.page_url, cfg.dir / "logs"))
         self.announce("Press Ctrl-C to stop.")
 
@@ -199,12 +238,26 @@ class Demo:
             self._wait("the %s broker on port %d" % (cfg.broker, port), lambda: _port_open(port), 30)
         self.mqtt_url = "mqtt://127.0.0.1:%d" % port
 
-    def _central(self, sites_file: Path) -> str:
+    def _receiver(self) -> tuple[str, str]:
+        """Start the webhook receiver; its URL and the signing secret it checks."""
+        port = free_port()
+        secret = secrets.token_hex(16)
+        path = self.config.dir / "webhook.secret"
+        path.touch(mode=0o600)
+        path.write_text(secret + "\n")
+        self.sup.python("webhook", ["demo.receiver", "--port", str(port), "--secret-file", str(path)], self._env(),
+                        stop_timeout=5)
+        self._wait("the webhook receiver on port %d" % port, lambda: _port_open(port), 30)
+        # Loopback: central's webhook checks refuse link-local addresses, never 127.0.0.1.
+        return "http://127.0.0.1:%d/alerts" % port, secret
+
+    def _central(self, sites_file: Path, webhook_secret: str) -> str:
         cfg = self.config
         self.sup.python(
             "central", ["central", "serve"],
             self._env(data_dir=str(cfg.dir / "central"), http_addr="%s:%d" % (cfg.http_host, cfg.http_port),
                       sites_file=str(sites_file), mqtt_url=_with_user(self.mqtt_url, "heatmap-central"),
+                      webhook_secret=webhook_secret,
                       # amqtt speaks MQTT 3.1.1 only.
                       **({"mqtt_protocol": "3.1.1"} if self._embedded_amqtt else {})),
             stop_timeout=cfg.stop_timeout,
@@ -218,13 +271,16 @@ class Demo:
         udp = free_port(socket.SOCK_DGRAM)
         state = cfg.dir / "edge" / site.name
         state.mkdir(parents=True, exist_ok=True)
-        self.sup.python(
+        self.agents[site.name] = self.sup.python(
             "edge-%s" % site.name, ["edge", "run"],
             self._env(site=site.name, device_id=site.device, state_dir=str(state),
                       mqtt_url=_with_user(self.mqtt_url, site.device), udp_addr="127.0.0.1:%d" % udp,
                       # The whole backfill goes through the agent, not only its default week.
                       retention_days="%g" % (max(cfg.days, 6) + 1.5),
-                      publish_interval="%g" % cfg.publish_interval, ack_timeout="10"),
+                      publish_interval="%g" % cfg.publish_interval, ack_timeout="10",
+                      # A message every 30 s even at night: silence then means the device
+                      # is down, and the device-offline rule's 2 minutes hold.
+                      stats_interval="30"),
             stop_timeout=cfg.stop_timeout,
         )
         self._wait("agent %s on udp %d" % (site.name, udp), lambda: _udp_bound(udp), cfg.ready_timeout)

@@ -140,7 +140,7 @@ def parse_offset(text: str) -> int:
     if m is None:
         raise ValueError("--utc-offset must look like +05:30 or -05:00, not %r" % text)
     seconds = int(m.group(2)) * 3600 + int(m.group(3) or 0) * 60
-    if seconds > 14 * 3600 or seconds % 900:
+    if seconds > 14 * 3600 or seconds % SLOT_SECONDS:
         raise ValueError("--utc-offset must be within 14 h and a multiple of 15 minutes")
     return -seconds if m.group(1) == "-" else seconds
 

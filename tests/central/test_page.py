@@ -190,12 +190,12 @@ def api_json(base: str, path: str) -> dict:
 class Central:
     """A ``python -m central serve`` subprocess on a free port, its data and log under ``tmp``."""
 
-    def __init__(self, tmp: Path, **settings: str):
+    def __init__(self, tmp: Path, sites_toml: str = SITES_TOML, **settings: str):
         self.tmp = tmp
         self.port = free_port()
         self.base = "http://127.0.0.1:%d" % self.port
         sites = tmp / "sites.toml"
-        sites.write_text(SITES_TOML)
+        sites.write_text(sites_toml)
         env = {k: v for k, v in os.environ.items() if not k.startswith("HEATMAP_")}
         env.update(HEATMAP_DATA_DIR=str(tmp / "central"), HEATMAP_SITES_FILE=str(sites),
                    HEATMAP_HTTP_ADDR="127.0.0.1:%d" % self.port, **settings)

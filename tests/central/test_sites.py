@@ -87,6 +87,10 @@ medium = 2
     assert b.zone("OWN").thresholds == Thresholds(3, 2)  # a zone's own thresholds win
     assert b.zone("NONE").thresholds == Thresholds(7, 4) and b.zone("NONE").capacity is None
     assert b.capacities == {"HALL": 15, "OWN": 20}
+    # Where each zone's thresholds come from (the page says so instead of guessing).
+    assert [b.zone(z).threshold_origin for z in ("HALL", "OWN", "NONE")] == ["capacity", "own", "site"]
+    assert a.zone("HALL").threshold_origin == "site"
+    assert (a.capacity_shares, b.capacity_shares) == (None, (80, 50))
 
 
 def test_utilisation_is_the_busiest_zone_share():

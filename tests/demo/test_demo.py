@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from demo.config import ConfigError, DemoConfig
-from demo.sites import SITES, sites_toml
+from demo.sites import CAPACITY_SITE, SITES, sites_toml
 from tests.harness import eventually, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,8 +35,37 @@ def test_sites_file_follows_the_contract():
     for site in SITES:
         zones = data["sites"][site.name]["zones"]
         assert 4 <= len(zones) <= 8 and set(zones) == {c.name for c in site.cameras}
-        for zone in zones.values():
+        capacities = {c.name: c.capacity for c in site.cameras}
+        for name, zone in zones.items():
             assert {"display_name", "x", "y", "w", "h"} <= set(zone)
+            assert zone["capacity"] == capacities[name]  # utilisation everywhere
+    assert [s for s in data["sites"] if data["sites"][s].get("intensity") == "capacity"] == [CAPACITY_SITE]
+    # A rule of every kind, each posting to the receiver when the demo gives one.
+    assert "alerts" not in data or all("webhook" not in r for r in data["alerts"])
+    rules = tomllib.loads(sites_toml(webhook="http://127.0.0.1:9/alerts"))["alerts"]
+    assert {r["kind"] for r in rules} == {"trigger", "occupancy", "device_offline", "no_data"}
+    assert all(r["webhook"] == "http://127.0.0.1:9/alerts" for r in rules)
+
+
+async def test_webhook_receiver_checks_signatures_and_logs(aiohttp_client, caplog):
+    import hashlib
+    import hmac
+    import logging
+
+    from demo.receiver import PATH, make_app
+
+    client = await aiohttp_client(make_app(b"s3cret"))
+    body = json.dumps({"id": "a1", "rule": "crowded", "kind": "occupancy", "site_name": "HEAD_OFFICE",
+                       "cam_name": "CAFETERIA", "message": "Cafeteria is full"}).encode()
+    good = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    with caplog.at_level(logging.INFO, logger="demo.webhook"):
+        for signature in (good, good, "sha256=00"):
+            resp = await client.post(PATH, data=body, headers={"X-Heatmap-Signature": signature,
+                                                                "Content-Type": "application/json"})
+            assert resp.status == 204
+    lines = [r.getMessage() for r in caplog.records if r.name == "demo.webhook"]
+    assert len(lines) == 3 and "HEAD_OFFICE/CAFETERIA" in lines[0] and "signature ok" in lines[0]
+    assert "(again)" in lines[1] and "signature BAD" in lines[2]
 
 
 def test_demo_config():
@@ -134,6 +163,12 @@ def test_demo_backfills_matches_the_truth_and_stops_clean(tmp_path):
         assert sites["HEAD_OFFICE"]["zones"]["BOSS_CABIN"]["display_name"] == "Boss Cabin"
         assert {d["device_id"] for s in sites.values() for d in s["devices"]} >= {s.device for s in SITES}
         assert "<html" in _get(base + "/").lower()
+        assert sites["LONDON_STORE"]["intensity"] == "capacity"
+        # Every alert central says it delivered reached the demo's receiver, signed.
+        delivered = [a["id"] for a in _get(base + "/api/v1/alerts")["alerts"] if a["delivery"]["state"] == "delivered"]
+        received = (demo_dir / "logs" / "webhook.log").read_text()
+        assert all(("alert %s" % i) in received for i in delivered), (delivered, received[-2000:])
+        assert "signature BAD" not in received
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)

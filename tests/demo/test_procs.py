@@ -94,3 +94,43 @@ def test_children_stop_when_the_demo_is_killed(tmp_path):
     if alive:
         os.kill(orphan, signal.SIGKILL)
     assert not alive, "the child outlived a SIGKILLed demo"
+
+
+def _state(pid: int) -> str:
+    return Path("/proc/%d/stat" % pid).read_text().split(") ")[1][0]
+
+
+def test_outage_stops_the_agent_and_starts_it_again(tmp_path, monkeypatch):
+    """The live demo's outage: the agent is stopped (SIGSTOP), counts as running meanwhile,
+    and is continued (SIGCONT) after --outage-minutes; Ctrl-C during an outage continues it
+    first, so that it can stop."""
+    from demo import run
+    from demo.config import DemoConfig
+    from demo.sites import OUTAGE_SITE
+
+    monkeypatch.setattr(run, "OUTAGE_FIRST", 0.0)
+    config = DemoConfig.load(["--dir", str(tmp_path / "demo"), "--outage-minutes", "0.02"], {})
+    lines: list = []
+    demo = run.Demo(config, announce=lines.append)
+    (tmp_path / "demo" / "logs").mkdir(parents=True)
+    agent = demo.sup.start("edge-%s" % OUTAGE_SITE, ["sleep", "60"], dict(os.environ))
+    demo.agents[OUTAGE_SITE] = agent
+    try:
+        import threading
+
+        loop = threading.Thread(target=demo.main_loop)
+        loop.start()
+        eventually(lambda: _state(agent.pid) == "T", 10, "the agent stopped")
+        assert agent.running() and any(line.startswith("outage: agent edge-%s" % OUTAGE_SITE) for line in lines)
+        eventually(lambda: _state(agent.pid) in "SR", 10, "the agent running again")
+        assert any("outage over" in line for line in lines)
+        demo.stop_event.set()
+        loop.join(10)
+        # Stopped again at Ctrl-C: the shutdown continues it before it stops it.
+        demo._pause(OUTAGE_SITE)
+        eventually(lambda: _state(agent.pid) == "T", 10, "the agent stopped again")  # signals land async
+        demo._resume()
+        eventually(lambda: _state(agent.pid) in "SR", 10, "continued before the shutdown")
+    finally:
+        demo.sup.stop_all()
+    assert not _alive(agent.pid)

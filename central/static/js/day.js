@@ -3,9 +3,8 @@
 import {$, el, setText, setAttr, setBreakable, setLevel, show, keyed} from './dom.js';
 import {LEVEL_TEXT, SOURCE_TEXT, num, fmt, level, pad2, hourRange, humanTrigger, validZone, longDate,
     quartersPerHour, timeIn, dateTimeIn, partsIn} from './format.js';
-import {state, siteInfo, siteTz, zoneName, zoneConfig, viewingToday, siteThresholds, ownThresholds, zonePosition,
-    zoneOrder} from './state.js';
-import {main, setState} from './page.js';
+import {state, siteInfo, siteTz, zoneName, viewingToday, siteThresholds, zoneThresholds, ownThresholds, capacityBands,
+    zoneCapacity, zonePosition, zoneOrder} from './state.js';
 
 // ---- rendering -----------------------------------------------------------------------------
 
@@ -54,13 +53,12 @@ function render(data) {
     renderStrip(hourly, zoneHourly, meta, tz, site);
     renderMatrix(site, names, zoneHourly, meta, tz);
 
-    state.renders += 1;
-    main.dataset.renders = String(state.renders);
-    main.dataset.view = 'day';
-    main.dataset.site = site;
-    main.dataset.date = state.date || '';
-    setState(empty ? 'empty' : 'ready');
+    return empty ? 'empty' : 'ready';
 }
+
+// Selecting a zone or an hour draws the page again through main.js's one render step.
+let redraw = () => {};
+function onRedraw(fn) { redraw = fn; }
 
 function renderMeta(meta, tz) {
     const source = typeof meta.source === 'string' ? meta.source : 'unknown';
@@ -74,7 +72,9 @@ function renderMeta(meta, tz) {
     setText($('meta-slots'), slots ? 'Slots: ' + fmt(slots.edge) + ' edge, ' + fmt(slots.raw) + ' raw, ' + fmt(slots.repaired) + ' repaired' : '');
     const computed = $('meta-computed');
     setAttr(computed, 'datetime', meta.computed_at || null);
-    setText(computed, meta.computed_at ? timeIn(tz, meta.computed_at) + ' site time' : 'n/a');
+    // Today: the time is enough; another day: the moment in full, or it reads as that day's.
+    setText(computed, !meta.computed_at ? 'n/a'
+        : timeIn(tz, meta.computed_at, !viewingToday()) + ' site time');
     setText($('meta-tz'), tz || 'unknown');
     // The day's real length (23.5 or 24.5 where the clock moves by 30 minutes).
     const hours = num(meta.hours) || dayHours(meta);
@@ -105,14 +105,25 @@ function renderLegend(site) {
     const info = siteInfo(site);
     const base = siteThresholds(site);
     const high = base.high, medium = base.medium;
-    const items = [
+    const zones = info && info.zones && typeof info.zones === 'object' ? info.zones : {};
+    const own = Object.keys(zones).filter((z) => ownThresholds(site, z));
+    // Where zones have thresholds of their own (own or from capacity), a colour means "at or
+    // above that zone's threshold", not a number of people: the legend says so once.
+    const differ = Object.keys(zones).some((z) => {
+        const th = zoneThresholds(site, z);
+        return th.high !== high || th.medium !== medium;
+    });
+    const items = differ ? [
+        ['low', 'Low: under its medium threshold'],
+        ['medium', 'Medium: from its medium threshold'],
+        ['high', 'High: from its high threshold'],
+        ['none', 'No data']
+    ] : [
         ['low', 'Low: under ' + medium + ' people'],
         ['medium', 'Medium: ' + medium + ' to ' + (high - 1)],
         ['high', 'High: ' + high + ' or more'],
         ['none', 'No data']
     ];
-    const zones = info && info.zones && typeof info.zones === 'object' ? info.zones : {};
-    const own = Object.keys(zones).filter((z) => ownThresholds(site, z));
     const legend = $('legend');
     items.forEach((item, i) => {
         let li = legend.children[i];
@@ -124,37 +135,40 @@ function renderLegend(site) {
         }
         setText(li.lastChild, item[1]);
     });
-    const withCapacity = Object.keys(zones).filter((z) => zoneCapacity(site, z));
+    // Zones whose thresholds the API took from their capacity (intensity = "capacity").
+    const bands = capacityBands(site);
+    const withCapacity = Object.keys(zones).filter((z) => zoneThresholds(site, z).origin === 'capacity');
     let cap = legend.children[items.length];
     if (!cap) { cap = legend.appendChild(el('li', 'muted')); cap.id = 'legend-capacity'; }
-    setText(cap, withCapacity.length ? withCapacity.map((z) => zoneName(site, z, null)).join(', ') +
-        ' by share of capacity: low under ' + CAPACITY.medium + ' %, medium ' + CAPACITY.medium + ' to ' +
-        (CAPACITY.high - 1) + ' %, high ' + CAPACITY.high + ' % or more' : '');
-    show(cap, withCapacity.length > 0);
+    setText(cap, withCapacity.length && bands ? withCapacity.map((z) => zoneName(site, z, null)).join(', ') +
+        ' by share of capacity: low under ' + bands.medium + ' %, medium ' + bands.medium + ' to under ' +
+        bands.high + ' %, high ' + bands.high + ' % or more' : '');
+    show(cap, withCapacity.length > 0 && bands !== null);
     let note = legend.children[items.length + 1];
     if (!note) note = legend.appendChild(el('li', 'muted'));
     setText(note, own.length ? '* ' + own.map((z) => zoneName(site, z, null)).join(', ') +
         (own.length === 1 ? ' has' : ' have') + ' own thresholds' : '');
     show(note, own.length > 0);
+    // Each colour's thresholds, once: the site's (hourly peak, zones without their own) and
+    // every zone's that differ.
+    let limits = legend.children[items.length + 2];
+    if (!limits) { limits = legend.appendChild(el('li', 'muted')); limits.id = 'legend-thresholds'; }
+    const zoneLimits = Object.keys(zones).map((z) => [z, zoneThresholds(site, z)])
+        .filter((e) => e[1].high !== high || e[1].medium !== medium)
+        .map((e) => zoneName(site, e[0], null) + ' ' + e[1].medium + ' / ' + e[1].high);
+    setText(limits, differ ? 'Medium / high from (people): ' + zoneLimits.join(', ') +
+        '; hourly peak and other zones ' + medium + ' / ' + high + ' (site)' : '');
+    show(limits, differ);
 }
 
 
-
-// Share-of-capacity bands for zones with a capacity (the API's capacity_high / _medium defaults).
-const CAPACITY = {high: 90, medium: 50};
-
-function zoneCapacity(site, zone) {
-    const cfg = zoneConfig(site, zone);
-    const c = cfg ? Number(cfg.capacity) : NaN;
-    return Number.isInteger(c) && c > 0 ? c : null;
-}
 
 // The zones' figures in one local hour, from zone_hourly (count = that hour's peak).
 function zonesAt(zoneHourly, hour) {
     const out = {};
     Object.keys(zoneHourly).forEach((zone) => {
         const r = (Array.isArray(zoneHourly[zone]) ? zoneHourly[zone] : []).find((x) => x && x.hour === hour);
-        if (r) out[zone] = {peak: r.count, events: r.events, intensity: r.intensity};
+        if (r) out[zone] = {peak: r.count, events: r.events, intensity: r.intensity, utilisation: r.utilisation};
     });
     return out;
 }
@@ -168,16 +182,18 @@ function renderPlanHour(site) {
 }
 
 // A fixed bar scale per site (or zone): its capacity, else twice its high threshold; the
-// day's own maximum would make a quiet Sunday look as full as a busy Wednesday.
+// day's own maximum would make a quiet Sunday look as full as a busy Wednesday. The site's
+// hourly count is the busiest zone's peak (meta.sitewide), so its scale is a zone's too:
+// the largest zone's capacity, never the sum of them all.
 function stripScale(site, zone) {
     if (zone) {
         const cap = zoneCapacity(site, zone);
-        return cap ? {max: cap, why: 'capacity'} : {max: 2 * (ownThresholds(site, zone) || siteThresholds(site)).high, why: 'twice the high threshold'};
+        return cap ? {max: cap, why: 'capacity'} : {max: 2 * zoneThresholds(site, zone).high, why: 'twice the high threshold'};
     }
     const info = siteInfo(site);
     const zones = info && info.zones && typeof info.zones === 'object' ? Object.keys(info.zones) : [];
     const caps = zones.map((z) => zoneCapacity(site, z)).filter(Boolean);
-    return caps.length ? {max: caps.reduce((a, b) => a + b, 0), why: 'total capacity'}
+    return caps.length ? {max: Math.max.apply(null, caps), why: 'the largest zone\'s capacity'}
         : {max: 2 * siteThresholds(site).high, why: 'twice the high threshold'};
 }
 
@@ -189,7 +205,7 @@ function currentHour(tz) {
 
 function selectHour(hour) {
     state.selectedHour = state.selectedHour === hour ? null : hour;
-    if (state.data) render(state.data);
+    redraw();
 }
 
 function renderPlan(site, names, zones, meta) {
@@ -207,6 +223,16 @@ function renderPlan(site, names, zones, meta) {
         plan.style.gridTemplateColumns = '';
         plan.style.gridAutoRows = '';
     }
+    // Busiest first where tiles become cards (a phone): intensity, then share, then peak.
+    const LOAD = {high: 3, medium: 2, low: 1};
+    const load = (zone) => {
+        const z = zones[zone] && typeof zones[zone] === 'object' ? zones[zone] : null;
+        return z ? [LOAD[level(z.intensity)] || 0, Number.isFinite(Number(z.utilisation)) && z.utilisation !== null ? Number(z.utilisation) : -1, num(z.peak)] : [0, -1, -1];
+    };
+    const ranked = names.slice().sort((a, b) => {
+        const la = load(a), lb = load(b);
+        return lb[0] - la[0] || lb[1] - la[1] || lb[2] - la[2];
+    });
     let spare = 0;  // zones without a position go in rows under the floor plan
     const nodes = keyed(plan, names, (zone) => {
         const b = el('button');
@@ -226,30 +252,34 @@ function renderPlan(site, names, zones, meta) {
     nodes.forEach((b, i) => {
         const zone = names[i];
         const z = zones[zone] && typeof zones[zone] === 'object' ? zones[zone] : null;
-        const apiLevel = z ? level(z.intensity) : 'none';
+        // The colour is the API's intensity, whatever the thresholds (own, capacity, site).
+        const lvl = z ? level(z.intensity) : 'none';
         const capacity = zoneCapacity(site, zone);
-        const share = z && capacity ? num(z.peak) / capacity : null;
-        const lvl = share === null ? apiLevel : share >= CAPACITY.high / 100 ? 'high' : share >= CAPACITY.medium / 100 ? 'medium' : 'low';
+        const share = z && capacity && Number.isFinite(Number(z.utilisation)) && z.utilisation !== null ? Number(z.utilisation) : null;
+        const th = zoneThresholds(site, zone);
         const label = zoneName(site, zone, meta);
         setLevel(b, lvl, 'zone');
         setBreakable(b.querySelector('.z-name'), label);
         setText(b.querySelector('.z-peak'), z ? fmt(z.peak) : '\u2013');
         const events = z ? num(z.events) : 0;
         setText(b.querySelector('.z-events'), z ? fmt(events) + (events === 1 ? ' event' : ' events') : 'no events');
-        const own = ownThresholds(site, zone);
+        const own = th.origin === 'own';
         setText(b.querySelector('.z-level'), LEVEL_TEXT[lvl] + (share !== null ? ' \u00b7 ' + Math.round(share * 100) + ' % of ' + capacity : '') + (own ? ' *' : ''));
         b.dataset.peak = z ? String(num(z.peak)) : '';
         b.dataset.events = String(events);
-        b.dataset.intensity = apiLevel;
+        b.dataset.intensity = lvl;
         b.dataset.level = lvl;
+        b.dataset.origin = th.origin;
         b.dataset.utilisation = share === null ? '' : String(share);
-        const th = own || siteThresholds(site);
+        const bands = capacityBands(site);
+        const why = own ? ' (own)' : th.origin === 'capacity' && bands
+            ? ' (' + bands.high + ' % and ' + bands.medium + ' % of its capacity)' : ' (site)';
         setAttr(b, 'title', (label !== zone ? label + ' (' + zone + ')\n' : '') +
-            (capacity ? 'Capacity ' + capacity + ' people: high from ' + CAPACITY.high + ' %, medium from ' + CAPACITY.medium + ' %\n' : '') +
-            'Thresholds' + (own ? ' (own)' : ' (site)') + ': high from ' + th.high + ', medium from ' + th.medium + ' people');
+            (capacity ? 'Capacity ' + capacity + ' people\n' : '') +
+            'Thresholds' + why + ': high from ' + th.high + ', medium from ' + th.medium + ' people');
         setAttr(b, 'aria-pressed', state.selectedZone === zone ? 'true' : 'false');
         // The accessible name is the visible text plus this (axe: label-content-name-mismatch).
-        setText(b.querySelector('.z-more'), (own ? ' (own thresholds: high from ' + own.high + ', medium from ' + own.medium + ')' : '') +
+        setText(b.querySelector('.z-more'), (own ? ' (own thresholds: high from ' + th.high + ', medium from ' + th.medium + ')' : '') +
             '. Shows its hours below.');
         const p = positions[i];
         let area = '';
@@ -260,6 +290,8 @@ function renderPlan(site, names, zones, meta) {
             spare += 1;
         }
         if (b.style.gridArea !== area) b.style.gridArea = area;
+        const rank = String(ranked.indexOf(zone));
+        if (b.style.getPropertyValue('--load') !== rank) b.style.setProperty('--load', rank);
     });
 }
 
@@ -303,7 +335,7 @@ function renderStrip(hourly, zoneHourly, meta, tz, site) {
     setText($('strip-scale'), 'Bars: 0 to ' + max + ' people (' + scale.why + '); a dark top edge marks more.');
     const nowHour = currentHour(tz);
     const quarters = quartersPerHour(meta, tz);
-    setText($('hourly-title'), zone ? 'Hourly peak: ' + zoneName(site, zone, meta) : 'Hourly peak (people, site-wide)');
+    setText($('hourly-title'), zone ? 'Hourly peak: ' + zoneName(site, zone, meta) : 'Hourly peak (people, busiest zone)');
     show($('clear-zone'), Boolean(zone));
     const strip = $('strip');
     const hours = Array.from({length: 24}, (_, h) => String(h));
@@ -355,6 +387,22 @@ function renderStrip(hourly, zoneHourly, meta, tz, site) {
     });
 }
 
+// Where a table of 24 hour columns is wider than its scroll area (a phone), open it at
+// ``hour`` rather than at midnight: once per ``key`` (a new site or day), so that a refresh
+// leaves the reader's own scrolling alone.
+function scrollToHour(scroller, head, hour, key, tries) {
+    if (scroller.dataset.scrolledFor === key) return;
+    if (!scroller.clientWidth) {
+        // Not shown yet (the view becomes visible after it is drawn): measure next frame.
+        if ((tries || 0) < 10) requestAnimationFrame(() => scrollToHour(scroller, head, hour, key, (tries || 0) + 1));
+        return;
+    }
+    scroller.dataset.scrolledFor = key;
+    const th = head.children[hour + 1];
+    if (!th || scroller.scrollWidth <= scroller.clientWidth) return;
+    scroller.scrollLeft = Math.max(0, th.offsetLeft - head.children[0].offsetWidth);
+}
+
 // The 24 hour columns of a table head that holds only its first column (once).
 function hourColumns(head) {
     if (head.children.length === 1) {
@@ -373,6 +421,12 @@ function renderMatrix(site, names, zoneHourly, meta, tz) {
     if (!zoneHourly) return;
     const head = $('matrix-head');
     hourColumns(head);
+    // Today: the hour now; another day: its first hour with data, else the working day.
+    const hours = Object.keys(zoneHourly).flatMap((z) => (Array.isArray(zoneHourly[z]) ? zoneHourly[z] : [])
+        .map((r) => r && r.hour)).filter((h) => Number.isInteger(h) && h >= 0 && h < 24);
+    const now = currentHour(tz);
+    const open = now !== null ? Math.max(0, now - 1) : hours.length ? Math.min.apply(null, hours) : 8;
+    scrollToHour($('matrix').closest('.matrix-scroll'), head, open, site + '|' + state.date);
     const quarters = quartersPerHour(meta, tz);
     const body = $('matrix-body');
     const rows = keyed(body, names, (zone) => {
@@ -417,7 +471,17 @@ function renderMatrix(site, names, zoneHourly, meta, tz) {
 
 function selectZone(zone) {
     state.selectedZone = state.selectedZone === zone ? null : zone;
-    if (state.data) render(state.data);
+    redraw();
 }
 
-export {hourColumns, render, selectHour, renderMeta, renderDevices, renderLegend, renderPlan, renderCritical, renderStrip, renderMatrix, selectZone};
+// A zone at an hour (from an alert): its hours on the strip, the plan at that hour, the
+// tile in view and focused.
+function showZoneHour(zone, hour) {
+    state.selectedZone = zone;
+    state.selectedHour = Number.isInteger(hour) && hour >= 0 && hour < 24 ? hour : null;
+    redraw();
+    const tile = Array.from($('plan').children).find((n) => n.dataset.zone === zone);
+    if (tile) { tile.scrollIntoView({block: 'center'}); tile.focus({preventScroll: true}); }
+}
+
+export {hourColumns, scrollToHour, render, onRedraw, selectHour, renderMeta, renderDevices, renderLegend, renderPlan, renderCritical, renderStrip, renderMatrix, selectZone, showZoneHour};

@@ -55,4 +55,13 @@ function keyed(parent, keys, create) {
     return nodes;
 }
 
-export {$, el, setText, setAttr, setBreakable, setLevel, show, keyed};
+// Each body cell's data-label is its column's heading: the phone layout shows tables as
+// cards, each value under its heading.
+function labelCells(table) {
+    const heads = Array.from(table.tHead ? table.tHead.rows[0].cells : []).map((th) => th.textContent.trim());
+    Array.from(table.tBodies[0] ? table.tBodies[0].rows : []).forEach((tr) => {
+        Array.from(tr.cells).forEach((cell, i) => { if (cell.tagName === 'TD') setAttr(cell, 'data-label', heads[i] || null); });
+    });
+}
+
+export {$, el, setText, setAttr, setBreakable, setLevel, show, keyed, labelCells};

@@ -73,10 +73,12 @@ function quartersPerHour(meta, tz) {
     }
     return counts;
 }
-function timeIn(tz, iso) {
+// The time of day (with ``withDate``, its date first) in the site's zone, to the second.
+function timeIn(tz, iso, withDate) {
     const when = new Date(iso);
     if (isNaN(when)) return '';
     const opts = {hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23'};
+    if (withDate) Object.assign(opts, {year: 'numeric', month: 'short', day: 'numeric'});
     if (validZone(tz)) opts.timeZone = tz;
     return new Intl.DateTimeFormat(undefined, opts).format(when);
 }

@@ -4,12 +4,11 @@ import {$, setText, show} from './dom.js';
 import {validZone, todayIn, validDate, shiftDate, timeIn} from './format.js';
 import {setToken, token, ApiError, api} from './api.js';
 import {state, siteInfo, siteTz, siteLabel, loadSites, viewingToday} from './state.js';
-import {showLoading, showError, showUnauthorised} from './page.js';
-import {render, selectZone} from './day.js';
+import {main, setState, showLoading, showError, showUnauthorised} from './page.js';
+import {render, selectZone, onRedraw} from './day.js';
 import {renderPortfolio} from './portfolio.js';
 import {renderRange} from './range.js';
 import {exportShown} from './export.js';
-import {main, setState} from './page.js';
 import {loadAlerts} from './alerts.js';
 
 function fillSiteSelect() {
@@ -75,6 +74,78 @@ function schedule(delaySeconds) {
     if (delay > 0) state.timer = setTimeout(() => { if (!document.hidden) load('refresh'); }, delay * 1000);
 }
 
+// ---- the one state -> render step ------------------------------------------------------
+// state -> plan() (what the view needs: its key and its requests) -> load() fetches into
+// state.data -> draw() renders state.data for the view and sets the page state. A refresh
+// of the same key updates in place; selecting a zone, an hour or a sort only draws again.
+function plan() {
+    const noSite = new ApiError(0, 'no_site', 'No site to show: /api/v1/sites listed none and CONFIG.SITE_ID is empty.');
+    if (state.view === 'portfolio') {
+        const date = !state.dateIsDefault && validDate(state.date) ? state.date : null;
+        return {key: 'portfolio|' + (date || ''), what: 'all sites', when: state.date, refreshes: state.dateIsDefault,
+            fetch: (c) => fetchPortfolio(date, c)};
+    }
+    if (!state.site) return {error: noSite};
+    const site = encodeURIComponent(state.site);
+    if (state.view === 'range') {
+        ensureRange();
+        const path = '/history/' + site + '?from=' + state.from + '&to=' + state.to + '&bucket=day' +
+            (state.compare ? '&compare=previous' : '');
+        const profilePath = '/profile/' + site + '?weeks=8&end=' + state.to;
+        return {key: 'range|' + state.site + '|' + state.from + '|' + state.to + '|' + state.compare,
+            what: state.site, when: state.from + ' to ' + state.to, refreshes: false,
+            fetch: (c) => Promise.all([api(path, c), api(profilePath, c)]).then((b) => ({history: b[0], profile: b[1]}))};
+    }
+    // Today on the site's clock; if its zone is not known yet the API picks today.
+    const date = state.dateIsDefault ? todayIn(siteTz(state.site)) : state.date;
+    return {key: 'day|' + state.site + '|' + (date || ''), what: state.site, when: date, refreshes: true,
+        fetch: (c) => api('/dashboard/' + site + (date ? '?date=' + encodeURIComponent(date) : ''), c)};
+}
+
+// The overview, and the alerts of the days it shows (counted per site; never fails it).
+async function fetchPortfolio(date, controller) {
+    const around = date || todayIn('UTC');
+    // Bare dates are 00:00 UTC: a day either side holds every site's local day.
+    const alertsPath = '/alerts?from=' + shiftDate(around, -1) + '&to=' + shiftDate(around, 2) + '&limit=10000';
+    const both = await Promise.all([api('/overview' + (date ? '?date=' + date : ''), controller),
+        api(alertsPath, controller).catch((e) => { if (e && e.name === 'AbortError') throw e; return null; })]);
+    return {overview: both[0], alerts: both[1] && Array.isArray(both[1].alerts) ? both[1].alerts : null};
+}
+
+// What the day's answer teaches the page: the site's zone, and "today"'s date.
+function adoptDay(data, p) {
+    const meta = data.meta && typeof data.meta === 'object' ? data.meta : {};
+    if (validZone(meta.timezone)) state.tzBySite.set(state.site, meta.timezone);
+    const shown = typeof data.date === 'string' ? data.date : p.when;
+    if (state.dateIsDefault) state.date = shown;
+    const key = 'day|' + state.site + '|' + (p.when || shown);
+    if (state.dataKey !== key) state.selectedHour = null;
+    $('date').value = state.date || '';
+    return key;
+}
+
+function draw() {
+    const data = state.data;
+    let outcome, site = state.site, date;
+    if (state.view === 'day') {
+        outcome = render(data);
+        date = state.date || '';
+    } else if (state.view === 'portfolio') {
+        outcome = renderPortfolio(data.overview, data.alerts, sortBy, siteHref);
+        site = '';
+        date = state.dateIsDefault ? '' : state.date;
+    } else {
+        outcome = renderRange(data.history, data.profile);
+        date = state.from + '/' + state.to;
+    }
+    state.renders += 1;
+    main.dataset.renders = String(state.renders);
+    main.dataset.view = state.view;
+    main.dataset.site = site || '';
+    main.dataset.date = date || '';
+    setState(outcome);
+}
+
 async function load(mode) {
     clearTimeout(state.timer);
     if (state.controller) state.controller.abort();
@@ -82,38 +153,25 @@ async function load(mode) {
     state.controller = controller;
     const seq = ++state.seq;
     syncControls();
-    if (state.view !== 'day') { loadOther(mode, controller, seq); return; }
-    const site = state.site;
-    if (!site) {
-        showError(new ApiError(0, 'no_site', 'No site to show: /api/v1/sites listed none and CONFIG.SITE_ID is empty.'));
-        return;
-    }
-    let date = state.date;
-    if (state.dateIsDefault) {
-        // Today on the site's clock; if its zone is not known yet the API picks today.
-        date = todayIn(siteTz(site));
-    }
-    const key = 'day|' + site + '|' + (date || '');
-    const quiet = mode === 'refresh' && state.dataKey !== null && state.dataKey === key;
-    if (!quiet) showLoading(site, date);
+    const p = plan();
+    if (p.error) { showError(p.error); return; }
+    const quiet = mode === 'refresh' && state.dataKey !== null && state.dataKey === p.key;
+    if (!quiet) showLoading(p.what, p.when);
     let retry;
     try {
-        const path = '/dashboard/' + encodeURIComponent(site) + (date ? '?date=' + encodeURIComponent(date) : '');
-        const data = await api(path, controller);
+        const data = await p.fetch(controller);
         if (seq !== state.seq) return;
-        const meta = data.meta && typeof data.meta === 'object' ? data.meta : {};
-        if (validZone(meta.timezone)) state.tzBySite.set(site, meta.timezone);
-        const shown = typeof data.date === 'string' ? data.date : date;
-        if (state.dateIsDefault) state.date = shown;
         state.data = data;
-        if (state.dataKey !== 'day|' + site + '|' + (date || shown)) state.selectedHour = null;
-        state.dataKey = 'day|' + site + '|' + (date || shown);
+        state.dataKey = state.view === 'day' ? adoptDay(data, p) : p.key;
         state.lastLoad = Date.now();
-        $('date').value = state.date || '';
-        render(data);
+        syncControls();
+        draw();
         writeQuery();
-        // The alerts panel follows on its own request; it never holds back or fails the day.
-        loadAlerts(site, meta, validZone(meta.timezone) ? meta.timezone : siteTz(site), controller, seq);
+        if (state.view === 'day') {
+            // The alerts panel follows on its own request; it never holds back or fails the day.
+            const meta = data.meta && typeof data.meta === 'object' ? data.meta : {};
+            loadAlerts(state.site, meta, validZone(meta.timezone) ? meta.timezone : siteTz(state.site), controller, seq);
+        }
     } catch (e) {
         if (seq !== state.seq) return;
         if (e && e.name === 'AbortError') return;
@@ -122,7 +180,7 @@ async function load(mode) {
             e = new ApiError(0, 'page_error', 'The page could not show this answer: ' + (e && e.message));
         }
         if (e.status === 401 || e.status === 403) { showUnauthorised(e); return; }
-        if (quiet) {
+        if (quiet && state.view === 'day') {
             // Keep today's numbers on screen; say that they are not fresh.
             const w = $('meta-warning');
             setText(w, 'Refresh failed at ' + timeIn(null, new Date().toISOString()) + ': ' + e.message);
@@ -136,7 +194,8 @@ async function load(mode) {
     } finally {
         if (seq === state.seq) {
             state.controller = null;
-            schedule(retry);
+            // Today's day and all-sites views refresh themselves; a range does not.
+            if (p.refreshes) schedule(retry);
         }
     }
 }
@@ -152,69 +211,10 @@ function ensureRange() {
     state.from = shiftDate(end, -6);
 }
 
-async function loadOther(mode, controller, seq) {
-    const portfolio = state.view === 'portfolio';
-    let path, key;
-    if (portfolio) {
-        const date = !state.dateIsDefault && validDate(state.date) ? state.date : null;
-        path = '/overview' + (date ? '?date=' + date : '');
-        key = 'portfolio|' + (date || '');
-    } else {
-        if (!state.site) {
-            showError(new ApiError(0, 'no_site', 'No site to show: /api/v1/sites listed none and CONFIG.SITE_ID is empty.'));
-            return;
-        }
-        ensureRange();
-        const q = '?from=' + state.from + '&to=' + state.to;
-        path = '/history/' + encodeURIComponent(state.site) + q + '&bucket=day' + (state.compare ? '&compare=previous' : '');
-        key = 'range|' + state.site + '|' + state.from + '|' + state.to + '|' + state.compare;
-    }
-    const quiet = mode === 'refresh' && state.dataKey === key;
-    if (!quiet) showLoading(portfolio ? 'all sites' : state.site, portfolio ? state.date : state.from + ' to ' + state.to);
-    try {
-        let outcome;
-        if (portfolio) {
-            const doc = await api(path, controller);
-            if (seq !== state.seq) return;
-            state.data = doc;
-            outcome = renderPortfolio(doc, sortBy, siteHref);
-        } else {
-            const profilePath = '/profile/' + encodeURIComponent(state.site) + '?weeks=8&end=' + state.to;
-            const both = await Promise.all([api(path, controller), api(profilePath, controller)]);
-            if (seq !== state.seq) return;
-            state.data = both[0];
-            outcome = renderRange(both[0], both[1]);
-        }
-        state.dataKey = key;
-        state.lastLoad = Date.now();
-        syncControls();
-        writeQuery();
-        state.renders += 1;
-        main.dataset.renders = String(state.renders);
-        main.dataset.view = state.view;
-        main.dataset.site = portfolio ? '' : state.site;
-        main.dataset.date = portfolio ? (state.dateIsDefault ? '' : state.date) : state.from + '/' + state.to;
-        setState(outcome);
-    } catch (e) {
-        if (seq !== state.seq || (e && e.name === 'AbortError')) return;
-        if (!(e instanceof ApiError)) e = new ApiError(0, 'page_error', 'The page could not show this answer: ' + (e && e.message));
-        if (e.status === 401 || e.status === 403) { showUnauthorised(e); return; }
-        state.data = null;
-        state.dataKey = null;
-        showError(e);
-    } finally {
-        if (seq === state.seq) {
-            state.controller = null;
-            // Today's portfolio refreshes itself like today's day view; a range does not.
-            if (portfolio && state.dateIsDefault) schedule();
-        }
-    }
-}
-
 function sortBy(key) {
     state.sort = {key: key, descending: state.sort.key === key ? !state.sort.descending : key !== 'display_name' && key !== 'busiest_zone'};
     if (state.data && state.view === 'portfolio') {
-        renderPortfolio(state.data, sortBy, siteHref);
+        draw();
         writeQuery();
         const th = document.querySelector('#portfolio-head th[data-key="' + key + '"] button');
         if (th) th.focus();
@@ -354,9 +354,11 @@ async function start() {
     fillSiteSelect();
     if (!state.dateIsDefault) $('date').value = validDate(state.date) ? state.date : '';
     if (state.view !== 'portfolio') await load('navigate');
+    else if (state.data) draw();  // the overview came first: now with the sites' zone names
 }
 
 readQuery();
 bind();
+onRedraw(() => { if (state.data && state.view === 'day') draw(); });
 start();
 

@@ -1,8 +1,9 @@
-// The portfolio view: every site's day from GET /api/v1/overview in one sortable table.
+// The portfolio view: every site's day from GET /api/v1/overview in one sortable table,
+// with each site's alerts of that day (GET /api/v1/alerts, counted by the alert's local date).
 
-import {$, el, setText, setAttr, keyed} from './dom.js';
+import {$, el, setText, setAttr, keyed, labelCells} from './dom.js';
 import {num, fmt, pad2, hourRange, dateTimeIn} from './format.js';
-import {state} from './state.js';
+import {state, zoneName} from './state.js';
 
 // column key -> [heading, numeric]; the keys are the overview's own field names.
 const COLUMNS = [
@@ -11,6 +12,7 @@ const COLUMNS = [
     ['peak', 'Peak', true],
     ['events', 'Events', true],
     ['critical_events', 'Critical', true],
+    ['alerts', 'Alerts', true],
     ['busiest_zone', 'Busiest zone', false],
     ['busiest_hour', 'Busiest hour', true],
     ['devices', 'Devices', true],
@@ -64,9 +66,25 @@ function renderHead(onSort) {
 }
 
 function cell(tr, i) { return tr.children[i]; }
+const col = (key) => COLUMNS.findIndex((c) => c[0] === key);
 
-function renderPortfolio(doc, onSort, siteHref) {
-    const rows = sortRows(Array.isArray(doc.sites) ? doc.sites.filter((r) => r && r.site_name) : [],
+// Alerts per site on that site's day shown: local_time's date is the site's local date.
+// null where the alerts could not be read (the column then says so, the table stays).
+function alertCounts(rows, alerts) {
+    if (!alerts) return null;
+    const day = new Map(rows.map((r) => [r.site_name, r.date]));
+    const counts = new Map();
+    alerts.forEach((a) => {
+        if (!a || typeof a.local_time !== 'string' || day.get(a.site_name) !== a.local_time.slice(0, 10)) return;
+        counts.set(a.site_name, (counts.get(a.site_name) || 0) + 1);
+    });
+    return counts;
+}
+
+function renderPortfolio(doc, alerts, onSort, siteHref) {
+    const listed = Array.isArray(doc.sites) ? doc.sites.filter((r) => r && r.site_name) : [];
+    const counts = alertCounts(listed, alerts);
+    const rows = sortRows(listed.map((r) => Object.assign({}, r, {alerts: counts ? counts.get(r.site_name) || 0 : null})),
         state.sort.key, state.sort.descending);
     renderHead(onSort);
     const dates = new Set(rows.map((r) => r.date));
@@ -87,6 +105,7 @@ function renderPortfolio(doc, onSort, siteHref) {
         bar.appendChild(el('span'));
         cell(tr, 1).appendChild(el('span', 'u-text'));
         cell(tr, 1).appendChild(bar);
+        cell(tr, col('alerts')).appendChild(el('a', 'alerts-link'));
         return tr;
     });
     trs.forEach((tr, i) => {
@@ -109,18 +128,30 @@ function renderPortfolio(doc, onSort, siteHref) {
         setText(cell(tr, 4), fmt(crit));
         cell(tr, 4).classList.toggle('alert', crit > 0);
         tr.dataset.critical = String(crit);
-        setText(cell(tr, 5), r.busiest_zone || '\u2013');
+        // The alerts of the site's day, linked to that day's alerts panel.
+        const link = cell(tr, col('alerts')).firstChild;
+        setText(link, r.alerts === null ? '\u2013' : fmt(r.alerts));
+        setAttr(link, 'href', r.alerts ? siteHref(r.site_name) + '#alerts-panel' : null);
+        setAttr(link, 'title', r.alerts === null ? 'Alerts could not be read' : null);
+        cell(tr, col('alerts')).classList.toggle('alert', Boolean(r.alerts));
+        tr.dataset.alerts = r.alerts === null ? '' : String(r.alerts);
+        const zone = cell(tr, col('busiest_zone'));
+        setText(zone, r.busiest_zone ? zoneName(r.site_name, r.busiest_zone, null) : '\u2013');
+        setAttr(zone, 'title', r.busiest_zone || null);
+        const hourCell = cell(tr, col('busiest_hour'));
         const hour = Number.isInteger(r.busiest_hour) ? r.busiest_hour : null;
-        setText(cell(tr, 6), hour === null ? '\u2013' : pad2(hour) + ':00');
-        setAttr(cell(tr, 6), 'title', hour === null ? null : hourRange(hour));
+        setText(hourCell, hour === null ? '\u2013' : pad2(hour) + ':00');
+        setAttr(hourCell, 'title', hour === null ? null : hourRange(hour));
+        const devices = cell(tr, col('devices'));
         const d = r.devices || {};
         const online = num(d.online), offline = num(d.offline);
-        setText(cell(tr, 7), online + offline === 0 ? 'none' : online + ' on' + (offline ? ', ' + offline + ' off' : ''));
-        cell(tr, 7).classList.toggle('alert', offline > 0);
-        setAttr(cell(tr, 7), 'title', d.last_seen ? 'Last seen ' + dateTimeIn(r.timezone, d.last_seen) : null);
+        setText(devices, online + offline === 0 ? 'none' : online + ' on' + (offline ? ', ' + offline + ' off' : ''));
+        devices.classList.toggle('alert', offline > 0);
+        setAttr(devices, 'title', d.last_seen ? 'Last seen ' + dateTimeIn(r.timezone, d.last_seen) : null);
         tr.dataset.offline = String(offline);
-        setText(cell(tr, 8), r.coverage === null || r.coverage === undefined ? 'n/a' : percent(r.coverage));
+        setText(cell(tr, col('coverage')), r.coverage === null || r.coverage === undefined ? 'n/a' : percent(r.coverage));
     });
+    labelCells($('portfolio-table'));
     return rows.length === 0 ? 'empty' : 'ready';
 }
 

@@ -1,10 +1,10 @@
 // The range view: day by day from GET /api/v1/history (with compare=previous) and the
 // hour-of-week heatmap from GET /api/v1/profile.
 
-import {$, el, setText, setAttr, show, keyed} from './dom.js';
+import {$, el, setText, setAttr, show, keyed, labelCells} from './dom.js';
 import {num, fmt, hourRange, longDate, shortDate} from './format.js';
 import {state, siteInfo, siteThresholds} from './state.js';
-import {hourColumns} from './day.js';
+import {hourColumns, scrollToHour} from './day.js';
 import {mountZones} from './zones.js';
 
 const WEEKDAYS = ['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday', 'Sunday'];
@@ -92,6 +92,7 @@ function renderDays(doc) {
         tr.children[7].className = 'num' + (d && d.peak > 0 ? ' up' : d && d.peak < 0 ? ' down' : '');
         tr.dataset.previousPeak = p ? String(num(p.peak)) : '';
     });
+    labelCells($('range-days'));
 }
 
 function renderProfile(profile) {
@@ -139,6 +140,8 @@ function renderRange(doc, profile) {
     renderDays(doc);
     renderProfile(profile);
     mountZones(state.site, doc.from, doc.to);  // loads on its own (zones.js)
+    // The typical week opens at the working day on a narrow screen.
+    scrollToHour($('profile').closest('.table-scroll'), $('profile-head'), 8, state.site + '|' + state.to);
     return 'ready';
 }
 

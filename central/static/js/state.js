@@ -18,7 +18,8 @@ const state = {
     from: null,           // range view, inclusive local dates (?from=&to=)
     to: null,
     compare: false,       // range view: compare with the previous period (?compare=previous)
-    sort: {key: 'utilisation', descending: true},  // portfolio (?sort=)
+    // portfolio (?sort=): events, which every site has (utilisation needs capacities)
+    sort: {key: 'events', descending: true},
     seq: 0,
     controller: null,
     timer: null,
@@ -84,14 +85,37 @@ function siteThresholds(site) {
     return {high: Number.isFinite(high) && th.high !== null ? high : 7,
         medium: Number.isFinite(medium) && th.medium !== null ? medium : 4};
 }
-// The zone's thresholds when the sites file gives it its own, else null.
-function ownThresholds(site, zone) {
+// The thresholds the API uses for a zone and where they come from, as /api/v1/sites says:
+// {high, medium, origin: 'own' | 'capacity' | 'site'}.
+function zoneThresholds(site, zone) {
     const cfg = zoneConfig(site, zone);
     const t = cfg && cfg.thresholds;
-    if (!t || !Number.isFinite(Number(t.high)) || !Number.isFinite(Number(t.medium))) return null;
     const base = siteThresholds(site);
-    return Number(t.high) !== base.high || Number(t.medium) !== base.medium
-        ? {high: Number(t.high), medium: Number(t.medium)} : null;
+    if (!t || !Number.isFinite(Number(t.high)) || !Number.isFinite(Number(t.medium))) return Object.assign({origin: 'site'}, base);
+    let origin = cfg.threshold_origin;
+    if (['own', 'capacity', 'site'].indexOf(origin) < 0) {
+        // An API from before threshold_origin: thresholds unlike the site's are the zone's own.
+        origin = Number(t.high) !== base.high || Number(t.medium) !== base.medium ? 'own' : 'site';
+    }
+    return {high: Number(t.high), medium: Number(t.medium), origin: origin};
+}
+// The zone's thresholds when the sites file gives it its own, else null.
+function ownThresholds(site, zone) {
+    const th = zoneThresholds(site, zone);
+    return th.origin === 'own' ? {high: th.high, medium: th.medium} : null;
+}
+// The site's capacity bands in percent where its intensity follows capacity, else null.
+function capacityBands(site) {
+    const info = siteInfo(site);
+    if (!info || info.intensity !== 'capacity') return null;
+    const high = Number(info.capacity_high), medium = Number(info.capacity_medium);
+    return info.capacity_high !== null && Number.isFinite(high) && Number.isFinite(medium) ? {high: high, medium: medium} : null;
+}
+// The people a zone is meant to hold (the sites file's capacity), else null.
+function zoneCapacity(site, zone) {
+    const cfg = zoneConfig(site, zone);
+    const c = cfg ? Number(cfg.capacity) : NaN;
+    return Number.isInteger(c) && c > 0 ? c : null;
 }
 
 function zonePosition(site, zone) {
@@ -122,4 +146,5 @@ function zoneOrder(site, zones, zoneHourly, meta) {
     return placed.concat(rest);
 }
 
-export {state, siteInfo, siteTz, siteLabel, zoneConfig, zoneName, loadSites, viewingToday, siteThresholds, ownThresholds, zonePosition, zoneOrder};
+export {state, siteInfo, siteTz, siteLabel, zoneConfig, zoneName, loadSites, viewingToday, siteThresholds, zoneThresholds,
+    ownThresholds, capacityBands, zoneCapacity, zonePosition, zoneOrder};

@@ -45,7 +45,7 @@ _CENTRAL = (
     "mqtt_client_id", "mqtt_protocol", "mqtt_inflight", "batch_states", "batch_seconds",
     "cache_ttl", "cache_ttl_past", "max_body_bytes", "max_batch_events", "ingest_inflight_bytes",
     "http_header_timeout", "http_keepalive_timeout", "http_body_timeout", "query_workers",
-    "webhook_secret", "webhook_timeout", "alert_time_scale",
+    "webhook_secret", "webhook_timeout", "webhook_targets", "alert_time_scale",
 )
 _BOTH = ("mqtt_url", "mqtt_ca_file", "log_level")
 

@@ -117,9 +117,12 @@ def origin(url: str) -> str:
     """``scheme://host[:port]`` of ``url``, without user, path, query or fragment."""
     try:
         parts = urlsplit(url)
-        port = parts.port
     except ValueError:
         return "(invalid URL)"
+    try:
+        port = parts.port
+    except ValueError:  # out of range: the host alone
+        port = None
     host = parts.hostname or ""
     if ":" in host:
         host = "[%s]" % host

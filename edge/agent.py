@@ -70,6 +70,7 @@ class Agent:
         self.notifier = Notifier(config.notify_socket)
         self.pending = Pending(config.ack_timeout, config.max_backoff, config.max_inflight_states)
         self.priority = Priority(config.priority, config.intensity_medium, config.intensity_high)
+        self.buffers.watch_repeats = config.priority == "all"
         self.outbox: Optional[Outbox] = None
         self.link: Optional[Link] = None
         self.inputs: List[Input] = []
@@ -248,6 +249,10 @@ class Agent:
         next_scan = now
         last_publish = now
         scanning = self.priority.enabled and self.link is not None
+        if scanning:
+            # The loop sleeps until something is worth a scan (a rise, a new trigger), then
+            # scans at most every TICK: an idle or steady device wakes about once a second.
+            self.buffers.on_watch = self._wake.set
         while True:
             stopping = self._stop.is_set()
             with self._cond:
@@ -267,7 +272,8 @@ class Agent:
             if early:
                 self._commit_soon.clear()
             urgent = []
-            if scanning and now >= next_scan:
+            # The first scan primes priority publishing (what is there at start is not news).
+            if scanning and now >= next_scan and (not self.priority.scans or self.buffers.watching()):
                 urgent = self._guard(self._scan) or []
                 next_scan = now + TICK
             if forced or stopping or early or urgent or now >= next_commit:
@@ -299,7 +305,7 @@ class Agent:
             if stopping:
                 return
             wait = min(next_commit, next_publish, next_stats) - time.monotonic()
-            if scanning:
+            if scanning and self.buffers.watching():
                 wait = min(wait, next_scan - time.monotonic())
             if cfg.watchdog_interval is not None:
                 wait = min(wait, next_ping - time.monotonic())

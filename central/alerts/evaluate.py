@@ -37,15 +37,15 @@ from ..storage.store import Store
 from .ledger import Alert
 from .rules import Rule
 
-__all__ = ["Evaluator", "LOOKBACK", "MINUTE", "SETTLE_SUMMARY", "make_alert", "alert_id"]
+__all__ = ["Evaluator", "LOOKBACK", "MINUTE", "SETTLE_SUMMARY", "SUMMARY_MEMORY", "make_alert", "alert_id"]
 
 logger = logging.getLogger(__name__)
 
 LOOKBACK = 3600.0
 #: The window of a rule's max_per_minute: clock minutes of UTC.
 MINUTE = 60
-#: Minutes after which a folded minute without its summary is no longer summarised.
-_SUMMARY_MEMORY = 30 * MINUTE
+#: Seconds after which a folded minute without its summary is no longer summarised.
+SUMMARY_MEMORY = 30 * MINUTE
 #: Seconds after a minute ends before its summary is read: alerts fired at its very end land.
 SETTLE_SUMMARY = 1.0
 _CONTACT_SQL = """
@@ -133,6 +133,9 @@ class Evaluator:
         self._fire = fire
         self.metrics = metrics
         self._on_folded = on_folded
+        #: When this process last folded an alert (the periodic summary check runs only then,
+        #: and once at start: it reads ``alerts`` by time, which its key does not index).
+        self.last_folded = 0.0
         self._locks: dict[str, asyncio.Lock] = {}
         self.slot_rules = tuple(r for r in rules if r.kind in ("trigger", "occupancy"))
         self.timed_rules = tuple(r for r in rules if r.kind in ("device_offline", "no_data"))
@@ -245,6 +248,7 @@ class Evaluator:
                 if count >= by_name[alert.rule].max_per_minute:
                     alert = replace(alert, state="folded")
                     self.metrics.alerts_folded.inc()
+                    self.last_folded = time.time()
                     self._on_folded(start + MINUTE)
                 else:
                     sent[alert.rule] = count + 1
@@ -257,7 +261,7 @@ class Evaluator:
         now = time.time() if now is None else now
         by_name = {r.name: r for r in self.rules}
         out = []
-        for site_name, rule_name, minute, count, zones in await self.ledger.folded(now - _SUMMARY_MEMORY,
+        for site_name, rule_name, minute, count, zones in await self.ledger.folded(now - SUMMARY_MEMORY,
                                                                                    now // MINUTE * MINUTE):
             rule = by_name.get(rule_name)
             if rule is None:

@@ -24,7 +24,7 @@ from shared.slots import SLOT_SECONDS
 
 from ..exceptions import StorageError
 from .deliver import Deliverer
-from .evaluate import LOOKBACK, SETTLE_SUMMARY, Evaluator
+from .evaluate import LOOKBACK, MINUTE, SETTLE_SUMMARY, SUMMARY_MEMORY, Evaluator
 from .ledger import Alert, Ledger
 from .rules import Rule
 
@@ -139,7 +139,7 @@ class Alerts:
         await asyncio.gather(*self._loops, *self._tasks, return_exceptions=True)
 
     async def _periodic(self) -> None:
-        swept = False
+        swept = summarised = False
         while True:
             try:
                 names = await self._site_names()
@@ -151,7 +151,10 @@ class Alerts:
                     await self._sweep(names)
                     swept = True
                 await self.evaluator.check(names)
-                await self.evaluator.summarise()
+                # Once after start (a summary a dead process left due), then while folding.
+                if not summarised or time.time() - self.evaluator.last_folded < SUMMARY_MEMORY + MINUTE:
+                    await self.evaluator.summarise()
+                    summarised = True
                 self.metrics.alerts_pending.set(await self.ledger.pending(self.deliverer.oldest_pending()))
             except StorageError as exc:
                 logger.warning("alert check: %s", exc)

@@ -36,7 +36,8 @@ DEFAULT_POLICY = "private"
 #: Instance metadata services outside 169.254.0.0/16 (AWS over IPv6, Alibaba Cloud).
 _METADATA = frozenset(ipaddress.ip_address(a) for a in ("fd00:ec2::254", "100.100.100.200"))
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# Underscores too: not valid in host names, but Docker and some internal DNS use them.
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _HOST_RE = re.compile(r"^%s(?:\.%s)*\.?$" % (_LABEL, _LABEL))
 _BAD_CHARS = re.compile(r"[\x00-\x20\x7f]")
 

@@ -172,7 +172,8 @@ BAD_WEBHOOKS = [
     ("http://exa mple.com/x", "must not hold spaces or control characters"),
     ("http://example.com/x\r\nX-Evil: 1", "must not hold spaces or control characters"),
     ("http://example.com/x\n", "must not hold spaces or control characters"),
-    ("http://exa_mple.com/x", "is not a valid host name"),
+    ("http://exa..mple.com/x", "is not a valid host name"),
+    ("http://-exa.mple.com/x", "is not a valid host name"),
     ("http://169.254.169.254/latest/meta-data", "link-local or a metadata address"),
     ("http://[fe80::1]/x", "link-local or a metadata address"),
     ("http://[::ffff:169.254.169.254]/x", "link-local or a metadata address"),
@@ -202,7 +203,7 @@ def test_bad_webhooks_are_each_refused_on_one_line(tmp_path):
 
 def test_webhook_policy_decides_loopback_private_and_link_local(tmp_path):
     urls = ["http://127.0.0.1:8080/hook", "http://10.1.2.3/hook", "http://[::1]:9/hook", "http://100.64.0.7/h",
-            "https://hooks.example.com/heatmap?token=x", "http://receiver.local:8080/h", "http://93.184.216.34/h"]
+            "https://hooks.example.com/heatmap?token=x", "http://receiver_1.local:8080/h", "http://93.184.216.34/h"]
     assert len(parse_rules(load(tmp_path, _rules_text(urls)))) == len(urls)  # the default: "private"
     with pytest.raises(SitesFileError) as info:
         parse_rules(load(tmp_path, _rules_text(urls)), "public")

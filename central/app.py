@@ -473,7 +473,7 @@ def create_app(config: Config, store: Store | None = None) -> web.Application:
     app = web.Application(middlewares=middlewares, client_max_size=config.max_body_bytes + 1024)
     app[CONFIG] = config
     app[SITES] = Sites.load(config.sites_file)
-    app[ALERT_RULES] = parse_rules(app[SITES])  # invalid rules stop start-up here
+    app[ALERT_RULES] = parse_rules(app[SITES], config.webhook_targets)  # invalid rules stop start-up here
     app[METRICS] = metrics
     app[ON_DATA] = OnData()
     app[SCHEMA] = Ready("the database schema")

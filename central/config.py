@@ -22,6 +22,7 @@ from shared import settings
 from shared.names import is_valid_name
 from shared.settings import MqttTarget, Setting, parse_mqtt_url
 
+from .alerts.targets import POLICIES
 from .exceptions import ConfigError
 from .query import DIGITS
 
@@ -117,6 +118,12 @@ def _bool(value: str) -> bool:
     raise ValueError("not true or false")
 
 
+def _webhook_targets(value: str) -> str:
+    if value not in POLICIES:
+        raise ValueError("not one of %s" % ", ".join(POLICIES))
+    return value
+
+
 def _log_level(value: str) -> str:
     level = value.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -159,6 +166,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("query_workers", _int(1, 64), "4", "threads running ClickHouse statements"),
     Setting("webhook_secret", _opt_str, "", "key of the X-Heatmap-Signature HMAC-SHA256 on alert webhooks; unset = unsigned", secret=True),
     Setting("webhook_timeout", _float(0.1, 120), "10", "seconds one webhook attempt may take before it counts as failed"),
+    Setting("webhook_targets", _webhook_targets, "private", "addresses alert webhooks may reach: public, private (also loopback and LAN; the default) or any (also link-local and cloud metadata)"),
     Setting("alert_time_scale", _float(0.0001, 1), "1", "multiplies the alert retry backoff, the 24 h retry window, the claim lease and the check interval (tests run the real schedule faster)"),
     Setting("log_level", _log_level, "INFO", "DEBUG, INFO, WARNING or ERROR"),
 )
@@ -201,6 +209,7 @@ class Config:
     query_workers: int = 4
     webhook_secret: str | None = field(default=None, repr=False)
     webhook_timeout: float = 10.0
+    webhook_targets: str = "private"
     alert_time_scale: float = 1.0
     log_level: str = "INFO"
 

@@ -81,6 +81,12 @@ class Metrics:
             "heatmap_alert_attempts_failed_total", "webhook attempts without a 2xx (retried)", registry=r)
         self.alerts_failed = Counter(
             "heatmap_alerts_failed_total", "alerts given up after the 24 h retry window", registry=r)
+        self.alerts_cancelled = Counter(
+            "heatmap_alerts_cancelled_total", "pending alerts cancelled because their rule was removed",
+            registry=r)
+        self.alerts_folded = Counter(
+            "heatmap_alerts_folded_total", "alerts past their rule's max_per_minute, folded into a summary",
+            registry=r)
         self.alerts_not_stored = Counter(
             "heatmap_alerts_not_stored_total", "alerts lost because ClickHouse refused them for a minute",
             registry=r)

@@ -8,7 +8,9 @@ committed, so central is never ahead of the outbox), applies acks, sends stats, 
 window and pings the systemd watchdog. Every ``priority.TICK`` it also looks for urgent
 states (a new trigger, a rise of intensity class: ``priority.py``); those are committed and
 published at once, in one message per tick. Startup, loop and shutdown are three visible
-steps.
+steps. On stop, the last pass commits and publishes every state central has not acked,
+those in flight too (the broker may have dropped them), if the broker answers within
+``STOP_PUBLISH_WAIT`` seconds; what does not reach it stays in the outbox for the next start.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from .pending import Pending
 from .priority import TICK, Priority
 from .refusals import Refusals
 
-__all__ = ["Agent", "OUTBOX_FILE", "OUTBOX_MARKER"]
+__all__ = ["Agent", "OUTBOX_FILE", "OUTBOX_MARKER", "STOP_PUBLISH_WAIT"]
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,8 @@ OUTBOX_FILE = "outbox.sqlite"
 #: Left in the state directory once an outbox existed there (see :meth:`Agent._guard_reset`).
 OUTBOX_MARKER = "outbox.started"
 _PRUNE_EVERY = 60.0
-_STOP_PUBLISH_WAIT = 2.0
+#: Seconds a stop waits for the broker: first for a connection, then for the PUBACKs.
+STOP_PUBLISH_WAIT = 2.0
 _COMMIT_CHUNK = 500
 _CATCH_UP_EVERY = 1.0
 
@@ -67,6 +70,7 @@ class Agent:
         self.notifier = Notifier(config.notify_socket)
         self.pending = Pending(config.ack_timeout, config.max_backoff, config.max_inflight_states)
         self.priority = Priority(config.priority, config.intensity_medium, config.intensity_high)
+        self.buffers.watch_repeats = config.priority == "all"
         self.outbox: Optional[Outbox] = None
         self.link: Optional[Link] = None
         self.inputs: List[Input] = []
@@ -206,7 +210,7 @@ class Agent:
 
     # -- shutdown ------------------------------------------------------------------------
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 4 * STOP_PUBLISH_WAIT) -> None:
         """Drain and stop the inputs, commit, make a last publish attempt, say "stopped", close.
         Idempotent."""
         if self._stop.is_set():
@@ -245,6 +249,10 @@ class Agent:
         next_scan = now
         last_publish = now
         scanning = self.priority.enabled and self.link is not None
+        if scanning:
+            # The loop sleeps until something is worth a scan (a rise, a new trigger), then
+            # scans at most every TICK: an idle or steady device wakes about once a second.
+            self.buffers.on_watch = self._wake.set
         while True:
             stopping = self._stop.is_set()
             with self._cond:
@@ -264,7 +272,8 @@ class Agent:
             if early:
                 self._commit_soon.clear()
             urgent = []
-            if scanning and now >= next_scan:
+            # The first scan primes priority publishing (what is there at start is not news).
+            if scanning and now >= next_scan and (not self.priority.scans or self.buffers.watching()):
                 urgent = self._guard(self._scan) or []
                 next_scan = now + TICK
             if forced or stopping or early or urgent or now >= next_commit:
@@ -276,13 +285,12 @@ class Agent:
                 self._reconnected.clear()
                 self.pending.resend_all()
                 next_publish = now
-            if forced or stopping or now >= next_publish:
-                infos = self._guard(self._publish) or []
+            if stopping:
+                self._guard(self._publish_at_stop)
+            elif forced or now >= next_publish:
+                self._guard(self._publish)
                 last_publish = now
                 next_publish = now + cfg.publish_interval
-                if stopping and infos:
-                    got = Link.wait_published(infos, _STOP_PUBLISH_WAIT)
-                    log.info("last publish: %d of %d message(s) reached the broker", got, len(infos))
             if now >= next_stats:
                 self._guard(self._send_stats, now)
                 next_stats = now + cfg.stats_interval
@@ -297,7 +305,7 @@ class Agent:
             if stopping:
                 return
             wait = min(next_commit, next_publish, next_stats) - time.monotonic()
-            if scanning:
+            if scanning and self.buffers.watching():
                 wait = min(wait, next_scan - time.monotonic())
             if cfg.watchdog_interval is not None:
                 wait = min(wait, next_ping - time.monotonic())
@@ -353,13 +361,19 @@ class Agent:
         for inp, mark in zip(self.inputs, marks):
             inp.committed(mark)
 
-    def _publish(self) -> list:
+    def _publish(self, everything: bool = False, deadline: Optional[float] = None) -> list:
+        """Publish the due states (``everything``: every unacked one, without the in-flight
+        bound, until the monotonic ``deadline``); returns paho's message infos."""
         if self.link is None or not self.link.connected.is_set() or self.outbox is None:
             return []
-        due = self.pending.due()
+        if everything:
+            self.pending.resend_all()
+        due = self.pending.due(bounded=not everything)
         infos = []
         size = self.config.max_states_per_message
         for i in range(0, len(due), size):
+            if deadline is not None and time.monotonic() >= deadline:
+                break  # the rest stays in the outbox for the next start
             states = self.outbox.states((c, s) for c, s, _ in due[i:i + size])
             for chunk, payload in self._encode(states):
                 info = self.link.publish(self._state_topic, payload, qos=1)
@@ -373,6 +387,19 @@ class Agent:
         if len(due) > _COMMIT_CHUNK:
             trim()
         return infos
+
+    def _publish_at_stop(self) -> None:
+        """The last publish: every unacked state, if the broker answers within the bound."""
+        if self.link is None or self.outbox is None or not len(self.pending):
+            return
+        if not self.link.connected.wait(STOP_PUBLISH_WAIT):
+            log.warning("stopping: no broker within %.0f s; %d unacked state(s) stay in the outbox",
+                        STOP_PUBLISH_WAIT, len(self.pending))
+            return
+        infos = self._publish(everything=True, deadline=time.monotonic() + STOP_PUBLISH_WAIT)
+        got = Link.wait_published(infos, STOP_PUBLISH_WAIT)
+        log.info("last publish: %d of %d message(s) reached the broker; %d unacked state(s) in the outbox",
+                 got, len(infos), len(self.pending))
 
     def _scan(self) -> List[tuple]:
         """(camera, slot) keys of the current slot that became urgent since the last scan."""

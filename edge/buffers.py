@@ -66,6 +66,13 @@ class SlotBuffers:
         #: Cameras whose peak rose or that counted a trigger since the last view(): the
         #: only ones priority publishing needs to look at (set in rare branches only).
         self._watch: set = set()
+        #: Called (lock held; it must only signal) when the watch set stops being empty, so
+        #: the agent's loop scans when there is something to scan rather than on a timer.
+        self.on_watch: Optional[Callable[[], None]] = None
+        #: Watch a camera for a repeat of a trigger already counted in its current slot
+        #: (priority "all"); "new" only cares about a trigger's first count in a slot, and
+        #: that takes the slow path, which always watches.
+        self.watch_repeats = True
         self._cameras: Dict[str, int] = {}
         self._camera_names: List[str] = []
         self._triggers: Dict[str, int] = {}
@@ -95,10 +102,11 @@ class SlotBuffers:
                                 raise KeyError
                         for t in triggers:
                             tc[t] += 1
-                        self._watch.add(camera)
+                        if self.watch_repeats:
+                            self._watched(camera)
                     if people_count > cell[2]:
                         cell[2] = people_count
-                        self._watch.add(camera)
+                        self._watched(camera)
                     cell[3] += 1
                     return True
             except (KeyError, TypeError):
@@ -111,7 +119,7 @@ class SlotBuffers:
         col = self._camera_column(camera)
         if col is None:
             return False
-        self._watch.add(camera)
+        self._watched(camera)
         count = self._check_count(count)
         if count is None:
             return False
@@ -202,7 +210,8 @@ class SlotBuffers:
                 found = _batch.trigger_counts(triggers, n, valid if accepted < n else None,
                                               self._trigger_index, self._check_triggers, self.refusals)
                 _batch.add_triggers(self._trig, flat, found)  # after any growth of the trigger axis
-            self._watch.update(self._camera_names[c] for c in np.unique(cols).tolist())
+            for c in np.unique(cols).tolist():
+                self._watched(self._camera_names[c])
             self.accepted += accepted
             return accepted
 
@@ -285,6 +294,11 @@ class SlotBuffers:
                         self.max_cameras, self.max_triggers, limits[0], limits[1])
         return n
 
+    def watching(self) -> bool:
+        """Whether view() has a camera to look at (read without the lock: a camera added
+        meanwhile also calls on_watch)."""
+        return bool(self._watch)
+
     def view(self, slot_start: int) -> List[Tuple[str, int, int, Dict[str, int]]]:
         """(camera, peak, previous slot's peak, {trigger: count}) in slot ``slot_start``, hot
         cells included, of the cameras whose peak rose or that counted a trigger since the
@@ -326,6 +340,16 @@ class SlotBuffers:
         return int(self._peak.nbytes + self._events.nbytes + self._trig.nbytes + self._dirty.nbytes)
 
     # -- helpers (lock held) -------------------------------------------------------------
+
+    def _watched(self, camera: Any) -> None:
+        if self._watch:
+            self._watch.add(camera)
+            return
+        # Added before the signal: a loop woken by it, or one that checks watching() after
+        # clearing its wake-up, sees the camera.
+        self._watch.add(camera)
+        if self.on_watch is not None:
+            self.on_watch()
 
     def _fold(self, cell: list) -> None:
         if not cell[_EVENTS]:

@@ -61,8 +61,9 @@ class Pending:
     def _timeout(self, attempts: int) -> float:
         return min(self.ack_timeout * (2 ** min(attempts - 1, 30)), self.max_backoff)
 
-    def due(self, now: Optional[float] = None) -> List[Item]:
-        """(camera, slot, rev) to send now, oldest revision first, within the in-flight bound."""
+    def due(self, now: Optional[float] = None, bounded: bool = True) -> List[Item]:
+        """(camera, slot, rev) to send now, oldest revision first, within the in-flight bound
+        (``bounded``; the last publish of a stop takes everything)."""
         now = time.monotonic() if now is None else now
         inflight = 0
         ready = []
@@ -71,7 +72,7 @@ class Pending:
                 ready.append((e.rev, key))
             else:
                 inflight += 1
-        room = max(self.max_inflight - inflight, 0)
+        room = max(self.max_inflight - inflight, 0) if bounded else len(ready)
         self.throttled = len(ready) > room
         ready.sort()
         return [(key[0], key[1], rev) for rev, key in ready[:room]]

@@ -22,8 +22,8 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 __all__ = ["Priority", "TICK"]
 
-#: Seconds between scans: the coalescing window; with the commit and the publish it keeps
-#: an urgent event within 200 ms of reaching the broker.
+#: Least seconds between scans: the coalescing window. The agent's loop scans as soon as
+#: the buffers note a change worth a look (``SlotBuffers.on_watch``), at most every TICK.
 TICK = 0.1
 
 #: (camera, peak, previous slot's peak, {trigger: count})

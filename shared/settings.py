@@ -47,7 +47,7 @@ _CENTRAL = (
     "max_sites", "accept_unknown_sites", "ingest_inflight_bytes",
     "http_header_timeout", "http_keepalive_timeout", "http_body_timeout", "max_exports",
     "export_write_timeout", "query_workers",
-    "webhook_secret", "webhook_timeout", "alert_time_scale",
+    "webhook_secret", "webhook_timeout", "webhook_targets", "alert_time_scale",
 )
 _BOTH = ("mqtt_url", "mqtt_ca_file", "log_level")
 

@@ -9,6 +9,11 @@ times are multiplied by ``HEATMAP_ALERT_TIME_SCALE`` (1 in production; tests shr
 A replica that dies mid-attempt leaves the alert ``pending``; the claim lapses after its
 lease and any replica (or this one restarted) sends it again: delivery is at least once,
 receivers deduplicate by ``id``.
+
+A webhook's host is resolved on every attempt and connected to only on addresses the
+``HEATMAP_WEBHOOK_TARGETS`` policy allows (``targets.py``); a refused address is a failed
+attempt like a refused connection. ``last_error`` names the URL by scheme and host only. An
+alert whose rule is no longer configured is ``cancelled``, not sent.
 """
 
 from __future__ import annotations
@@ -16,17 +21,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
 import logging
 import random
 import time
 import uuid
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import aiohttp
 from shared import topics
 
 from ..exceptions import StorageError
 from .ledger import Alert, Ledger
+from .targets import GuardedResolver, TargetRefused, origin, refusal
 
 __all__ = ["Deliverer", "sign", "SIGNATURE_HEADER"]
 
@@ -48,7 +56,7 @@ def sign(secret: str, body: bytes) -> str:
 
 class Deliverer:
     def __init__(self, ledger: Ledger, config, metrics, owner: str,
-                 publish: Callable[[str, bytes], None] | None = None):
+                 publish: Callable[[str, bytes], None] | None = None, rule_names: frozenset = frozenset()):
         scale = config.alert_time_scale
         self.ledger = ledger
         self.metrics = metrics
@@ -56,6 +64,9 @@ class Deliverer:
         self.secret = config.webhook_secret
         self.timeout = config.webhook_timeout
         self.publish = publish
+        self.policy = config.webhook_targets
+        #: The rules configured now: a pending alert of any other rule is cancelled.
+        self.rule_names = rule_names
         self.first_delay = FIRST_DELAY * scale
         self.max_delay = MAX_DELAY * scale
         self.window = RETRY_WINDOW * scale
@@ -119,6 +130,9 @@ class Deliverer:
             current = await self.ledger.get(alert.site_name, alert.id)
             if current is None or current.state != "pending" or current.attempts != alert.attempts:
                 return  # another replica moved it on meanwhile
+            if current.rule not in self.rule_names:
+                await self.ledger.write([self.cancelled(current)])
+                return
             if attempt == 1:
                 self._publish(current)
             if not current.webhook:
@@ -152,6 +166,19 @@ class Deliverer:
         except Exception:
             logger.exception("alert %s: attempt %d failed unexpectedly", alert.id, attempt)
 
+    def cancelled(self, alert: Alert) -> Alert:
+        """The cancelled step of ``alert``, whose rule is no longer configured."""
+        self.metrics.alerts_cancelled.inc()
+        logger.info("alert %s cancelled: its rule %s is no longer in the sites file", alert.id, alert.rule)
+        return alert.step(self.owner, state="cancelled",
+                          last_error="rule %s is no longer in the sites file" % alert.rule)
+
+    async def cancel_orphans(self) -> int:
+        """Mark ``cancelled`` every pending alert whose rule is no longer configured."""
+        orphans = await self.ledger.orphans(self.oldest_pending(), sorted(self.rule_names))
+        await self.ledger.write([self.cancelled(a) for a in orphans])
+        return len(orphans)
+
     def _publish(self, alert: Alert) -> None:
         if self.publish is None:
             return
@@ -162,8 +189,16 @@ class Deliverer:
 
     async def _post(self, alert: Alert, attempt: int) -> str | None:
         """None on a 2xx, else what went wrong (kept as last_error)."""
+        where = origin(alert.webhook)
+        host = urlsplit(alert.webhook).hostname or ""
+        if _is_ip(host):  # aiohttp connects to a literal without asking the resolver
+            why = refusal(host, self.policy)
+            if why is not None:
+                return "refused: %s (%s)" % (why, where)
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+            connector = aiohttp.TCPConnector(resolver=GuardedResolver(self.policy))
+            self._session = aiohttp.ClientSession(connector=connector,
+                                                  timeout=aiohttp.ClientTimeout(total=self.timeout))
         body = alert.body.encode()
         headers = {"Content-Type": "application/json", "User-Agent": "heatmap-central",
                    "X-Heatmap-Alert-Id": alert.id, "X-Heatmap-Attempt": str(attempt)}
@@ -175,8 +210,27 @@ class Deliverer:
                 await resp.read()
                 if 200 <= resp.status < 300:
                     return None
-                return "HTTP %d" % resp.status
+                return "HTTP %d (%s)" % (resp.status, where)
         except asyncio.TimeoutError:
-            return "timed out after %g s" % self.timeout
+            return "timed out after %g s (%s)" % (self.timeout, where)
         except aiohttp.ClientError as exc:
-            return ("%s: %s" % (type(exc).__name__, exc))[:300]
+            return ("%s (%s)" % (_describe(exc), where))[:300]
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _describe(exc: aiohttp.ClientError) -> str:
+    """What went wrong, without the URL: aiohttp's own texts often hold it whole (and a URL
+    may carry a token), so only the OS's reason or the error's class is kept."""
+    cause = getattr(exc, "os_error", None)
+    if isinstance(cause, TargetRefused):
+        return "refused: %s" % cause
+    if isinstance(cause, OSError):
+        return "%s: %s" % (type(exc).__name__, cause.strerror or type(cause).__name__)
+    return type(exc).__name__

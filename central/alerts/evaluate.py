@@ -10,6 +10,11 @@ judging the same data produce the same id, and an id already in ``alerts`` is no
 again. A trigger alert fires when a (zone, slot, trigger) count rises above the highest
 count already alerted or suppressed; an alert inside its rule's cooldown is stored as
 ``suppressed`` (not sent), which is how every replica learns the count was seen.
+
+Past a rule's ``max_per_minute`` alerts at a site in one clock minute, its further alerts of
+that minute are stored ``folded`` (not sent); once the minute is over, one ``summary`` alert
+per (rule, site, minute) says how many were folded and where (:meth:`Evaluator.summarise`).
+The count is read from ``alerts``, so a restart or another replica continues it.
 """
 
 from __future__ import annotations
@@ -32,11 +37,17 @@ from ..storage.store import Store
 from .ledger import Alert
 from .rules import Rule
 
-__all__ = ["Evaluator", "LOOKBACK", "make_alert", "alert_id"]
+__all__ = ["Evaluator", "LOOKBACK", "MINUTE", "SETTLE_SUMMARY", "SUMMARY_MEMORY", "make_alert", "alert_id"]
 
 logger = logging.getLogger(__name__)
 
 LOOKBACK = 3600.0
+#: The window of a rule's max_per_minute: clock minutes of UTC.
+MINUTE = 60
+#: Seconds after which a folded minute without its summary is no longer summarised.
+SUMMARY_MEMORY = 30 * MINUTE
+#: Seconds after a minute ends before its summary is read: alerts fired at its very end land.
+SETTLE_SUMMARY = 1.0
 _CONTACT_SQL = """
 SELECT site_name, device_id, toFloat64(max(seen_at)) FROM device_status FINAL
 GROUP BY site_name, device_id
@@ -66,12 +77,13 @@ def _number(value: float | None):
 
 def make_alert(rule: Rule, site: Site, now: float, ident: str, message: str, *, cam: str = "",
                device: str = "", slot: int = 0, trigger: str = "", value: float = 0.0,
-               threshold: float | None = None, state: str = "pending") -> Alert:
+               threshold: float | None = None, state: str = "pending", kind: str = "") -> Alert:
     local = datetime.fromtimestamp(now, site.tz)
+    kind = kind or rule.kind
     body = {
         "id": ident,
         "rule": rule.name,
-        "kind": rule.kind,
+        "kind": kind,
         "site_name": site.name,
         "cam_name": cam or None,
         "device_id": device or None,
@@ -82,7 +94,7 @@ def make_alert(rule: Rule, site: Site, now: float, ident: str, message: str, *, 
         "trigger": trigger or None,
         "message": message,
     }
-    return Alert(ident, site.name, rule.name, rule.kind, cam, device, slot, trigger, float(value), now,
+    return Alert(ident, site.name, rule.name, kind, cam, device, slot, trigger, float(value), now,
                  json.dumps(body, separators=(",", ":"), ensure_ascii=False), rule.webhook or "", state,
                  next_attempt_at=now)
 
@@ -111,7 +123,7 @@ class Evaluator:
 
     def __init__(self, rules: tuple[Rule, ...], sites: Sites, store: Store, ledger,
                  dashboard: Callable[[], Dashboard | None], raw_time: Callable[[], RawTime | None],
-                 fire: Callable, metrics):
+                 fire: Callable, metrics, on_folded: Callable[[float], None] = lambda end: None):
         self.rules = rules
         self.sites = sites
         self.store = store
@@ -120,6 +132,10 @@ class Evaluator:
         self._raw_time = raw_time
         self._fire = fire
         self.metrics = metrics
+        self._on_folded = on_folded
+        #: When this process last folded an alert (the periodic summary check runs only then,
+        #: and once at start: it reads ``alerts`` by time, which its key does not index).
+        self.last_folded = 0.0
         self._locks: dict[str, asyncio.Lock] = {}
         self.slot_rules = tuple(r for r in rules if r.kind in ("trigger", "occupancy"))
         self.timed_rules = tuple(r for r in rules if r.kind in ("device_offline", "no_data"))
@@ -215,8 +231,59 @@ class Evaluator:
                 continue
             recent.last[zone] = now
             keep.append(alert)
+        keep = await self._bound(site_name, keep, by_name, now)
         await self._fire(keep)
         return [a for a in keep if a.state != "suppressed"]
+
+    async def _bound(self, site_name: str, alerts: list[Alert], by_name: dict, now: float) -> list[Alert]:
+        """Fold the alerts past their rule's max_per_minute at this site in this minute."""
+        if not any(a.state == "pending" for a in alerts):
+            return alerts
+        start = now // MINUTE * MINUTE
+        sent = await self.ledger.sent_in(site_name, start, start + MINUTE)
+        out = []
+        for alert in alerts:
+            if alert.state == "pending":
+                count = sent.get(alert.rule, 0)
+                if count >= by_name[alert.rule].max_per_minute:
+                    alert = replace(alert, state="folded")
+                    self.metrics.alerts_folded.inc()
+                    self.last_folded = time.time()
+                    self._on_folded(start + MINUTE)
+                else:
+                    sent[alert.rule] = count + 1
+            out.append(alert)
+        return out
+
+    async def summarise(self, now: float | None = None) -> list[Alert]:
+        """Fire the summary of every minute over by ``now`` that holds folded alerts and has
+        none yet (the id is the same on every replica; an id already stored is not fired)."""
+        now = time.time() if now is None else now
+        by_name = {r.name: r for r in self.rules}
+        out = []
+        for site_name, rule_name, minute, count, zones in await self.ledger.folded(now - SUMMARY_MEMORY,
+                                                                                   now // MINUTE * MINUTE):
+            rule = by_name.get(rule_name)
+            if rule is None:
+                continue
+            site = self.sites.get(site_name)
+            minute = int(minute)
+            ident = alert_id(rule.name, site_name, "summary", minute)
+            local = datetime.fromtimestamp(minute, site.tz).strftime("%H:%M")
+            shown = sorted(z for z in zones if z)
+            where = (" (%s%s)" % (", ".join(shown[:10]), ", ..." if int(count) > len(shown[:10]) else "")
+                     if shown else "")
+            message = "%s at %s: %d more alert(s) in the minute from %s local past the rule's %d a minute, " \
+                      "not sent one by one%s; listed as folded at /api/v1/alerts" % (
+                          rule.name, site.display_name, int(count), local, rule.max_per_minute, where)
+            summary = make_alert(rule, site, now, ident, message, slot=minute, value=int(count),
+                                 threshold=rule.max_per_minute, kind="summary")
+            async with self._lock(site_name):
+                if await self.ledger.existing(site_name, [ident]):
+                    continue
+                await self._fire([summary])
+            out.append(summary)
+        return out
 
     # -- timed rules --------------------------------------------------------------------
 

@@ -26,8 +26,10 @@ __all__ = ["Alert", "Ledger", "STATES", "lease_holder"]
 
 #: pending: waiting for (another) attempt; delivered: a 2xx came back; failed: retried for
 #: the whole window without a 2xx; published: no webhook, the MQTT copy was sent;
-#: suppressed: within the cooldown, kept only so that no replica fires it later.
-STATES = ("pending", "delivered", "failed", "published", "suppressed")
+#: suppressed: within the cooldown, kept only so that no replica fires it later; folded: past
+#: its rule's max_per_minute at that site, not sent, counted in the minute's summary alert;
+#: cancelled: pending when its rule left the sites file, never sent.
+STATES = ("pending", "delivered", "failed", "published", "suppressed", "folded", "cancelled")
 FIRED_VERSION = 1
 
 _COLUMNS = ("id", "site_name", "rule", "kind", "cam_name", "device_id", "slot", "trigger", "value",
@@ -58,6 +60,28 @@ WHERE (empty({site:String}) OR site_name = {site:String}) AND state != 'suppress
   AND fired_at >= toDateTime64({start:Float64}, 3, 'UTC') AND fired_at < toDateTime64({end:Float64}, 3, 'UTC')
 ORDER BY fired_at DESC, id
 LIMIT {limit:UInt32}
+""" % _SELECT
+# Alerts of a site's rules sent or being sent (not held back) in a minute: every row of an
+# id counts once, whatever its version, and held-back alerts never get a later version.
+_SENT_SQL = """
+SELECT rule, uniqExact(id) FROM alerts
+WHERE site_name = {site:String} AND kind != 'summary' AND state NOT IN ('suppressed', 'folded')
+  AND fired_at >= toDateTime64({start:Float64}, 3, 'UTC') AND fired_at < toDateTime64({end:Float64}, 3, 'UTC')
+GROUP BY rule
+"""
+_FOLDED_SQL = """
+SELECT site_name, rule, toUInt32(intDiv(toUnixTimestamp(fired_at), 60) * 60) AS minute, uniqExact(id),
+       groupUniqArray(12)(if(cam_name != '', cam_name, device_id))
+FROM alerts
+WHERE state = 'folded' AND fired_at >= toDateTime64({since:Float64}, 3, 'UTC')
+  AND fired_at < toDateTime64({until:Float64}, 3, 'UTC')
+GROUP BY site_name, rule, minute
+ORDER BY minute, site_name, rule
+"""
+_ORPHANS_SQL = """
+SELECT %s FROM alerts FINAL
+WHERE fired_at >= toDateTime64({since:Float64}, 3, 'UTC') AND state = 'pending'
+  AND rule NOT IN {rules:Array(String)}
 """ % _SELECT
 _PENDING_SQL = """
 SELECT count() FROM alerts FINAL
@@ -175,6 +199,21 @@ class Ledger:
 
     async def listing(self, site: str, start: float, end: float, limit: int) -> list[Alert]:
         rows = await self.store.aquery(_LIST_SQL, {"site": site, "start": start, "end": end, "limit": limit})
+        return [_alert(r) for r in rows]
+
+    async def sent_in(self, site: str, start: float, end: float) -> dict[str, int]:
+        """Rule -> alerts of ``site`` fired in [start, end) and not held back (kept for sending)."""
+        rows = await self.store.aquery(_SENT_SQL, {"site": site, "start": start, "end": end})
+        return {rule: int(n) for rule, n in rows}
+
+    async def folded(self, since: float, until: float) -> list[tuple]:
+        """(site, rule, minute start, alerts folded, up to 12 zones) of the minutes in
+        [since, until) holding folded alerts."""
+        return await self.store.aquery(_FOLDED_SQL, {"since": since, "until": until})
+
+    async def orphans(self, since: float, rules: list[str]) -> list[Alert]:
+        """Pending alerts fired since ``since`` whose rule is none of ``rules``."""
+        rows = await self.store.aquery(_ORPHANS_SQL, {"since": since, "rules": rules})
         return [_alert(r) for r in rows]
 
     async def pending(self, since: float) -> int:

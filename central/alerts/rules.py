@@ -3,7 +3,8 @@
 A rule has a ``name``, a ``kind`` (``trigger``, ``occupancy``, ``device_offline``,
 ``no_data``), the ``sites`` it watches (default all), optional ``cameras``, optional
 ``local_hours`` (``"HH:MM-HH:MM"`` in the site's time, may wrap midnight), a
-``cooldown_minutes`` per (rule, site, zone) and an optional ``webhook``. Every error in
+``cooldown_minutes`` per (rule, site, zone), a ``max_per_minute`` bound on its alerts and an
+optional ``webhook`` (its shape and address policy: ``targets.py``). Every error in
 every table is collected and reported together, one line each, so an operator fixes the
 file in one pass.
 """
@@ -14,27 +15,34 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from urllib.parse import urlsplit
 
 from shared.events import MAX_PEOPLE
 from shared.names import is_valid_name
 
 from ..exceptions import SitesFileError
 from ..sites import Sites
+from .targets import DEFAULT_POLICY, check_url
 
-__all__ = ["KINDS", "Rule", "LocalHours", "parse_rules", "DEFAULT_COOLDOWN_MINUTES"]
+__all__ = ["KINDS", "Rule", "LocalHours", "parse_rules", "DEFAULT_COOLDOWN_MINUTES", "DEFAULT_MAX_PER_MINUTE",
+           "NO_DATA_MIN_MINUTES"]
 
 KINDS = ("trigger", "occupancy", "device_offline", "no_data")
 DEFAULT_COOLDOWN_MINUTES = 10.0
-_COMMON = {"name", "kind", "sites", "cameras", "local_hours", "cooldown_minutes", "webhook"}
+#: Alerts of one rule sent in one clock minute; past it they are folded into a summary.
+DEFAULT_MAX_PER_MINUTE = 20
+#: The floor of a no_data rule's minutes: three of the agents' default publish intervals
+#: (60 s), so the gap between two publishes is never a silence.
+NO_DATA_MIN_MINUTES = 3
+_COMMON = {"name", "kind", "sites", "cameras", "local_hours", "cooldown_minutes", "webhook", "max_per_minute"}
 _KIND_KEYS = {
     "trigger": {"triggers"},
     "occupancy": {"threshold", "capacity_ratio"},
     "device_offline": {"minutes"},
     "no_data": {"minutes"},
 }
-_HOURS_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
-_TRIGGER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+# fullmatch, not match with "$": "$" also matches before a final newline ("09:00-18:00\n").
+_HOURS_RE = re.compile(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)")
+_TRIGGER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,7 @@ class Rule:
     local_hours: LocalHours | None = None
     cooldown_minutes: float = DEFAULT_COOLDOWN_MINUTES
     webhook: str | None = None
+    max_per_minute: int = DEFAULT_MAX_PER_MINUTE
     triggers: tuple[str, ...] | None = None  # trigger: only these (None = any)
     threshold: int | None = None  # occupancy: people
     capacity_ratio: float | None = None  # occupancy: fraction of the zone's capacity
@@ -100,7 +109,7 @@ def _names(value, where: str, key: str, errors: list, pattern=None) -> tuple[str
     if not isinstance(value, list) or not value:
         errors.append("%s.%s must be a non-empty list of names" % (where, key))
         return None
-    check = pattern.match if pattern is not None else is_valid_name
+    check = pattern.fullmatch if pattern is not None else is_valid_name
     bad = [v for v in value if not isinstance(v, str) or not check(v)]
     if bad:
         errors.append("%s.%s: %r is not a valid name" % (where, key, bad[0]))
@@ -123,7 +132,7 @@ def _number(table: dict, key: str, where: str, errors: list, low: float, high: f
 def _hours(value, where: str, errors: list) -> LocalHours | None:
     if value is None:
         return None
-    match = _HOURS_RE.match(value) if isinstance(value, str) else None
+    match = _HOURS_RE.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         errors.append('%s.local_hours must be "HH:MM-HH:MM" (24-hour clock, site time), not %r' % (where, value))
         return None
@@ -131,17 +140,17 @@ def _hours(value, where: str, errors: list) -> LocalHours | None:
     return LocalHours(time(h1, m1), time(h2, m2), value)
 
 
-def _webhook(value, where: str, errors: list) -> str | None:
+def _webhook(value, where: str, errors: list, policy: str) -> str | None:
     if value is None:
         return None
-    parts = urlsplit(value) if isinstance(value, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        errors.append("%s.webhook must be an http:// or https:// URL" % where)
+    problem = check_url(value, policy)
+    if problem is not None:
+        errors.append("%s.webhook %s" % (where, problem))
         return None
     return value
 
 
-def _one(table, index: int, sites: Sites, seen: set, errors: list) -> Rule | None:
+def _one(table, index: int, sites: Sites, seen: set, errors: list, policy: str) -> Rule | None:
     where = "alerts[%d]" % index
     if not isinstance(table, dict):
         errors.append("%s must be a table" % where)
@@ -169,10 +178,12 @@ def _one(table, index: int, sites: Sites, seen: set, errors: list) -> Rule | Non
     cameras = _names(table.get("cameras"), where, "cameras", errors)
     hours = _hours(table.get("local_hours"), where, errors)
     cooldown = _number(table, "cooldown_minutes", where, errors, 0, 7 * 24 * 60)
+    per_minute = _number(table, "max_per_minute", where, errors, 1, 10000, whole=True)
     rule = dict(
         name=name or "", kind=kind or "", sites=site_names, cameras=cameras, local_hours=hours,
         cooldown_minutes=DEFAULT_COOLDOWN_MINUTES if cooldown is None else float(cooldown),
-        webhook=_webhook(table.get("webhook"), where, errors),
+        webhook=_webhook(table.get("webhook"), where, errors, policy),
+        max_per_minute=DEFAULT_MAX_PER_MINUTE if per_minute is None else int(per_minute),
     )
     if kind == "trigger":
         rule["triggers"] = _names(table.get("triggers"), where, "triggers", errors, _TRIGGER_RE)
@@ -185,7 +196,8 @@ def _one(table, index: int, sites: Sites, seen: set, errors: list) -> Rule | Non
             _check_capacity(site_names, cameras, sites, where, errors)
         rule.update(threshold=None if threshold is None else int(threshold), capacity_ratio=ratio)
     elif kind in ("device_offline", "no_data"):
-        minutes = _number(table, "minutes", where, errors, 0.01, 7 * 24 * 60)
+        low = NO_DATA_MIN_MINUTES if kind == "no_data" else 0.01
+        minutes = _number(table, "minutes", where, errors, low, 7 * 24 * 60)
         if "minutes" not in table:
             errors.append("%s: a %s rule needs minutes" % (where, kind))
         rule["minutes"] = None if minutes is None else float(minutes)
@@ -204,11 +216,12 @@ def _check_capacity(site_names, cameras, sites: Sites, where: str, errors: list)
                 errors.append("%s: capacity_ratio needs sites.%s.zones.%s.capacity" % (where, site, cam))
 
 
-def parse_rules(sites: Sites) -> tuple[Rule, ...]:
-    """The rules of ``sites.alert_tables``; raises :class:`SitesFileError` listing every error."""
+def parse_rules(sites: Sites, webhook_targets: str = DEFAULT_POLICY) -> tuple[Rule, ...]:
+    """The rules of ``sites.alert_tables``; raises :class:`SitesFileError` listing every error.
+    ``webhook_targets`` is the policy literal webhook addresses are judged by (``targets.py``)."""
     errors: list[str] = []
     seen: set[str] = set()
-    rules = [_one(table, i, sites, seen, errors) for i, table in enumerate(sites.alert_tables)]
+    rules = [_one(table, i, sites, seen, errors, webhook_targets) for i, table in enumerate(sites.alert_tables)]
     if errors:
         raise SitesFileError("invalid alert rules in the sites file:\n  " + "\n  ".join(errors))
     return tuple(r for r in rules if r is not None)

@@ -5,7 +5,9 @@ ingest) after their rows are stored; it only schedules work. A periodic task jud
 timed rules (device_offline, no_data), refreshes the pending gauge and, once at start, sweeps
 the last hour of every known site so that data written while this process was down, or
 just before it died, is judged too. Every fired alert is written to ClickHouse before its
-first attempt.
+first attempt. At start, pending alerts of rules no longer configured are cancelled. When
+a rule's alerts are folded (past its max_per_minute), the minute's summary is fired as soon
+as the minute ends; the periodic task fires any summary still missing (after a restart).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from shared.slots import SLOT_SECONDS
 
 from ..exceptions import StorageError
 from .deliver import Deliverer
-from .evaluate import LOOKBACK, Evaluator
+from .evaluate import LOOKBACK, MINUTE, SETTLE_SUMMARY, SUMMARY_MEMORY, Evaluator
 from .ledger import Alert, Ledger
 from .rules import Rule
 
@@ -43,13 +45,16 @@ class Alerts:
         self.ledger = Ledger(store)
         #: Names this replica in delivery claims; unique per process, so a restart is a new owner.
         self.owner = "%s-%d-%s" % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:8])
-        self.evaluator = Evaluator(rules, sites, store, self.ledger, dashboard, raw_time, self.fire, self.metrics)
-        self.deliverer = Deliverer(self.ledger, config, self.metrics, self.owner, publish)
+        self.evaluator = Evaluator(rules, sites, store, self.ledger, dashboard, raw_time, self.fire, self.metrics,
+                                   on_folded=self._summary_at)
+        self.deliverer = Deliverer(self.ledger, config, self.metrics, self.owner, publish,
+                                   rule_names=frozenset(r.name for r in rules))
         self.check_interval = max(0.05, CHECK_INTERVAL * config.alert_time_scale)
         self._site_names = site_names
         self._tasks: set[asyncio.Task] = set()
         self._queued: dict[str, set] = {}  # site -> slots written while its judging runs
         self._loops: list[asyncio.Task] = []
+        self._summaries: set[float] = set()  # ends of minutes whose summary is scheduled
 
     # -- hooks --------------------------------------------------------------------------
 
@@ -81,6 +86,26 @@ class Alerts:
                     logger.exception("judging alert rules for %s failed", site)
         finally:
             self._queued.pop(site, None)
+
+    def _summary_at(self, end: float) -> None:
+        """Fire the summaries of the minute ending at ``end`` once it is over (and settled)."""
+        if end in self._summaries:
+            return
+        self._summaries.add(end)
+        task = asyncio.create_task(self._summarise_after(end))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _summarise_after(self, end: float) -> None:
+        try:
+            await asyncio.sleep(max(0.0, end - time.time()) + SETTLE_SUMMARY)
+            await self.evaluator.summarise()
+        except StorageError as exc:
+            logger.warning("alert summaries not fired (the periodic check retries): %s", exc)
+        except Exception:
+            logger.exception("firing alert summaries failed")
+        finally:
+            self._summaries.discard(end)
 
     async def fire(self, alerts: list[Alert]) -> None:
         """Persist, count and hand over to delivery (called by the evaluator)."""
@@ -114,14 +139,22 @@ class Alerts:
         await asyncio.gather(*self._loops, *self._tasks, return_exceptions=True)
 
     async def _periodic(self) -> None:
-        swept = False
+        swept = summarised = False
         while True:
             try:
                 names = await self._site_names()
                 if not swept:
+                    cancelled = await self.deliverer.cancel_orphans()
+                    if cancelled:
+                        logger.warning("%d pending alert(s) of rules no longer in the sites file cancelled",
+                                       cancelled)
                     await self._sweep(names)
                     swept = True
                 await self.evaluator.check(names)
+                # Once after start (a summary a dead process left due), then while folding.
+                if not summarised or time.time() - self.evaluator.last_folded < SUMMARY_MEMORY + MINUTE:
+                    await self.evaluator.summarise()
+                    summarised = True
                 self.metrics.alerts_pending.set(await self.ledger.pending(self.deliverer.oldest_pending()))
             except StorageError as exc:
                 logger.warning("alert check: %s", exc)

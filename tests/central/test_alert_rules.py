@@ -163,3 +163,77 @@ def test_window_start_of_a_wrapping_window_is_the_evening_before(tmp_path):
     tz = ZoneInfo("Asia/Kolkata")
     assert rule.local_hours.window_start(datetime(2026, 1, 6, 2, 0, tzinfo=tz)) == datetime(2026, 1, 5, 20, 0, tzinfo=tz)
     assert rule.local_hours.window_start(datetime(2026, 1, 5, 21, 0, tzinfo=tz)) == datetime(2026, 1, 5, 20, 0, tzinfo=tz)
+
+
+BAD_WEBHOOKS = [
+    ("http://[::1", "is not a valid URL"),
+    ("http://127.0.0.1:99999/x", "is not a valid URL (Port out of range"),
+    ("http://127.0.0.1:0/x", "port must be in 1..65535"),
+    ("http://exa mple.com/x", "must not hold spaces or control characters"),
+    ("http://example.com/x\r\nX-Evil: 1", "must not hold spaces or control characters"),
+    ("http://example.com/x\n", "must not hold spaces or control characters"),
+    ("http://exa..mple.com/x", "is not a valid host name"),
+    ("http://-exa.mple.com/x", "is not a valid host name"),
+    ("http://169.254.169.254/latest/meta-data", "link-local or a metadata address"),
+    ("http://[fe80::1]/x", "link-local or a metadata address"),
+    ("http://[::ffff:169.254.169.254]/x", "link-local or a metadata address"),
+    ("http://[fd00:ec2::254]/x", "link-local or a metadata address"),
+    ("http://0.0.0.0:8080/x", "not a unicast address"),
+    ("http://224.0.0.1/x", "not a unicast address"),
+]
+
+
+def _rules_text(webhooks) -> str:
+    return "".join('[[alerts]]\nname = "r%d"\nkind = "trigger"\nwebhook = %s\n\n' % (i, _toml_string(url))
+                   for i, url in enumerate(webhooks))
+
+
+def _toml_string(text: str) -> str:
+    return '"%s"' % text.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "\\r").replace("\n", "\\n")
+
+
+def test_bad_webhooks_are_each_refused_on_one_line(tmp_path):
+    with pytest.raises(SitesFileError) as info:
+        parse_rules(load(tmp_path, _rules_text([url for url, _ in BAD_WEBHOOKS])))
+    lines = str(info.value).splitlines()
+    assert len(lines) == 1 + len(BAD_WEBHOOKS), lines
+    for i, (_url, needle) in enumerate(BAD_WEBHOOKS):
+        assert lines[1 + i].startswith("  alerts[%d] (r%d).webhook " % (i, i)) and needle in lines[1 + i], lines[1 + i]
+
+
+def test_webhook_policy_decides_loopback_private_and_link_local(tmp_path):
+    urls = ["http://127.0.0.1:8080/hook", "http://10.1.2.3/hook", "http://[::1]:9/hook", "http://100.64.0.7/h",
+            "https://hooks.example.com/heatmap?token=x", "http://receiver_1.local:8080/h", "http://93.184.216.34/h"]
+    assert len(parse_rules(load(tmp_path, _rules_text(urls)))) == len(urls)  # the default: "private"
+    with pytest.raises(SitesFileError) as info:
+        parse_rules(load(tmp_path, _rules_text(urls)), "public")
+    refused = [line for line in str(info.value).splitlines()[1:]]
+    assert len(refused) == 4 and all("private or loopback" in line for line in refused), refused
+    meta = _rules_text(["http://169.254.169.254/x"])
+    assert parse_rules(load(tmp_path, meta), "any")[0].webhook == "http://169.254.169.254/x"
+
+
+@pytest.mark.parametrize("hours", ["09:00-18:00\n", "09:00-18:00 ", " 09:00-18:00", "9:00-18:00"])
+def test_local_hours_with_anything_around_them_are_refused(tmp_path, hours):
+    with pytest.raises(SitesFileError, match=r'alerts\[0\] \(r\).local_hours must be "HH:MM-HH:MM"'):
+        parse_rules(load(tmp_path, '[[alerts]]\nname = "r"\nkind = "trigger"\nlocal_hours = %s\n' % _toml_string(hours)))
+
+
+def test_a_trigger_name_with_a_final_newline_is_refused(tmp_path):
+    with pytest.raises(SitesFileError, match=r"triggers: 'A\\n' is not a valid name"):
+        parse_rules(load(tmp_path, '[[alerts]]\nname = "r"\nkind = "trigger"\ntriggers = ["A\\n"]\n'))
+
+
+def test_no_data_minutes_have_a_floor_above_the_publish_interval(tmp_path):
+    for minutes in ("1", "2.5"):
+        with pytest.raises(SitesFileError, match=r"alerts\[0\] \(q\).minutes must be a number in 3\.\."):
+            parse_rules(load(tmp_path, '[[alerts]]\nname = "q"\nkind = "no_data"\nminutes = %s\n' % minutes))
+    assert parse_rules(load(tmp_path, '[[alerts]]\nname = "q"\nkind = "no_data"\nminutes = 3\n'))[0].minutes == 3
+
+
+def test_max_per_minute_has_a_default_and_a_range(tmp_path):
+    rules = parse_rules(load(tmp_path, '[[alerts]]\nname = "a"\nkind = "trigger"\n\n'
+                                       '[[alerts]]\nname = "b"\nkind = "trigger"\nmax_per_minute = 5\n'))
+    assert [r.max_per_minute for r in rules] == [20, 5]
+    with pytest.raises(SitesFileError, match=r"alerts\[0\] \(a\).max_per_minute must be a whole number in 1\.\.10000"):
+        parse_rules(load(tmp_path, '[[alerts]]\nname = "a"\nkind = "trigger"\nmax_per_minute = 0\n'))

@@ -300,7 +300,7 @@ webhook = "%s"
         await svc.alerts.ledger.write([alert])
         await deliverer._attempt(alert)
         stored = await svc.alerts.ledger.get("HEAD_OFFICE", "old-1")
-        assert (stored.state, stored.attempts, stored.last_error) == ("failed", 1, "HTTP 503")
+        assert (stored.state, stored.attempts, stored.last_error) == ("failed", 1, "HTTP 503 (http://127.0.0.1:%d)" % receiver.port)
         assert await metric(client, "heatmap_alerts_failed_total") == 1
         assert await svc.alerts.ledger.due(time.time(), 0) == []
         assert [r["status"] for r in receiver.requests] == [503]

@@ -32,3 +32,22 @@ def test_reconcile_is_a_subcommand_when_installed(capsys):
     with pytest.raises(SystemExit):
         cli.main(["reconcile", "--help"])
     assert "not installed" not in capsys.readouterr().out
+
+
+def test_bad_alert_rules_stop_serve_with_exit_2_and_one_line_each(tmp_path, monkeypatch, capsys):
+    """Every rule's error, the unparseable URL among them, on one line each; no traceback."""
+    sites = tmp_path / "sites.toml"
+    sites.write_text('[sites.S]\ntimezone = "UTC"\n\n'
+                     '[[alerts]]\nname = "a"\nkind = "trigger"\nwebhook = "http://[::1"\n\n'
+                     '[[alerts]]\nname = "b"\nkind = "trigger"\nwebhook = "http://127.0.0.1:99999/x"\n\n'
+                     '[[alerts]]\nname = "c"\nkind = "no_data"\nminutes = 5\nlocal_hours = "09:00-18:00\\n"\n')
+    for name in [k for k in __import__("os").environ if k.startswith("HEATMAP_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HEATMAP_SITES_FILE", str(sites))
+    monkeypatch.setenv("HEATMAP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("HEATMAP_HTTP_ADDR", "127.0.0.1:0")
+    assert cli.main(["serve"]) == cli.EXIT_CONFIG
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "python -m central serve: invalid alert rules in the sites file:", err
+    assert [line.split()[1] for line in err[1:]] == ["(a).webhook", "(b).webhook", "(c).local_hours"], err
+    assert "Traceback" not in "\n".join(err)

@@ -229,3 +229,23 @@ def test_restore_raises_lowered_limits_to_fit_the_outbox(caplog):
     assert by_key(b.collect()) == {("CAM2", SLOT): (2, 13, {"A": 2, "B": 2, "C2": 3})}
     assert not b.record("CAM3", 1, NOW)  # beyond what the outbox needed: still refused
     assert b.refusals.snapshot() == {"too_many_cameras": 1}
+
+
+def test_the_first_camera_noted_for_priority_wakes_the_loop_once_and_repeats_follow_the_mode():
+    """#27: the agent's loop sleeps until the buffers note a camera worth a look; with
+    priority "new" a repeat of a trigger already counted in the slot is not noted."""
+    b = SlotBuffers(clock=Clock())
+    calls = []
+    b.on_watch = lambda: calls.append(b.watching())
+    b.watch_repeats = False
+    assert b.record("LOBBY", 2, NOW, ["A"])  # new camera: noted, the loop woken
+    assert b.record("DOOR", 1, NOW)  # noted, but the loop is already woken
+    assert calls == [True] and b.watching()
+    assert sorted(v[0] for v in b.view(SLOT)) == ["DOOR", "LOBBY"] and not b.watching()
+    assert b.record("LOBBY", 1, NOW, ["A"])  # a repeat of A, no rise: nothing to look at
+    assert not b.watching() and calls == [True]
+    assert b.record("LOBBY", 3, NOW)  # a rise: noted, the loop woken again
+    assert calls == [True, True] and [v[0] for v in b.view(SLOT)] == ["LOBBY"]
+    b.watch_repeats = True  # priority "all": every trigger counts
+    assert b.record("LOBBY", 1, NOW, ["A"])
+    assert calls == [True, True, True] and [v[3] for v in b.view(SLOT)] == [{"A": 3}]

@@ -131,3 +131,26 @@ def test_size_limits_udp_65507_unix_256_kib_and_a_longer_datagram_is_refused_who
         assert agent.stats()["unix_bad_datagrams"] == 1
     finally:
         agent.stop()
+
+
+@pytest.mark.parametrize(("data", "accepted", "refused"), [
+    (b'{"camera": "A", "people_count": 1}', 1, {}),
+    (b' {"camera": "A", "people_count": 1}\t', 1, {}),  # blanks around: the full parse takes it
+    (b'{"camera": "A", "people_count": 1}\n', 1, {}),  # a final newline: still one event
+    (b'{"camera": "A", "people_count": 1} {"camera": "B"}', 0, {"bad_json": 1}),  # extra data
+    (b'{"camera": "A", "people_count": 1', 0, {"bad_json": 1}),
+    (b'\xff{"camera": "A", "people_count": 1}', 0, {"bad_json": 1}),  # not UTF-8
+    (b"[" * 100000 + b"]" * 100000, 0, {"bad_json": 1}),  # too deep
+    (b'[{"camera": "A", "people_count": 1}, {"camera": "B", "people_count": 2}]', 2, {}),
+    (b"NaN", 0, {"bad_event": 1}),
+])
+def test_one_value_datagrams_parse_as_json_decode_does(tmp_path, data, accepted, refused):
+    """The datagram input's fast parse (the C scanner) takes and refuses exactly what
+    json's decode() does, for the same reasons."""
+    from edge.config import Config
+    from edge.inputs.datagram import DatagramInput
+
+    agent = Agent(Config(site="S", device_id="d", state_dir=str(tmp_path / "state")))
+    inp = DatagramInput(agent, udp=("127.0.0.1", 0))
+    assert inp.handle(data) == accepted
+    assert agent.refusals.snapshot() == refused

@@ -94,8 +94,10 @@ def test_new_trigger_reaches_central_at_once_while_the_rest_waits(central, make_
         # More of the same trigger in the same slot, and a count that stays low: they wait.
         agent.record("CAFETERIA", 1, None, ["UNAUTHORIZED_STRANGER"])
         agent.record("LOBBY", 3)
+        # (The loop scans only what changed: LOBBY's peak rose to 3, so one scan comes; a
+        # repeat of a trigger already counted in the slot is not even looked at.)
         scans = agent.priority.scans
-        assert central.wait_for(lambda: agent.priority.scans >= scans + 3, 5)
+        assert central.wait_for(lambda: agent.priority.scans >= scans + 1, 5)
         assert agent.counters["priority_sent"] == 1 and len(central.batches) == 3
         # A rise to high goes at once.
         agent.record("LOBBY", 9)

@@ -21,6 +21,8 @@ from edge.agent import OUTBOX_FILE, Agent
 from edge.config import Config
 from edge.outbox import Outbox
 from shared.paho_close import stop_client
+from shared.protocol import decode
+from shared.topics import stats_topic
 from tests.edge.central_double import CentralDouble
 from tests.harness import StreamLines, eventually, free_port
 
@@ -81,6 +83,49 @@ def test_sigterm_commits_publishes_says_stopped_and_exits(tmp_path, mosquitto, c
     assert central.wait_for(lambda: central.statuses[-1].state == "stopped", 5), err
     (state,) = central.latest().values()
     assert (state.camera, state.peak, state.events, dict(state.triggers)) == ("CAM", 9, 50, {"A": 50})
+
+
+def test_sigterm_publishes_states_sent_before_central_listened(tmp_path, mosquitto):
+    """#27: the agent published while central was not subscribed (the broker dropped the
+    messages: no session held them), so nothing was acked. A device stopped for good before
+    its resend timeout used to keep them in its outbox; on SIGTERM it publishes every unacked
+    state, and central, listening by then, gets them."""
+    port = free_port()
+    env = agent_env(tmp_path, HEATMAP_MQTT_URL=mosquitto.url, HEATMAP_UDP_ADDR="127.0.0.1:%d" % port,
+                    HEATMAP_COMMIT_INTERVAL="0.1", HEATMAP_PUBLISH_INTERVAL="0.2", HEATMAP_STATS_INTERVAL="0.2",
+                    HEATMAP_ACK_TIMEOUT="3600", HEATMAP_PRIORITY="off")
+    stats: list = []
+    watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="stats-watcher", protocol=mqtt.MQTTv311)
+    watcher.on_message = lambda c, u, m: stats.append(decode(m.payload).stats)
+    watcher.connect("127.0.0.1", mosquitto.port)
+    watcher.loop_start()
+    proc = spawn(env)
+    central = None
+    try:
+        # Only the agent's statistics are watched: its states find no subscriber.
+        watcher.subscribe(stats_topic("HEAD_OFFICE", "jetson-01"), qos=0)
+        eventually(lambda: stats, 15, "the agent's statistics (it is up, its socket bound)")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for i in range(20):
+                sock.sendto(json.dumps({"camera": "CAM%d" % (i % 4), "people_count": i}).encode(),
+                            ("127.0.0.1", port))
+        eventually(lambda: any(m.get("states_sent", 0) >= 4 and m.get("outbox_backlog") == 4 for m in list(stats)),
+                   15, "the agent published its 4 states (to nobody)")
+        central = CentralDouble(mosquitto).start()
+        central.auto_ack = False
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _, err = proc.communicate()
+        stop_client(watcher)
+        if central is not None:
+            central.stop()
+    latest = central.latest()
+    assert sorted(c for c, _ in latest) == ["CAM0", "CAM1", "CAM2", "CAM3"], err
+    assert sum(s.events for s in latest.values()) == 20
+    assert "last publish: 1 of 1 message(s) reached the broker" in err
 
 
 def test_ready_and_watchdog_pings_over_a_real_unix_socket(tmp_path):

@@ -145,6 +145,9 @@ class Alert:
     def document(self) -> dict:
         """The alert as the API lists it: its body plus the delivery state."""
         doc = json.loads(self.body)
+        # The data's 15-minute slot the alert is about (kinds judged per slot): the page shows
+        # "10:00-10:15" rather than the moment central judged it.
+        doc["slot"] = _iso(self.slot) if self.slot and self.kind in _SLOT_KINDS else None
         doc["delivery"] = {
             "state": self.state,
             "webhook": bool(self.webhook),
@@ -154,6 +157,9 @@ class Alert:
             "last_error": self.last_error or None,
         }
         return doc
+
+
+_SLOT_KINDS = ("trigger", "occupancy", "unusual")
 
 
 def _iso(ts: float) -> str:

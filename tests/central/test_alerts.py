@@ -96,6 +96,9 @@ webhook = "%s"
     # The delivered state is written right after the 2xx.
     alerts = await eventually_async(listed, message="the alerts were not listed as delivered")
     assert [a["value"] for a in alerts] == [2, 1]  # newest first
+    # The data's slot, for the page's "10:00-10:15" (not the moment central judged it).
+    slot = datetime.fromtimestamp(last_slot(), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    assert [a["slot"] for a in alerts] == [slot, slot]
     assert alerts[1]["delivery"]["attempts"] == 1 and alerts[1]["delivery"]["delivered_at"]
     assert await metric(client, "heatmap_alerts_fired_total") == 2
     assert await metric(client, "heatmap_alerts_delivered_total") == 2

@@ -451,7 +451,8 @@ async def _alerts_ctx(app: web.Application):
     alerts = Alerts(rules, app[CONFIG], app[SITES], app[STORE], app[METRICS],
                     dashboard=lambda: app[DASHBOARD].value, raw_time=raw_time,
                     site_names=registry.site_names,
-                    publish=consumer.publish if consumer is not None else None)
+                    publish=consumer.publish if consumer is not None else None,
+                    typical=lambda: app[RANGES].value.typical if app[RANGES].value is not None else None)
     app[ALERTS].set(alerts)
     app[ON_DATA].append(alerts.on_data)
     alerts.start()

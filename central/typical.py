@@ -16,7 +16,7 @@ With fewer than :data:`MIN_DAYS` days an hour's band is null.
 Days are read through the one reader of site-days (:class:`central.storage.sitedays.SiteDays`).
 :meth:`Typical.bands` keeps each (site, day, weeks) for :data:`BAND_TTL` seconds (the days
 before D change only through late or repaired data, and a write to a past day drops the
-site's entries, :meth:`Typical.on_data`), so the alerts' ``on_data`` path and the overview
+entries whose days it touched, :meth:`Typical.on_data`), so the alerts' ``on_data`` path and the overview
 read it cheaply; :meth:`Typical.document` (the API) computes afresh.
 """
 
@@ -160,12 +160,16 @@ class Typical:
         return bands
 
     def on_data(self, site_name: str, slots) -> None:
-        """An ``on_data`` callback: a write to a day before today drops the site's bands."""
-        if not self._cache:
+        """An ``on_data`` callback: drops the kept bands whose days a write touched (a write
+        of today, the live feed, touches none of today's)."""
+        keys = [k for k in self._cache if k[0] == site_name]
+        if not keys:
             return
-        start_of_today = local_day(self.days.sites.get(site_name).today(), self.days.sites.get(site_name).tz)[0]
-        if any(int(s) < start_of_today for s in slots):
-            for key in [k for k in self._cache if k[0] == site_name]:
+        tz = self.days.sites.get(site_name).tz
+        written = {datetime.fromtimestamp(int(s), tz).date() for s in slots}
+        for key in keys:
+            _, day, weeks = key
+            if any(0 < (day - d).days <= 7 * weeks and (day - d).days % 7 == 0 for d in written):
                 del self._cache[key]
 
     async def document(self, site: Site, day: date, weeks: int = DEFAULT_WEEKS, zone: str = "") -> dict:

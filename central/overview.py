@@ -6,12 +6,14 @@ One statement serves every site: the slot store's merged slots over a per-site w
 change), grouped twice in ClickHouse (``GROUPING SETS``): per (site, zone) for peaks,
 events, triggers and sources, and per (site, local hour) for the busiest hour. Python folds
 at most sites x (zones + 24) rows. Coverage and devices come from :mod:`central.coverage`
-and the registry.
+and the registry; ``vs_typical`` (the day so far against its typical band) from
+:mod:`central.typical`.
 """
 
 from __future__ import annotations
 
-from datetime import date
+import asyncio
+from datetime import date, datetime
 from typing import Any
 
 from .buckets import day_offsets
@@ -22,11 +24,12 @@ from .storage.days import BY_DAY_TABLE
 from .storage.sitedays import SiteDays
 from .storage.slots import Scope, as_counts
 from .storage.store import Store
+from .typical import Typical, local_hours, vs_typical
 
 __all__ = ["Overview", "SORT_KEYS"]
 
 SORT_KEYS = ("site_name", "display_name", "timezone", "peak", "events", "critical_events", "utilisation",
-             "busiest_zone", "busiest_hour", "devices", "coverage", "source")
+             "busiest_zone", "busiest_hour", "devices", "coverage", "source", "vs_typical")
 
 _OFFSET = (
     "if(slot < transform(site_name, {sites:Array(String)}, {switch:Array(UInt32)}, toUInt32(0)), "
@@ -83,8 +86,10 @@ class _Row:
 
 
 class Overview:
-    def __init__(self, days: SiteDays, sites: Sites, registry: Registry, coverage: Coverage):
+    def __init__(self, days: SiteDays, sites: Sites, registry: Registry, coverage: Coverage,
+                 typical: Typical | None = None):
         self.days = days
+        self.typical = typical
         self.slots = slots = days.slots
         self.store: Store = slots.store  # type: ignore[assignment]
         self.sites = sites
@@ -127,6 +132,10 @@ class Overview:
         out = [self._site_row(s, days[s.name], windows[s.name], rows.get(s.name) or _Row(),
                               devices.get(s.name, []), contact.get(s.name, 0) if s.name in with_devices else None)
                for s in sites]
+        if self.typical is not None:
+            ratios = await asyncio.gather(*(self._vs_typical(s, days[s.name], rows.get(s.name)) for s in sites))
+            for entry, ratio in zip(out, ratios, strict=True):
+                entry["vs_typical"] = ratio
         _sort(out, sort, descending)
         return {"date": day.isoformat() if day else None, "sort": ("-" if descending else "") + sort, "sites": out}
 
@@ -150,6 +159,20 @@ class Overview:
             else:
                 row.hours[int(h)] = int(peak)
         return rows
+
+    async def _vs_typical(self, site: Site, day: date, row: _Row | None) -> float | None:
+        """The day so far against the typical of the same hours (kept bands, see
+        :meth:`central.typical.Typical.bands`); today's hours up to the current one."""
+        assert self.typical is not None
+        today = site.today()
+        if day > today:
+            return None
+        hours = local_hours(day, site)
+        if day == today:
+            current = datetime.now(site.tz).hour
+            hours = [h for h in hours if h <= current]
+        bands = await self.typical.bands(site, day)
+        return vs_typical(bands, row.hours if row is not None else {}, hours)
 
     @staticmethod
     def _site_row(site: Site, day: date, window: tuple[int, int], row: _Row, devices: list[dict],
@@ -178,6 +201,7 @@ class Overview:
                         "last_seen": max(seen) if seen else None},
             "coverage": None if contact is None else Coverage.share(contact, *window),
             "source": source,
+            "vs_typical": None,
         }
 
 

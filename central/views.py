@@ -91,7 +91,7 @@ class RangeServices:
     def build(cls, days: SiteDays, sites: Sites, registry: Registry) -> RangeServices:
         coverage = Coverage(days.store)  # type: ignore[arg-type]
         typical = Typical(days, coverage)
-        return cls(History(days, coverage), Overview(days, sites, registry, coverage), Exporter(days),
+        return cls(History(days, coverage), Overview(days, sites, registry, coverage, typical), Exporter(days),
                    typical)
 
 

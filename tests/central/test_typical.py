@@ -169,3 +169,29 @@ async def test_bad_parameters(client):
         assert body["error"]["code"] == code, query
     body = await get(client, "/api/v1/typical/NOWHERE?date=2026-01-01", status=404)
     assert body["error"]["code"] == "unknown_site"
+
+
+async def test_overview_vs_typical_is_the_day_against_its_band(client):
+    """A past day: every hour with a band, the sum of the day's site-wide hourly peaks over
+    the sum of the bands' medians; sites without a band have none."""
+    site, day = "LONDON", date(2026, 11, 1)
+    tz = ZoneInfo("Europe/London")
+    world = Week(site, tz, seed=11)
+    for k in range(0, 5):
+        world.day(day - timedelta(days=7 * k), n=200 if k == 0 else 120)
+    await world.load(client)
+    want, _ = world.oracle(day, 8)
+    lo, hi = local_bounds(tz, day, day)
+    peaks: dict[int, int] = {}
+    for e in world.raw:
+        if lo <= e["timestamp"] < hi:
+            h = datetime.fromtimestamp(e["timestamp"], tz).hour
+            peaks[h] = max(peaks.get(h, 0), e["people_count"])
+    banded = [h for h in want if h["median"] is not None]
+    assert banded
+    ratio = round(sum(peaks.get(h["hour"], 0) for h in banded) / sum(h["median"] for h in banded), 4)
+    doc = await get(client, "/api/v1/overview?date=%s&sort=-vs_typical" % day)
+    rows = {r["site_name"]: r for r in doc["sites"]}
+    assert rows[site]["vs_typical"] == ratio
+    assert rows["KOLKATA"]["vs_typical"] is None
+    assert doc["sites"][0]["site_name"] == site  # sorted by it, sites without a band last

@@ -184,6 +184,13 @@ class SiteDays:
         rows = await self.store.aquery(self.slots_sql(start, end, scope), scope.params())
         return {(r[1], int(r[2])): (int(r[3]), int(r[4]), as_counts(r[5]), r[6]) for r in rows}
 
+    def slot_peaks(self, site_name: str, start: int, end: int) -> dict[tuple[str, int], int]:
+        """Per (camera, slot) with events in [start, end): the peak by the slot rule, as the
+        dashboard counts it (blocking: a store thread; the dashboard's ``now``)."""
+        scope = Scope.of([site_name], start, end)
+        rows = self.store.query(self.slots_sql(start, end, scope), scope.params(), settings=_SMALL_READ)
+        return {(r[1], int(r[2])): int(r[3]) for r in rows if int(r[4]) > 0}
+
     # -- reading cells --------------------------------------------------------------------
 
     def day(self, site: str, day: date) -> DayCells:

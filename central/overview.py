@@ -13,7 +13,7 @@ and the registry; ``vs_typical`` (the day so far against its typical band) from
 from __future__ import annotations
 
 import asyncio
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from .buckets import day_offsets
@@ -24,7 +24,7 @@ from .storage.days import BY_DAY_TABLE
 from .storage.sitedays import SiteDays
 from .storage.slots import Scope, as_counts
 from .storage.store import Store
-from .typical import Typical, local_hours, vs_typical
+from .typical import Typical, hours_so_far, vs_typical
 
 __all__ = ["Overview", "SORT_KEYS"]
 
@@ -164,13 +164,9 @@ class Overview:
         """The day so far against the typical of the same hours (kept bands, see
         :meth:`central.typical.Typical.bands`); today's hours up to the current one."""
         assert self.typical is not None
-        today = site.today()
-        if day > today:
+        hours = hours_so_far(site, day)
+        if not hours:
             return None
-        hours = local_hours(day, site)
-        if day == today:
-            current = datetime.now(site.tz).hour
-            hours = [h for h in hours if h <= current]
         bands = await self.typical.bands(site, day)
         return vs_typical(bands, row.hours if row is not None else {}, hours)
 

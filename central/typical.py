@@ -33,7 +33,7 @@ from .coverage import Coverage
 from .sites import Site, local_day
 from .storage.sitedays import SiteDays
 
-__all__ = ["Band", "Bands", "Typical", "nearest_rank", "band_of", "local_hours", "vs_typical", "MIN_DAYS",
+__all__ = ["Band", "Bands", "Typical", "nearest_rank", "band_of", "local_hours", "hours_so_far", "vs_typical", "MIN_DAYS",
            "MAX_WEEKS", "DEFAULT_WEEKS", "BAND_TTL", "WEEKDAYS"]
 
 MIN_DAYS = 3
@@ -175,6 +175,8 @@ class Typical:
     async def document(self, site: Site, day: date, weeks: int = DEFAULT_WEEKS, zone: str = "") -> dict:
         """The ``/api/v1/typical/{site}`` answer (computed afresh)."""
         bands = await self.compute(site, day, weeks)
+        today = (await self.days.acells(site.name, day, day))[0]
+        peaks = today.zone_hours().get(zone, {}) if zone else today.hour_peaks()
         doc = {
             "site_name": site.name,
             "timezone": site.timezone,
@@ -185,6 +187,7 @@ class Typical:
             "to": (day - timedelta(days=7)).isoformat(),
             "zone": zone or None,
             "weeks_with_data": bands.weeks_with_data,
+            "vs_typical": vs_typical(bands, peaks, hours_so_far(site, day), zone),
         }
         if zone:
             zone_values = bands.zone_values.get(zone)
@@ -197,13 +200,24 @@ class Typical:
         return doc
 
 
-def vs_typical(bands: Bands, hour_peaks: dict[int, int], hours: list[int]) -> float | None:
+def hours_so_far(site: Site, day: date) -> list[int]:
+    """The local hours of ``day`` up to now: all of a past day's, today's to the current
+    hour, none of a later day's."""
+    now = datetime.now(site.tz)
+    if day > now.date():
+        return []
+    hours = local_hours(day, site)
+    return [h for h in hours if h <= now.hour] if day == now.date() else hours
+
+
+def vs_typical(bands: Bands, hour_peaks: dict[int, int], hours: list[int], zone: str = "") -> float | None:
     """The day so far against the typical: the sum of ``hour_peaks`` over ``hours`` (those
-    with a band) over the sum of the bands' medians; None without a band or a median above 0."""
+    with a band) over the sum of the bands' medians (site-wide, or ``zone``'s); None without
+    a band or a median above 0."""
     got = want = 0
     banded = False
     for hour in hours:
-        band = bands.site_band(hour)
+        band = bands.zone_band(zone, hour) if zone else bands.site_band(hour)
         if band is None:
             continue
         banded = True

@@ -106,6 +106,23 @@ class Week:
                                       ["site_name", "device_id", "slot"])
 
 
+def day_peaks(world: Week, day: date, zone: str = "") -> dict[int, int]:
+    lo, hi = local_bounds(world.tz, day, day)
+    peaks: dict[int, int] = {}
+    for e in world.raw:
+        if lo <= e["timestamp"] < hi and (not zone or e["camera"] == zone):
+            h = datetime.fromtimestamp(e["timestamp"], world.tz).hour
+            peaks[h] = max(peaks.get(h, 0), e["people_count"])
+    return peaks
+
+
+def ratio(want: list[dict], peaks: dict[int, int]) -> float | None:
+    banded = [h for h in want if h["median"] is not None]
+    if not banded or not sum(h["median"] for h in banded):
+        return None
+    return round(sum(peaks.get(h["hour"], 0) for h in banded) / sum(h["median"] for h in banded), 4)
+
+
 def test_nearest_rank():
     assert [nearest_rank(list(range(1, 11)), p) for p in (10, 50, 90, 100)] == [1, 5, 9, 10]
     assert [nearest_rank([3, 7, 9], p) for p in (10, 50, 90)] == [3, 7, 9]
@@ -133,6 +150,7 @@ async def test_typical_matches_the_oracle(client, site, day, offline):
     doc = await get(client, "/api/v1/typical/%s?date=%s" % (site, day))
     want, with_data = world.oracle(day, 8)
     assert doc["hourly"] == want
+    assert doc["vs_typical"] == ratio(want, day_peaks(world, day)) is not None
     assert doc["weeks_with_data"] == with_data == 7  # the offline day is left out, not zero
     assert all(h["days"] <= 7 for h in doc["hourly"])
     assert doc["date"] == day.isoformat() and doc["weeks"] == 8 and doc["zone"] is None
@@ -142,6 +160,7 @@ async def test_typical_matches_the_oracle(client, site, day, offline):
         assert doc["zones"][cam] == world.oracle(day, 8, cam)[0], cam
     one = await get(client, "/api/v1/typical/%s?date=%s&zone=B" % (site, day))
     assert one["hourly"] == world.oracle(day, 8, "B")[0] and "zones" not in one and one["zone"] == "B"
+    assert one["vs_typical"] == ratio(one["hourly"], day_peaks(world, day, "B"))
     # Two weeks: at most 2 days per hour, so no band.
     short = await get(client, "/api/v1/typical/%s?date=%s&weeks=2" % (site, day))
     assert short["hourly"] == world.oracle(day, 2)[0]
@@ -181,17 +200,11 @@ async def test_overview_vs_typical_is_the_day_against_its_band(client):
         world.day(day - timedelta(days=7 * k), n=200 if k == 0 else 120)
     await world.load(client)
     want, _ = world.oracle(day, 8)
-    lo, hi = local_bounds(tz, day, day)
-    peaks: dict[int, int] = {}
-    for e in world.raw:
-        if lo <= e["timestamp"] < hi:
-            h = datetime.fromtimestamp(e["timestamp"], tz).hour
-            peaks[h] = max(peaks.get(h, 0), e["people_count"])
-    banded = [h for h in want if h["median"] is not None]
-    assert banded
-    ratio = round(sum(peaks.get(h["hour"], 0) for h in banded) / sum(h["median"] for h in banded), 4)
+    expected = ratio(want, day_peaks(world, day))
+    assert expected is not None
     doc = await get(client, "/api/v1/overview?date=%s&sort=-vs_typical" % day)
     rows = {r["site_name"]: r for r in doc["sites"]}
-    assert rows[site]["vs_typical"] == ratio
+    assert rows[site]["vs_typical"] == expected
+    assert (await get(client, "/api/v1/typical/%s?date=%s" % (site, day)))["vs_typical"] == expected
     assert rows["KOLKATA"]["vs_typical"] is None
     assert doc["sites"][0]["site_name"] == site  # sorted by it, sites without a band last

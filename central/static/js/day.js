@@ -6,6 +6,7 @@ import {LEVEL_TEXT, SOURCE_TEXT, num, fmt, level, pad2, hourRange, humanTrigger,
 import {state, siteInfo, siteTz, zoneName, zoneConfig, viewingToday, siteThresholds, ownThresholds, zonePosition,
     zoneOrder} from './state.js';
 import {main, setState} from './page.js';
+import {showTypical} from './typical.js';
 
 // ---- rendering -----------------------------------------------------------------------------
 
@@ -53,6 +54,7 @@ function render(data) {
     renderCritical(crit);
     renderStrip(hourly, zoneHourly, meta, tz, site);
     renderMatrix(site, names, zoneHourly, meta, tz);
+    showTypical(data, site, state.selectedZone);
 
     state.renders += 1;
     main.dataset.renders = String(state.renders);
@@ -300,6 +302,7 @@ function renderStrip(hourly, zoneHourly, meta, tz, site) {
     });
     const scale = stripScale(site, zone);
     const max = scale.max;
+    $('strip').dataset.max = String(max);
     setText($('strip-scale'), 'Bars: 0 to ' + max + ' people (' + scale.why + '); a dark top edge marks more.');
     const nowHour = currentHour(tz);
     const quarters = quartersPerHour(meta, tz);

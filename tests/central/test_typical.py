@@ -208,3 +208,31 @@ async def test_overview_vs_typical_is_the_day_against_its_band(client):
     assert (await get(client, "/api/v1/typical/%s?date=%s" % (site, day)))["vs_typical"] == expected
     assert rows["KOLKATA"]["vs_typical"] is None
     assert doc["sites"][0]["site_name"] == site  # sorted by it, sites without a band last
+
+
+async def test_kept_bands_are_dropped_by_a_write_to_their_days_only(client):
+    """The alerts' and the overview's bands are kept an hour; a late write to one of the
+    days behind a band drops it, a write to another day (today's live feed) does not."""
+    from central.state import RANGES
+
+    typical = client.server.app[RANGES].value.typical
+    site = services(client).sites.get("LONDON")
+    day = date(2026, 11, 4)  # a Wednesday
+    tz = ZoneInfo("Europe/London")
+    world = Week("LONDON", tz, seed=7)
+    for k in range(1, 4):
+        world.day(day - timedelta(days=7 * k), devices=False, n=20)
+    await world.load(client)
+    first = await typical.bands(site, day)
+    assert first.weeks_with_data == 3 and await typical.bands(site, day) is first
+    other = datetime(2026, 11, 3, 12, tzinfo=tz).timestamp()  # the day before: not behind the band
+    resp = await client.post("/api/v1/events", json=[{"site": "LONDON", "camera": "A", "timestamp": other,
+                                                      "people_count": 3}])
+    assert resp.status == 201
+    assert await typical.bands(site, day) is first
+    late = datetime(2026, 10, 7, 12, tzinfo=tz).timestamp()  # 4 weeks before: behind the band
+    resp = await client.post("/api/v1/events", json=[{"site": "LONDON", "camera": "A", "timestamp": late,
+                                                      "people_count": 3}])
+    assert resp.status == 201
+    again = await typical.bands(site, day)
+    assert again is not first and again.weeks_with_data == 4

@@ -88,10 +88,13 @@ class Bands:
     def site_band(self, hour: int) -> Band | None:
         return band_of(self.site_values.get(hour, []))
 
-    def zone_band(self, cam: str, hour: int) -> Band | None:
-        """A zone's band; a zone never seen on the days used was empty on each of them."""
+    def zone_band(self, cam: str, hour: int, unseen_empty: bool = True) -> Band | None:
+        """A zone's band. A zone never seen on the days used was empty on each of them, or,
+        with ``unseen_empty`` false, has no band (a camera added since)."""
         values = self.zone_values.get(cam, {}).get(hour)
         if values is None:
+            if cam in self.zone_values or not unseen_empty:
+                return None
             values = [0] * len(self.site_values.get(hour, []))
         return band_of(values)
 

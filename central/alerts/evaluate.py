@@ -239,7 +239,9 @@ class Evaluator:
         day_bands: Bands | None = bands.get((rule.weeks, start.date()))
         if day_bands is None or peak < rule.min_people or (rule.name, cam, "", slot, "") in recent.top:
             return []
-        band = day_bands.zone_band(cam, start.hour)
+        # A configured zone never seen in the weeks was empty in them (a server room nobody
+        # entered); a camera neither configured nor seen is new: not judged until it has history.
+        band = day_bands.zone_band(cam, start.hour, unseen_empty=cam in site.zones)
         if band is None or peak < band.high + rule.min_people:
             return []
         zone = site.zone(cam)

@@ -72,6 +72,8 @@ async def test_fires_on_presence_where_there_is_usually_nobody(tmp_path, make_cl
     assert (body["kind"], body["cam_name"], body["value"], body["threshold"]) == ("unusual", "SERVER_ROOM", 3, 1)
     assert body["message"] == ("3 people in Server room at 03:10; usually nobody on a %s at 03:00 "
                                "(Head office, zone SERVER_ROOM)" % weekday)
+    # A camera neither configured nor seen in the weeks is new: not judged.
+    assert await judge(client, "NEW_CAMERA", pinned(3, 20), 3) == []
     # The same slot judged again (a replay, another replica) fires nothing new.
     assert await services(client).alerts.evaluator.on_data("HEAD_OFFICE", {int(at) // 900 * 900}, now=at + 9) == []
 

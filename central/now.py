@@ -19,12 +19,17 @@ from shared.slots import SLOT_SECONDS
 from .sites import Site, utilisation
 from .storage.sitedays import SiteDays
 
-__all__ = ["current_slot", "now_block", "add_now", "ttl_cap"]
+__all__ = ["current_slot_start", "current_slot", "now_block", "add_now", "ttl_cap"]
+
+
+def current_slot_start(now: float) -> int:
+    """The start of the 15-minute slot holding ``now`` (slots are UTC-aligned, so every site's)."""
+    return int(now) // SLOT_SECONDS * SLOT_SECONDS
 
 
 def current_slot(site: Site, day: date, now: float) -> int | None:
     """The start of the slot holding ``now`` when it lies in ``site``'s local ``day``, else None."""
-    slot = int(now) // SLOT_SECONDS * SLOT_SECONDS
+    slot = current_slot_start(now)
     return slot if datetime.fromtimestamp(slot, site.tz).date() == day else None
 
 

@@ -13,11 +13,15 @@ and the registry; ``vs_typical`` (the day so far against its typical band) from
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import date
 from typing import Any
 
+from shared.slots import SLOT_SECONDS
+
 from .buckets import day_offsets
 from .coverage import Coverage
+from .now import current_slot, current_slot_start
 from .registry import Registry
 from .sites import Site, Sites, local_day, utilisation
 from .storage.days import BY_DAY_TABLE
@@ -29,7 +33,7 @@ from .typical import Typical, hours_so_far, vs_typical
 __all__ = ["Overview", "SORT_KEYS"]
 
 SORT_KEYS = ("site_name", "display_name", "timezone", "peak", "events", "critical_events", "utilisation",
-             "busiest_zone", "busiest_hour", "devices", "coverage", "source", "vs_typical")
+             "busiest_zone", "busiest_hour", "devices", "coverage", "source", "vs_typical", "now_peak")
 
 _OFFSET = (
     "if(slot < transform(site_name, {sites:Array(String)}, {switch:Array(UInt32)}, toUInt32(0)), "
@@ -136,6 +140,7 @@ class Overview:
             ratios = await asyncio.gather(*(self._vs_typical(s, days[s.name], rows.get(s.name)) for s in sites))
             for entry, ratio in zip(out, ratios, strict=True):
                 entry["vs_typical"] = ratio
+        await self._now_peaks(sites, days, out)
         _sort(out, sort, descending)
         return {"date": day.isoformat() if day else None, "sort": ("-" if descending else "") + sort, "sites": out}
 
@@ -159,6 +164,23 @@ class Overview:
             else:
                 row.hours[int(h)] = int(peak)
         return rows
+
+    async def _now_peaks(self, sites: list[Site], days: dict[str, date], out: list[dict]) -> None:
+        """``now_peak``: the current 15-minute slot's site-wide peak (the busiest zone's, 0
+        without events so far) for the sites whose date is their today; one statement."""
+        now = time.time()
+        slot = current_slot_start(now)
+        today = [s for s in sites if current_slot(s, days[s.name], now) is not None]
+        if not today:
+            return
+        peaks = await self.store.arun(self.days.sites_slot_peaks, [s.name for s in today], slot, slot + SLOT_SECONDS)
+        best: dict[str, int] = {}
+        for (site_name, _cam, _slot), peak in peaks.items():
+            best[site_name] = max(best.get(site_name, 0), peak)
+        names = {s.name for s in today}
+        for entry in out:
+            if entry["site_name"] in names:
+                entry["now_peak"] = best.get(entry["site_name"], 0)
 
     async def _vs_typical(self, site: Site, day: date, row: _Row | None) -> float | None:
         """The day so far against the typical of the same hours (kept bands, see
@@ -198,6 +220,7 @@ class Overview:
             "coverage": None if contact is None else Coverage.share(contact, *window),
             "source": source,
             "vs_typical": None,
+            "now_peak": None,
         }
 
 

@@ -187,9 +187,14 @@ class SiteDays:
     def slot_peaks(self, site_name: str, start: int, end: int) -> dict[tuple[str, int], int]:
         """Per (camera, slot) with events in [start, end): the peak by the slot rule, as the
         dashboard counts it (blocking: a store thread; the dashboard's ``now``)."""
-        scope = Scope.of([site_name], start, end)
+        return {(cam, slot): peak for (_, cam, slot), peak in self.sites_slot_peaks([site_name], start, end).items()}
+
+    def sites_slot_peaks(self, site_names: list[str], start: int, end: int) -> dict[tuple[str, str, int], int]:
+        """Per (site, camera, slot) with events in [start, end), for several sites in one
+        statement (blocking; the overview's ``now_peak``)."""
+        scope = Scope.of(site_names, start, end)
         rows = self.store.query(self.slots_sql(start, end, scope), scope.params(), settings=_SMALL_READ)
-        return {(r[1], int(r[2])): int(r[3]) for r in rows if int(r[4]) > 0}
+        return {(r[0], r[1], int(r[2])): int(r[3]) for r in rows if int(r[4]) > 0}
 
     # -- reading cells --------------------------------------------------------------------
 

@@ -76,3 +76,20 @@ async def test_today_has_the_current_slot(client):
                               "share": 0.4, "zones": {"A": {"peak": 4, "share": 0.4}, "B": {"peak": 2, "share": None}}}
     else:  # the slot ended between the write and the read (or midnight passed)
         assert as_of.timestamp() == later and doc["now"]["zones"].get("A", {"peak": 0})["peak"] == 0
+
+
+@pytest.mark.clock
+async def test_the_overview_has_each_sites_current_peak_today_only(client):
+    now = time.time()
+    events = [{"site": "CAP", "camera": "A", "timestamp": now, "people_count": 6},
+              {"site": "CAP", "camera": "B", "timestamp": now, "people_count": 9}]
+    resp = await client.post("/api/v1/events", json=events)
+    assert resp.status == 201, await resp.text()
+    doc = await get(client, "/api/v1/overview")
+    rows = {r["site_name"]: r for r in doc["sites"]}
+    same_slot = int(time.time()) // 900 == int(now) // 900
+    if same_slot:
+        assert rows["CAP"]["now_peak"] == 9
+    assert all(isinstance(r["now_peak"], int) for r in doc["sites"])  # each site's own today
+    past = await get(client, "/api/v1/overview?date=2026-01-05")
+    assert {r["now_peak"] for r in past["sites"]} == {None}

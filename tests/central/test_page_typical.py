@@ -101,8 +101,6 @@ def test_today_tiles_show_now(central, tab):
     post_events(central, [{"site": "HEAD_OFFICE", "camera": "EMPLOYEE_AREA", "people_count": 4, "timestamp": now}],
                 "typical-now")
     t = tab()
-    failed: list[str] = []
-    t.page.on("response", lambda r: r.status >= 400 and failed.append("%d %s" % (r.status, r.url)))
     page = t.open(central + "/?site=HEAD_OFFICE")
     page.wait_for_selector("#plan [data-zone=EMPLOYEE_AREA] .z-now", timeout=WAIT_MS)
     date = page.get_attribute("#main", "data-date")
@@ -119,4 +117,38 @@ def test_today_tiles_show_now(central, tab):
         assert text.startswith("Now %d" % z["peak"]) and text.endswith("as of " + data["now"]["as_of"][11:16])
         if z["share"] is not None:
             assert "%d %%" % round(z["share"] * 100) in text
+    # The portfolio's Now column: each site's current slot, as the overview says.
+    page = t.open(central + "/?view=portfolio")
+    overview = {s["site_name"]: s for s in api_json(central, "/api/v1/overview")["sites"]}
+    tr = page.query_selector("#portfolio-body tr[data-site=HEAD_OFFICE]")
+    if int(time.time()) // 900 == int(now) // 900:
+        assert tr.get_attribute("data-now-peak") == str(overview["HEAD_OFFICE"]["now_peak"]) == "4"
+    assert t.errors == []
+
+
+def test_portfolio_now_and_vs_typical_columns_equal_the_overview(central, tab):
+    seed(central)
+    data = api_json(central, "/api/v1/overview?date=2026-01-05")
+    t = tab()
+    page = t.open(central + "/?view=portfolio&date=2026-01-05")
+    rows = {r.get_attribute("data-site"): r for r in page.query_selector_all("#portfolio-body tr")}
+    assert set(rows) == {s["site_name"] for s in data["sites"]}
+    for s in data["sites"]:
+        tr = rows[s["site_name"]]
+        cells = tr.query_selector_all("td")
+        assert s["now_peak"] is None and tr.get_attribute("data-now-peak") == "" and cells[8].inner_text() == "\u2013"
+        if s["vs_typical"] is None:
+            assert tr.get_attribute("data-vs-typical") == "" and cells[9].inner_text() == "\u2013"
+        else:
+            assert float(tr.get_attribute("data-vs-typical")) == s["vs_typical"]
+            pct = round((s["vs_typical"] - 1) * 100)
+            assert cells[9].inner_text() == ("usual" if pct == 0 else "%s%d %%" % ("+" if pct > 0 else "\u2212", abs(pct)))
+    assert any(s["vs_typical"] is not None for s in data["sites"])
+    head = "#portfolio-head th[data-key=vs_typical]"
+    page.click(head + " button")
+    if page.get_attribute(head, "aria-sort") != "descending":
+        page.click(head + " button")
+    assert page.get_attribute("#portfolio-head th[data-key=vs_typical]", "aria-sort") == "descending"
+    order = [s["site_name"] for s in api_json(central, "/api/v1/overview?date=2026-01-05&sort=-vs_typical")["sites"]]
+    assert [r.get_attribute("data-site") for r in page.query_selector_all("#portfolio-body tr")] == order
     assert t.errors == []

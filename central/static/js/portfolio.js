@@ -3,6 +3,7 @@
 import {$, el, setText, setAttr, keyed} from './dom.js';
 import {num, fmt, pad2, hourRange, dateTimeIn} from './format.js';
 import {state} from './state.js';
+import {portfolioCells} from './typical.js';
 
 // column key -> [heading, numeric]; the keys are the overview's own field names.
 const COLUMNS = [
@@ -14,7 +15,9 @@ const COLUMNS = [
     ['busiest_zone', 'Busiest zone', false],
     ['busiest_hour', 'Busiest hour', true],
     ['devices', 'Devices', true],
-    ['coverage', 'Coverage', true]
+    ['coverage', 'Coverage', true],
+    ['now_peak', 'Now', true],
+    ['vs_typical', 'vs typical', true]
 ];
 
 function sortValue(row, key) {
@@ -120,6 +123,7 @@ function renderPortfolio(doc, onSort, siteHref) {
         setAttr(cell(tr, 7), 'title', d.last_seen ? 'Last seen ' + dateTimeIn(r.timezone, d.last_seen) : null);
         tr.dataset.offline = String(offline);
         setText(cell(tr, 8), r.coverage === null || r.coverage === undefined ? 'n/a' : percent(r.coverage));
+        portfolioCells(tr, r, cell(tr, 9), cell(tr, 10));
     });
     return rows.length === 0 ? 'empty' : 'ready';
 }

@@ -19,12 +19,30 @@ function keyOf(site, date, zone) { return site + '|' + date + '|' + (zone || '')
 
 function isBand(h) { return h && Number.isInteger(h.hour) && h.median !== null && h.median !== undefined; }
 
-// "+35 % vs a typical Tuesday", "-20 % vs ...", "usual" when it rounds to 0 %, '' without a band.
+// A vs_typical ratio as "+35 %", "\u221220 %" or "usual" (it rounds to 0 %); null for none.
+function change(ratio) {
+    if (ratio === null || ratio === undefined || !Number.isFinite(Number(ratio))) return null;
+    const pct = Math.round((Number(ratio) - 1) * 100);
+    return pct === 0 ? 'usual' : (pct > 0 ? '+' : '\u2212') + Math.abs(pct) + ' %';
+}
+
+// "+35 % vs a typical Tuesday", "usual for a Tuesday", '' without a band.
 function versus(doc) {
-    if (!doc || doc.vs_typical === null || doc.vs_typical === undefined) return '';
-    const pct = Math.round((num(doc.vs_typical) - 1) * 100);
-    if (pct === 0) return 'usual for a ' + doc.weekday;
-    return (pct > 0 ? '+' : '\u2212') + Math.abs(pct) + ' % vs a typical ' + doc.weekday;
+    const c = doc ? change(doc.vs_typical) : null;
+    if (c === null) return '';
+    return c === 'usual' ? 'usual for a ' + doc.weekday : c + ' vs a typical ' + doc.weekday;
+}
+
+// The portfolio's Now and vs typical cells of one overview row.
+function portfolioCells(tr, row, nowCell, vsCell) {
+    const now = Number.isInteger(row.now_peak) ? row.now_peak : null;
+    setText(nowCell, now === null ? '\u2013' : fmt(now));
+    tr.dataset.nowPeak = now === null ? '' : String(now);
+    const c = change(row.vs_typical);
+    setText(vsCell, c === null ? '\u2013' : c);
+    setAttr(vsCell, 'title', c === null ? 'No typical band for this day yet' : 'The day so far against a typical ' +
+        'day of that weekday (sum of hourly peaks against the typical medians)');
+    tr.dataset.vsTypical = c === null ? '' : String(row.vs_typical);
 }
 
 function note() {
@@ -140,4 +158,4 @@ function showTypical(data, site, zone) {
     }).catch(() => { answers.delete(key); });  // the band is extra: the day view stands without it
 }
 
-export {showTypical, versus};
+export {showTypical, versus, portfolioCells};

@@ -200,6 +200,10 @@ class Typical:
             doc["hourly"] = [_hour_entry(h, bands.site_values.get(h, [])) for h in bands.hours]
             doc["zones"] = {cam: [_hour_entry(h, values.get(h, [])) for h in bands.hours]
                             for cam, values in sorted(bands.zone_values.items())}
+            so_far = hours_so_far(site, day)
+            per_zone = today.zone_hours()
+            doc["zones_vs_typical"] = {cam: vs_typical(bands, per_zone.get(cam, {}), so_far, cam)
+                                       for cam in sorted(bands.zone_values)}
         return doc
 
 

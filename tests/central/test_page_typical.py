@@ -81,6 +81,17 @@ def test_the_band_and_the_note_equal_the_api(central, tab):
     want = "usual for a Monday" if pct == 0 else "%s%d %% vs a typical Monday" % ("+" if pct > 0 else "\u2212", abs(pct))
     assert page.text_content("#typical-note") == want
     assert float(page.get_attribute("#typical-note", "data-vs")) == doc["vs_typical"]
+    # Each tile: its zone against its typical.
+    for tile in page.query_selector_all("#plan button[data-zone]"):
+        ratio_ = doc["zones_vs_typical"].get(tile.get_attribute("data-zone"))
+        if ratio_ is None:
+            assert tile.query_selector(".z-typical") is None
+        else:
+            assert float(tile.get_attribute("data-vs-typical")) == ratio_
+            p = round((ratio_ - 1) * 100)
+            assert tile.query_selector(".z-typical").text_content() == (
+                "usual for a Monday" if p == 0 else "%s%d %% vs a typical Monday" % ("+" if p > 0 else "\u2212", abs(p)))
+    assert doc["zones_vs_typical"]["EMPLOYEE_AREA"] is not None
     # A past day has no now: the tiles show the day's figures only.
     assert page.query_selector_all("#plan .z-now") == []
     # Selecting a zone: the zone's band.

@@ -161,6 +161,9 @@ async def test_typical_matches_the_oracle(client, site, day, offline):
     one = await get(client, "/api/v1/typical/%s?date=%s&zone=B" % (site, day))
     assert one["hourly"] == world.oracle(day, 8, "B")[0] and "zones" not in one and one["zone"] == "B"
     assert one["vs_typical"] == ratio(one["hourly"], day_peaks(world, day, "B"))
+    assert "zones_vs_typical" not in one
+    assert doc["zones_vs_typical"] == {cam: ratio(world.oracle(day, 8, cam)[0], day_peaks(world, day, cam))
+                                       for cam in "ABC"}
     # Two weeks: at most 2 days per hour, so no band.
     short = await get(client, "/api/v1/typical/%s?date=%s&weeks=2" % (site, day))
     assert short["hourly"] == world.oracle(day, 2)[0]

@@ -108,6 +108,25 @@ function drawBand(doc) {
     strip.dataset.typical = doc ? 'shown' : 'none';
 }
 
+// Each tile: its zone's day (so far) against its typical, from the site-wide answer.
+function drawTiles(doc) {
+    const per = doc && doc.zones_vs_typical && typeof doc.zones_vs_typical === 'object' ? doc.zones_vs_typical : {};
+    document.querySelectorAll('#plan button[data-zone]').forEach((b) => {
+        const c = change(per[b.dataset.zone]);
+        let node = b.querySelector('.z-typical');
+        if (c === null) {
+            if (node) node.remove();
+            b.dataset.vsTypical = '';
+            return;
+        }
+        if (!node) node = b.insertBefore(el('span', 'z-typical'), b.querySelector('.z-foot'));
+        node.style.display = 'block';
+        node.style.fontSize = '0.8rem';
+        setText(node, c === 'usual' ? 'usual for a ' + doc.weekday : c + ' vs a typical ' + doc.weekday);
+        b.dataset.vsTypical = String(per[b.dataset.zone]);
+    });
+}
+
 // Today's tiles: the current slot's peak and share of capacity, as of the slot's start.
 function drawNow(data) {
     const now = data && data.now && typeof data.now === 'object' ? data.now : null;
@@ -140,6 +159,8 @@ function showTypical(data, site, zone) {
     if (!site || !date) return;
     const key = keyOf(site, date, zone);
     wanted = key;
+    const whole = answers.get(keyOf(site, date, ''));
+    drawTiles(whole ? whole.doc : null);
     const known = answers.get(key);
     if (known) {
         if (known.doc) drawBand(known.doc);
@@ -154,7 +175,10 @@ function showTypical(data, site, zone) {
     const path = '/typical/' + encodeURIComponent(site) + '?date=' + date + (zone ? '&zone=' + encodeURIComponent(zone) : '');
     api(path, controller).then((doc) => {
         answers.set(key, {doc: doc, at: Date.now()});
-        if (wanted === key) drawBand(doc);
+        if (wanted === key) {
+            drawBand(doc);
+            if (!zone) drawTiles(doc);
+        }
     }).catch(() => { answers.delete(key); });  // the band is extra: the day view stands without it
 }
 

@@ -2,7 +2,7 @@
 
 Routes: the page (``/``), ``/api/v1/dashboard/{site_name}``, ``/api/v1/sites``,
 ``POST /api/v1/events``, the range views of :mod:`central.views` (history, profile,
-overview, export), ``/api/v1/alerts``, ``/api/v1/openapi.json``, ``/healthz``, ``/readyz``,
+typical, overview, export), ``/api/v1/alerts``, ``/api/v1/openapi.json``, ``/healthz``, ``/readyz``,
 ``/metrics``.
 Background work lives in cleanup contexts: the store and schema (migrations run at start;
 while ClickHouse is unreachable the app runs degraded and retries), then the MQTT consumer
@@ -145,7 +145,9 @@ def _schema_ready(app: web.Application, facts: SchemaFacts, keeper: Keeper) -> N
         app[FOLLOWER].unavailable(facts.answers.reason)
     app[ON_DATA].append(dashboard.on_data)
     app[DASHBOARD].set(dashboard)
-    app[RANGES].set(RangeServices.build(days, app[SITES], app[REGISTRY]))
+    ranges = RangeServices.build(days, app[SITES], app[REGISTRY])
+    app[ON_DATA].append(ranges.typical.on_data)
+    app[RANGES].set(ranges)
     logger.info("storage ready (%s); camera_events.event_timestamp is %s",
                 store.engine, facts.raw_time.column_type)
 
@@ -454,7 +456,8 @@ async def _alerts_ctx(app: web.Application):
     alerts = Alerts(rules, app[CONFIG], app[SITES], app[STORE], app[METRICS],
                     dashboard=lambda: app[DASHBOARD].value, raw_time=raw_time,
                     site_names=registry.site_names,
-                    publish=consumer.publish if consumer is not None else None)
+                    publish=consumer.publish if consumer is not None else None,
+                    typical=lambda: app[RANGES].value.typical if app[RANGES].value is not None else None)
     app[ALERTS].set(alerts)
     app[ON_DATA].append(alerts.on_data)
     alerts.start()

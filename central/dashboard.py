@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timezone
 
+from .now import add_now, ttl_cap
 from .sites import Site, Sites, intensity, local_day
 from .storage.sitedays import SiteDays
 from .storage.slots import as_counts, source_label
@@ -276,8 +277,12 @@ class Dashboard:
 
     async def _compute(self, key: tuple[str, str], site_name: str, day: date, version: int) -> bytes:
         try:
-            body = await self.store.arun(self._body, self.sites.get(site_name), day)
-            self.cache.put(key, body, self.cache.ttl_for(day), version)
+            site = self.sites.get(site_name)
+            started = time.time()
+            body = await self.store.arun(self._body, site, day)
+            # Today's answer holds ``now``: it lives at most to the end of its slot.
+            ttl = ttl_cap(site, day, self.cache.ttl_for(day), started) - (time.time() - started)
+            self.cache.put(key, body, ttl, version)
             return body
         finally:
             entry = self._inflight.get(key)
@@ -299,6 +304,7 @@ class Dashboard:
         rows = cells.rows()
         doc = compute(site, day, rows)
         doc["meta"]["read"] = cells.read
+        add_now(doc, site, day, self.days)
         if not doc["zones"] and not doc["critical_events"]["total_events"]:
             # An empty day: say where the site's data lies ("nobody there" or "before the data").
             span = self.slots.data_range(site.name)

@@ -6,27 +6,34 @@ One statement serves every site: the slot store's merged slots over a per-site w
 change), grouped twice in ClickHouse (``GROUPING SETS``): per (site, zone) for peaks,
 events, triggers and sources, and per (site, local hour) for the busiest hour. Python folds
 at most sites x (zones + 24) rows. Coverage and devices come from :mod:`central.coverage`
-and the registry.
+and the registry; ``vs_typical`` (the day so far against its typical band) from
+:mod:`central.typical`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import date
 from typing import Any
 
+from shared.slots import SLOT_SECONDS
+
 from .buckets import day_offsets
 from .coverage import Coverage
+from .now import current_slot, current_slot_start
 from .registry import Registry
 from .sites import Site, Sites, local_day, utilisation
 from .storage.days import BY_DAY_TABLE
 from .storage.sitedays import SiteDays
 from .storage.slots import Scope, as_counts, source_label
 from .storage.store import Store
+from .typical import Typical, hours_so_far, vs_typical
 
 __all__ = ["Overview", "SORT_KEYS"]
 
 SORT_KEYS = ("site_name", "display_name", "timezone", "peak", "events", "critical_events", "utilisation",
-             "busiest_zone", "busiest_hour", "devices", "coverage", "source")
+             "busiest_zone", "busiest_hour", "devices", "coverage", "source", "vs_typical", "now_peak")
 
 _OFFSET = (
     "if(slot < transform(site_name, {sites:Array(String)}, {switch:Array(UInt32)}, toUInt32(0)), "
@@ -83,8 +90,10 @@ class _Row:
 
 
 class Overview:
-    def __init__(self, days: SiteDays, sites: Sites, registry: Registry, coverage: Coverage):
+    def __init__(self, days: SiteDays, sites: Sites, registry: Registry, coverage: Coverage,
+                 typical: Typical | None = None):
         self.days = days
+        self.typical = typical
         self.slots = slots = days.slots
         self.store: Store = slots.store  # type: ignore[assignment]
         self.sites = sites
@@ -127,6 +136,11 @@ class Overview:
         out = [self._site_row(s, days[s.name], windows[s.name], rows.get(s.name) or _Row(),
                               devices.get(s.name, []), contact.get(s.name, 0) if s.name in with_devices else None)
                for s in sites]
+        if self.typical is not None:
+            ratios = await asyncio.gather(*(self._vs_typical(s, days[s.name], rows.get(s.name)) for s in sites))
+            for entry, ratio in zip(out, ratios, strict=True):
+                entry["vs_typical"] = ratio
+        await self._now_peaks(sites, days, out)
         _sort(out, sort, descending)
         return {"date": day.isoformat() if day else None, "sort": ("-" if descending else "") + sort, "sites": out}
 
@@ -150,6 +164,33 @@ class Overview:
             else:
                 row.hours[int(h)] = int(peak)
         return rows
+
+    async def _now_peaks(self, sites: list[Site], days: dict[str, date], out: list[dict]) -> None:
+        """``now_peak``: the current 15-minute slot's site-wide peak (the busiest zone's, 0
+        without events so far) for the sites whose date is their today; one statement."""
+        now = time.time()
+        slot = current_slot_start(now)
+        today = [s for s in sites if current_slot(s, days[s.name], now) is not None]
+        if not today:
+            return
+        peaks = await self.store.arun(self.days.sites_slot_peaks, [s.name for s in today], slot, slot + SLOT_SECONDS)
+        best: dict[str, int] = {}
+        for (site_name, _cam, _slot), peak in peaks.items():
+            best[site_name] = max(best.get(site_name, 0), peak)
+        names = {s.name for s in today}
+        for entry in out:
+            if entry["site_name"] in names:
+                entry["now_peak"] = best.get(entry["site_name"], 0)
+
+    async def _vs_typical(self, site: Site, day: date, row: _Row | None) -> float | None:
+        """The day so far against the typical of the same hours (kept bands, see
+        :meth:`central.typical.Typical.bands`); today's hours up to the current one."""
+        assert self.typical is not None
+        hours = hours_so_far(site, day)
+        if not hours:
+            return None
+        bands = await self.typical.bands(site, day)
+        return vs_typical(bands, row.hours if row is not None else {}, hours)
 
     @staticmethod
     def _site_row(site: Site, day: date, window: tuple[int, int], row: _Row, devices: list[dict],
@@ -175,6 +216,8 @@ class Overview:
                         "last_seen": max(seen) if seen else None},
             "coverage": None if contact is None else Coverage.share(contact, *window),
             "source": source,
+            "vs_typical": None,
+            "now_peak": None,
         }
 
 

@@ -1,8 +1,8 @@
 """HTTP handlers of the range views: ``/api/v1/history/{site}``, ``/api/v1/profile/{site}``,
-``/api/v1/overview``, ``/api/v1/export/{site}`` and ``/api/v1/zones[/{site}]``.
+``/api/v1/typical/{site}``, ``/api/v1/overview``, ``/api/v1/export/{site}`` and ``/api/v1/zones[/{site}]``.
 
 They parse and check parameters (a bad one is a 400 :class:`RequestError` with its own code,
-an unknown site 404), then hand over to :mod:`central.history`, :mod:`central.overview` and
+an unknown site 404), then hand over to :mod:`central.history`, :mod:`central.typical`, :mod:`central.overview`,
 :mod:`central.export` and :mod:`central.zones`. Tokens, CORS, metrics and JSON errors come from the app's
 middlewares, as for the dashboard.
 """
@@ -30,6 +30,7 @@ from .registry import Registry
 from .sites import Site, Sites
 from .state import CONFIG, METRICS, RANGES, REGISTRY, SITES
 from .storage.sitedays import SiteDays
+from .typical import DEFAULT_WEEKS, MAX_WEEKS, Typical
 from .zones import LIMIT_DAYS as ZONES_LIMIT_DAYS
 from .zones import WEEKDAYS, Zones, ZonesRequest, to_csv
 
@@ -101,12 +102,14 @@ class RangeServices:
     overview: Overview
     exporter: Exporter
     zones: Zones
+    typical: Typical
 
     @classmethod
     def build(cls, days: SiteDays, sites: Sites, registry: Registry) -> RangeServices:
         coverage = Coverage(days.store)  # type: ignore[arg-type]
-        return cls(History(days, coverage), Overview(days, sites, registry, coverage), Exporter(days),
-                   Zones(days, coverage, sites, registry))
+        typical = Typical(days, coverage)
+        return cls(History(days, coverage), Overview(days, sites, registry, coverage, typical), Exporter(days),
+                   Zones(days, coverage, sites, registry), typical)
 
 
 async def _site(request: web.Request) -> Site:
@@ -150,6 +153,19 @@ async def profile_handler(request: web.Request) -> web.Response:
     if end is None:
         end = site.today()
     doc = await services.history.profile(site, int(text), end)
+    return web.json_response(doc, headers={"Cache-Control": "no-cache"})
+
+
+async def typical_handler(request: web.Request) -> web.Response:
+    services = _services(request)
+    text = request.query.get("weeks", str(DEFAULT_WEEKS))
+    if not _INT_RE.match(text) or not 1 <= int(text) <= MAX_WEEKS:
+        raise RequestError(400, "bad_weeks", "weeks must be a whole number in 1..%d" % MAX_WEEKS)
+    day_text = request.query.get("date")
+    day = parse_date(day_text) if day_text is not None else None
+    zone = _zone(request)
+    site = await _site(request)
+    doc = await services.typical.document(site, day or site.today(), int(text), zone)
     return web.json_response(doc, headers={"Cache-Control": "no-cache"})
 
 
@@ -290,6 +306,7 @@ async def all_zones_handler(request: web.Request) -> web.Response:
 ROUTES = [
     web.get("/api/v1/history/{site_name}", history_handler),
     web.get("/api/v1/profile/{site_name}", profile_handler),
+    web.get("/api/v1/typical/{site_name}", typical_handler),
     web.get("/api/v1/overview", overview_handler),
     web.get("/api/v1/export/{site_name}", export_handler),
     web.get("/api/v1/zones", all_zones_handler),

@@ -1,4 +1,4 @@
-"""Rule evaluation: from written slots (trigger, occupancy) and from a periodic check
+"""Rule evaluation: from written slots (trigger, occupancy, unusual) and from a periodic check
 (device_offline, no_data) to the alerts to fire.
 
 Slot rules read the slots just written with the dashboard's slot rule (edge states, raw
@@ -15,6 +15,12 @@ Past a rule's ``max_per_minute`` alerts at a site in one clock minute, its furth
 that minute are stored ``folded`` (not sent); once the minute is over, one ``summary`` alert
 per (rule, site, minute) says how many were folded and where (:meth:`Evaluator.summarise`).
 The count is read from ``alerts``, so a restart or another replica continues it.
+
+An ``unusual`` rule judges a (zone, slot)'s peak against the zone's typical band for the
+slot's weekday and local hour (:mod:`central.typical`, kept an hour per site and day, so the
+write path reads it from memory): it fires at ``high + min_people`` (where the band is 0,
+any ``min_people`` present). While a site has fewer than :data:`MIN_WEEKS` weeks of data the
+rule stays silent for it, and says so in the log once.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from ..dashboard import Dashboard, iso_utc
 from ..sites import Site, Sites
 from ..storage.schema import RawTime
 from ..storage.store import Store
+from ..typical import WEEKDAYS, Bands, Typical
 from .ledger import Alert
 from .rules import Rule
 
@@ -48,6 +55,8 @@ MINUTE = 60
 SUMMARY_MEMORY = 30 * MINUTE
 #: Seconds after a minute ends before its summary is read: alerts fired at its very end land.
 SETTLE_SUMMARY = 1.0
+#: Weeks of data (same weekdays with contact or data) an ``unusual`` rule needs for a site.
+MIN_WEEKS = 3
 _CONTACT_SQL = """
 SELECT site_name, device_id, toFloat64(max(seen_at)) FROM device_status FINAL
 GROUP BY site_name, device_id
@@ -123,7 +132,8 @@ class Evaluator:
 
     def __init__(self, rules: tuple[Rule, ...], sites: Sites, store: Store, ledger,
                  dashboard: Callable[[], Dashboard | None], raw_time: Callable[[], RawTime | None],
-                 fire: Callable, metrics, on_folded: Callable[[float], None] = lambda end: None):
+                 fire: Callable, metrics, on_folded: Callable[[float], None] = lambda end: None,
+                 typical: Callable[[], Typical | None] = lambda: None):
         self.rules = rules
         self.sites = sites
         self.store = store
@@ -136,8 +146,10 @@ class Evaluator:
         #: When this process last folded an alert (the periodic summary check runs only then,
         #: and once at start: it reads ``alerts`` by time, which its key does not index).
         self.last_folded = 0.0
+        self._typical = typical
+        self._silent_for: set[tuple[str, str]] = set()  # (rule, site) said silent in the log
         self._locks: dict[str, asyncio.Lock] = {}
-        self.slot_rules = tuple(r for r in rules if r.kind in ("trigger", "occupancy"))
+        self.slot_rules = tuple(r for r in rules if r.kind in ("trigger", "occupancy", "unusual"))
         self.timed_rules = tuple(r for r in rules if r.kind in ("device_offline", "no_data"))
         longest = max((r.cooldown_minutes * 60 for r in rules), default=0.0)
         self._memory = max(LOOKBACK, longest) + SLOT_SECONDS
@@ -164,14 +176,39 @@ class Evaluator:
         async with self._lock(site_name):
             values = await dashboard.slot_values(site_name, min(wanted), max(wanted) + SLOT_SECONDS)
             values = {k: v for k, v in values.items() if k[1] in wanted}
+            bands = await self._bands(site, rules, wanted)
             # Most writes carry no trigger and no crowd: judge against nothing first, and
             # read what was already alerted only when something could fire.
-            if not self._judge(site, rules, values, _Recent({}, {}), now):
+            if not self._judge(site, rules, values, _Recent({}, {}), now, bands):
                 return []
             recent = _Recent.of(await self.ledger.recent(site_name, now - self._memory))
-            return await self._settle(site_name, self._judge(site, rules, values, recent, now), recent, now)
+            return await self._settle(site_name, self._judge(site, rules, values, recent, now, bands), recent, now)
 
-    def _judge(self, site: Site, rules: list[Rule], values: dict, recent: _Recent, now: float) -> list[Alert]:
+    async def _bands(self, site: Site, rules: list[Rule], slots: set[int]) -> dict:
+        """(weeks, local date) -> the typical bands the unusual rules judge with, or None
+        while the site has too few weeks of data (said once per rule and site)."""
+        typical = self._typical()
+        unusual = [r for r in rules if r.kind == "unusual"]
+        if not unusual or typical is None:
+            return {}
+        days = {datetime.fromtimestamp(s, site.tz).date() for s in slots}
+        out: dict = {}
+        for weeks in sorted({r.weeks for r in unusual}):
+            for day in sorted(days):
+                bands = await typical.bands(site, day, weeks)
+                out[(weeks, day)] = bands if bands.weeks_with_data >= MIN_WEEKS else None
+                for rule in (r for r in unusual if r.weeks == weeks):
+                    key = (rule.name, site.name)
+                    if out[(weeks, day)] is not None:
+                        self._silent_for.discard(key)
+                    elif key not in self._silent_for:
+                        self._silent_for.add(key)
+                        logger.info("rule %s (unusual) is silent for %s: %d of the %d weeks before %s have data "
+                                    "(it needs %d)", rule.name, site.name, bands.weeks_with_data, weeks, day, MIN_WEEKS)
+        return out
+
+    def _judge(self, site: Site, rules: list[Rule], values: dict, recent: _Recent, now: float,
+               bands: dict | None = None) -> list[Alert]:
         out: list[Alert] = []
         for (cam, slot), (peak, _events, triggers, _source) in sorted(values.items()):
             moment = datetime.fromtimestamp(min(now, slot + SLOT_SECONDS - 1), site.tz)
@@ -180,6 +217,8 @@ class Evaluator:
                     continue
                 if rule.kind == "trigger":
                     out.extend(self._triggers(rule, site, cam, slot, triggers, recent, now))
+                elif rule.kind == "unusual":
+                    out.extend(self._unusual(rule, site, cam, slot, peak, recent, now, moment, bands or {}))
                 else:
                     out.extend(self._occupancy(rule, site, cam, slot, peak, recent, now))
         return out
@@ -210,6 +249,25 @@ class Evaluator:
             "" if rule.threshold is not None else " (%g x capacity %d)" % (rule.capacity_ratio, zone.capacity))
         return [make_alert(rule, site, now, alert_id(rule.name, site.name, cam, slot), message, cam=cam,
                            slot=slot, value=peak, threshold=threshold)]
+
+    def _unusual(self, rule: Rule, site: Site, cam: str, slot: int, peak: int, recent: _Recent, now: float,
+                 moment: datetime, bands: dict) -> list[Alert]:
+        start = datetime.fromtimestamp(slot, site.tz)
+        day_bands: Bands | None = bands.get((rule.weeks, start.date()))
+        if day_bands is None or peak < rule.min_people or (rule.name, cam, "", slot, "") in recent.top:
+            return []
+        # A configured zone never seen in the weeks was empty in them (a server room nobody
+        # entered); a camera neither configured nor seen is new: not judged until it has history.
+        band = day_bands.zone_band(cam, start.hour, unseen_empty=cam in site.zones)
+        if band is None or peak < band.high + rule.min_people:
+            return []
+        zone = site.zone(cam)
+        usual = "nobody" if band.high == 0 else "%d-%d (median %d)" % (band.low, band.high, band.median)
+        message = "%d %s in %s at %s; usually %s on a %s at %02d:00 (%s, zone %s)" % (
+            peak, "person" if peak == 1 else "people", zone.display_name, moment.strftime("%H:%M"), usual,
+            WEEKDAYS[start.weekday()], start.hour, site.display_name, cam)
+        return [make_alert(rule, site, now, alert_id(rule.name, site.name, cam, slot), message, cam=cam,
+                           slot=slot, value=peak, threshold=band.high + rule.min_people)]
 
     async def _settle(self, site_name: str, alerts: list[Alert], recent: _Recent, now: float) -> list[Alert]:
         """Drop ids already stored, apply cooldowns, then persist and hand over."""

@@ -1,7 +1,7 @@
 """Alert rules: the ``[[alerts]]`` tables of the sites TOML, validated once at start-up.
 
-A rule has a ``name``, a ``kind`` (``trigger``, ``occupancy``, ``device_offline``,
-``no_data``), the ``sites`` it watches (default all), optional ``cameras``, optional
+A rule has a ``name``, a ``kind`` (``trigger``, ``occupancy``, ``unusual``,
+``device_offline``, ``no_data``), the ``sites`` it watches (default all), optional ``cameras``, optional
 ``local_hours`` (``"HH:MM-HH:MM"`` in the site's time, may wrap midnight), a
 ``cooldown_minutes`` per (rule, site, zone), a ``max_per_minute`` bound on its alerts and an
 optional ``webhook`` (its shape and address policy: ``targets.py``). Every error in
@@ -21,12 +21,13 @@ from shared.names import is_valid_name
 
 from ..exceptions import SitesFileError
 from ..sites import Sites
+from ..typical import DEFAULT_WEEKS, MAX_WEEKS
 from .targets import DEFAULT_POLICY, check_url
 
 __all__ = ["KINDS", "Rule", "LocalHours", "parse_rules", "DEFAULT_COOLDOWN_MINUTES", "DEFAULT_MAX_PER_MINUTE",
            "NO_DATA_MIN_MINUTES"]
 
-KINDS = ("trigger", "occupancy", "device_offline", "no_data")
+KINDS = ("trigger", "occupancy", "unusual", "device_offline", "no_data")
 DEFAULT_COOLDOWN_MINUTES = 10.0
 #: Alerts of one rule sent in one clock minute; past it they are folded into a summary.
 DEFAULT_MAX_PER_MINUTE = 20
@@ -37,6 +38,7 @@ _COMMON = {"name", "kind", "sites", "cameras", "local_hours", "cooldown_minutes"
 _KIND_KEYS = {
     "trigger": {"triggers"},
     "occupancy": {"threshold", "capacity_ratio"},
+    "unusual": {"weeks", "min_people"},
     "device_offline": {"minutes"},
     "no_data": {"minutes"},
 }
@@ -83,6 +85,8 @@ class Rule:
     threshold: int | None = None  # occupancy: people
     capacity_ratio: float | None = None  # occupancy: fraction of the zone's capacity
     minutes: float | None = None  # device_offline, no_data
+    weeks: int = DEFAULT_WEEKS  # unusual: weeks of history behind the typical band
+    min_people: int = 1  # unusual: people above the band's high (or present where usually nobody)
 
     def watches(self, site: str, cam: str | None = None) -> bool:
         if self.sites is not None and site not in self.sites:
@@ -195,6 +199,10 @@ def _one(table, index: int, sites: Sites, seen: set, errors: list, policy: str) 
         elif ratio is not None:
             _check_capacity(site_names, cameras, sites, where, errors)
         rule.update(threshold=None if threshold is None else int(threshold), capacity_ratio=ratio)
+    elif kind == "unusual":
+        weeks = _number(table, "weeks", where, errors, 1, MAX_WEEKS, whole=True)
+        people = _number(table, "min_people", where, errors, 1, MAX_PEOPLE, whole=True)
+        rule.update(weeks=DEFAULT_WEEKS if weeks is None else int(weeks), min_people=1 if people is None else int(people))
     elif kind in ("device_offline", "no_data"):
         low = NO_DATA_MIN_MINUTES if kind == "no_data" else 0.01
         minutes = _number(table, "minutes", where, errors, low, 7 * 24 * 60)

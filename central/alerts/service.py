@@ -39,14 +39,15 @@ _STORE_RETRIES = (0.5, 1, 2, 4, 8, 15, 30)
 class Alerts:
     def __init__(self, rules: tuple[Rule, ...], config, sites, store, metrics,
                  dashboard: Callable, raw_time: Callable, site_names: Callable,
-                 publish: Callable[[str, bytes], None] | None = None):
+                 publish: Callable[[str, bytes], None] | None = None,
+                 typical: Callable = lambda: None):
         self.rules = rules
         self.metrics = metrics
         self.ledger = Ledger(store)
         #: Names this replica in delivery claims; unique per process, so a restart is a new owner.
         self.owner = "%s-%d-%s" % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:8])
         self.evaluator = Evaluator(rules, sites, store, self.ledger, dashboard, raw_time, self.fire, self.metrics,
-                                   on_folded=self._summary_at)
+                                   on_folded=self._summary_at, typical=typical)
         self.deliverer = Deliverer(self.ledger, config, self.metrics, self.owner, publish,
                                    rule_names=frozenset(r.name for r in rules))
         self.check_interval = max(0.05, CHECK_INTERVAL * config.alert_time_scale)

@@ -194,6 +194,18 @@ class SiteDays:
         rows = await self.store.aquery(self.slots_sql(start, end, scope), scope.params())
         return {(r[1], int(r[2])): (int(r[3]), int(r[4]), as_counts(r[5]), r[6]) for r in rows}
 
+    def slot_peaks(self, site_name: str, start: int, end: int) -> dict[tuple[str, int], int]:
+        """Per (camera, slot) with events in [start, end): the peak by the slot rule, as the
+        dashboard counts it (blocking: a store thread; the dashboard's ``now``)."""
+        return {(cam, slot): peak for (_, cam, slot), peak in self.sites_slot_peaks([site_name], start, end).items()}
+
+    def sites_slot_peaks(self, site_names: list[str], start: int, end: int) -> dict[tuple[str, str, int], int]:
+        """Per (site, camera, slot) with events in [start, end), for several sites in one
+        statement (blocking; the overview's ``now_peak``)."""
+        scope = Scope.of(site_names, start, end)
+        rows = self.store.query(self.slots_sql(start, end, scope), scope.params(), settings=_SMALL_READ)
+        return {(r[0], r[1], int(r[2])): int(r[3]) for r in rows if int(r[4]) > 0}
+
     # -- reading cells --------------------------------------------------------------------
 
     def day(self, site: str, day: date) -> DayCells:

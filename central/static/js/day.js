@@ -5,6 +5,7 @@ import {LEVEL_TEXT, SOURCE_TEXT, num, fmt, level, pad2, hourRange, humanTrigger,
     quartersPerHour, timeIn, dateTimeIn, partsIn} from './format.js';
 import {state, siteInfo, siteTz, zoneName, viewingToday, siteThresholds, zoneThresholds, ownThresholds, capacityBands,
     zoneCapacity, zonePosition, zoneOrder} from './state.js';
+import {showTypical} from './typical.js';
 
 // ---- rendering -----------------------------------------------------------------------------
 
@@ -52,6 +53,7 @@ function render(data) {
     renderCritical(crit);
     renderStrip(hourly, zoneHourly, meta, tz, site);
     renderMatrix(site, names, zoneHourly, meta, tz);
+    showTypical(data, site, state.selectedZone);
 
     return empty ? 'empty' : 'ready';
 }
@@ -332,6 +334,7 @@ function renderStrip(hourly, zoneHourly, meta, tz, site) {
     });
     const scale = stripScale(site, zone);
     const max = scale.max;
+    $('strip').dataset.max = String(max);
     setText($('strip-scale'), 'Bars: 0 to ' + max + ' people (' + scale.why + '); a dark top edge marks more.');
     const nowHour = currentHour(tz);
     const quarters = quartersPerHour(meta, tz);

@@ -4,6 +4,7 @@
 import {$, el, setText, setAttr, keyed, labelCells} from './dom.js';
 import {num, fmt, pad2, hourRange, dateTimeIn} from './format.js';
 import {state, zoneName} from './state.js';
+import {portfolioCells} from './typical.js';
 
 // column key -> [heading, numeric]; the keys are the overview's own field names.
 const COLUMNS = [
@@ -16,7 +17,9 @@ const COLUMNS = [
     ['busiest_zone', 'Busiest zone', false],
     ['busiest_hour', 'Busiest hour', true],
     ['devices', 'Devices', true],
-    ['coverage', 'Coverage', true]
+    ['coverage', 'Coverage', true],
+    ['now_peak', 'Now', true],
+    ['vs_typical', 'vs typical', true]
 ];
 
 function sortValue(row, key) {
@@ -150,6 +153,7 @@ function renderPortfolio(doc, alerts, onSort, siteHref) {
         setAttr(devices, 'title', d.last_seen ? 'Last seen ' + dateTimeIn(r.timezone, d.last_seen) : null);
         tr.dataset.offline = String(offline);
         setText(cell(tr, col('coverage')), r.coverage === null || r.coverage === undefined ? 'n/a' : percent(r.coverage));
+        portfolioCells(tr, r, cell(tr, col('now_peak')), cell(tr, col('vs_typical')));
     });
     labelCells($('portfolio-table'));
     return rows.length === 0 ? 'empty' : 'ready';

@@ -90,6 +90,19 @@ async def test_tokens(make_client):
     assert (await client.get("/healthz")).status == 200
 
 
+async def test_every_read_endpoint_needs_the_read_token(make_client):
+    """Every GET route under /api/v1 but the API's description asks for the read token,
+    the ones added later too (typical was served open when it came)."""
+    client = await make_client(read_token="r3ad", ingest_token="1ngest")
+    paths = sorted({r.resource.canonical for r in client.server.app.router.routes()
+                    if r.method == "GET" and r.resource.canonical.startswith("/api/v1/")})
+    assert "/api/v1/typical/{site_name}" in paths and "/api/v1/zones" in paths
+    for path in paths:
+        url = path.replace("{site_name}", "HEAD_OFFICE") + "?from=2026-01-05&to=2026-01-05&date=2026-01-05"
+        status = (await client.get(url)).status
+        assert (status != 401) if path == "/api/v1/openapi.json" else (status == 401), (path, status)
+
+
 async def test_cors_allow_list(make_client):
     client = await make_client(cors_origins=("https://ok.example",))
     resp = await client.options("/api/v1/dashboard/HEAD_OFFICE", headers={

@@ -144,16 +144,18 @@ def test_portfolio_now_and_vs_typical_columns_equal_the_overview(central, tab):
     page = t.open(central + "/?view=portfolio&date=2026-01-05")
     rows = {r.get_attribute("data-site"): r for r in page.query_selector_all("#portfolio-body tr")}
     assert set(rows) == {s["site_name"] for s in data["sites"]}
+    keys = [th.get_attribute("data-key") for th in page.query_selector_all("#portfolio-head th")]
     for s in data["sites"]:
         tr = rows[s["site_name"]]
-        cells = tr.query_selector_all("td")
-        assert s["now_peak"] is None and tr.get_attribute("data-now-peak") == "" and cells[8].inner_text() == "\u2013"
+        cells = dict(zip(keys, tr.query_selector_all("th, td"), strict=True))
+        now_cell, vs_cell = cells["now_peak"], cells["vs_typical"]
+        assert s["now_peak"] is None and tr.get_attribute("data-now-peak") == "" and now_cell.inner_text() == "\u2013"
         if s["vs_typical"] is None:
-            assert tr.get_attribute("data-vs-typical") == "" and cells[9].inner_text() == "\u2013"
+            assert tr.get_attribute("data-vs-typical") == "" and vs_cell.inner_text() == "\u2013"
         else:
             assert float(tr.get_attribute("data-vs-typical")) == s["vs_typical"]
             pct = round((s["vs_typical"] - 1) * 100)
-            assert cells[9].inner_text() == ("usual" if pct == 0 else "%s%d %%" % ("+" if pct > 0 else "\u2212", abs(pct)))
+            assert vs_cell.inner_text() == ("usual" if pct == 0 else "%s%d %%" % ("+" if pct > 0 else "\u2212", abs(pct)))
     assert any(s["vs_typical"] is not None for s in data["sites"])
     head = "#portfolio-head th[data-key=vs_typical]"
     page.click(head + " button")

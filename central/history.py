@@ -341,8 +341,11 @@ class History:
         for weekday in range(7):
             for hour in range(24):
                 n, mx, mean = cells.get((weekday, hour), (0, None, None))
-                out.append({"weekday": weekday, "hour": hour, "days": n, "peak_max": mx,
-                            "peak_mean": None if mean is None else round(mean, 3)})
+                mean = None if mean is None else round(mean, 3)
+                # The mean is the number a cell shows, so it is the one coloured: a cell
+                # reads "6.5" in medium, never in the colour of one busy day's peak_max.
+                out.append({"weekday": weekday, "hour": hour, "days": n, "peak_max": mx, "peak_mean": mean,
+                            "intensity": None if mean is None else intensity(mean, site.thresholds)})
         return {
             "site_name": site.name,
             "display_name": site.display_name,

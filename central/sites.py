@@ -43,7 +43,7 @@ class Thresholds:
         return {"high": self.high, "medium": self.medium}
 
 
-def intensity(value: int, thresholds: Thresholds) -> str:
+def intensity(value: float, thresholds: Thresholds) -> str:
     """high if value >= high, medium if >= medium, else low (the handoff's rule)."""
     if value >= thresholds.high:
         return "high"

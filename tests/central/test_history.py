@@ -247,6 +247,9 @@ async def test_profile_matches_the_oracle(client):
         assert cell["days"] == len(peaks)
         assert cell["peak_max"] == (max(peaks) if peaks else None)
         assert cell["peak_mean"] == (round(sum(peaks) / len(peaks), 3) if peaks else None)
+        # The site's default thresholds (7 / 4) against the mean the cell sends.
+        mean = cell["peak_mean"]
+        assert cell["intensity"] == (None if mean is None else "high" if mean >= 7 else "medium" if mean >= 4 else "low")
 
 
 @pytest.mark.parametrize(("query", "code"), [("weeks=0", "bad_weeks"), ("weeks=53", "bad_weeks"),

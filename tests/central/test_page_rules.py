@@ -302,3 +302,28 @@ def test_phone_floor_plan_is_cards_busiest_first(central, tab):
     name = page.query_selector("[data-zone=DESK] .z-name")
     assert name.evaluate("n => n.scrollWidth <= n.clientWidth")
     assert t.errors == []
+
+
+@pytest.mark.parametrize("site", ["CAP", "FIX"])
+def test_typical_week_colours_are_the_api_intensity(central, tab, site):
+    """Each cell of the range view's typical week has the class of the profile's intensity;
+    a profile whose intensities disagree with the thresholds is drawn as sent, so the page
+    classes no number itself."""
+    prof = conforms(central, "/api/v1/profile/%s?weeks=8&end=%s" % (site, DAY), "/api/v1/profile/{site_name}")
+    assert {c["intensity"] for c in prof["cells"]} >= {"high", None}
+    url = central + "/?view=range&site=%s&from=%s&to=%s" % (site, DAY, DAY)
+
+    def shown(page) -> dict:
+        return {(int(td.get_attribute("data-weekday")), int(td.get_attribute("data-hour"))): level_class(td)
+                for td in page.query_selector_all("#profile-body td")}
+
+    t = tab()
+    want = {(c["weekday"], c["hour"]): c["intensity"] or "none" for c in prof["cells"]}
+    assert shown(t.open(url)) == want
+    # The same cells with every intensity moved one step: the page follows the API.
+    turn = {"low": "medium", "medium": "high", "high": "low", None: None}
+    moved = {**prof, "cells": [{**c, "intensity": turn[c["intensity"]]} for c in prof["cells"]]}
+    t = tab()
+    t.page.route("**/api/v1/profile/**", lambda route: route.fulfill(json=moved))
+    assert shown(t.open(url)) == {(c["weekday"], c["hour"]): c["intensity"] or "none" for c in moved["cells"]}
+    assert t.errors == []

@@ -113,8 +113,8 @@ function renderProfile(profile) {
             const c = byKey.get(wd * 24 + h);
             const td = tr.children[h + 1];
             const mean = c && c.peak_mean !== null && c.peak_mean !== undefined ? num(c.peak_mean) : null;
-            // Same fixed scale as the day view: the site's thresholds.
-            const lvl = mean === null ? 'none' : mean >= th.high ? 'high' : mean >= th.medium ? 'medium' : 'low';
+            // The API's intensity of the cell (its mean against the site's thresholds).
+            const lvl = c && ['low', 'medium', 'high'].indexOf(c.intensity) >= 0 ? c.intensity : 'none';
             td.className = 'i-' + lvl;
             setText(td, mean === null ? '' : String(Math.round(mean * 10) / 10));
             td.dataset.mean = mean === null ? '' : String(mean);
@@ -127,7 +127,7 @@ function renderProfile(profile) {
         }
     });
     setText($('profile-note'), profile ? 'The ' + profile.weeks + ' weeks from ' + longDate(profile.from) + ' to ' +
-        longDate(profile.to) + '. Colours use the site\u2019s thresholds (medium from ' + th.medium +
+        longDate(profile.to) + '. Colours: the mean against the site\u2019s thresholds (medium from ' + th.medium +
         ', high from ' + th.high + ').' : '');
 }
 

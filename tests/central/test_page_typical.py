@@ -1,8 +1,8 @@
 """The typical band and ``now`` on the day view (central/static/js/typical.js) in a real
 headless Chromium against a real ``python -m central serve``: the band behind each hour
 and the "vs a typical Monday" note equal /api/v1/typical; today's tiles equal the
-dashboard's ``now``. The band's dates are fixed; the ``now`` test reads the wall clock
-(marker ``clock``).
+dashboard's ``now`` as their big number (a past day's: its peak). The band's dates are
+fixed; the ``now`` test reads the wall clock (marker ``clock``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from tests.central.test_page import (
     api_json,
     post_events,
 )
+from tests.central.test_page_views import OVERFLOW_JS
 
 browser = day.browser
 tab = day.tab
@@ -108,9 +109,17 @@ def test_the_band_and_the_note_equal_the_api(central, tab):
 
 @pytest.mark.clock
 def test_today_tiles_show_now(central, tab):
+    """Today each tile's big number is now (the current slot), the day's peak beside it;
+    a past day's big number is its peak, without now."""
     now = time.time()
-    post_events(central, [{"site": "HEAD_OFFICE", "camera": "EMPLOYEE_AREA", "people_count": 4, "timestamp": now}],
-                "typical-now")
+    yesterday = datetime.fromtimestamp(now - 86400, KOLKATA).date().isoformat()
+    events = [{"site": "HEAD_OFFICE", "camera": "EMPLOYEE_AREA", "people_count": 4, "timestamp": now},
+              {"site": "HEAD_OFFICE", "camera": "EMPLOYEE_AREA", "people_count": 9, "timestamp": now - 86400}]
+    earlier = now - 1800  # a busier slot earlier today (not at every instant: after midnight it is yesterday)
+    busier = datetime.fromtimestamp(earlier, KOLKATA).date() == datetime.fromtimestamp(now, KOLKATA).date()
+    if busier:
+        events.append({"site": "HEAD_OFFICE", "camera": "EMPLOYEE_AREA", "people_count": 7, "timestamp": earlier})
+    post_events(central, events, "typical-now")
     t = tab()
     page = t.open(central + "/?site=HEAD_OFFICE")
     page.wait_for_selector("#plan [data-zone=EMPLOYEE_AREA] .z-now", timeout=WAIT_MS)
@@ -118,16 +127,34 @@ def test_today_tiles_show_now(central, tab):
     data = api_json(central, "/api/v1/dashboard/HEAD_OFFICE?date=" + date)
     if page.get_attribute("#main", "data-as-of") != data["now"]["as_of"][11:16]:
         pytest.skip("the slot ended between the page's answer and the test's (rare)")
-    for tile in page.query_selector_all("#plan button[data-zone]"):
-        z = data["now"]["zones"].get(tile.get_attribute("data-zone"))
-        if z is None:
-            assert tile.query_selector(".z-now") is None
-            continue
+    tiles = page.query_selector_all("#plan button[data-zone]")
+    assert {tile.get_attribute("data-zone") for tile in tiles} <= set(data["now"]["zones"])
+    for tile in tiles:
+        zone = tile.get_attribute("data-zone")
+        z = data["now"]["zones"][zone]
+        day_peak = data["zones"][zone]["peak"] if zone in data["zones"] else 0
+        assert tile.query_selector(".z-peak").text_content() == str(z["peak"]), zone
+        assert tile.query_selector(".z-unit").text_content() == "now"
+        assert tile.query_selector(".z-day").text_content() == "peak %d today" % day_peak, zone
         assert tile.get_attribute("data-now-peak") == str(z["peak"])
         text = tile.query_selector(".z-now").text_content()
-        assert text.startswith("Now %d" % z["peak"]) and text.endswith("as of " + data["now"]["as_of"][11:16])
+        assert text.endswith("as of " + data["now"]["as_of"][11:16]), text
         if z["share"] is not None:
-            assert "%d %%" % round(z["share"] * 100) in text
+            assert text.startswith("%d %% of" % round(z["share"] * 100)), text
+    if busier and date == datetime.fromtimestamp(now, KOLKATA).date().isoformat():
+        # The day's peak (7) beside the big number, which is now's (4 if the slot has not moved).
+        assert page.text_content("[data-zone=EMPLOYEE_AREA] .z-day") == "peak 7 today"
+        assert data["now"]["zones"]["EMPLOYEE_AREA"]["peak"] != 7
+    # A past day: the big number is the day's peak, and nothing says now.
+    page = t.open(central + "/?site=HEAD_OFFICE&date=" + yesterday)
+    past = api_json(central, "/api/v1/dashboard/HEAD_OFFICE?date=" + yesterday)
+    assert "now" not in past and past["zones"]["EMPLOYEE_AREA"]["peak"] >= 9
+    assert page.query_selector_all("#plan .z-now") == [] and page.get_attribute("#main", "data-as-of") == ""
+    for tile in page.query_selector_all("#plan button[data-zone]"):
+        z = past["zones"].get(tile.get_attribute("data-zone"))
+        assert tile.query_selector(".z-peak").text_content() == (str(z["peak"]) if z else "\u2013")
+        assert tile.query_selector(".z-unit").text_content() == "peak"
+        assert tile.query_selector(".z-day").is_hidden()
     # The portfolio's Now column: each site's current slot, as the overview says.
     page = t.open(central + "/?view=portfolio")
     overview = {s["site_name"]: s for s in api_json(central, "/api/v1/overview")["sites"]}
@@ -164,4 +191,31 @@ def test_portfolio_now_and_vs_typical_columns_equal_the_overview(central, tab):
     assert page.get_attribute("#portfolio-head th[data-key=vs_typical]", "aria-sort") == "descending"
     order = [s["site_name"] for s in api_json(central, "/api/v1/overview?date=2026-01-05&sort=-vs_typical")["sites"]]
     assert [r.get_attribute("data-site") for r in page.query_selector_all("#portfolio-body tr")] == order
+    assert t.errors == []
+
+
+# Each tile's figures inside the tile (the plan's cards are two a row on a phone).
+INSIDE_TILES_JS = """() => Array.from(document.querySelectorAll('#plan .zone')).flatMap((b) => {
+    const box = b.getBoundingClientRect();
+    return Array.from(b.querySelectorAll('.z-figures > *, .z-now, .z-foot > *'))
+        .filter((c) => c.getBoundingClientRect().width > 0)
+        .filter((c) => c.getBoundingClientRect().right > box.right + 1 || c.getBoundingClientRect().left < box.left - 1)
+        .map((c) => b.dataset.zone + ' ' + c.className);
+})"""
+
+
+@pytest.mark.clock
+def test_today_tiles_fit_a_phone(central, tab):
+    """Today's tiles (now, the day's peak beside it, "as of") at 390 x 844: nothing sticks
+    out of the screen or out of its tile, with numbers of several digits."""
+    now = time.time()
+    post_events(central, [{"site": "HEAD_OFFICE", "camera": cam, "people_count": n, "timestamp": now}
+                          for cam, n in (("EMPLOYEE_AREA", 1234), ("RECEPTION_AREA", 88), ("CAFETERIA", 7),
+                                         ("BOSS_CABIN", 1))], "typical-phone")
+    t = tab(width=390, height=844)
+    page = t.open(central + "/?site=HEAD_OFFICE")
+    page.wait_for_selector("#plan [data-zone=EMPLOYEE_AREA] .z-now", timeout=WAIT_MS)
+    assert page.evaluate(OVERFLOW_JS) == []
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert page.evaluate(INSIDE_TILES_JS) == []
     assert t.errors == []

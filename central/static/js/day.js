@@ -48,7 +48,9 @@ function render(data) {
     if (state.selectedZone && names.indexOf(state.selectedZone) < 0) state.selectedZone = null;
     renderLegend(site);
     if (state.selectedHour !== null && !zoneHourly) state.selectedHour = null;
-    renderPlan(site, names, state.selectedHour === null ? zones : zonesAt(zoneHourly, state.selectedHour), meta);
+    // Today's tiles lead with now (the API's current slot); an hour picked on the strip shows that hour.
+    const now = state.selectedHour === null && data.now && typeof data.now === 'object' ? data.now : null;
+    renderPlan(site, names, state.selectedHour === null ? zones : zonesAt(zoneHourly, state.selectedHour), meta, now);
     renderPlanHour(site);
     renderCritical(crit);
     renderStrip(hourly, zoneHourly, meta, tz, site);
@@ -210,7 +212,10 @@ function selectHour(hour) {
     redraw();
 }
 
-function renderPlan(site, names, zones, meta) {
+function renderPlan(site, names, zones, meta, now) {
+    const nowZones = now && now.zones && typeof now.zones === 'object' ? now.zones : {};
+    const asOf = now && typeof now.as_of === 'string' ? now.as_of.slice(11, 16) : '';
+    $('main').dataset.asOf = asOf;
     const plan = $('plan');
     const positions = names.map((z) => zonePosition(site, z));
     const anyPlaced = positions.some(Boolean);
@@ -244,6 +249,7 @@ function renderPlan(site, names, zones, meta) {
         const figs = b.appendChild(el('span', 'z-figures'));
         figs.appendChild(el('span', 'z-peak'));
         figs.appendChild(el('span', 'z-unit', 'peak'));
+        figs.appendChild(el('span', 'z-day'));
         const foot = b.appendChild(el('span', 'z-foot'));
         foot.appendChild(el('span', 'z-events'));
         foot.appendChild(el('span', 'z-level'));
@@ -262,7 +268,24 @@ function renderPlan(site, names, zones, meta) {
         const label = zoneName(site, zone, meta);
         setLevel(b, lvl, 'zone');
         setBreakable(b.querySelector('.z-name'), label);
-        setText(b.querySelector('.z-peak'), z ? fmt(z.peak) : '\u2013');
+        // Today: the big number is now, the day's peak beside it; other days: the day's peak.
+        const n = nowZones[zone] && Number.isInteger(nowZones[zone].peak) ? nowZones[zone] : null;
+        setText(b.querySelector('.z-peak'), n ? fmt(n.peak) : z ? fmt(z.peak) : '\u2013');
+        setText(b.querySelector('.z-unit'), n ? 'now' : 'peak');
+        const day = b.querySelector('.z-day');
+        setText(day, n ? 'peak ' + (z ? fmt(z.peak) : '0') + ' today' : '');
+        day.hidden = !n;
+        let line = b.querySelector('.z-now');
+        if (n && !line) line = b.insertBefore(el('span', 'z-now'), b.querySelector('.z-foot'));
+        if (!n && line) line.remove();
+        if (n) {
+            const cap = zoneCapacity(site, zone);
+            const share = n.share !== null && n.share !== undefined && Number.isFinite(Number(n.share))
+                ? Math.round(Number(n.share) * 100) + ' %' + (cap ? ' of ' + cap : '') + ' \u00b7 ' : '';
+            setText(line, share + 'as of ' + asOf);
+        }
+        b.dataset.nowPeak = n ? String(n.peak) : '';
+        b.dataset.nowShare = n && n.share !== null && n.share !== undefined ? String(n.share) : '';
         const events = z ? num(z.events) : 0;
         setText(b.querySelector('.z-events'), z ? fmt(events) + (events === 1 ? ' event' : ' events') : 'no events');
         const own = th.origin === 'own';

@@ -1,8 +1,8 @@
 // The typical band on the day view: behind each bar of the hourly strip the band of that
 // weekday and hour (low to high, a line at the median) from /api/v1/typical, beside the
-// strip's title "+35 % vs a typical Tuesday" (or "usual") from its vs_typical, and on
-// today's tiles the current 15-minute slot from the dashboard's `now`. Every number comes
-// from the API; this module only draws them, after the day view has drawn (showTypical).
+// strip's title "+35 % vs a typical Tuesday" (or "usual") from its vs_typical, and each
+// tile's "vs a typical Tuesday". Every number comes from the API; this module only draws
+// them, after the day view has drawn (showTypical). Today's `now` is the tiles' own (day.js).
 
 import {$, el, setText, setAttr} from './dom.js';
 import {api} from './api.js';
@@ -127,34 +127,8 @@ function drawTiles(doc) {
     });
 }
 
-// Today's tiles: the current slot's peak and share of capacity, as of the slot's start.
-function drawNow(data) {
-    const now = data && data.now && typeof data.now === 'object' ? data.now : null;
-    const zones = now && now.zones && typeof now.zones === 'object' ? now.zones : {};
-    const asOf = now && typeof now.as_of === 'string' ? now.as_of.slice(11, 16) : '';
-    document.querySelectorAll('#plan button[data-zone]').forEach((b) => {
-        const z = zones[b.dataset.zone];
-        let node = b.querySelector('.z-now');
-        if (!z) {
-            if (node) node.remove();
-            delete b.dataset.nowPeak;
-            return;
-        }
-        if (!node) node = b.insertBefore(el('span', 'z-now'), b.querySelector('.z-foot'));
-        node.style.display = 'block';
-        node.style.fontSize = '0.8rem';
-        setText(node, 'Now ' + fmt(z.peak) + (z.share !== null && z.share !== undefined
-            ? ' \u00b7 ' + Math.round(num(z.share) * 100) + ' %' : '') + ' \u00b7 as of ' + asOf);
-        b.dataset.nowPeak = String(z.peak);
-        b.dataset.nowShare = z.share === null || z.share === undefined ? '' : String(z.share);
-    });
-    const main = $('main');
-    if (main) main.dataset.asOf = asOf;
-}
-
 // After the day view drew ``data`` (site, its date, the selected zone or null).
 function showTypical(data, site, zone) {
-    drawNow(data);
     const date = data && typeof data.date === 'string' ? data.date : '';
     if (!site || !date) return;
     const key = keyOf(site, date, zone);

@@ -22,6 +22,7 @@ from tests.central.test_page import (
     api_json,
     post_events,
 )
+from tests.central.test_page_a11y import AXE
 from tests.central.test_page_views import OVERFLOW_JS
 
 browser = day.browser
@@ -218,4 +219,23 @@ def test_today_tiles_fit_a_phone(central, tab):
     assert page.evaluate(OVERFLOW_JS) == []
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     assert page.evaluate(INSIDE_TILES_JS) == []
+    assert t.errors == []
+
+
+@pytest.mark.clock
+@pytest.mark.parametrize("width,height", [(1280, 900), (390, 844)])
+def test_today_has_no_serious_accessibility_violations(central, tab, width, height):
+    """axe-core on today's view (now on the tiles, later hours dimmed), which the a11y
+    module's fixed dates never show."""
+    post_events(central, [{"site": "HEAD_OFFICE", "camera": "EMPLOYEE_AREA", "people_count": 3,
+                           "timestamp": time.time()}], "typical-axe")
+    t = tab(width=width, height=height)
+    page = t.open(central + "/?site=HEAD_OFFICE")
+    page.wait_for_selector("#plan [data-zone=EMPLOYEE_AREA] .z-now", timeout=WAIT_MS)
+    page.evaluate(AXE.read_text(encoding="utf-8"))
+    result = page.evaluate("""() => axe.run(document, {runOnly: {type: 'tag',
+        values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']}})""")
+    bad = [(v["id"], [n["target"] for n in v["nodes"]][:5]) for v in result["violations"]
+           if v["impact"] in ("serious", "critical")]
+    assert bad == [] and result["passes"]
     assert t.errors == []

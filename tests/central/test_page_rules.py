@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 import pytest
 from zoneinfo import ZoneInfo
@@ -243,7 +243,10 @@ def test_all_sites_count_each_sites_alerts_of_its_day(central, tab, fired):
     t = tab()
     page = t.open(central + "/?view=portfolio&date=" + local)
     rows = {r.get_attribute("data-site"): r for r in page.query_selector_all("#portfolio-body tr")}
-    alerts = api_json(central, "/api/v1/alerts?from=%sT00:00:00Z&limit=10000" % local)["alerts"]
+    # From a day earlier in UTC: the site's local day may begin the UTC day before (CAP's
+    # Berlin day starts at 23:00 UTC, when from=<local day>T00:00Z would lie in the future).
+    since = (date.fromisoformat(local) - timedelta(days=1)).isoformat()
+    alerts = api_json(central, "/api/v1/alerts?from=%sT00:00:00Z&limit=10000" % since)["alerts"]
     for site, tr in rows.items():
         want = sum(1 for a in alerts if a["site_name"] == site and a["local_time"][:10] == local)
         assert tr.get_attribute("data-alerts") == str(want), site

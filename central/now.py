@@ -16,7 +16,7 @@ from datetime import date, datetime
 
 from shared.slots import SLOT_SECONDS
 
-from .sites import Site, utilisation
+from .sites import Site, intensity, utilisation
 from .storage.sitedays import SiteDays
 
 __all__ = ["current_slot_start", "current_slot", "now_block", "add_now", "ttl_cap"]
@@ -39,11 +39,16 @@ def now_block(site: Site, zones, peaks: dict[tuple[str, int], int], slot: int) -
     for (cam, _slot), peak in peaks.items():
         per_zone[cam] = max(per_zone.get(cam, 0), peak)
     caps = site.capacities
+    peak = max(per_zone.values(), default=0)
+    # The intensity of now, by the same thresholds as the day's (zone, site-wide): the page
+    # colours today's tiles by what is there now, not by a busy morning.
     return {
         "as_of": datetime.fromtimestamp(slot, site.tz).isoformat(),
-        "peak": max(per_zone.values(), default=0),
+        "peak": peak,
         "share": utilisation(per_zone, caps),
-        "zones": {cam: {"peak": p, "share": round(p / caps[cam], 4) if cam in caps else None}
+        "intensity": intensity(peak, site.thresholds),
+        "zones": {cam: {"peak": p, "share": round(p / caps[cam], 4) if cam in caps else None,
+                        "intensity": intensity(p, site.zone(cam).thresholds)}
                   for cam, p in sorted(per_zone.items())},
     }
 

@@ -35,13 +35,15 @@ def test_the_block_from_the_current_slots_peaks(sites):
     london = sites.get("LONDON")  # zones A (capacity 20) and B (capacity 10)
     slot = int(ts("2026-10-25T01:30:00+00:00"))  # 01:30 GMT, the repeated hour's second pass
     block = now_block(london, {"C": {}}, {("A", slot): 5, ("C", slot): 12}, slot)
-    assert block == {"as_of": "2026-10-25T01:30:00+00:00", "peak": 12, "share": 0.25,
-                     "zones": {"A": {"peak": 5, "share": 0.25}, "B": {"peak": 0, "share": 0.0},
-                               "C": {"peak": 12, "share": None}}}
+    # Intensity by the default thresholds (high from 7, medium from 4), zone by zone.
+    assert block == {"as_of": "2026-10-25T01:30:00+00:00", "peak": 12, "share": 0.25, "intensity": "high",
+                     "zones": {"A": {"peak": 5, "share": 0.25, "intensity": "medium"},
+                               "B": {"peak": 0, "share": 0.0, "intensity": "low"},
+                               "C": {"peak": 12, "share": None, "intensity": "high"}}}
     kath = sites.get("KATHMANDU")
     slot = int(ts("2026-01-05T18:15:00+00:00"))
     assert now_block(kath, {}, {}, slot) == {"as_of": "2026-01-06T00:00:00+05:45", "peak": 0, "share": None,
-                                             "zones": {}}
+                                             "intensity": "low", "zones": {}}
 
 
 def test_only_today_has_a_slot_and_the_cache_ends_with_it(sites):
@@ -72,8 +74,13 @@ async def test_today_has_the_current_slot(client):
     as_of = datetime.fromisoformat(doc["now"]["as_of"])
     assert as_of.utcoffset().total_seconds() == 0  # CAP is UTC
     if as_of.timestamp() == slot:
+        # Now's intensity by the same thresholds as the day's (its only slot so far, so equal).
+        hour = datetime.fromtimestamp(slot, timezone.utc).hour
+        site_level = next(h["intensity"] for h in doc["hourly"] if h["hour"] == hour)
         assert doc["now"] == {"as_of": datetime.fromtimestamp(slot, timezone.utc).isoformat(), "peak": 4,
-                              "share": 0.4, "zones": {"A": {"peak": 4, "share": 0.4}, "B": {"peak": 2, "share": None}}}
+                              "share": 0.4, "intensity": site_level,
+                              "zones": {"A": {"peak": 4, "share": 0.4, "intensity": doc["zones"]["A"]["intensity"]},
+                                        "B": {"peak": 2, "share": None, "intensity": doc["zones"]["B"]["intensity"]}}}
     else:  # the slot ended between the write and the read (or midnight passed)
         assert as_of.timestamp() == later and doc["now"]["zones"].get("A", {"peak": 0})["peak"] == 0
 

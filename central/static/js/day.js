@@ -260,8 +260,11 @@ function renderPlan(site, names, zones, meta, now) {
     nodes.forEach((b, i) => {
         const zone = names[i];
         const z = zones[zone] && typeof zones[zone] === 'object' ? zones[zone] : null;
+        // Today: now's numbers, and its colour (the API's intensity of now), so a tile is not
+        // red at 0 people after a busy morning.
+        const n = nowZones[zone] && Number.isInteger(nowZones[zone].peak) ? nowZones[zone] : null;
         // The colour is the API's intensity, whatever the thresholds (own, capacity, site).
-        const lvl = z ? level(z.intensity) : 'none';
+        const lvl = n && n.intensity ? level(n.intensity) : z ? level(z.intensity) : 'none';
         const capacity = zoneCapacity(site, zone);
         const share = z && capacity && Number.isFinite(Number(z.utilisation)) && z.utilisation !== null ? Number(z.utilisation) : null;
         const th = zoneThresholds(site, zone);
@@ -269,7 +272,6 @@ function renderPlan(site, names, zones, meta, now) {
         setLevel(b, lvl, 'zone');
         setBreakable(b.querySelector('.z-name'), label);
         // Today: the big number is now, the day's peak beside it; other days: the day's peak.
-        const n = nowZones[zone] && Number.isInteger(nowZones[zone].peak) ? nowZones[zone] : null;
         setText(b.querySelector('.z-peak'), n ? fmt(n.peak) : z ? fmt(z.peak) : '\u2013');
         setText(b.querySelector('.z-unit'), n ? 'now' : 'peak');
         const day = b.querySelector('.z-day');

@@ -3,7 +3,7 @@
 
 import {$, el, setText, setAttr, show, keyed, labelCells} from './dom.js';
 import {num, fmt, hourRange, longDate, shortDate} from './format.js';
-import {state, siteInfo, siteThresholds} from './state.js';
+import {state, siteInfo, siteThresholds, zoneName} from './state.js';
 import {hourColumns, scrollToHour} from './day.js';
 import {mountZones} from './zones.js';
 
@@ -164,14 +164,18 @@ function renderProfile(profile) {
     // How many of the weeks had data: "2 of 8 weeks" where the site's data began lately.
     const weeks = !profile ? '' : withData === null ? 'The ' + profile.weeks + ' weeks'
         : withData + ' of ' + profile.weeks + ' weeks with data';
-    setText($('profile-note'), profile ? weeks + ' from ' + longDate(profile.from) + ' to ' +
+    setText($('profile-note'), profile ? (state.rangeZone ? 'Whole site. ' : '') + weeks + ' from ' + longDate(profile.from) + ' to ' +
         longDate(profile.to) + '. Colours use the site\u2019s thresholds (medium from ' + th.medium +
         ', high from ' + th.high + ').' : '');
 }
 
 function renderRange(doc, profile) {
     const info = siteInfo(state.site);
-    setText($('range-title'), doc.display_name || (info && info.display_name) || state.site);
+    const siteName = doc.display_name || (info && info.display_name) || state.site;
+    // One zone's range (?zone=, linked from the Zones table): its days and totals; the
+    // typical week and the Zones table stay the site's.
+    setText($('range-title'), doc.zone ? siteName + ' \u00b7 ' + zoneName(state.site, doc.zone, null) : siteName);
+    $('range').dataset.zone = doc.zone || '';
     setText($('range-span'), longDate(doc.from) + ' \u2013 ' + longDate(doc.to) +
         (doc.previous ? ' (compared with ' + longDate(doc.previous.from) + ' \u2013 ' + longDate(doc.previous.to) + ')' : ''));
     renderTotals(doc);

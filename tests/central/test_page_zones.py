@@ -118,3 +118,26 @@ def test_zone_names_link_to_the_zones_range_and_sites_to_their_zones(central, ta
     href = page.get_attribute("#portfolio-body tr[data-site=HEAD_OFFICE] a.zones-link", "href")
     assert href.endswith("?view=range&site=HEAD_OFFICE&from=2025-12-30&to=2026-01-05#range-zones-panel")
     assert t.errors == []
+
+
+def test_all_sites_shortlist_is_every_sites_zones_by_p95(central, tab):
+    t = tab()
+    page = t.open(central + "/?view=portfolio&date=2026-01-05", "ready")
+    page.wait_for_selector("#shortlist-panel[data-state=ready]")
+    data = api_json(central, "/api/v1/zones?from=2025-12-30&to=2026-01-05")
+    with_value = sorted((z for z in data["zones"] if z["p95_utilisation"] is not None),
+                        key=lambda z: (-z["p95_utilisation"], z["site_name"], z["zone"]))
+    rest = sorted((z for z in data["zones"] if z["p95_utilisation"] is None), key=lambda z: (z["site_name"], z["zone"]))
+    want = [(z["site_name"], z["zone"]) for z in with_value + rest][:50]
+    assert len({s for s, _ in want}) > 1 and with_value  # several sites, some with capacities
+    rows = page.query_selector_all("#shortlist-body tr")
+    assert [(tr.get_attribute("data-site"), tr.get_attribute("data-zone")) for tr in rows] == want
+    by_key = {(z["site_name"], z["zone"]): z for z in data["zones"]}
+    for tr in rows:
+        z = by_key[(tr.get_attribute("data-site"), tr.get_attribute("data-zone"))]
+        cells = [c.inner_text().strip() for c in tr.query_selector_all("td")]
+        assert cells[2] == ("no data" if z["hours_with_data"] == 0 else "\u2013" if z["p95_utilisation"] is None
+                            else percent(z["p95_utilisation"]))
+        assert tr.query_selector("th a").get_attribute("href").endswith(
+            "?view=range&site=%s&from=2025-12-30&to=2026-01-05&zone=%s" % (z["site_name"], z["zone"]))
+    assert t.errors == []

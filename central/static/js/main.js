@@ -7,6 +7,7 @@ import {state, siteInfo, siteTz, siteLabel, loadSites, viewingToday} from './sta
 import {main, setState, showLoading, showError, showUnauthorised} from './page.js';
 import {render, selectZone, onRedraw} from './day.js';
 import {renderPortfolio} from './portfolio.js';
+import {mountShortlist} from './shortlist.js';
 import {renderRange} from './range.js';
 import {exportShown} from './export.js';
 import {loadAlerts} from './alerts.js';
@@ -135,6 +136,7 @@ function draw() {
         date = state.date || '';
     } else if (state.view === 'portfolio') {
         outcome = renderPortfolio(data.overview, data.alerts, sortBy, siteHref);
+        mountShortlist(data.overview);  // loads on its own (shortlist.js)
         site = '';
         date = state.dateIsDefault ? '' : state.date;
     } else {

@@ -307,3 +307,30 @@ def test_range_tells_missing_days_from_zero(central, tab):
     assert page.inner_text("#range-totals [data-total=peak] .value") == "no data"
     assert {tr.get_attribute("data-no-data") for tr in page.query_selector_all("#range-body tr")} == {"before"}
     assert t.errors == []
+
+
+def test_range_daily_chart(central, tab):
+    # Peak per day as SVG above the table: a dot per day with data (days without data are
+    # gaps, not 0), weekends shaded, the previous period dashed.
+    t = tab()
+    page = t.open(central + "/?view=range&site=HEAD_OFFICE&from=2026-01-05&to=2026-01-11&compare=previous", "ready")
+    hist = api_json(central, "/api/v1/history/HEAD_OFFICE?from=2026-01-05&to=2026-01-11&bucket=day&compare=previous")
+    dots = {c.get_attribute("data-day"): c.get_attribute("data-peak") for c in page.query_selector_all("#range-chart circle")}
+    assert dots == {s["start"][:10]: str(s["peak"]) for s in hist["series"] if s["start"][:10] in ("2026-01-05", "2026-01-06")}
+    weekends = [r.get_attribute("data-day") for r in page.query_selector_all("#range-chart rect.weekend")]
+    assert weekends == ["2026-01-10", "2026-01-11"]
+    assert page.get_attribute("#range-chart path.now", "data-points") == "2"
+    assert page.get_attribute("#range-chart path.prev", "data-points") == "0"  # the week before the data
+    assert "highest %d" % hist["totals"]["peak"] in page.text_content("#range-chart-title")
+    # The chart stands above the day-by-day table.
+    assert page.evaluate("() => !!(document.querySelector('#range-chart').compareDocumentPosition("
+                         "document.querySelector('#range-days')) & Node.DOCUMENT_POSITION_FOLLOWING)")
+    # A previous period with data: its line is drawn, dashed.
+    t.open(central + "/?view=range&site=HEAD_OFFICE&from=2026-01-06&to=2026-01-06&compare=previous", "ready")
+    assert page.get_attribute("#range-chart path.prev", "data-points") == "1"
+    assert page.evaluate("() => getComputedStyle(document.querySelector('#range-chart path.prev')).strokeDasharray") \
+        not in ("", "none")
+    # Without compare there is no previous line.
+    t.open(central + "/?view=range&site=HEAD_OFFICE&from=2026-01-05&to=2026-01-11", "ready")
+    assert page.query_selector("#range-chart path.prev") is None
+    assert t.errors == []

@@ -6,6 +6,7 @@ import {num, fmt, hourRange, longDate, shortDate} from './format.js';
 import {state, siteInfo, siteThresholds, zoneName} from './state.js';
 import {hourColumns, scrollToHour} from './day.js';
 import {mountZones} from './zones.js';
+import {renderDayChart} from './daychart.js';
 
 const NO_DATA = {
     none: 'No data for this site in any source',
@@ -84,6 +85,8 @@ function renderDays(doc) {
     // A fixed scale per site: the high threshold, or the range's own peak if above it.
     const scale = Math.max(th.high, ...series.map((s) => num(s.peak)), ...(prev || []).map((s) => num(s.peak)));
     $('range-days').classList.toggle('compare', Boolean(prev));
+    renderDayChart(series, prev, series.map((s) => Boolean(noData(s, doc.data_range))),
+        (prev || []).map((s) => Boolean(noData(s, doc.data_range))));
     document.querySelectorAll('#range-days .prev-col').forEach((n) => show(n, Boolean(prev)));
     const trs = keyed($('range-body'), series.map((s) => String(s.start)), () => {
         const tr = el('tr');

@@ -113,6 +113,7 @@ def test_zone_names_link_to_the_zones_range_and_sites_to_their_zones(central, ta
     assert peaks == [str(s["peak"]) for s in hist["series"]]
     assert "zone=EMPLOYEE_AREA" in page.url and page.inner_text("#range-title").startswith("Head")
     assert page.inner_text("#profile-note").startswith("Whole site.")
+    assert page.get_attribute("#range-whole-site", "href").endswith(RANGE[1:])
     # All sites: each site links to its zones table, the 7 days ending on its day.
     page = t.open(central + "/?view=portfolio&date=2026-01-05", "ready")
     href = page.get_attribute("#portfolio-body tr[data-site=HEAD_OFFICE] a.zones-link", "href")

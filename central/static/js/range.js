@@ -179,6 +179,10 @@ function renderRange(doc, profile) {
     // typical week and the Zones table stay the site's.
     setText($('range-title'), doc.zone ? siteName + ' \u00b7 ' + zoneName(state.site, doc.zone, null) : siteName);
     $('range').dataset.zone = doc.zone || '';
+    const whole = $('range-whole-site');
+    show(whole, Boolean(doc.zone));
+    setAttr(whole, 'href', doc.zone ? window.location.pathname + '?view=range&site=' + encodeURIComponent(state.site) +
+        '&from=' + doc.from + '&to=' + doc.to + (doc.previous ? '&compare=previous' : '') : null);
     setText($('range-span'), longDate(doc.from) + ' \u2013 ' + longDate(doc.to) +
         (doc.previous ? ' (compared with ' + longDate(doc.previous.from) + ' \u2013 ' + longDate(doc.previous.to) + ')' : ''));
     renderTotals(doc);

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from datetime import date, datetime, timezone
 
 from .now import add_now, ttl_cap
-from .sites import Site, Sites, intensity, local_day
+from .sites import Site, Sites, data_range, intensity, local_day
 from .storage.sitedays import SiteDays
 from .storage.slots import as_counts, source_label
 
@@ -308,10 +308,7 @@ class Dashboard:
         if not doc["zones"] and not doc["critical_events"]["total_events"]:
             # An empty day: say where the site's data lies ("nobody there" or "before the data").
             span = self.slots.data_range(site.name)
-            doc["meta"]["data_range"] = None if span is None else {
-                "first_day": datetime.fromtimestamp(span[0], site.tz).date().isoformat(),
-                "last_day": datetime.fromtimestamp(span[1], site.tz).date().isoformat(),
-            }
+            doc["meta"]["data_range"] = data_range(site, span)
         return doc
 
     async def slot_values(self, site_name: str, start: int, end: int) -> dict[tuple[str, int], tuple[int, int, dict, str]]:

@@ -22,7 +22,7 @@ from datetime import date, timedelta
 from .buckets import EPOCH, OFFSET_SQL, Bucket, day_offsets, enumerate_buckets, hour_key, key_sql
 from .coverage import Coverage
 from .exceptions import StorageError
-from .sites import Site, intensity, local_day
+from .sites import Site, data_range, intensity, local_day
 from .storage.days import DAYS_TABLE
 from .storage.sitedays import BEHIND, SiteDays
 from .storage.slots import Scope, as_counts, source_label
@@ -115,7 +115,8 @@ WHERE site_name = {site:String} AND day >= {first:Date} AND day <= {last:Date} A
 
 # Per local (day, hour): the site's peak; then per (weekday, hour) over those days.
 _PROFILE_SQL = """
-SELECT (d + 3) %% 7 AS weekday, h, count() AS days, max(p), avg(p)
+SELECT (d + 3) %% 7 AS weekday, h, count() AS days, max(p), avg(p),
+       groupUniqArray(toInt64(intDiv(d - {first_day:Int64}, 7))) AS weeks
 FROM (
     SELECT intDiv(toInt64(slot) + off, 86400) AS d, intDiv(toInt64(slot) + off, 3600) %% 24 AS h,
            max(peak) AS p
@@ -200,8 +201,9 @@ class History:
             first = req.first - timedelta(days=(req.last - req.first).days + 1)
         lo, _ = local_day(first, tz)
         _, hi = local_day(last, tz)
-        accs, contact = await asyncio.gather(self._buckets(site, req, first, last, lo, hi),
-                                             self.coverage.contact(site, lo, hi))
+        accs, contact, span = await asyncio.gather(self._buckets(site, req, first, last, lo, hi),
+                                                   self.coverage.contact(site, lo, hi),
+                                                   self.store.arun(self.slots.data_range, site.name))
 
         def period(a: date, b: date) -> dict:
             buckets = enumerate_buckets(tz, a, b, req.bucket)
@@ -214,6 +216,7 @@ class History:
             "bucket": req.bucket,
             "zone": req.zone or None,
             "capacities": _capacities(site, req.zone),
+            "data_range": data_range(site, span),
             **period(req.first, req.last),
         }
         if req.compare:
@@ -333,10 +336,13 @@ class History:
         first = end - timedelta(days=7 * weeks - 1)
         lo, _ = local_day(first, site.tz)
         _, hi = local_day(end, site.tz)
-        params = {**Scope.of([site.name], lo, hi).params(), "tz": site.timezone}
+        params = {**Scope.of([site.name], lo, hi).params(), "tz": site.timezone, "first_day": (first - EPOCH).days}
         sql = self._profile_sql[self.days.behind(lo, hi)]
-        cells = {(int(w), int(h)): (int(n), int(mx), float(mean))
-                 for w, h, n, mx, mean in await self.store.aquery(sql, params)}
+        cells = {}
+        with_data: set[int] = set()
+        for w, h, n, mx, mean, weeks_seen in await self.store.aquery(sql, params):
+            cells[(int(w), int(h))] = (int(n), int(mx), float(mean))
+            with_data.update(int(k) for k in weeks_seen)
         out = []
         for weekday in range(7):
             for hour in range(24):
@@ -351,6 +357,7 @@ class History:
             "display_name": site.display_name,
             "timezone": site.timezone,
             "weeks": weeks,
+            "weeks_with_data": len(with_data),
             "from": first.isoformat(),
             "to": end.isoformat(),
             "cells": out,

@@ -133,14 +133,16 @@ class Overview:
             contact = await self.coverage.per_site(scope.params()) if with_devices else {}
         else:
             with_devices, contact = set(), {}
-        out = [self._site_row(s, days[s.name], windows[s.name], rows.get(s.name) or _Row(),
-                              devices.get(s.name, []), contact.get(s.name, 0) if s.name in with_devices else None)
+        now = time.time()
+        out = [self._site_row(s, days[s.name], _elapsed(s, days[s.name], windows[s.name], now),
+                              rows.get(s.name) or _Row(), devices.get(s.name, []),
+                              contact.get(s.name, 0) if s.name in with_devices else None)
                for s in sites]
         if self.typical is not None:
             ratios = await asyncio.gather(*(self._vs_typical(s, days[s.name], rows.get(s.name)) for s in sites))
             for entry, ratio in zip(out, ratios, strict=True):
                 entry["vs_typical"] = ratio
-        await self._now_peaks(sites, days, out)
+        await self._now_peaks(sites, days, out, now)
         _sort(out, sort, descending)
         return {"date": day.isoformat() if day else None, "sort": ("-" if descending else "") + sort, "sites": out}
 
@@ -165,10 +167,9 @@ class Overview:
                 row.hours[int(h)] = int(peak)
         return rows
 
-    async def _now_peaks(self, sites: list[Site], days: dict[str, date], out: list[dict]) -> None:
+    async def _now_peaks(self, sites: list[Site], days: dict[str, date], out: list[dict], now: float) -> None:
         """``now_peak``: the current 15-minute slot's site-wide peak (the busiest zone's, 0
         without events so far) for the sites whose date is their today; one statement."""
-        now = time.time()
         slot = current_slot_start(now)
         today = [s for s in sites if current_slot(s, days[s.name], now) is not None]
         if not today:
@@ -193,8 +194,10 @@ class Overview:
         return vs_typical(bands, row.hours if row is not None else {}, hours)
 
     @staticmethod
-    def _site_row(site: Site, day: date, window: tuple[int, int], row: _Row, devices: list[dict],
+    def _site_row(site: Site, day: date, elapsed: tuple[int, int], row: _Row, devices: list[dict],
                   contact: int | None) -> dict[str, Any]:
+        """``elapsed``: the part of the site's local day that has begun (all of a past day;
+        of today, up to the end of the current slot): coverage is over its slots."""
         peak = max(row.zones.values(), default=0)
         busiest_zone = min(row.zones, key=lambda c: (-row.zones[c], -row.zone_events[c], c)) if row.zones else None
         busiest_hour = min(row.hours, key=lambda h: (-row.hours[h], h)) if row.hours else None
@@ -214,11 +217,18 @@ class Overview:
             "busiest_hour": busiest_hour,
             "devices": {"online": online, "offline": len(devices) - online,
                         "last_seen": max(seen) if seen else None},
-            "coverage": None if contact is None else Coverage.share(contact, *window),
+            "coverage": None if contact is None else Coverage.share(contact, *elapsed),
             "source": source,
             "vs_typical": None,
             "now_peak": None,
         }
+
+
+def _elapsed(site: Site, day: date, window: tuple[int, int], now: float) -> tuple[int, int]:
+    """The slots of ``window`` (the site's local ``day``) that have begun by ``now``: today's
+    coverage counts the slots elapsed so far (the current one too), not the whole 24 hours."""
+    slot = current_slot(site, day, now)
+    return window if slot is None else (window[0], min(window[1], slot + SLOT_SECONDS))
 
 
 def _sort(rows: list[dict], key: str, descending: bool) -> None:

@@ -261,3 +261,13 @@ class Sites:
         if site is not None:
             return site
         return Site(name, name, self.default_timezone, self.default_thresholds, {}, configured=False)
+
+
+def data_range(site: Site, span: tuple[int, int] | None) -> dict | None:
+    """The local days of the site's first and last data in any source (from
+    :meth:`central.storage.slots.SlotStore.data_range`), or None where it has none: what tells
+    a day before the data from a day with nobody there."""
+    if span is None:
+        return None
+    return {"first_day": datetime.fromtimestamp(span[0], site.tz).date().isoformat(),
+            "last_day": datetime.fromtimestamp(span[1], site.tz).date().isoformat()}

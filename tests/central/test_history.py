@@ -262,3 +262,24 @@ async def test_profile_matches_the_oracle(client):
 async def test_bad_profile_requests(client, query, code):
     body = await get(client, "/api/v1/profile/LONDON?" + query, 400)
     assert body["error"]["code"] == code
+
+
+async def test_history_and_profile_say_where_the_data_lies(client):
+    # Data on 5 January and 12-14 January only: history says where it lies (so the page tells
+    # a day before the data from a day with nobody there), the profile how many weeks had any.
+    tz = ZoneInfo("Europe/London")
+    world = World("LONDON", 7)
+    world.random_raw(*local_bounds(tz, date(2026, 1, 5), date(2026, 1, 5)), 200)
+    world.random_raw(*local_bounds(tz, date(2026, 1, 12), date(2026, 1, 14)), 600)
+    await load(client, world)
+    slots = [slot for _cam, slot in world.slots()]
+    want = {"first_day": datetime.fromtimestamp(min(slots), tz).date().isoformat(),
+            "last_day": datetime.fromtimestamp(max(slots), tz).date().isoformat()}
+    assert want == {"first_day": "2026-01-05", "last_day": "2026-01-14"}
+    doc = await get(client, "/api/v1/history/LONDON?from=2025-12-29&to=2026-01-18&compare=previous")
+    assert doc["data_range"] == want
+    profile = await get(client, "/api/v1/profile/LONDON?weeks=4&end=2026-01-18")
+    assert (profile["weeks"], profile["weeks_with_data"]) == (4, 2)
+    assert (await get(client, "/api/v1/profile/LONDON?weeks=1&end=2026-01-04"))["weeks_with_data"] == 0
+    none = await get(client, "/api/v1/history/KOLKATA?from=2026-01-05&to=2026-01-06")
+    assert none["data_range"] is None

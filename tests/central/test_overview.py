@@ -4,6 +4,7 @@ zoneinfo oracle, on a date that is a clock-change day for some of the sites."""
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
+from types import SimpleNamespace
 
 import pytest
 from zoneinfo import ZoneInfo
@@ -100,3 +101,22 @@ async def test_range_views_need_the_read_token(make_client, tmp_path, path):
         assert resp.status == 401 and (await resp.json())["error"]["code"] == "unauthorized"
     resp = await client.get(path, headers={"Authorization": "Bearer r3ad"})
     assert resp.status == 200
+
+
+async def test_todays_coverage_counts_the_slots_elapsed_so_far(client, monkeypatch):
+    # 02:37 UTC on a London winter day: 11 slots have begun (the current one too); contact in
+    # all of them is full coverage, not 11 of the day's 96 slots.
+    import central.overview as overview
+    now = datetime(2026, 3, 10, 2, 37, tzinfo=timezone.utc).timestamp()
+    monkeypatch.setattr(overview, "time", SimpleNamespace(time=lambda: now))
+    start = int(datetime(2026, 3, 10, tzinfo=timezone.utc).timestamp())
+    store = services(client).store
+    store.insert("device_status", [["LONDON", "jet-1", "status", "online", datetime.fromtimestamp(now, timezone.utc),
+                                    {}]], ["site_name", "device_id", "kind", "status", "seen_at", "stats"])
+    store.insert("device_slots", [["LONDON", "jet-1", datetime.fromtimestamp(start + 900 * i, timezone.utc)]
+                                  for i in range(11)], ["site_name", "device_id", "slot"])
+    rows = {r["site_name"]: r for r in (await get(client, "/api/v1/overview?date=2026-03-10"))["sites"]}
+    assert rows["LONDON"]["coverage"] == 1.0
+    # A past day counts all of its slots.
+    rows = {r["site_name"]: r for r in (await get(client, "/api/v1/overview?date=2026-03-09"))["sites"]}
+    assert rows["LONDON"]["coverage"] == 0.0

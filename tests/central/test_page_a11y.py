@@ -22,6 +22,7 @@ VIEWS = {
     "portfolio": "/?view=portfolio&date=2026-01-05",
     "range": "/?view=range&site=HEAD_OFFICE&from=2026-01-05&to=2026-01-11&compare=previous",
 }
+PANELS = {"portfolio": "#shortlist-panel[data-state=ready]", "range": "#range-zones-panel[data-state=ready]"}
 
 
 @pytest.mark.parametrize("width,height", [(1280, 900), (390, 844)])
@@ -29,6 +30,8 @@ VIEWS = {
 def test_no_serious_accessibility_violations(central, tab, view, width, height):
     t = tab(width=width, height=height)
     page = t.open(central + VIEWS[view], "ready")
+    if view in PANELS:  # panels that load on their own are checked too
+        page.wait_for_selector(PANELS[view])
     # Evaluated through the DevTools protocol: the page's CSP (script-src 'self') stays as it is.
     page.evaluate(AXE.read_text(encoding="utf-8"))
     result = page.evaluate("""() => axe.run(document, {runOnly: {type: 'tag',

@@ -101,7 +101,10 @@ def test_range_numbers_compare_and_profile(central, tab):
         assert tr.get_attribute("data-day") == s["start"][:10]
         assert tr.get_attribute("data-peak") == str(s["peak"])
         assert tr.get_attribute("data-events") == str(s["events"])
-        assert digits(tr.query_selector_all("td")[1].inner_text()) == s["events"]
+        if tr.get_attribute("data-no-data"):  # a day without data (test_range_tells_missing_days_from_zero)
+            assert s["events"] == 0 and tr.query_selector_all("td")[1].inner_text() == "\u2013"
+        else:
+            assert digits(tr.query_selector_all("td")[1].inner_text()) == s["events"]
         assert tr.get_attribute("data-previous-peak") == str(p["peak"])
     total = page.inner_text("#range-totals [data-total=events] .value")
     assert digits(total) == hist["totals"]["events"]
@@ -271,4 +274,63 @@ def test_nothing_overflows_a_phone(central, tab, url):
     page = t.open(central + url, "ready")
     assert page.evaluate(OVERFLOW_JS) == []
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert t.errors == []
+
+
+def test_range_tells_missing_days_from_zero(central, tab):
+    # HEAD_OFFICE's data begins on 5 January: the week before (the previous period) has none,
+    # and 7-11 January have neither events nor device contact. They read "no data", not 0,
+    # the comparison "no data before", and the typical week says how many weeks had data.
+    t = tab()
+    page = t.open(central + "/?view=range&site=HEAD_OFFICE&from=2026-01-05&to=2026-01-11&compare=previous", "ready")
+    hist = api_json(central, "/api/v1/history/HEAD_OFFICE?from=2026-01-05&to=2026-01-11&bucket=day&compare=previous")
+    assert hist["data_range"]["first_day"] == "2026-01-05"
+    rows = {tr.get_attribute("data-day"): tr for tr in page.query_selector_all("#range-body tr")}
+    for s in hist["series"]:
+        tr = rows[s["start"][:10]]
+        cells = [td.inner_text().strip() for td in tr.query_selector_all("td")]
+        if s["start"][:10] in ("2026-01-05", "2026-01-06"):
+            assert tr.get_attribute("data-no-data") == "" and digits(cells[0]) == s["peak"] > 0
+        else:
+            assert s["events"] == 0 and s["coverage"] == 0
+            assert tr.get_attribute("data-no-data") in ("offline", "after") and cells[0] == "no data"
+            assert cells[3] == "\u2013"  # utilisation, not 0 %
+        assert cells[5] == "no data"  # the previous week: before the site's first data
+        assert cells[6] == "\u2013"  # and no change against it
+    for key in ("peak", "events", "critical"):
+        assert page.inner_text("#range-totals [data-total=%s] .diff" % key) == "no data before"
+    prof = api_json(central, "/api/v1/profile/HEAD_OFFICE?weeks=8&end=2026-01-11")
+    assert prof["weeks_with_data"] == 1
+    assert page.inner_text("#profile-note").startswith("1 of 8 weeks with data from ")
+    # A range wholly before the data: its totals read "no data" too.
+    t.open(central + "/?view=range&site=HEAD_OFFICE&from=2025-12-01&to=2025-12-07", "ready")
+    assert page.inner_text("#range-totals [data-total=peak] .value") == "no data"
+    assert {tr.get_attribute("data-no-data") for tr in page.query_selector_all("#range-body tr")} == {"before"}
+    assert t.errors == []
+
+
+def test_range_daily_chart(central, tab):
+    # Peak per day as SVG above the table: a dot per day with data (days without data are
+    # gaps, not 0), weekends shaded, the previous period dashed.
+    t = tab()
+    page = t.open(central + "/?view=range&site=HEAD_OFFICE&from=2026-01-05&to=2026-01-11&compare=previous", "ready")
+    hist = api_json(central, "/api/v1/history/HEAD_OFFICE?from=2026-01-05&to=2026-01-11&bucket=day&compare=previous")
+    dots = {c.get_attribute("data-day"): c.get_attribute("data-peak") for c in page.query_selector_all("#range-chart circle")}
+    assert dots == {s["start"][:10]: str(s["peak"]) for s in hist["series"] if s["start"][:10] in ("2026-01-05", "2026-01-06")}
+    weekends = [r.get_attribute("data-day") for r in page.query_selector_all("#range-chart rect.weekend")]
+    assert weekends == ["2026-01-10", "2026-01-11"]
+    assert page.get_attribute("#range-chart path.now", "data-points") == "2"
+    assert page.get_attribute("#range-chart path.prev", "data-points") == "0"  # the week before the data
+    assert "highest %d" % hist["totals"]["peak"] in page.text_content("#range-chart-title")
+    # The chart stands above the day-by-day table.
+    assert page.evaluate("() => !!(document.querySelector('#range-chart').compareDocumentPosition("
+                         "document.querySelector('#range-days')) & Node.DOCUMENT_POSITION_FOLLOWING)")
+    # A previous period with data: its line is drawn, dashed.
+    t.open(central + "/?view=range&site=HEAD_OFFICE&from=2026-01-06&to=2026-01-06&compare=previous", "ready")
+    assert page.get_attribute("#range-chart path.prev", "data-points") == "1"
+    assert page.evaluate("() => getComputedStyle(document.querySelector('#range-chart path.prev')).strokeDasharray") \
+        not in ("", "none")
+    # Without compare there is no previous line.
+    t.open(central + "/?view=range&site=HEAD_OFFICE&from=2026-01-05&to=2026-01-11", "ready")
+    assert page.query_selector("#range-chart path.prev") is None
     assert t.errors == []

@@ -92,3 +92,53 @@ def test_zones_table_equals_the_api_and_filters(central, tab):
     assert "Hours with data: %d of 45 working hours" % working["zones"][0]["hours_with_data"] in page.inner_text(
         "#range-zones-note")
     assert t.errors == []
+
+
+def test_zone_names_link_to_the_zones_range_and_sites_to_their_zones(central, tab):
+    t = tab()
+    requests: list[str] = []
+    t.page.on("request", lambda r: "/api/v1/history/" in r.url and requests.append(r.url))
+    page = t.open(central + RANGE, "ready")
+    page.wait_for_selector("#range-zones-panel[data-state=ready]")
+    link = page.query_selector("#range-zones-body tr[data-zone=EMPLOYEE_AREA] th a")
+    assert link.get_attribute("href").endswith(RANGE[1:] + "&zone=EMPLOYEE_AREA")
+    link.click()
+    t.wait("ready", view="range")
+    page.wait_for_function("() => document.querySelector('#range').dataset.zone === 'EMPLOYEE_AREA'")
+    assert any("zone=EMPLOYEE_AREA" in u for u in requests)
+    hist = api_json(central, "/api/v1/history/HEAD_OFFICE?from=2026-01-05&to=2026-01-11&bucket=day&zone=EMPLOYEE_AREA")
+    site = api_json(central, "/api/v1/history/HEAD_OFFICE?from=2026-01-05&to=2026-01-11&bucket=day")
+    assert hist["totals"]["peak"] != site["totals"]["peak"]  # the zone's own numbers, not the site's
+    peaks = [tr.get_attribute("data-peak") for tr in page.query_selector_all("#range-body tr")]
+    assert peaks == [str(s["peak"]) for s in hist["series"]]
+    assert "zone=EMPLOYEE_AREA" in page.url and page.inner_text("#range-title").startswith("Head")
+    assert page.inner_text("#profile-note").startswith("Whole site.")
+    assert page.get_attribute("#range-whole-site", "href").endswith(RANGE[1:])
+    # All sites: each site links to its zones table, the 7 days ending on its day.
+    page = t.open(central + "/?view=portfolio&date=2026-01-05", "ready")
+    href = page.get_attribute("#portfolio-body tr[data-site=HEAD_OFFICE] a.zones-link", "href")
+    assert href.endswith("?view=range&site=HEAD_OFFICE&from=2025-12-30&to=2026-01-05#range-zones-panel")
+    assert t.errors == []
+
+
+def test_all_sites_shortlist_is_every_sites_zones_by_p95(central, tab):
+    t = tab()
+    page = t.open(central + "/?view=portfolio&date=2026-01-05", "ready")
+    page.wait_for_selector("#shortlist-panel[data-state=ready]")
+    data = api_json(central, "/api/v1/zones?from=2025-12-30&to=2026-01-05")
+    with_value = sorted((z for z in data["zones"] if z["p95_utilisation"] is not None),
+                        key=lambda z: (-z["p95_utilisation"], z["site_name"], z["zone"]))
+    rest = sorted((z for z in data["zones"] if z["p95_utilisation"] is None), key=lambda z: (z["site_name"], z["zone"]))
+    want = [(z["site_name"], z["zone"]) for z in with_value + rest][:50]
+    assert len({s for s, _ in want}) > 1 and with_value  # several sites, some with capacities
+    rows = page.query_selector_all("#shortlist-body tr")
+    assert [(tr.get_attribute("data-site"), tr.get_attribute("data-zone")) for tr in rows] == want
+    by_key = {(z["site_name"], z["zone"]): z for z in data["zones"]}
+    for tr in rows:
+        z = by_key[(tr.get_attribute("data-site"), tr.get_attribute("data-zone"))]
+        cells = [c.inner_text().strip() for c in tr.query_selector_all("td")]
+        assert cells[2] == ("no data" if z["hours_with_data"] == 0 else "\u2013" if z["p95_utilisation"] is None
+                            else percent(z["p95_utilisation"]))
+        assert tr.query_selector("th a").get_attribute("href").endswith(
+            "?view=range&site=%s&from=2025-12-30&to=2026-01-05&zone=%s" % (z["site_name"], z["zone"]))
+    assert t.errors == []

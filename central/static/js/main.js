@@ -7,6 +7,7 @@ import {state, siteInfo, siteTz, siteLabel, loadSites, viewingToday} from './sta
 import {main, setState, showLoading, showError, showUnauthorised} from './page.js';
 import {render, selectZone, onRedraw} from './day.js';
 import {renderPortfolio} from './portfolio.js';
+import {mountShortlist} from './shortlist.js';
 import {renderRange} from './range.js';
 import {exportShown} from './export.js';
 import {loadAlerts} from './alerts.js';
@@ -43,6 +44,8 @@ function readQuery() {
     const from = q.get('from'), to = q.get('to');
     if (validDate(from) && validDate(to) && from <= to) { state.from = from; state.to = to; }
     state.compare = q.get('compare') === 'previous';
+    const zone = q.get('zone');
+    state.rangeZone = zone && /^[A-Za-z0-9_.-]{1,64}$/.test(zone) ? zone : null;
     const sort = q.get('sort');
     if (sort && /^-?[a-z_]+$/.test(sort)) state.sort = {key: sort.replace(/^-/, ''), descending: sort[0] === '-'};
     const refresh = q.get('refresh');
@@ -57,6 +60,7 @@ function writeQuery() {
     if (state.view !== 'day') q.set('view', state.view); else q.delete('view');
     if (state.view === 'range' && state.from) { q.set('from', state.from); q.set('to', state.to); } else { q.delete('from'); q.delete('to'); }
     if (state.view === 'range' && state.compare) q.set('compare', 'previous'); else q.delete('compare');
+    if (state.view === 'range' && state.rangeZone) q.set('zone', state.rangeZone); else q.delete('zone');
     if (state.view === 'portfolio') q.set('sort', (state.sort.descending ? '-' : '') + state.sort.key); else q.delete('sort');
     const search = q.toString();
     const url = window.location.pathname + (search ? '?' + search : '') + window.location.hash;
@@ -90,9 +94,9 @@ function plan() {
     if (state.view === 'range') {
         ensureRange();
         const path = '/history/' + site + '?from=' + state.from + '&to=' + state.to + '&bucket=day' +
-            (state.compare ? '&compare=previous' : '');
+            (state.compare ? '&compare=previous' : '') + (state.rangeZone ? '&zone=' + encodeURIComponent(state.rangeZone) : '');
         const profilePath = '/profile/' + site + '?weeks=8&end=' + state.to;
-        return {key: 'range|' + state.site + '|' + state.from + '|' + state.to + '|' + state.compare,
+        return {key: 'range|' + state.site + '|' + state.from + '|' + state.to + '|' + state.compare + '|' + (state.rangeZone || ''),
             what: state.site, when: state.from + ' to ' + state.to, refreshes: false,
             fetch: (c) => Promise.all([api(path, c), api(profilePath, c)]).then((b) => ({history: b[0], profile: b[1]}))};
     }
@@ -132,6 +136,7 @@ function draw() {
         date = state.date || '';
     } else if (state.view === 'portfolio') {
         outcome = renderPortfolio(data.overview, data.alerts, sortBy, siteHref);
+        mountShortlist(data.overview);  // loads on its own (shortlist.js)
         site = '';
         date = state.dateIsDefault ? '' : state.date;
     } else {
@@ -259,6 +264,7 @@ function bind() {
         state.site = ev.target.value;
         ev.target.title = siteLabel(state.site);
         state.selectedZone = null;
+        state.rangeZone = null;
         navigate();
     });
     $('date').addEventListener('change', (ev) => {

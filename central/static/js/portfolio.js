@@ -2,7 +2,7 @@
 // with each site's alerts of that day (GET /api/v1/alerts, counted by the alert's local date).
 
 import {$, el, setText, setAttr, keyed, labelCells} from './dom.js';
-import {num, fmt, pad2, hourRange, dateTimeIn} from './format.js';
+import {num, fmt, pad2, hourRange, dateTimeIn, shiftDate} from './format.js';
 import {state, zoneName} from './state.js';
 import {portfolioCells} from './typical.js';
 
@@ -102,6 +102,8 @@ function renderPortfolio(doc, alerts, onSort, siteHref) {
         th.scope = 'row';
         th.appendChild(el('a', 'site-link'));
         th.appendChild(el('span', 'muted site-code'));
+        th.appendChild(document.createTextNode(' '));
+        th.appendChild(el('a', 'zones-link', 'Zones'));
         for (let i = 1; i < COLUMNS.length; i++) tr.appendChild(el('td', COLUMNS[i][2] ? 'num' : null));
         const bar = el('span', 'u-bar');
         bar.setAttribute('aria-hidden', 'true');
@@ -116,7 +118,12 @@ function renderPortfolio(doc, alerts, onSort, siteHref) {
         const a = tr.firstChild.firstChild;
         setText(a, r.display_name || r.site_name);
         setAttr(a, 'href', siteHref(r.site_name));
-        setText(tr.firstChild.lastChild, r.display_name && r.display_name !== r.site_name ? r.site_name : '');
+        setText(tr.firstChild.querySelector('.site-code'), r.display_name && r.display_name !== r.site_name ? r.site_name : '');
+        // The site's zones table: the range view of the 7 days ending on the site's day.
+        const zones = tr.firstChild.querySelector('.zones-link');
+        setAttr(zones, 'href', r.date ? window.location.pathname + '?view=range&site=' + encodeURIComponent(r.site_name) +
+            '&from=' + shiftDate(r.date, -6) + '&to=' + r.date + '#range-zones-panel' : null);
+        setAttr(zones, 'aria-label', 'Zones of ' + (r.display_name || r.site_name));
         const u = r.utilisation === null || r.utilisation === undefined ? null : num(r.utilisation);
         setText(cell(tr, 1).querySelector('.u-text'), percent(u));
         const fill = cell(tr, 1).querySelector('.u-bar span');

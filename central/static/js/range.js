@@ -3,10 +3,17 @@
 
 import {$, el, setText, setAttr, show, keyed, labelCells} from './dom.js';
 import {num, fmt, hourRange, longDate, shortDate} from './format.js';
-import {state, siteInfo, siteThresholds} from './state.js';
+import {state, siteInfo, siteThresholds, zoneName} from './state.js';
 import {hourColumns, scrollToHour} from './day.js';
 import {mountZones} from './zones.js';
+import {renderDayChart} from './daychart.js';
 
+const NO_DATA = {
+    none: 'No data for this site in any source',
+    before: 'Before the site\u2019s first data',
+    after: 'After the site\u2019s last data',
+    offline: 'No device contact and no events this day'
+};
 const WEEKDAYS = ['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday', 'Sunday'];
 
 function critTotal(crit) {
@@ -15,6 +22,21 @@ function critTotal(crit) {
 function percent(share) {
     return share === null || share === undefined ? '\u2013' : Math.round(num(share) * 100) + ' %';
 }
+// Why a day has no numbers to show ('' where it has): before the site's first data or after
+// its last (the history's data_range), or devices up for none of its slots and no events
+// (coverage 0). A day with events shows them whatever its coverage (raw ingest counts too);
+// a site without devices (coverage null) has only data_range to go by.
+function noData(s, range) {
+    const day = String(s.start).slice(0, 10);
+    if (range === null) return 'none';
+    if (range && day < range.first_day) return 'before';
+    if (range && day > range.last_day) return 'after';
+    if (num(s.events) === 0 && s.coverage === 0) return 'offline';
+    return '';
+}
+function periodHasData(series, range) {
+    return series.some((s) => !noData(s, range));
+}
 function signed(n) {
     return (n > 0 ? '+' : n < 0 ? '\u2212' : '\u00b1') + fmt(Math.abs(n));
 }
@@ -22,11 +44,17 @@ function signed(n) {
 function renderTotals(doc) {
     const t = doc.totals || {};
     const d = doc.totals_diff || null;
+    const range = doc.data_range;
+    const has = periodHasData(Array.isArray(doc.series) ? doc.series : [], range);
+    // Against a previous period without data a difference says nothing: "no data before".
+    const before = doc.previous && !periodHasData(doc.previous.series || [], range) ? 'none' : null;
+    const diff = (v) => (d ? (before || v) : null);
+    const value = (text) => (has ? text : 'no data');
     const items = [
-        ['peak', 'Peak (people)', fmt(t.peak), d ? d.peak : null],
-        ['events', 'Events', fmt(t.events), d ? d.events : null],
-        ['critical', 'Critical events', fmt(critTotal(t.critical_events)), d ? critTotal(d.critical_events) : null],
-        ['utilisation', 'Utilisation', percent(t.utilisation), null],
+        ['peak', 'Peak (people)', value(fmt(t.peak)), diff(d && d.peak)],
+        ['events', 'Events', value(fmt(t.events)), diff(d && d.events)],
+        ['critical', 'Critical events', value(fmt(critTotal(t.critical_events))), diff(d && critTotal(d.critical_events))],
+        ['utilisation', 'Utilisation', value(percent(t.utilisation)), null],
         ['coverage', 'Coverage', percent(t.coverage), null]
     ];
     const dl = $('range-totals');
@@ -44,8 +72,8 @@ function renderTotals(doc) {
         setText(div.firstChild, it[1]);
         setText(div.querySelector('.value'), it[2]);
         const diff = div.querySelector('.diff');
-        setText(diff, it[3] === null ? '' : signed(it[3]) + ' vs previous');
-        diff.className = 'diff' + (it[3] > 0 ? ' up' : it[3] < 0 ? ' down' : '');
+        setText(diff, it[3] === null ? '' : it[3] === 'none' ? 'no data before' : signed(it[3]) + ' vs previous');
+        diff.className = 'diff' + (it[3] === 'none' ? '' : it[3] > 0 ? ' up' : it[3] < 0 ? ' down' : '');
     });
 }
 
@@ -57,6 +85,8 @@ function renderDays(doc) {
     // A fixed scale per site: the high threshold, or the range's own peak if above it.
     const scale = Math.max(th.high, ...series.map((s) => num(s.peak)), ...(prev || []).map((s) => num(s.peak)));
     $('range-days').classList.toggle('compare', Boolean(prev));
+    renderDayChart(series, prev, series.map((s) => Boolean(noData(s, doc.data_range))),
+        (prev || []).map((s) => Boolean(noData(s, doc.data_range))));
     document.querySelectorAll('#range-days .prev-col').forEach((n) => show(n, Boolean(prev)));
     const trs = keyed($('range-body'), series.map((s) => String(s.start)), () => {
         const tr = el('tr');
@@ -71,25 +101,32 @@ function renderDays(doc) {
     trs.forEach((tr, i) => {
         const s = series[i];
         const day = String(s.start).slice(0, 10);
+        const missing = noData(s, doc.data_range);
         tr.dataset.day = day;
+        tr.dataset.noData = missing;
+        tr.classList.toggle('no-data', Boolean(missing));
         tr.dataset.peak = String(num(s.peak));
         tr.dataset.events = String(num(s.events));
         setText(tr.firstChild, shortDate(day));
         setAttr(tr.firstChild, 'title', longDate(day));
         tr.children[1].firstChild.style.width = Math.round(num(s.peak) / (scale || 1) * 4) + 'rem';
-        setText(tr.children[1].lastChild, fmt(s.peak));
-        setText(tr.children[2], fmt(s.events));
-        setText(tr.children[3], fmt(critTotal(s.critical_events)));
-        setText(tr.children[4], percent(s.utilisation));
-        setText(tr.children[5], s.coverage === null || s.coverage === undefined ? 'n/a' : percent(s.coverage));
+        setText(tr.children[1].lastChild, missing ? 'no data' : fmt(s.peak));
+        setAttr(tr.children[1], 'title', NO_DATA[missing] || null);
+        setText(tr.children[2], missing ? '\u2013' : fmt(s.events));
+        setText(tr.children[3], missing ? '\u2013' : fmt(critTotal(s.critical_events)));
+        setText(tr.children[4], missing ? '\u2013' : percent(s.utilisation));
+        setText(tr.children[5], missing && !num(s.coverage) ? '\u2013'
+            : s.coverage === null || s.coverage === undefined ? 'n/a' : percent(s.coverage));
         const p = prev && prev[i] ? prev[i] : null;
         const d = diff && diff[i] ? diff[i] : null;
         show(tr.children[6], Boolean(prev));
         show(tr.children[7], Boolean(prev));
-        setText(tr.children[6], p ? fmt(p.peak) : '\u2013');
+        const pMissing = p ? noData(p, doc.data_range) : '';
+        const change = d && !missing && !pMissing;
+        setText(tr.children[6], p ? (pMissing ? 'no data' : fmt(p.peak)) : '\u2013');
         setAttr(tr.children[6], 'title', p ? longDate(String(p.start).slice(0, 10)) : null);
-        setText(tr.children[7], d ? signed(num(d.peak)) : '\u2013');
-        tr.children[7].className = 'num' + (d && d.peak > 0 ? ' up' : d && d.peak < 0 ? ' down' : '');
+        setText(tr.children[7], change ? signed(num(d.peak)) : '\u2013');
+        tr.children[7].className = 'num' + (change && d.peak > 0 ? ' up' : change && d.peak < 0 ? ' down' : '');
         tr.dataset.previousPeak = p ? String(num(p.peak)) : '';
     });
     labelCells($('range-days'));
@@ -126,14 +163,26 @@ function renderProfile(profile) {
             setAttr(td, 'aria-label', text);
         }
     });
-    setText($('profile-note'), profile ? 'The ' + profile.weeks + ' weeks from ' + longDate(profile.from) + ' to ' +
+    const withData = profile && Number.isFinite(profile.weeks_with_data) ? profile.weeks_with_data : null;
+    // How many of the weeks had data: "2 of 8 weeks" where the site's data began lately.
+    const weeks = !profile ? '' : withData === null ? 'The ' + profile.weeks + ' weeks'
+        : withData + ' of ' + profile.weeks + ' weeks with data';
+    setText($('profile-note'), profile ? (state.rangeZone ? 'Whole site. ' : '') + weeks + ' from ' + longDate(profile.from) + ' to ' +
         longDate(profile.to) + '. Colours: the mean against the site\u2019s thresholds (medium from ' + th.medium +
         ', high from ' + th.high + ').' : '');
 }
 
 function renderRange(doc, profile) {
     const info = siteInfo(state.site);
-    setText($('range-title'), doc.display_name || (info && info.display_name) || state.site);
+    const siteName = doc.display_name || (info && info.display_name) || state.site;
+    // One zone's range (?zone=, linked from the Zones table): its days and totals; the
+    // typical week and the Zones table stay the site's.
+    setText($('range-title'), doc.zone ? siteName + ' \u00b7 ' + zoneName(state.site, doc.zone, null) : siteName);
+    $('range').dataset.zone = doc.zone || '';
+    const whole = $('range-whole-site');
+    show(whole, Boolean(doc.zone));
+    setAttr(whole, 'href', doc.zone ? window.location.pathname + '?view=range&site=' + encodeURIComponent(state.site) +
+        '&from=' + doc.from + '&to=' + doc.to + (doc.previous ? '&compare=previous' : '') : null);
     setText($('range-span'), longDate(doc.from) + ' \u2013 ' + longDate(doc.to) +
         (doc.previous ? ' (compared with ' + longDate(doc.previous.from) + ' \u2013 ' + longDate(doc.previous.to) + ')' : ''));
     renderTotals(doc);

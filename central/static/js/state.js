@@ -18,6 +18,7 @@ const state = {
     from: null,           // range view, inclusive local dates (?from=&to=)
     to: null,
     compare: false,       // range view: compare with the previous period (?compare=previous)
+    rangeZone: null,      // range view: one zone's history (?zone=, from the Zones table), else the site's
     // portfolio (?sort=): events, which every site has (utilisation needs capacities)
     sort: {key: 'events', descending: true},
     seq: 0,

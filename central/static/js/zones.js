@@ -31,6 +31,12 @@ function share(z, value, always) {
     return Math.round(num(value) * 100) + ' %';
 }
 
+// The range view of one zone (main.js reads ?zone= in the range view).
+function zoneRangeHref(site, zone, from, to) {
+    return window.location.pathname + '?view=range&site=' + encodeURIComponent(site) + '&from=' + from + '&to=' + to +
+        '&zone=' + encodeURIComponent(zone);
+}
+
 function panel() {
     let section = $('range-zones-panel');
     if (section) return section;
@@ -126,6 +132,7 @@ function render() {
     const rows = keyed($('range-zones-body'), zones.map((z) => z.zone), () => {
         const tr = el('tr');
         tr.appendChild(el('th')).scope = 'row';
+        tr.firstChild.appendChild(el('a', 'zone-link'));
         for (let i = 1; i < COLUMNS.length; i++) tr.appendChild(el('td', 'num'));
         return tr;
     });
@@ -135,7 +142,9 @@ function render() {
         ['peak_utilisation', 'p95_utilisation', 'mean_utilisation', 'occupied_share'].forEach((k) => {
             tr.dataset[k.replace(/_(\w)/g, (m, c) => c.toUpperCase())] = z[k] === null ? '' : String(z[k]);
         });
-        setText(tr.firstChild, z.display_name);
+        // The zone's name links to the range for that zone (history with zone=).
+        setText(tr.firstChild.firstChild, z.display_name);
+        setAttr(tr.firstChild.firstChild, 'href', zoneRangeHref(view.site, z.zone, view.from, view.to));
         setAttr(tr.firstChild, 'title', z.display_name === z.zone ? null : z.zone);
         COLUMNS.slice(1).forEach((c, j) => setText(tr.children[j + 1], c[3](z)));
     });
@@ -180,4 +189,4 @@ function mountZones(site, from, to) {
     if (site && from && to) load(site, from, to);
 }
 
-export {mountZones};
+export {mountZones, zoneRangeHref};

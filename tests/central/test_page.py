@@ -314,16 +314,19 @@ def assert_page_matches(page, data: dict) -> None:
             assert tile.get_attribute("data-intensity") == "none", zone
             assert "no events" in tile.inner_text()
             continue
+        level = z["intensity"]
         if "now" in data:
-            # Today the big number is now (test_page_typical.py), the day's peak beside it.
+            # Today the big number is now (test_page_typical.py), the day's peak beside it,
+            # and the colour now's.
             assert digits(tile.query_selector(".z-day").text_content()) == z["peak"], zone
             if page.get_attribute("#main", "data-as-of") == data["now"]["as_of"][11:16]:
                 assert digits(tile.query_selector(".z-peak").text_content()) == data["now"]["zones"][zone]["peak"], zone
+                level = data["now"]["zones"][zone]["intensity"]
         else:
             assert digits(tile.query_selector(".z-peak").text_content()) == z["peak"], zone
         assert digits(tile.query_selector(".z-events").text_content()) == z["events"], zone
-        assert tile.get_attribute("data-intensity") == z["intensity"], zone
-        assert z["intensity"] in tile.inner_text().lower()
+        assert tile.get_attribute("data-intensity") == level, zone
+        assert level in tile.inner_text().lower()
     by_hour = {h["hour"]: h for h in data["hourly"]}
     cells = page.query_selector_all("#strip li")
     assert len(cells) == 24

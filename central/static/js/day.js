@@ -264,7 +264,8 @@ function renderPlan(site, names, zones, meta, now) {
         // red at 0 people after a busy morning.
         const n = nowZones[zone] && Number.isInteger(nowZones[zone].peak) ? nowZones[zone] : null;
         // The colour is the API's intensity, whatever the thresholds (own, capacity, site).
-        const lvl = n && n.intensity ? level(n.intensity) : z ? level(z.intensity) : 'none';
+        // A zone without events today stays uncoloured, whatever now says (0 people).
+        const lvl = z ? level(n && n.intensity ? n.intensity : z.intensity) : 'none';
         const capacity = zoneCapacity(site, zone);
         const share = z && capacity && Number.isFinite(Number(z.utilisation)) && z.utilisation !== null ? Number(z.utilisation) : null;
         const th = zoneThresholds(site, zone);

@@ -155,6 +155,13 @@ class DayKeeper:
             slots = self._pending.get(site, set()) | self._inflight.get(site, set())
         return {datetime.fromtimestamp(s, tz).date() for s in slots}
 
+    def pending_any(self) -> bool:
+        """Whether any submitted write is not kept yet."""
+        if self._thread is None:
+            return False
+        with self._lock:
+            return bool(self._pending) or bool(self._inflight)
+
     def is_pending(self, site: str, day: date) -> bool:
         """Whether ``site``'s local ``day`` is among :meth:`pending_days`."""
         return day in self.pending_days(site)

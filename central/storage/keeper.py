@@ -29,11 +29,12 @@ an event from 2000 beside one from today costs two small recomputations, not 26 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 from shared.slots import SLOT_SECONDS
 
@@ -75,6 +76,14 @@ SELECT site_name, groupUniqArray(slot) FROM (
 )
 GROUP BY site_name
 """
+
+#: The tables whose row counts mark "unchanged since the clean stop": the edge states and pins
+#: (their writers are central's own) and the kept answers (emptied or restored, they change).
+#: camera_events is not among them: the customer's rows while central was down are followed
+#: through slot_dirty, whose notes last _DIRTY_SECONDS.
+_MARKED = ("slot_states", "slot_repairs", "slot_answers", "day_answers")
+_DIRTY_SECONDS = 2 * 86400
+_MARK = "clean_stop"
 
 _SPAN = """
 SELECT site_name, min(lo), max(hi) FROM (
@@ -240,6 +249,43 @@ class Keeper:
         self.verified_from = max((hi for _, hi in self._spans.values()), default=0) + SLOT_SECONDS
         if not self._spans:
             self.verified_from = None
+        elif self._unchanged_since_clean_stop():
+            logger.info("slot answers: as the last clean stop left them, and other writers' rows since are "
+                        "in slot_dirty: no check against the sources needed")
+            self.verified_from = None
+
+    def _counts(self) -> dict[str, int]:
+        return {t: int(self.store.query("SELECT count() FROM %s" % t)[0][0]) for t in _MARKED}
+
+    def _unchanged_since_clean_stop(self) -> bool:
+        """Whether the last stop was clean (its mark is there: a crash, an upgrade from a
+        version without marks, leaves none), less than slot_dirty's notes ago, and the marked
+        tables hold what they held then (a restore, an emptied table, another writer's edge
+        states change a count). The mark is used once."""
+        rows = self.store.query("SELECT value, toUnixTimestamp64Milli(at) FROM keeper_marks FINAL WHERE name = {n:String}",
+                                parameters={"n": _MARK})
+        self._forget_mark()
+        if not rows or not rows[0][0]:
+            return False
+        try:
+            counts = json.loads(rows[0][0])
+        except ValueError:
+            return False
+        fresh = time.time() - int(rows[0][1]) / 1000 < _DIRTY_SECONDS - 3600
+        return fresh and counts == self._counts()
+
+    def _forget_mark(self) -> None:
+        self.store.insert("keeper_marks", [[_MARK, "", datetime.now(timezone.utc)]], ["name", "value", "at"])
+
+    def _mark_clean_stop(self) -> None:
+        """At a clean stop with the answers caught up: what the marked tables hold now."""
+        if self.days is None or self.verified_from is not None or self._recut:
+            return
+        try:
+            self.store.insert("keeper_marks", [[_MARK, json.dumps(self._counts()), datetime.now(timezone.utc)]],
+                              ["name", "value", "at"])
+        except StorageError as exc:
+            logger.warning("keeper: the clean stop was not marked (the next start checks every slot): %s", exc)
 
     def start_catch_up(self, built_from: int = 0) -> None:
         self._catch_up = threading.Thread(target=self.catch_up, args=(built_from,), name="keeper-catch-up",
@@ -302,11 +348,17 @@ class Keeper:
                     time.monotonic() - started, fixed)
 
     def stop(self) -> None:
+        """Stop the catch-up and the live feed's day keeper (keeping what was submitted), then
+        mark a clean stop where everything was kept."""
         self._stopping.set()
+        kept = True
         if self.days is not None and self.days._thread is not None:
             self.days.stop()
+            kept = not self.days._thread.is_alive() and not self.days.pending_any()
         if self._catch_up is not None:
             self._catch_up.join(10.0)
+        if kept:
+            self._mark_clean_stop()
 
 
 class Follower:

@@ -358,6 +358,17 @@ TABLES: dict[str, TableDef] = {
             shard_key="cityHash64(id)",
             ttl="toDateTime(claimed_at) + INTERVAL 7 DAY",
         ),
+        TableDef(
+            # The keeper's marks (central.storage.keeper): what the sources and the kept
+            # answers held at a clean stop, so that a start finding them unchanged needs no
+            # check of every slot against its sources.
+            "keeper_marks",
+            (("name", "String"), ("value", "String"), ("at", "DateTime64(3, 'UTC')")),
+            "ReplacingMergeTree",
+            "at",
+            "(name)",
+            shard_key="cityHash64(name)",
+        ),
     )
 }
 
@@ -379,6 +390,7 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...], bool], ...] = (
     (2, "camera_events where absent (the customer's raw table)", ("camera_events",), False),
     (3, "device contact per slot (coverage)", ("device_slots",), False),
     (4, "alerts and their delivery claims", ("alerts", "alert_claims"), False),
+    (5, "the keeper's marks of a clean stop", ("keeper_marks",), False),
     (ROLLUP_VERSION, "raw rollup: raw_slots, kept by raw_slots_mv on camera_events, backfilled from the parts "
      "before the view (central.storage.rollup)", ("raw_slots",), True),
     (ANSWERS_VERSION, "kept slot answers: slot_answers, and slot_dirty fed by slot_dirty_mv (camera_events) and "

@@ -21,11 +21,11 @@ def _tables(store):
 
 
 def test_migrate_creates_every_table_and_is_idempotent(store):
-    assert schema.migrate(store) == [1, 2, 3, 4]
+    assert schema.migrate(store) == [1, 2, 3, 4, 5]
     assert {"camera_events", "slot_states", "slot_repairs", "dead_letters", "device_status",
-            "device_slots", "ingest_batches", "alerts", "alert_claims", "heatmap_schema"} <= _tables(store)
+            "device_slots", "ingest_batches", "alerts", "alert_claims", "keeper_marks", "heatmap_schema"} <= _tables(store)
     assert schema.migrate(store) == []
-    assert schema.applied_versions(store) == {1, 2, 3, 4}
+    assert schema.applied_versions(store) == {1, 2, 3, 4, 5}
     raw = schema.detect_raw_time(store)
     assert raw.kind == "datetime"
 

@@ -292,3 +292,33 @@ def test_runs_split_far_apart_slots():
 
 
 
+
+
+async def test_a_clean_restart_needs_no_check_and_a_changed_store_does(make_client, tmp_path, gate):
+    """A clean stop marks what the sources and the kept answers hold; a start finding them
+    unchanged reads kept at once (catching_up 0, no check of every slot), one finding them
+    changed (another writer's edge states, an emptied table) checks them first."""
+    sites_file = tmp_path / "sites.toml"
+    sites_file.write_text(SITES_TOML % "Asia/Kathmandu")
+    gate.set()
+    client = await make_client(sites_file=str(sites_file))
+    world = World("LONDON", 3)
+    lo, hi = local_bounds(ZoneInfo("Europe/London"), FIRST, LAST)
+    services(client).slots.write_states(edge_rows(world, 1, 20, lo, hi))
+    url = services(client).config.clickhouse_url
+    await eventually_async(lambda: client.server.app[KEEPER].value.catching_up == 0, timeout=60,
+                           message="never caught up")
+    await client.close()  # a clean stop: marked
+    gate.clear()
+    client = await make_client(sites_file=str(sites_file))
+    keeper = client.server.app[KEEPER].value
+    assert keeper.verified_from is None and (await (await client.get("/readyz")).json())["catching_up"] == 0
+    await client.close()
+    store = Store(url)
+    store.insert("slot_states", edge_rows(world, 2, 5, lo, hi), STATE_COLUMNS)  # another writer
+    store.close()
+    client = await make_client(sites_file=str(sites_file))
+    assert (await (await client.get("/readyz")).json())["catching_up"] > 0
+    await check_views(client, {"LONDON": world}, {"LONDON": "Europe/London", "KATHMANDU": "Asia/Kathmandu"},
+                      "a changed store, before its check")
+    gate.set()

@@ -117,6 +117,8 @@ class Keeper:
         self._catch_up: threading.Thread | None = None
         self._stopping = threading.Event()
         self.follower: Follower | None = None
+        #: Where the follower starts (Unix ms of slot_dirty's notes): 0, all it still holds.
+        self.follower_since = 0
 
     # -- the fan-out ----------------------------------------------------------------------
 
@@ -245,6 +247,12 @@ class Keeper:
         if self.days is None:
             return
         self._recut = self.days.recut_spans()
+        # Where the follower of other writers stopped at the last clean stop: what it had
+        # followed then was kept and told then (a crash leaves no mark: it starts over).
+        rows = self.store.query("SELECT value FROM keeper_marks FINAL WHERE name = 'follower'")
+        if rows and rows[0][0].isdigit():
+            self.follower_since = max(0, int(rows[0][0]) - _OVERLAP_MS)
+        self.store.insert("keeper_marks", [["follower", "", datetime.now(timezone.utc)]], ["name", "value", "at"])
         self._spans = {str(site): (unix(lo), unix(hi)) for site, lo, hi in self.store.query(_SPAN)}
         self.verified_from = max((hi for _, hi in self._spans.values()), default=0) + SLOT_SECONDS
         if not self._spans:
@@ -282,8 +290,10 @@ class Keeper:
         if self.days is None or self.verified_from is not None or self._recut:
             return
         try:
-            self.store.insert("keeper_marks", [[_MARK, json.dumps(self._counts()), datetime.now(timezone.utc)]],
-                              ["name", "value", "at"])
+            marks = [[_MARK, json.dumps(self._counts()), datetime.now(timezone.utc)]]
+            if self.follower is not None and self.follower.seen_ms > 0:
+                marks.append(["follower", str(self.follower.seen_ms), datetime.now(timezone.utc)])
+            self.store.insert("keeper_marks", marks, ["name", "value", "at"])
         except StorageError as exc:
             logger.warning("keeper: the clean stop was not marked (the next start checks every slot): %s", exc)
 
@@ -368,8 +378,10 @@ class Follower:
         self.keeper = keeper
         self.store: Store = keeper.store  # type: ignore[assignment]
         self.interval = interval
-        self._since_ms = 0  # everything still in slot_dirty, at the first pass
+        # At the first pass: from where the last clean stop left off, else all of slot_dirty.
+        self._since_ms = keeper.follower_since
         self._seen_ms = -1
+        keeper.follower = self
         self.refreshed = 0
         self.task: asyncio.Task | None = None
 
@@ -384,6 +396,11 @@ class Follower:
             except Exception:
                 logger.exception("slot answers: following other writers failed")
             await asyncio.sleep(self.interval)
+
+    @property
+    def seen_ms(self) -> int:
+        """The newest note followed (Unix ms), -1 before the first."""
+        return self._seen_ms
 
     async def once(self) -> int:
         """One pass: keep the slots noted since the last pass that this process has not told

@@ -66,53 +66,24 @@ def _progress_of(what: str):
     return progress
 
 
-_progress = _progress_of("raw rollup backfill")
-
-
-def _ddl(cluster: str | None) -> str:
-    """Every migration of the one list, tables and views, as ``migrate`` would run them.
-    The views on camera_events depend on its event_timestamp type (read at start): they are
-    shown for a DateTime column."""
-    from .storage import answers, days, rollup, schema
-
-    raw = schema.RawTime("DateTime", "datetime")
-    source = "camera_events_local" if cluster else "camera_events"
-    views = {
-        schema.ROLLUP_VERSION: ["CREATE MATERIALIZED VIEW %s%s TO %s AS %s" % (
-            rollup.VIEW, " ON CLUSTER %s" % cluster if cluster else "",
-            "raw_slots_local" if cluster else "raw_slots", rollup.view_select(raw, source))],
-        schema.ANSWERS_VERSION: [answers.dirty_view_ddl(raw, source, cluster), answers.repairs_view_ddl(cluster)],
-        schema.DAYS_VERSION: [days.by_day_view_ddl(cluster)],
-    }
-    out = []
-    for version, description, tables, derived in schema.MIGRATIONS:
-        out.append("-- migration %d: %s%s\n" % (version, description,
-                                                 " (derived: built from the sources, then recorded)" if derived else ""))
-        for name in tables:
-            for stmt in schema.table_ddl(schema.TABLES[name], cluster):
-                out.append(stmt + ";\n\n")
-        for stmt in views.get(version, []):
-            out.append(stmt + ";\n\n")
-    return "".join(out)
-
-
 def _migrate(config: Config, print_ddl: bool) -> int:
     from .sites import Sites
-    from .storage import answers, rollup, schema
+    from .storage import schema
+    from .storage.derived import ddl, open_derived
     from .storage.store import open_store
 
     if print_ddl:
-        print(_ddl(config.clickhouse_cluster), end="")
+        print(ddl(config.clickhouse_cluster), end="")
         return EXIT_OK
     store = open_store(config)
     try:
         applied = schema.migrate(store, config.clickhouse_cluster)
         raw = schema.detect_raw_time(store, config.event_timestamp_expr)
-        built = rollup.ensure(store, raw, config.clickhouse_cluster, build_it=True, progress=_progress)
-        kept = answers.ensure(store, raw, built, config.clickhouse_cluster, build_it=True,
-                              sites=Sites.load(config.sites_file), progress=_progress_of("kept answers build"))
+        derived = open_derived(store, raw, config.clickhouse_cluster, Sites.load(config.sites_file),
+                               build_it=True, progress=_progress_of)
     finally:
         store.close()
+    built, kept = derived.rollup, derived.answers
     print("schema up to date (applied now: %s); camera_events.event_timestamp: %s (%s)"
           % (", ".join(map(str, applied)) or "none", raw.column_type, raw.kind))
     print("raw rollup: %s" % (built.reason if built.available else "unavailable (%s)" % built.reason))

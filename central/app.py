@@ -63,10 +63,10 @@ from .state import (
     Ready,
     SchemaFacts,
 )
-from .storage import answers, rollup, schema
+from .storage import schema
+from .storage.derived import open_derived
 from .storage.keeper import Follower, Keeper
 from .storage.sitedays import SiteDays
-from .storage.slots import SlotStore
 from .storage.store import Store, open_store
 from .views import ROUTES as RANGE_ROUTES
 from .views import RangeServices, parse_date
@@ -82,9 +82,10 @@ OPENAPI_PATH = Path(__file__).parent / "openapi.json"
 
 
 def _init_schema(store: Store, config: Config, metrics: Metrics, sites: Sites) -> tuple[SchemaFacts, Keeper]:
-    """Migrate, inspect camera_events, use or build the raw rollup and the kept answers, and
-    make the keeper ready to tell reads which days it has not caught up yet (blocking; in a
-    thread). The catch-up itself runs in the background once reads are served."""
+    """Migrate, inspect camera_events, use or build the derived tables (the raw rollup, the
+    kept answers), and make the keeper ready to tell reads which days it has not caught up
+    yet (blocking; in a thread). The catch-up itself runs in the background once reads are
+    served."""
     schema.migrate(store, config.clickhouse_cluster)
     raw_time = schema.detect_raw_time(store, config.event_timestamp_expr)
     dedup, why = schema.detect_raw_dedup(store)
@@ -95,14 +96,12 @@ def _init_schema(store: Store, config: Config, metrics: Metrics, sites: Sites) -
             "doubt; to fix: ALTER TABLE camera_events MODIFY SETTING non_replicated_deduplication_window "
             "= 10000", why)
     metrics.raw_insert_dedup.set(1 if dedup else 0)
-    # One process owns an embedded engine; against a server, `migrate` builds the rollup.
-    built = rollup.ensure(store, raw_time, config.clickhouse_cluster, build_it=store.engine == "chdb")
-    kept = answers.ensure(store, raw_time, built, config.clickhouse_cluster, build_it=store.engine == "chdb",
-                          sites=sites)
-    keeper = Keeper(SlotStore(store, raw_time, rollup=built.available, answers=kept.available), sites)
+    # One process owns an embedded engine; against a server, `migrate` builds the derived tables.
+    derived = open_derived(store, raw_time, config.clickhouse_cluster, sites, build_it=store.engine == "chdb")
+    keeper = Keeper(derived.slot_store(), sites)
     keeper.prepare()
     store.connect_all()  # before the first requests
-    return SchemaFacts(raw_time, dedup, built, kept), keeper
+    return SchemaFacts(dedup, derived), keeper
 
 
 def _schema_ready(app: web.Application, facts: SchemaFacts, keeper: Keeper) -> None:
@@ -140,9 +139,9 @@ def _schema_ready(app: web.Application, facts: SchemaFacts, keeper: Keeper) -> N
         follower = Follower(keeper)
         follower.task = loop.create_task(follower.run())
         app[FOLLOWER].set(follower)
-        keeper.start_catch_up(built_from=answers.days_built_from(store))
+        keeper.start_catch_up(built_from=facts.derived.days_built_from())
     else:
-        app[FOLLOWER].unavailable(facts.answers.reason)
+        app[FOLLOWER].unavailable(facts.derived.answers.reason)
     app[ON_DATA].append(dashboard.on_data)
     app[DASHBOARD].set(dashboard)
     ranges = RangeServices.build(days, app[SITES], app[REGISTRY])
@@ -197,8 +196,8 @@ def _health(app: web.Application) -> dict:
         "engine": app[STORE].engine,
         "mqtt": "disabled" if consumer is None else ("connected" if consumer.connected else "disconnected"),
         "raw_insert_dedup": facts.raw_dedup if facts is not None else None,
-        "raw_rollup": facts.rollup.as_json() if facts is not None else None,
-        "slot_answers": facts.answers.as_json() if facts is not None else None,
+        "raw_rollup": facts.derived.rollup.as_json() if facts is not None else None,
+        "slot_answers": facts.derived.answers.as_json() if facts is not None else None,
         # Site-days whose kept answers the start-up catch-up has not checked yet: read from
         # the sources meanwhile (right, only slower); 0 once caught up.
         "catching_up": app[KEEPER].value.catching_up if app[KEEPER].value is not None else None,

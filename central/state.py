@@ -33,8 +33,7 @@ from .ingest import Ingestor
 from .metrics import Metrics
 from .registry import Registry
 from .sites import Sites
-from .storage.answers import AnswersStatus
-from .storage.rollup import RollupStatus
+from .storage.derived import Derived
 from .storage.schema import RawTime
 from .storage.store import Store
 
@@ -95,12 +94,15 @@ class Ready(Generic[T]):
 
 @dataclass(frozen=True)
 class SchemaFacts:
-    """What start-up learnt about the database."""
+    """What start-up learnt about the database: whether camera_events deduplicates inserts,
+    and its time column and derived tables."""
 
-    raw_time: RawTime
     raw_dedup: bool
-    rollup: RollupStatus
-    answers: AnswersStatus
+    derived: Derived
+
+    @property
+    def raw_time(self) -> RawTime:
+        return self.derived.raw_time
 
 
 class OnData:

@@ -32,9 +32,9 @@ from ..config import Config
 from ..config import add_arguments as add_config_arguments
 from ..exceptions import CentralError, StorageError
 from ..sites import Sites, local_day
-from ..storage import answers, rollup, schema
+from ..storage import schema
+from ..storage.derived import derived_status
 from ..storage.keeper import Keeper
-from ..storage.slots import SlotStore
 from ..storage.store import Storage, open_store
 from .query import Comparison, SiteWindow, compare, known_in_data, repair, seen_sites
 from .report import render_json, render_table
@@ -257,10 +257,9 @@ def reconcile(
     windows = plan_windows(sites, names, opts, now)
     # A slot is closed once its end plus the grace period has passed.
     closed_before = int(now - opts.grace) - SLOT_SECONDS
-    built = rollup.status(store)
-    slots = SlotStore(store, raw_time, rollup=built.available, answers=answers.status(store, built).available)
+    slots = derived_status(store, raw_time).slot_store()
     # Repairs go through the keeper (slot answers and site-days); a running serve hears of
-    # them through slot_dirty (slot_dirty_repairs_mv) and drops its cached answers.
+    # them through its follower of other writers and drops its cached answers.
     Keeper(slots, sites)
     comparison = compare(slots, windows, closed_before,
                          chunk_seconds=opts.chunk_days * 86400, progress=progress)

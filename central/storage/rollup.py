@@ -42,7 +42,7 @@ from .schema import ROLLUP_VERSION, TABLES, RawTime, source_table, table_ddl, ta
 from .slots import ROLLUP_TABLE
 from .store import Storage
 
-__all__ = ["RollupStatus", "VERSION", "VIEW", "ensure", "build", "status", "usable_source", "view_select"]
+__all__ = ["RollupStatus", "VERSION", "VIEW", "ensure", "build", "status", "usable_source", "view_ddl", "view_select"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,13 @@ def view_select(raw_time: RawTime, source: str, where: str = "") -> str:
     """The aggregation the view runs on each inserted block (and the backfill on old parts)."""
     return _SELECT % {"slot": raw_time.slot, "source": source, "where": where}
 
+
+def view_ddl(raw_time: RawTime, source: str, cluster: str | None) -> str:
+    """The view that aggregates every block inserted into camera_events (``source``: its
+    local table in cluster mode) into ``raw_slots``."""
+    on = " ON CLUSTER %s" % cluster if cluster else ""
+    target = ROLLUP_TABLE + "_local" if cluster else ROLLUP_TABLE
+    return "CREATE MATERIALIZED VIEW %s%s TO %s AS %s" % (VIEW, on, target, view_select(raw_time, source))
 
 
 def _built(store: Storage) -> bool:
@@ -147,8 +154,7 @@ def build(store: Storage, raw_time: RawTime, cluster: str | None,
     store.command("TRUNCATE TABLE IF EXISTS %s%s" % (target, on))
     store.command("SYSTEM STOP MERGES%s %s" % (on, source))
     try:
-        store.command("CREATE MATERIALIZED VIEW %s%s TO %s AS %s"
-                      % (VIEW, on, target, view_select(raw_time, source)))
+        store.command(view_ddl(raw_time, source, cluster))
         parts_sql = ("SELECT DISTINCT name FROM %s WHERE database = currentDatabase() "
                      "AND table = {t:String} AND active"
                      % ("clusterAllReplicas(%s, system.parts)" % cluster if cluster else "system.parts"))

@@ -31,6 +31,17 @@ def ts(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 
 
+async def people_now(client, a: int, b: int) -> float:
+    """``a`` people in CAP's zone A and ``b`` in B at this instant, through the raw ingest
+    API (answered once kept); the instant."""
+    now = time.time()
+    events = [{"site": "CAP", "camera": camera, "timestamp": now, "people_count": people}
+              for camera, people in (("A", a), ("B", b))]
+    resp = await client.post("/api/v1/events", json=events)
+    assert resp.status == 201, await resp.text()
+    return now
+
+
 def test_the_block_from_the_current_slots_peaks(sites):
     london = sites.get("LONDON")  # zones A (capacity 20) and B (capacity 10)
     slot = int(ts("2026-10-25T01:30:00+00:00"))  # 01:30 GMT, the repeated hour's second pass
@@ -63,11 +74,7 @@ async def test_a_past_day_has_no_now(client):
 
 @pytest.mark.clock
 async def test_today_has_the_current_slot(client):
-    now = time.time()
-    events = [{"site": "CAP", "camera": "A", "timestamp": now, "people_count": 4},
-              {"site": "CAP", "camera": "B", "timestamp": now, "people_count": 2}]
-    resp = await client.post("/api/v1/events", json=events)
-    assert resp.status == 201, await resp.text()
+    now = await people_now(client, 4, 2)
     doc = await get(client, "/api/v1/dashboard/CAP")
     slot = int(now) // 900 * 900
     later = int(time.time()) // 900 * 900
@@ -87,11 +94,7 @@ async def test_today_has_the_current_slot(client):
 
 @pytest.mark.clock
 async def test_the_overview_has_each_sites_current_peak_today_only(client):
-    now = time.time()
-    events = [{"site": "CAP", "camera": "A", "timestamp": now, "people_count": 6},
-              {"site": "CAP", "camera": "B", "timestamp": now, "people_count": 9}]
-    resp = await client.post("/api/v1/events", json=events)
-    assert resp.status == 201, await resp.text()
+    now = await people_now(client, 6, 9)
     doc = await get(client, "/api/v1/overview")
     rows = {r["site_name"]: r for r in doc["sites"]}
     same_slot = int(time.time()) // 900 == int(now) // 900

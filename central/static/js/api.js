@@ -1,4 +1,5 @@
-// The API client: the bearer token (sessionStorage) and JSON requests with a timeout.
+// The API client: the bearer token (sessionStorage), JSON requests with a timeout, and the
+// load of a panel that fetches its own document (loadPanel).
 
 import {$, show} from './dom.js';
 
@@ -67,4 +68,34 @@ async function api(path, controller) {
     }
 }
 
-export {base, getToken, setToken, token, ApiError, api};
+// ---- a panel's own document ------------------------------------------------------------
+// For a panel that loads on its own (the shortlist, the range's zones): one request at a
+// time (a newer one aborts the one in flight, whose answer is then dropped), the document
+// kept in view.doc under its path in view.key (asked again: drawn, not fetched), and the
+// panel's data-state "loading" | "ready" | "error". render() draws view.doc (null after a
+// failure); failed(message) then says why it could not be loaded.
+async function loadPanel(view, section, path, render, failed) {
+    if (view.key === path && view.doc) { render(); return; }
+    if (view.controller) view.controller.abort();
+    const controller = view.controller = new AbortController();
+    section.dataset.state = 'loading';
+    try {
+        const doc = await api(path, controller);
+        if (controller !== view.controller) return;
+        view.doc = doc;
+        view.key = path;
+        render();
+        section.dataset.state = 'ready';
+    } catch (e) {
+        if (controller !== view.controller || (e && e.name === 'AbortError')) return;
+        view.doc = null;
+        view.key = null;
+        render();
+        failed(e && e.message ? e.message : 'could not be loaded.');
+        section.dataset.state = 'error';
+    } finally {
+        if (controller === view.controller) view.controller = null;
+    }
+}
+
+export {base, getToken, setToken, token, ApiError, api, loadPanel};

@@ -6,7 +6,7 @@
 
 import {$, el, setText, setAttr, show, keyed, labelCells} from './dom.js';
 import {num, fmt, shiftDate} from './format.js';
-import {api} from './api.js';
+import {loadPanel} from './api.js';
 import {zoneRangeHref} from './zones.js';
 
 const SHOWN = 50;  // the shortlist: the busiest zones, not all of a large portfolio's
@@ -91,32 +91,12 @@ function render() {
         'A zone\u2019s name opens its range.' : '');
 }
 
-async function load(from, to) {
+function load(from, to) {
     const section = panel();
     view.from = from;
     view.to = to;
-    const path = '/zones?from=' + from + '&to=' + to;
-    if (view.key === path && view.doc) { render(); return; }
-    if (view.controller) view.controller.abort();
-    const controller = view.controller = new AbortController();
-    section.dataset.state = 'loading';
-    try {
-        const doc = await api(path, controller);
-        if (controller !== view.controller) return;
-        view.doc = doc;
-        view.key = path;
-        render();
-        section.dataset.state = 'ready';
-    } catch (e) {
-        if (controller !== view.controller || (e && e.name === 'AbortError')) return;
-        view.doc = null;
-        view.key = null;
-        render();
-        setText($('shortlist-span'), 'Zones across sites: ' + (e && e.message ? e.message : 'could not be loaded.'));
-        section.dataset.state = 'error';
-    } finally {
-        if (controller === view.controller) view.controller = null;
-    }
+    return loadPanel(view, section, '/zones?from=' + from + '&to=' + to, render,
+        (message) => setText($('shortlist-span'), 'Zones across sites: ' + message));
 }
 
 // Called by main.js after each render of All sites, with the overview shown: the 7 days

@@ -7,7 +7,7 @@
 
 import {$, el, setText, setAttr, show, keyed} from './dom.js';
 import {num, fmt} from './format.js';
-import {api} from './api.js';
+import {loadPanel} from './api.js';
 
 const WORKING = '&hours=09:00-18:00&weekdays=mon,tue,wed,thu,fri';
 const COLUMNS = [
@@ -155,33 +155,13 @@ function render() {
     show(section, true);
 }
 
-async function load(site, from, to) {
+function load(site, from, to) {
     const section = panel();
     view.site = site;
     view.from = from;
     view.to = to;
     const path = '/zones/' + encodeURIComponent(site) + '?from=' + from + '&to=' + to + (view.working ? WORKING : '');
-    if (view.key === path && view.doc) { render(); return; }
-    if (view.controller) view.controller.abort();
-    const controller = view.controller = new AbortController();
-    section.dataset.state = 'loading';
-    try {
-        const doc = await api(path, controller);
-        if (controller !== view.controller) return;
-        view.doc = doc;
-        view.key = path;
-        render();
-        section.dataset.state = 'ready';
-    } catch (e) {
-        if (controller !== view.controller || (e && e.name === 'AbortError')) return;
-        view.doc = null;
-        view.key = null;
-        render();
-        setText($('range-zones-note'), 'Zones: ' + (e && e.message ? e.message : 'could not be loaded.'));
-        section.dataset.state = 'error';
-    } finally {
-        if (controller === view.controller) view.controller = null;
-    }
+    return loadPanel(view, section, path, render, (message) => setText($('range-zones-note'), 'Zones: ' + message));
 }
 
 // Called by range.js after each render of the range view.

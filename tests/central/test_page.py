@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
@@ -217,6 +218,19 @@ class Central:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+@contextmanager
+def own_central(tmp: Path, sites_toml: str = SITES_TOML, seed: list[dict] | None = None, key: str = "seed"):
+    """A central of a test's (or a module's) own, with both tokens and no MQTT, seeded with
+    ``seed`` through ``POST /api/v1/events`` (Idempotency-Key ``key``); its base URL."""
+    server = Central(tmp, sites_toml, HEATMAP_READ_TOKEN=READ_TOKEN, HEATMAP_INGEST_TOKEN=INGEST_TOKEN)
+    try:
+        if seed:
+            post_events(server.base, seed, key)
+        yield server.base
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -478,9 +492,8 @@ def within_local_day(day: str, zone: str, ts: float) -> float:
 def bare_central(tmp_path):
     """A central of this test's own with tokens and nothing seeded: the module's seed holds
     dates up to November 2026, which a fixed-instant run before them would refuse."""
-    server = Central(tmp_path, HEATMAP_READ_TOKEN=READ_TOKEN, HEATMAP_INGEST_TOKEN=INGEST_TOKEN)
-    yield server.base
-    server.stop()
+    with own_central(tmp_path) as base:
+        yield base
 
 
 @pytest.mark.clock

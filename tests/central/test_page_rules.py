@@ -19,14 +19,7 @@ from zoneinfo import ZoneInfo
 from central.app import OPENAPI_PATH
 from tests.central import test_page as day
 from tests.central._openapi import check, response_schema
-from tests.central.test_page import (
-    INGEST_TOKEN,
-    READ_TOKEN,
-    WAIT_MS,
-    Central,
-    api_json,
-    post_events,
-)
+from tests.central.test_page import WAIT_MS, api_json, own_central, post_events
 from tests.central.test_page_views import OVERFLOW_JS
 from tests.harness import eventually
 
@@ -118,13 +111,8 @@ def _events() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def central(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("page-rules")
-    server = Central(tmp, SITES_TOML, HEATMAP_READ_TOKEN=READ_TOKEN, HEATMAP_INGEST_TOKEN=INGEST_TOKEN)
-    try:
-        post_events(server.base, _events(), "page-rules-seed")
-        yield server.base
-    finally:
-        server.stop()
+    with own_central(tmp_path_factory.mktemp("page-rules"), SITES_TOML, _events(), "page-rules-seed") as base:
+        yield base
 
 
 def conforms(base: str, path: str, template: str) -> dict:

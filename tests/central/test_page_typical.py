@@ -14,14 +14,7 @@ import pytest
 from zoneinfo import ZoneInfo
 
 from tests.central import test_page as day
-from tests.central.test_page import (
-    INGEST_TOKEN,
-    READ_TOKEN,
-    WAIT_MS,
-    Central,
-    api_json,
-    post_events,
-)
+from tests.central.test_page import WAIT_MS, api_json, own_central, post_events
 from tests.central.test_page_a11y import AXE
 from tests.central.test_page_views import OVERFLOW_JS
 
@@ -36,9 +29,8 @@ DAY = datetime(2026, 1, 5, tzinfo=KOLKATA)  # a Monday; HEAD_OFFICE is Asia/Kolk
 
 @pytest.fixture
 def central(tmp_path):
-    server = Central(tmp_path, HEATMAP_READ_TOKEN=READ_TOKEN, HEATMAP_INGEST_TOKEN=INGEST_TOKEN)
-    yield server.base
-    server.stop()
+    with own_central(tmp_path) as base:
+        yield base
 
 
 def seed(base: str) -> None:

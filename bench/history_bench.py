@@ -9,7 +9,10 @@
   /tmp/heatmap-bench/history, ``--data-dir``) and is reused when present.
 * history: one site, 31 days at ``hour`` (target p50 <= 20 ms) and 366 days at ``day``
   (p50 <= 50 ms), sequential requests rotating over sites (history has no cache);
-* overview: 100 sites in one request, a different date each time (p50 <= 50 ms);
+* overview: 100 sites in one request, a different date each time, with each site's
+  ``vs_typical`` and ``now_peak`` (p50 <= 50 ms);
+* typical: one site-day's band from the 8 same weekdays before it, rotating over sites and
+  dates (computed afresh on every request; p50 <= 20 ms);
 * zones report (working hours, Mon-Fri): one site over 31 days (p50 <= 30 ms) and 366 days
   (p50 <= 100 ms), rotating over sites, and every site's 16 zones over 31 days in one request
   (p50 <= 300 ms), 31 days from a different month's first each time;
@@ -233,6 +236,7 @@ def main() -> int:
         zones_366 = ["/api/v1/zones/%s?from=2025-01-01&to=2026-01-01%s" % (s, work) for s in site]
         months = [date(2025, 1 + i % 12, 1) for i in range(max(3, n // 3))]
         zones_all = ["/api/v1/zones?from=%s&to=%s%s" % (m, m + timedelta(days=30), work) for m in months]
+        typical = ["/api/v1/typical/%s?date=2025-12-%02d" % (s, 1 + i % 28) for i, s in enumerate(site)]
         asyncio.run(timed(server.base, hour[:3] + day[:3] + overview[:3] + zones_31[:1] + zones_all[:1]))  # warm
         log("history, 31 days at hour")
         figures["history_hour_31d_p50_ms"] = p50_ms(asyncio.run(timed(server.base, hour)))
@@ -240,6 +244,8 @@ def main() -> int:
         figures["history_day_366d_p50_ms"] = p50_ms(asyncio.run(timed(server.base, day)))
         log("overview of %d sites", args.sites)
         figures["overview_p50_ms"] = p50_ms(asyncio.run(timed(server.base, overview)))
+        log("typical of one site-day (8 weeks, computed afresh)")
+        figures["typical_p50_ms"] = p50_ms(asyncio.run(timed(server.base, typical)))
         log("zones of one site, 31 days")
         figures["zones_site_31d_p50_ms"] = p50_ms(asyncio.run(timed(server.base, zones_31)))
         log("zones of one site, 366 days")
@@ -256,6 +262,7 @@ def main() -> int:
         "history_hour_p50_le_20ms": figures["history_hour_31d_p50_ms"] <= 20,
         "history_day_p50_le_50ms": figures["history_day_366d_p50_ms"] <= 50,
         "overview_p50_le_50ms": figures["overview_p50_ms"] <= 50,
+        "typical_p50_le_20ms": figures["typical_p50_ms"] <= 20,
         "export_ge_200k_rows_per_s": figures["export_rows_per_s"] >= 200_000,
         "zones_site_31d_p50_le_30ms": figures["zones_site_31d_p50_ms"] <= 30,
         "zones_site_366d_p50_le_100ms": figures["zones_site_366d_p50_ms"] <= 100,

@@ -29,6 +29,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -125,6 +126,20 @@ class _Recent:
             if fired and fired > last.get(zone, 0.0):
                 last[zone] = fired
         return cls(top, last)
+
+
+def unusual_threshold(rule: Rule, bands: Bands, cam: str, hour: int, unseen_empty: bool) -> int:
+    """The peak at which ``rule`` (unusual) fires for ``cam`` in local ``hour``: the highest
+    ``high`` of the hour and its neighbours on the day (a busy hour's edge spills into the
+    next: people still at their desks at 18:05 are not unusual), plus ``min_people`` or
+    ``tolerance`` standard deviations of a count at that level (sqrt(high)), whichever is
+    more. Where the high is 0 (usually nobody), ``min_people`` present fires."""
+    highs = [b.high for b in (bands.zone_band(cam, h, unseen_empty) for h in (hour - 1, hour, hour + 1))
+             if b is not None]
+    high = max(highs, default=0)
+    if high == 0:
+        return rule.min_people
+    return high + max(rule.min_people, math.ceil(rule.tolerance * math.sqrt(high) - 1e-9))
 
 
 class Evaluator:
@@ -259,7 +274,10 @@ class Evaluator:
         # A configured zone never seen in the weeks was empty in them (a server room nobody
         # entered); a camera neither configured nor seen is new: not judged until it has history.
         band = day_bands.zone_band(cam, start.hour, unseen_empty=cam in site.zones)
-        if band is None or peak < band.high + rule.min_people:
+        if band is None:
+            return []
+        threshold = unusual_threshold(rule, day_bands, cam, start.hour, cam in site.zones)
+        if peak < threshold:
             return []
         zone = site.zone(cam)
         usual = "nobody" if band.high == 0 else "%d-%d (median %d)" % (band.low, band.high, band.median)
@@ -267,7 +285,7 @@ class Evaluator:
             peak, "person" if peak == 1 else "people", zone.display_name, moment.strftime("%H:%M"), usual,
             WEEKDAYS[start.weekday()], start.hour, site.display_name, cam)
         return [make_alert(rule, site, now, alert_id(rule.name, site.name, cam, slot), message, cam=cam,
-                           slot=slot, value=peak, threshold=band.high + rule.min_people)]
+                           slot=slot, value=peak, threshold=threshold)]
 
     async def _settle(self, site_name: str, alerts: list[Alert], recent: _Recent, now: float) -> list[Alert]:
         """Drop ids already stored, apply cooldowns, then persist and hand over."""

@@ -34,11 +34,14 @@ DEFAULT_MAX_PER_MINUTE = 20
 #: The floor of a no_data rule's minutes: three of the agents' default publish intervals
 #: (60 s), so the gap between two publishes is never a silence.
 NO_DATA_MIN_MINUTES = 3
+#: An unusual rule's excess above the band's high, in standard deviations of a count at
+#: that level (sqrt(high), a Poisson count's): a peak's ordinary swing is not unusual.
+DEFAULT_TOLERANCE = 2.0
 _COMMON = {"name", "kind", "sites", "cameras", "local_hours", "cooldown_minutes", "webhook", "max_per_minute"}
 _KIND_KEYS = {
     "trigger": {"triggers"},
     "occupancy": {"threshold", "capacity_ratio"},
-    "unusual": {"weeks", "min_people"},
+    "unusual": {"weeks", "min_people", "tolerance"},
     "device_offline": {"minutes"},
     "no_data": {"minutes"},
 }
@@ -87,6 +90,7 @@ class Rule:
     minutes: float | None = None  # device_offline, no_data
     weeks: int = DEFAULT_WEEKS  # unusual: weeks of history behind the typical band
     min_people: int = 1  # unusual: people above the band's high (or present where usually nobody)
+    tolerance: float = DEFAULT_TOLERANCE  # unusual: excess in standard deviations of a count at high
 
     def watches(self, site: str, cam: str | None = None) -> bool:
         if self.sites is not None and site not in self.sites:
@@ -202,7 +206,9 @@ def _one(table, index: int, sites: Sites, seen: set, errors: list, policy: str) 
     elif kind == "unusual":
         weeks = _number(table, "weeks", where, errors, 1, MAX_WEEKS, whole=True)
         people = _number(table, "min_people", where, errors, 1, MAX_PEOPLE, whole=True)
-        rule.update(weeks=DEFAULT_WEEKS if weeks is None else int(weeks), min_people=1 if people is None else int(people))
+        tolerance = _number(table, "tolerance", where, errors, 0, 10)
+        rule.update(weeks=DEFAULT_WEEKS if weeks is None else int(weeks), min_people=1 if people is None else int(people),
+                    tolerance=DEFAULT_TOLERANCE if tolerance is None else float(tolerance))
     elif kind in ("device_offline", "no_data"):
         low = NO_DATA_MIN_MINUTES if kind == "no_data" else 0.01
         minutes = _number(table, "minutes", where, errors, low, 7 * 24 * 60)

@@ -81,12 +81,25 @@ async def test_fires_on_presence_where_there_is_usually_nobody(tmp_path, make_cl
 async def test_silent_on_a_usual_crowd_and_fires_on_twice_the_usual(tmp_path, make_client, receiver):
     client = await make_client(sites_file=rules_file(tmp_path, RULE % receiver.url))
     await history(client, pinned(0), 8)
-    # Peaks at 10:00 over the 8 weeks: 11 12 13 14 10 11 12 13; high (90th, nearest rank) 14.
+    # Peaks at 10:00 over the 8 weeks: 11 12 13 14 10 11 12 13; high (90th, nearest rank) 14;
+    # the tolerance (2 standard deviations of a count of 14: ceil(2 x 3.74) = 8) puts the
+    # threshold at 22: 21 is a swing, not unusual.
     assert await judge(client, "SHOP_FLOOR", pinned(10, 5), 14) == []
+    assert await judge(client, "SHOP_FLOOR", pinned(10, 35), 21) == []
+    # At 11:00 (usually nobody on the days behind), the 10:00 crowd lingering is not unusual.
+    assert await judge(client, "SHOP_FLOOR", pinned(11, 10), 12) == []
     fired = await judge(client, "SHOP_FLOOR", pinned(10, 20), 28)
     assert [(a.cam_name, a.value) for a in fired] == [("SHOP_FLOOR", 28)]
     body = json.loads((await received(receiver, lambda reqs: reqs))[0]["body"])
-    assert body["threshold"] == 15 and "usually 10-14 (median 12)" in body["message"]
+    assert body["threshold"] == 22 and "usually 10-14 (median 12)" in body["message"]
+
+
+async def test_tolerance_zero_fires_at_high_plus_min_people(tmp_path, make_client, receiver):
+    client = await make_client(sites_file=rules_file(tmp_path, RULE % receiver.url + "tolerance = 0\nmin_people = 2\n"))
+    await history(client, pinned(0), 8)
+    assert await judge(client, "SHOP_FLOOR", pinned(10, 5), 15) == []
+    fired = await judge(client, "SHOP_FLOOR", pinned(10, 20), 16)
+    assert [(a.cam_name, a.value, json.loads(a.body)["threshold"]) for a in fired] == [("SHOP_FLOOR", 16, 16)]
 
 
 async def test_silent_with_two_weeks_of_history_and_says_so_once(tmp_path, make_client, receiver, caplog):
@@ -105,16 +118,18 @@ async def test_silent_with_two_weeks_of_history_and_says_so_once(tmp_path, make_
 def test_the_rule_keys(tmp_path):
     path = tmp_path / "sites.toml"
     path.write_text('[sites.A]\ntimezone = "UTC"\n[[alerts]]\nname = "u"\nkind = "unusual"\n'
-                    '[[alerts]]\nname = "v"\nkind = "unusual"\nweeks = 4\nmin_people = 2\n')
+                    '[[alerts]]\nname = "v"\nkind = "unusual"\nweeks = 4\nmin_people = 2\ntolerance = 0.5\n')
     rules = parse_rules(Sites.load(path))
-    assert [(r.kind, r.weeks, r.min_people) for r in rules] == [("unusual", 8, 1), ("unusual", 4, 2)]
+    assert [(r.kind, r.weeks, r.min_people, r.tolerance) for r in rules] == [("unusual", 8, 1, 2.0),
+                                                                             ("unusual", 4, 2, 0.5)]
     path.write_text('[sites.A]\ntimezone = "UTC"\n[[alerts]]\nname = "u"\nkind = "unusual"\nweeks = 0\n'
-                    'min_people = 1.5\nthreshold = 3\n')
+                    'min_people = 1.5\nthreshold = 3\ntolerance = -1\n')
     with pytest.raises(SitesFileError) as info:
         parse_rules(Sites.load(path))
     text = str(info.value)
     assert "weeks must be a whole number in 1..52" in text and "min_people must be a whole number" in text
     assert "unknown key 'threshold' for kind unusual" in text
+    assert "tolerance must be" in text
 
 
 def test_history_days_are_the_same_weekday():

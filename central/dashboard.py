@@ -26,6 +26,7 @@ from datetime import date, datetime, timezone
 
 from .now import add_now, ttl_cap
 from .sites import Site, Sites, data_range, intensity, local_day
+from .storage import fold
 from .storage.sitedays import SiteDays
 from .storage.slots import as_counts, source_label
 
@@ -43,16 +44,10 @@ REFRESH_DELAY = 0.05
 #: is older than the last acknowledged write plus this (the bound is 1 s).
 LIVE_GRACE = 0.3
 
-# The slot rule's per-slot answer bucketed by the site's local hour, in ClickHouse: Python
-# folds at most cameras x 25 rows. Slots with no events count for nothing (as in the handoff).
-HOURS_SQL = """
-SELECT cam_name, toHour(toDateTime(slot, {tz:String})) AS hour,
-       max(peak), sum(events), sumMap(triggers),
-       countIf(source = 'edge'), countIf(source = 'raw'), countIf(source = 'repaired')
-FROM (%s)
-WHERE events > 0
-GROUP BY cam_name, hour
-"""
+# The slot rule's per-slot answer bucketed by the site's local hour, in ClickHouse: the day
+# fold's cells (central.storage.fold), which Python folds (at most cameras x 25 rows). The
+# site-days reader serves the same cells kept; this statement is what they are checked against.
+HOURS_SQL = fold.cells_sql("%s", ("cam_name", fold.LOCAL_HOUR + " AS hour"))
 
 
 _SMALL_READ = {"max_threads": 1}

@@ -24,6 +24,7 @@ from .coverage import Coverage
 from .now import current_slot, current_slot_start
 from .registry import Registry
 from .sites import Site, Sites, local_day, utilisation
+from .storage import fold
 from .storage.days import BY_DAY_TABLE
 from .storage.sitedays import SiteDays
 from .storage.slots import Scope, as_counts, source_label
@@ -50,14 +51,17 @@ WHERE day IN {dayset:Array(Date)} AND site_name IN {sites:Array(String)}
   AND day = transform(site_name, {sites:Array(String)}, {days:Array(Date)}, toDate(0))
 """
 
+# The day fold (central.storage.fold) of every site in one statement, grouped twice: per zone
+# and per local hour (site-wide: the busiest zone's peak). The local hour comes from each
+# site's offsets, not from LOCAL_HOUR: toDateTime takes one zone per statement.
 _SQL = """
-SELECT site_name, cam_name, h, max(peak), sum(events), sumMap(triggers),
-       countIf(source = 'edge'), count()
+SELECT site_name, cam_name, h, """ + ", ".join((fold.PEAK, fold.EVENTS, fold.TRIGGERS, fold.EDGE, fold.RAW,
+                                                 fold.REPAIRED)) + """
 FROM (
     SELECT site_name, cam_name, peak, events, triggers, source,
            toUInt8(intDiv(toInt64(slot) + %(off)s, 3600) %% 24) AS h
     FROM (%(merged)s)
-    WHERE events > 0
+    WHERE """ + fold.COUNTED + """
 )
 GROUP BY GROUPING SETS ((site_name, cam_name), (site_name, h))
 """
@@ -153,8 +157,8 @@ class Overview:
         params = {**Scope.per_site({s.name: windows[s.name] for s in sites}).params(),
                   "off1": [o[0] for o in offsets], "switch": [o[1] for o in offsets], "off2": [o[2] for o in offsets]}
         behind = self.days.behind(min(w[0] for w in windows.values()), max(w[1] for w in windows.values()))
-        for site_name, cam, h, peak, events, triggers, edge, slots in await self.store.aquery(self._sql[behind],
-                                                                                               params):
+        for site_name, cam, h, peak, events, triggers, edge, raw, repaired in await self.store.aquery(
+                self._sql[behind], params):
             row = rows.setdefault(site_name, _Row())
             if cam:
                 row.zones[cam] = int(peak)
@@ -162,7 +166,7 @@ class Overview:
                 row.events += int(events)
                 row.triggers += sum(as_counts(triggers).values())
                 row.edge += int(edge)
-                row.slots += int(slots)
+                row.slots += int(edge) + int(raw) + int(repaired)
             else:
                 row.hours[int(h)] = int(peak)
         return rows

@@ -82,18 +82,17 @@ class DayCells:
 
     def zone_hours(self) -> dict[str, dict[int, int]]:
         """zone -> local hour -> peak."""
-        out: dict[str, dict[int, int]] = {}
+        folded = fold.DayFold()
         for c, h, p in zip(self.cams, self.hours, self.peaks, strict=True):
-            out.setdefault(c, {})[h] = max(p, out.get(c, {}).get(h, 0))
-        return out
+            folded.add_cell(c, h, p, 0)
+        return {c: {h: cell[0] for h, cell in by_hour.items()} for c, by_hour in folded.zone_hours.items()}
 
     def hour_peaks(self) -> dict[int, int]:
         """local hour -> the site-wide peak (the busiest zone's), as the dashboard's ``hourly``."""
-        out: dict[int, int] = {}
+        folded = fold.DayFold()
         for h, p in zip(self.hours, self.peaks, strict=True):
-            if p > out.get(h, -1):
-                out[h] = p
-        return out
+            folded.add_hour(h, p)
+        return folded.hours
 
     def rows(self) -> list[tuple]:
         """The cells as the dashboard's fold takes them (:func:`central.dashboard.compute`):

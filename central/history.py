@@ -63,11 +63,11 @@ GROUP BY k
 # day fold's array forms, central.storage.fold), then max and sum over the bucket's days.
 _CAP = "transform(toString(c), {cap_zones:Array(String)}, {cap_values:Array(UInt32)}, toUInt32(0))"
 _DAY_SERIES_SQL = """
-SELECT toInt64(%(key)s) AS b_k, toUInt64(max(dp)) AS b_peak, max(du) AS b_util, toUInt64(sum(de)) AS b_events,
-       CAST(sumMap(triggers), 'Map(String, UInt64)') AS b_triggers, toUInt64(sum(edge)) AS b_edge,
-       toUInt64(sum(edge + raw + repaired)) AS b_slots
+SELECT toInt64(%(key)s) AS b_k, toUInt64(""" + fold.peak_of("dp") + """) AS b_peak, max(du) AS b_util,
+       toUInt64(""" + fold.sum_of("de") + """) AS b_events, """ + fold.TRIGGERS + """ AS b_triggers,
+       toUInt64(""" + fold.sum_of("edge") + """) AS b_edge, toUInt64(""" + fold.sum_of("edge + raw + repaired") + """) AS b_slots
 FROM (
-    SELECT toInt64(day) AS dn, """ + fold.array_peak("zone_peaks") + """ AS dp, arraySum(zone_events) AS de,
+    SELECT toInt64(day) AS dn, """ + fold.array_peak("zone_peaks") + """ AS dp, """ + fold.ARRAY_SUM % "zone_events" + """ AS de,
            """ + fold.array_share("zone_cams", "zone_peaks", "%(cap)s") + """ AS du,
            triggers, edge, raw, repaired
     FROM """ + DAYS_TABLE + """ FINAL
@@ -85,9 +85,9 @@ _DAY_KEYS = {"day": "dn", "week": "intDiv(dn + 3, 7)"}
 # may be two real hours) are left to the slots. The cells are the day fold's (pk, ev, tr, ce,
 # cn: central.storage.fold), folded again with the same functions.
 _CELLS_SQL = """
-SELECT toInt64(%(key)s) AS b_k, toUInt64(max(pk)) AS b_peak, """ + fold.share_sql("pk") + """ AS b_util,
-       toUInt64(sum(ev)) AS b_events, CAST(sumMap(tr), 'Map(String, UInt64)') AS b_triggers,
-       toUInt64(sum(ce)) AS b_edge, toUInt64(sum(cn)) AS b_slots
+SELECT toInt64(%(key)s) AS b_k, toUInt64(""" + fold.peak_of("pk") + """) AS b_peak, """ + fold.share_sql("pk") + """ AS b_util,
+       toUInt64(""" + fold.sum_of("ev") + """) AS b_events, """ + fold.counts_of("tr") + """ AS b_triggers,
+       toUInt64(""" + fold.sum_of("ce") + """) AS b_edge, toUInt64(""" + fold.sum_of("cn") + """) AS b_slots
 FROM (
     SELECT toInt64(day) AS dn, h, pk, ev, tr, ce, cn, %(cap)s AS cap
     FROM (

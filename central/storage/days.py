@@ -73,20 +73,21 @@ INSERT INTO """ + DAYS_TABLE + """ (site_name, day, tz, cams, hours, peaks, even
 SELECT site_name, d, {tz:String}, cams, hours, peaks, events, cell_triggers, cell_edge, cell_slots,
        triggers, e, r, p,
        arraySort(arrayDistinct(cams)) AS zc,
-       """ + fold.per_key("arrayMax(%s)", "peaks", "cams", "zc") + """,
-       """ + fold.per_key("arraySum(%s)", "events", "cams", "zc") + """,
+       """ + fold.per_key(fold.ARRAY_PEAK, "peaks", "cams", "zc") + """,
+       """ + fold.per_key(fold.ARRAY_SUM, "events", "cams", "zc") + """,
        arraySort(arrayDistinct(hours)) AS hk,
-       """ + fold.per_key("arrayMax(%s)", "peaks", "hours", "hk") + """,
-       """ + fold.per_key("arraySum(%s)", "events", "hours", "hk") + """,
-       """ + fold.per_key("CAST(arrayReduce('sumMap', %s), 'Map(String, UInt64)')", "cell_triggers", "hours", "hk") + """,
-       """ + fold.per_key("toUInt32(arraySum(%s))", "cell_edge", "hours", "hk") + """,
-       """ + fold.per_key("toUInt32(arraySum(%s))", "cell_slots", "hours", "hk") + """,
+       """ + fold.per_key(fold.ARRAY_PEAK, "peaks", "hours", "hk") + """,
+       """ + fold.per_key(fold.ARRAY_SUM, "events", "hours", "hk") + """,
+       """ + fold.per_key(fold.ARRAY_COUNTS, "cell_triggers", "hours", "hk") + """,
+       """ + fold.per_key("toUInt32(%s)" % fold.ARRAY_SUM, "cell_edge", "hours", "hk") + """,
+       """ + fold.per_key("toUInt32(%s)" % fold.ARRAY_SUM, "cell_slots", "hours", "hk") + """,
        {ver:UInt64}
 FROM (
 SELECT site_name, d, groupArray(cam_name) AS cams, groupArray(h) AS hours, groupArray(pk) AS peaks,
        groupArray(ev) AS events, groupArray(tr) AS cell_triggers, groupArray(toUInt32(ce)) AS cell_edge,
-       groupArray(toUInt32(ce + cr + cp)) AS cell_slots, CAST(sumMap(tr), 'Map(String, UInt64)') AS triggers,
-       toUInt32(sum(ce)) AS e, toUInt32(sum(cr)) AS r, toUInt32(sum(cp)) AS p
+       groupArray(toUInt32(ce + cr + cp)) AS cell_slots, """ + fold.counts_of("tr") + """ AS triggers,
+       toUInt32(""" + fold.sum_of("ce") + """) AS e, toUInt32(""" + fold.sum_of("cr") + """) AS r,
+       toUInt32(""" + fold.sum_of("cp") + """) AS p
 FROM (
 """ + _CELLS + """
 )

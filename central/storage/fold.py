@@ -33,8 +33,9 @@ from typing import Any
 
 from .slots import as_counts, source_label
 
-__all__ = ["CELL", "COUNTED", "DayFold", "EDGE", "EVENTS", "LOCAL_DAY", "LOCAL_HOUR", "PEAK", "RAW", "REPAIRED",
-           "SLOTS", "TRIGGERS", "array_peak", "array_share", "cells_sql", "per_key", "share", "share_sql"]
+__all__ = ["ARRAY_COUNTS", "ARRAY_PEAK", "ARRAY_SUM", "CELL", "COUNTED", "DayFold", "EDGE", "EVENTS", "LOCAL_DAY", "LOCAL_HOUR", "PEAK", "RAW", "REPAIRED",
+           "SLOTS", "TRIGGERS", "array_peak", "array_share", "cells_sql", "counts_of", "peak_of", "per_key", "share",
+           "share_sql", "sum_of"]
 
 # -- SQL over slot answers (or over cells ARRAY JOINed) ---------------------------------
 
@@ -46,10 +47,28 @@ COUNTED = "events > 0"
 LOCAL_DAY = "toDate(toDateTime(slot, {tz:String}))"
 LOCAL_HOUR = "toUInt8(toHour(toDateTime(slot, {tz:String})))"
 
-#: Per group of slot answers (a cell, a zone, a local hour, a bucket).
-PEAK = "max(peak)"
-EVENTS = "sum(events)"
-TRIGGERS = "CAST(sumMap(triggers), 'Map(String, UInt64)')"
+
+
+def peak_of(column: str) -> str:
+    """A group's peak: the highest of its rows' (a site-wide hour's is its busiest zone's)."""
+    return "max(%s)" % column
+
+
+def sum_of(column: str) -> str:
+    """A group's events, or slots: the sum of its rows'."""
+    return "sum(%s)" % column
+
+
+def counts_of(column: str) -> str:
+    """A group's trigger counts: its rows' maps summed per name."""
+    return "CAST(sumMap(%s), 'Map(String, UInt64)')" % column
+
+
+#: Per group of slot answers (a cell, a zone, a local hour, a bucket); a group of folded
+#: rows (cells, days) folds again with the same functions over their columns.
+PEAK = peak_of("peak")
+EVENTS = sum_of("events")
+TRIGGERS = counts_of("triggers")
 EDGE = "countIf(source = 'edge')"
 RAW = "countIf(source = 'raw')"
 REPAIRED = "countIf(source = 'repaired')"
@@ -81,16 +100,22 @@ def cells_sql(slots: str, keys: Iterable[str], where: str = "", order: bool = Fa
 
 # -- SQL over a kept day's arrays (day_answers) -----------------------------------------
 
+#: :func:`peak_of`, :func:`sum_of` and :func:`counts_of` over an array (templates).
+ARRAY_PEAK = "arrayMax(%s)"
+ARRAY_SUM = "arraySum(%s)"
+ARRAY_COUNTS = "CAST(arrayReduce('sumMap', %s), 'Map(String, UInt64)')"
+
+
 def per_key(fold: str, values: str, keys: str, distinct: str) -> str:
-    """Per key of the array ``distinct`` (each found in ``keys``): ``fold`` (an array
-    function's template, ``arrayMax(%s)``) of the ``values`` whose key it is."""
+    """Per key of the array ``distinct`` (each found in ``keys``): ``fold`` (a template,
+    :data:`ARRAY_PEAK`...) of the ``values`` whose key it is."""
     return "arrayMap(k -> %s, %s)" % (fold % ("arrayFilter((x, y) -> y = k, %s, %s)" % (values, keys)), distinct)
 
 
 def array_peak(peaks: str) -> str:
     """The highest of a day's ``peaks`` (its zones' or hours'): the busiest zone's; 0 for a
     day without events."""
-    return "arrayMax(arrayPushBack(%s, 0))" % peaks
+    return ARRAY_PEAK % ("arrayPushBack(%s, 0)" % peaks)
 
 
 def array_share(cams: str, peaks: str, cap: str) -> str:

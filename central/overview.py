@@ -23,7 +23,7 @@ from .buckets import day_offsets
 from .coverage import Coverage
 from .now import current_slot, current_slot_start
 from .registry import Registry
-from .sites import Site, Sites, local_day, utilisation
+from .sites import Site, Sites, local_day
 from .storage import fold
 from .storage.days import BY_DAY_TABLE
 from .storage.fold import DayFold
@@ -186,7 +186,7 @@ class Overview:
             "peak": peak,
             "events": row.events,
             "critical_events": sum(row.triggers.values()),
-            "utilisation": utilisation(row.zones, site.capacities),
+            "utilisation": row.utilisation(site.capacities),
             "busiest_zone": busiest_zone,
             "busiest_hour": busiest_hour,
             "devices": {"online": online, "offline": len(devices) - online,

@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..sites import utilisation
 from .slots import as_counts, source_label
 
 __all__ = ["ARRAY_COUNTS", "ARRAY_PEAK", "ARRAY_SUM", "CELL", "COUNTED", "DayFold", "EDGE", "EVENTS", "LOCAL_DAY", "LOCAL_HOUR", "PEAK", "RAW", "REPAIRED",
@@ -126,7 +127,8 @@ def array_share(cams: str, peaks: str, cap: str) -> str:
 # -- Python, over rows ClickHouse grouped ------------------------------------------------
 
 def share(peak: int, capacity: int | None) -> float | None:
-    """One zone's peak as a share of its capacity; None without one (capacity 0 too)."""
+    """One zone's peak as a share of its capacity; None without one (capacity 0 too). The
+    busiest zone's of a day: :meth:`DayFold.utilisation`."""
     return peak / capacity if capacity else None
 
 
@@ -206,3 +208,8 @@ class DayFold:
     def peak(self) -> int:
         """The day's site-wide peak: the busiest zone's."""
         return max(self.zones.values(), default=0)
+
+    def utilisation(self, capacities: dict[str, int]) -> float | None:
+        """The busiest zone's share of its capacity (:func:`central.sites.utilisation`: over
+        the zones with one, 0 for those without events; None where none has one)."""
+        return utilisation(self.zones, capacities)

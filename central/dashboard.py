@@ -26,8 +26,9 @@ from datetime import date, datetime, timezone
 
 from .now import add_now, ttl_cap
 from .sites import Site, Sites, data_range, intensity, local_day
+from .storage import fold
+from .storage.fold import DayFold
 from .storage.sitedays import SiteDays
-from .storage.slots import as_counts, source_label
 
 __all__ = ["Dashboard", "DashboardCache", "compute", "iso_utc"]
 
@@ -43,16 +44,10 @@ REFRESH_DELAY = 0.05
 #: is older than the last acknowledged write plus this (the bound is 1 s).
 LIVE_GRACE = 0.3
 
-# The slot rule's per-slot answer bucketed by the site's local hour, in ClickHouse: Python
-# folds at most cameras x 25 rows. Slots with no events count for nothing (as in the handoff).
-HOURS_SQL = """
-SELECT cam_name, toHour(toDateTime(slot, {tz:String})) AS hour,
-       max(peak), sum(events), sumMap(triggers),
-       countIf(source = 'edge'), countIf(source = 'raw'), countIf(source = 'repaired')
-FROM (%s)
-WHERE events > 0
-GROUP BY cam_name, hour
-"""
+# The slot rule's per-slot answer bucketed by the site's local hour, in ClickHouse: the day
+# fold's cells (central.storage.fold), which Python folds (at most cameras x 25 rows). The
+# site-days reader serves the same cells kept; this statement is what they are checked against.
+HOURS_SQL = fold.cells_sql("%s", ("cam_name", fold.LOCAL_HOUR + " AS hour"))
 
 
 _SMALL_READ = {"max_threads": 1}
@@ -66,35 +61,15 @@ def iso_utc(ts: float, millis: bool = False) -> str:
 
 
 def compute(site: Site, day: date, hours: Iterable, now: float | None = None) -> dict:
-    """Fold the per-(camera, local hour) rows of :data:`HOURS_SQL` into the dashboard
-    document (pure; tested directly)."""
+    """The dashboard document of the per-(camera, local hour) rows of :data:`HOURS_SQL`,
+    by the day fold (:class:`central.storage.fold.DayFold`; pure, tested directly)."""
     start, end = local_day(day, site.tz)
-    zones: dict[str, list[int]] = {}
-    hourly: dict[int, int] = {}
-    zone_hourly: dict[str, dict[int, list[int]]] = {}
-    triggers_total: dict[str, int] = {}
-    counts = {"edge": 0, "raw": 0, "repaired": 0}
-    total = 0
-    for cam, hour, peak, events, triggers, n_edge, n_raw, n_repaired in sorted(hours):
-        peak, events, hour = int(peak), int(events), int(hour)
-        counts["edge"] += int(n_edge)
-        counts["raw"] += int(n_raw)
-        counts["repaired"] += int(n_repaired)
-        total += events
-        zone = zones.setdefault(cam, [0, 0])
-        zone[0] = max(zone[0], peak)
-        zone[1] += events
-        hourly[hour] = max(hourly.get(hour, 0), peak)
-        zh = zone_hourly.setdefault(cam, {}).setdefault(hour, [0, 0])
-        zh[0] = max(zh[0], peak)
-        zh[1] += events
-        for name, n in as_counts(triggers).items():
-            triggers_total[name] = triggers_total.get(name, 0) + n
-
-    served = sum(counts.values())
-    source = source_label(counts["edge"], served)
-    critical = dict(sorted(triggers_total.items()))
-    critical["total_events"] = total
+    folded = DayFold.of_cells(hours)
+    counts = {"edge": folded.edge, "raw": folded.raw, "repaired": folded.repaired}
+    served = folded.slots
+    critical = dict(sorted(folded.triggers.items()))
+    critical["total_events"] = folded.events
+    zones = folded.zones
     zone_names = {cam: z.display_name for cam, z in site.zones.items()}
     limits = {cam: site.zone(cam).thresholds for cam in zones}  # one lookup per camera
     caps = site.capacities
@@ -104,24 +79,25 @@ def compute(site: Site, day: date, hours: Iterable, now: float | None = None) ->
         "site_name": site.name,
         "date": day.isoformat(),
         "zones": {
-            cam: _share({"peak": p, "events": e, "intensity": intensity(p, limits[cam])}, p, caps.get(cam))
-            for cam, (p, e) in sorted(zones.items())
+            cam: _share({"peak": p, "events": folded.zone_events[cam], "intensity": intensity(p, limits[cam])}, p,
+                        caps.get(cam))
+            for cam, p in sorted(zones.items())
         },
         "hourly": [
             {"hour": h, "count": c, "intensity": intensity(c, site.thresholds)}
-            for h, c in sorted(hourly.items())
+            for h, c in sorted(folded.hours.items())
         ],
         "critical_events": critical,
         "zone_hourly": {
             cam: [
                 _share({"hour": h, "count": c, "events": e, "intensity": intensity(c, limits[cam])}, c, caps.get(cam))
-                for h, (c, e) in sorted(hours.items())
+                for h, (c, e) in sorted(by_hour.items())
             ]
-            for cam, hours in sorted(zone_hourly.items())
+            for cam, by_hour in sorted(folded.zone_hours.items())
         },
         "meta": {
-            "source": source,
-            "coverage": round(counts["edge"] / served, 4) if served else 0.0,
+            "source": folded.source,
+            "coverage": round(folded.edge / served, 4) if served else 0.0,
             "timezone": site.timezone,
             "day_start": iso_utc(start),
             "day_end": iso_utc(end),
@@ -138,8 +114,9 @@ def compute(site: Site, day: date, hours: Iterable, now: float | None = None) ->
 
 def _share(entry: dict, people: int, capacity: int | None) -> dict:
     """``entry`` with ``utilisation`` (people / capacity) where the zone has a capacity."""
-    if capacity:
-        entry["utilisation"] = round(people / capacity, 4)
+    share = fold.share(people, capacity)
+    if share is not None:
+        entry["utilisation"] = round(share, 4)
     return entry
 
 

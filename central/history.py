@@ -23,6 +23,7 @@ from .buckets import EPOCH, OFFSET_SQL, Bucket, day_offsets, enumerate_buckets, 
 from .coverage import Coverage
 from .exceptions import StorageError
 from .sites import Site, data_range, intensity, local_day
+from .storage import fold
 from .storage.days import DAYS_TABLE
 from .storage.sitedays import BEHIND, SiteDays
 from .storage.slots import Scope, as_counts, source_label
@@ -39,17 +40,18 @@ _ARRAYS_DIFFER = 190
 LIMIT_DAYS = {"hour": 31, "day": 366, "week": 366}
 PROFILE_MAX_WEEKS = 52
 
-# Per bucket: the site's (or the zone's) peak, the busiest zone's share of its capacity
-# (zones without one have cap 0), events, triggers and slot sources.
+# Per bucket, by the day fold (central.storage.fold): the site's (or the zone's) peak, the
+# busiest zone's share of its capacity (zones without one have cap 0), events, triggers and
+# slot sources.
 _SERIES_SQL = """
-SELECT toInt64(k) AS b_k, toUInt64(max(peak)) AS b_peak, maxIf(peak / cap, cap > 0) AS b_util,
-       toUInt64(sum(events)) AS b_events, CAST(sumMap(triggers), 'Map(String, UInt64)') AS b_triggers,
-       toUInt64(countIf(source = 'edge')) AS b_edge, toUInt64(count()) AS b_slots
+SELECT toInt64(k) AS b_k, toUInt64(""" + fold.PEAK + """) AS b_peak, """ + fold.share_sql() + """ AS b_util,
+       toUInt64(""" + fold.EVENTS + """) AS b_events, """ + fold.TRIGGERS + """ AS b_triggers,
+       toUInt64(""" + fold.EDGE + """) AS b_edge, toUInt64(""" + fold.SLOTS + """) AS b_slots
 FROM (
     SELECT slot, peak, events, triggers, source, %(off)s AS off, %(key)s AS k,
            transform(toString(cam_name), {cap_zones:Array(String)}, {cap_values:Array(UInt32)}, toUInt32(0)) AS cap
     FROM (%(merged)s)
-    WHERE events > 0 AND ({zone:String} = '' OR cam_name = {zone:String})
+    WHERE """ + fold.COUNTED + """ AND ({zone:String} = '' OR cam_name = {zone:String})
       AND (empty({only:Array(Date)}) OR has({only:Array(Date)}, toDate(toDateTime(slot, {tz:String}))))
 )
 GROUP BY k
@@ -57,16 +59,16 @@ GROUP BY k
 
 # The same per local day or ISO week from the kept site-days (central.storage.days): 366 rows of a
 # site instead of every (camera, slot) of its year (all zones; one zone reads the cells).
-# ``dn`` is the local day's number; a day's utilisation is its busiest zone's share.
+# ``dn`` is the local day's number; a day's peak and utilisation are its busiest zone's (the
+# day fold's array forms, central.storage.fold), then max and sum over the bucket's days.
 _CAP = "transform(toString(c), {cap_zones:Array(String)}, {cap_values:Array(UInt32)}, toUInt32(0))"
 _DAY_SERIES_SQL = """
-SELECT toInt64(%(key)s) AS b_k, toUInt64(max(dp)) AS b_peak, max(du) AS b_util, toUInt64(sum(de)) AS b_events,
-       CAST(sumMap(triggers), 'Map(String, UInt64)') AS b_triggers, toUInt64(sum(edge)) AS b_edge,
-       toUInt64(sum(edge + raw + repaired)) AS b_slots
+SELECT toInt64(%(key)s) AS b_k, toUInt64(""" + fold.peak_of("dp") + """) AS b_peak, max(du) AS b_util,
+       toUInt64(""" + fold.sum_of("de") + """) AS b_events, """ + fold.TRIGGERS + """ AS b_triggers,
+       toUInt64(""" + fold.sum_of("edge") + """) AS b_edge, toUInt64(""" + fold.sum_of("edge + raw + repaired") + """) AS b_slots
 FROM (
-    SELECT toInt64(day) AS dn, arrayMax(arrayPushBack(zone_peaks, 0)) AS dp, arraySum(zone_events) AS de,
-           arrayMax(arrayPushBack(arrayMap((c, p) -> if(%(cap)s > 0, p / %(cap)s, 0.), zone_cams, zone_peaks), 0.))
-               AS du,
+    SELECT toInt64(day) AS dn, """ + fold.array_peak("zone_peaks") + """ AS dp, """ + fold.ARRAY_SUM % "zone_events" + """ AS de,
+           """ + fold.array_share("zone_cams", "zone_peaks", "%(cap)s") + """ AS du,
            triggers, edge, raw, repaired
     FROM """ + DAYS_TABLE + """ FINAL
     WHERE site_name = {site:String} AND day >= {first:Date} AND day <= {last:Date} AND tz = {tz:String}
@@ -80,11 +82,12 @@ _DAY_KEYS = {"day": "dn", "week": "intDiv(dn + 3, 7)"}
 # Per (camera, local hour) of the kept site-days, for one zone or all: by local day or ISO
 # week, or by local hour since 1970 (``dn * 24 + h``; part 4 rows, which Python turns into
 # hour keys with the day's offset). Days in ``skip`` (clock changes, where a local hour
-# may be two real hours) are left to the slots.
+# may be two real hours) are left to the slots. The cells are the day fold's (pk, ev, tr, ce,
+# cn: central.storage.fold), folded again with the same functions.
 _CELLS_SQL = """
-SELECT toInt64(%(key)s) AS b_k, toUInt64(max(pk)) AS b_peak, maxIf(pk / cap, cap > 0) AS b_util,
-       toUInt64(sum(ev)) AS b_events, CAST(sumMap(tr), 'Map(String, UInt64)') AS b_triggers,
-       toUInt64(sum(ce)) AS b_edge, toUInt64(sum(cn)) AS b_slots
+SELECT toInt64(%(key)s) AS b_k, toUInt64(""" + fold.peak_of("pk") + """) AS b_peak, """ + fold.share_sql("pk") + """ AS b_util,
+       toUInt64(""" + fold.sum_of("ev") + """) AS b_events, """ + fold.counts_of("tr") + """ AS b_triggers,
+       toUInt64(""" + fold.sum_of("ce") + """) AS b_edge, toUInt64(""" + fold.sum_of("cn") + """) AS b_slots
 FROM (
     SELECT toInt64(day) AS dn, h, pk, ev, tr, ce, cn, %(cap)s AS cap
     FROM (
@@ -119,8 +122,8 @@ SELECT (d + 3) %% 7 AS weekday, h, count() AS days, max(p), avg(p),
        groupUniqArray(toInt64(intDiv(d - {first_day:Int64}, 7))) AS weeks
 FROM (
     SELECT intDiv(toInt64(slot) + off, 86400) AS d, intDiv(toInt64(slot) + off, 3600) %% 24 AS h,
-           max(peak) AS p
-    FROM (SELECT slot, peak, %(off)s AS off FROM (%(merged)s) WHERE events > 0)
+           """ + fold.PEAK + """ AS p
+    FROM (SELECT slot, peak, %(off)s AS off FROM (%(merged)s) WHERE """ + fold.COUNTED + """)
     GROUP BY d, h
 )
 GROUP BY weekday, h
@@ -402,9 +405,9 @@ def _unfold_hours(accs: dict[int, _Acc], day: tuple, offsets: dict[int, int], ca
     util = [0.0] * 24
     if cells:
         for cam, h, peak in zip(*cells, strict=True):
-            cap = caps.get(cam)
-            if cap and peak / cap > util[h]:
-                util[h] = peak / cap
+            s = fold.share(peak, caps.get(cam))
+            if s is not None and s > util[h]:
+                util[h] = s
     off, base = offsets[dn], dn * 24
     for h, peak, n_events, counts, n_edge, n_slots in zip(keys, peaks, events, triggers, edge, slots, strict=True):
         # One row per kept day, one entry per local hour: each key once.

@@ -23,10 +23,12 @@ from .buckets import day_offsets
 from .coverage import Coverage
 from .now import current_slot, current_slot_start
 from .registry import Registry
-from .sites import Site, Sites, local_day, utilisation
+from .sites import Site, Sites, local_day
+from .storage import fold
 from .storage.days import BY_DAY_TABLE
+from .storage.fold import DayFold
 from .storage.sitedays import SiteDays
-from .storage.slots import Scope, as_counts, source_label
+from .storage.slots import Scope
 from .storage.store import Store
 from .typical import Typical, hours_so_far, vs_typical
 
@@ -50,43 +52,20 @@ WHERE day IN {dayset:Array(Date)} AND site_name IN {sites:Array(String)}
   AND day = transform(site_name, {sites:Array(String)}, {days:Array(Date)}, toDate(0))
 """
 
+# The day fold (central.storage.fold) of every site in one statement, grouped twice: per zone
+# and per local hour (site-wide: the busiest zone's peak). The local hour comes from each
+# site's offsets, not from LOCAL_HOUR: toDateTime takes one zone per statement.
 _SQL = """
-SELECT site_name, cam_name, h, max(peak), sum(events), sumMap(triggers),
-       countIf(source = 'edge'), count()
+SELECT site_name, cam_name, h, """ + ", ".join((fold.PEAK, fold.EVENTS, fold.TRIGGERS, fold.EDGE, fold.RAW,
+                                                 fold.REPAIRED)) + """
 FROM (
     SELECT site_name, cam_name, peak, events, triggers, source,
            toUInt8(intDiv(toInt64(slot) + %(off)s, 3600) %% 24) AS h
     FROM (%(merged)s)
-    WHERE events > 0
+    WHERE """ + fold.COUNTED + """
 )
 GROUP BY GROUPING SETS ((site_name, cam_name), (site_name, h))
 """
-
-
-class _Row:
-    __slots__ = ("edge", "events", "hours", "slots", "triggers", "zone_events", "zones")
-
-    def __init__(self) -> None:
-        self.zones: dict[str, int] = {}
-        self.zone_events: dict[str, int] = {}
-        self.hours: dict[int, int] = {}
-        self.events = 0
-        self.triggers = 0
-        self.edge = 0
-        self.slots = 0
-
-    @classmethod
-    def of_day(cls, cams, peaks, events, hour_keys, hour_peaks, triggers, edge, raw, repaired) -> _Row:
-        """A site's row from its kept day (central.storage.days)."""
-        row = cls()
-        row.zones = {c: int(p) for c, p in zip(cams, peaks, strict=True)}
-        row.zone_events = {c: int(e) for c, e in zip(cams, events, strict=True)}
-        row.hours = {int(h): int(p) for h, p in zip(hour_keys, hour_peaks, strict=True)}
-        row.events = sum(row.zone_events.values())
-        row.triggers = sum(as_counts(triggers).values())
-        row.edge = int(edge)
-        row.slots = int(edge) + int(raw) + int(repaired)
-        return row
 
 
 class Overview:
@@ -110,7 +89,7 @@ class Overview:
         days = {s.name: day or s.today() for s in sites}
         windows = {s.name: local_day(days[s.name], s.tz) for s in sites}
         scope = Scope.per_site(windows)
-        rows: dict[str, _Row] = {}
+        rows: dict[str, DayFold] = {}
         computed = sites
         if self.days.kept:
             # The kept site-days, one row per site; a site whose day the reader does not read
@@ -123,7 +102,7 @@ class Overview:
                 params = {"sites": kept, "days": [days[n] for n in kept], "dayset": sorted({days[n] for n in kept})}
                 for site_name, tz, *kept_day in await self.store.aquery(_DAYS_SQL, params):
                     if tz == self.sites.get(site_name).timezone:
-                        rows[site_name] = _Row.of_day(*kept_day)
+                        rows[site_name] = DayFold.of_kept(*kept_day)
                     else:
                         computed.append(self.sites.get(site_name))
         if computed:
@@ -135,7 +114,7 @@ class Overview:
             with_devices, contact = set(), {}
         now = time.time()
         out = [self._site_row(s, days[s.name], _elapsed(s, days[s.name], windows[s.name], now),
-                              rows.get(s.name) or _Row(), devices.get(s.name, []),
+                              rows.get(s.name) or DayFold(), devices.get(s.name, []),
                               contact.get(s.name, 0) if s.name in with_devices else None)
                for s in sites]
         if self.typical is not None:
@@ -146,25 +125,21 @@ class Overview:
         _sort(out, sort, descending)
         return {"date": day.isoformat() if day else None, "sort": ("-" if descending else "") + sort, "sites": out}
 
-    async def _computed(self, sites: list[Site], windows: dict[str, tuple[int, int]]) -> dict[str, _Row]:
+    async def _computed(self, sites: list[Site], windows: dict[str, tuple[int, int]]) -> dict[str, DayFold]:
         """The sites' rows from the slots, each over its own window."""
-        rows: dict[str, _Row] = {}
+        rows: dict[str, DayFold] = {}
         offsets = [day_offsets(s.tz, *windows[s.name]) for s in sites]
         params = {**Scope.per_site({s.name: windows[s.name] for s in sites}).params(),
                   "off1": [o[0] for o in offsets], "switch": [o[1] for o in offsets], "off2": [o[2] for o in offsets]}
         behind = self.days.behind(min(w[0] for w in windows.values()), max(w[1] for w in windows.values()))
-        for site_name, cam, h, peak, events, triggers, edge, slots in await self.store.aquery(self._sql[behind],
-                                                                                               params):
-            row = rows.setdefault(site_name, _Row())
+        for site_name, cam, h, peak, events, triggers, edge, raw, repaired in await self.store.aquery(
+                self._sql[behind], params):
+            row = rows.setdefault(site_name, DayFold())
             if cam:
-                row.zones[cam] = int(peak)
-                row.zone_events[cam] = int(events)
-                row.events += int(events)
-                row.triggers += sum(as_counts(triggers).values())
-                row.edge += int(edge)
-                row.slots += int(slots)
+                row.add_zone(cam, int(peak), int(events))
+                row.add_counts(triggers, edge, raw, repaired)
             else:
-                row.hours[int(h)] = int(peak)
+                row.add_hour(int(h), int(peak))
         return rows
 
     async def _now_peaks(self, sites: list[Site], days: dict[str, date], out: list[dict], now: float) -> None:
@@ -183,7 +158,7 @@ class Overview:
             if entry["site_name"] in names:
                 entry["now_peak"] = best.get(entry["site_name"], 0)
 
-    async def _vs_typical(self, site: Site, day: date, row: _Row | None) -> float | None:
+    async def _vs_typical(self, site: Site, day: date, row: DayFold | None) -> float | None:
         """The day so far against the typical of the same hours (kept bands, see
         :meth:`central.typical.Typical.bands`); today's hours up to the current one."""
         assert self.typical is not None
@@ -194,16 +169,15 @@ class Overview:
         return vs_typical(bands, row.hours if row is not None else {}, hours)
 
     @staticmethod
-    def _site_row(site: Site, day: date, elapsed: tuple[int, int], row: _Row, devices: list[dict],
+    def _site_row(site: Site, day: date, elapsed: tuple[int, int], row: DayFold, devices: list[dict],
                   contact: int | None) -> dict[str, Any]:
         """``elapsed``: the part of the site's local day that has begun (all of a past day;
         of today, up to the end of the current slot): coverage is over its slots."""
-        peak = max(row.zones.values(), default=0)
+        peak = row.peak
         busiest_zone = min(row.zones, key=lambda c: (-row.zones[c], -row.zone_events[c], c)) if row.zones else None
         busiest_hour = min(row.hours, key=lambda h: (-row.hours[h], h)) if row.hours else None
         seen = [d["last_seen"] for d in devices if d["last_seen"]]
         online = sum(1 for d in devices if d["status"] == "online")
-        source = source_label(row.edge, row.slots)
         return {
             "site_name": site.name,
             "display_name": site.display_name,
@@ -211,14 +185,14 @@ class Overview:
             "date": day.isoformat(),
             "peak": peak,
             "events": row.events,
-            "critical_events": row.triggers,
-            "utilisation": utilisation(row.zones, site.capacities),
+            "critical_events": sum(row.triggers.values()),
+            "utilisation": row.utilisation(site.capacities),
             "busiest_zone": busiest_zone,
             "busiest_hour": busiest_hour,
             "devices": {"online": online, "offline": len(devices) - online,
                         "last_seen": max(seen) if seen else None},
             "coverage": None if contact is None else Coverage.share(contact, *elapsed),
-            "source": source,
+            "source": row.source,
             "vs_typical": None,
             "now_peak": None,
         }

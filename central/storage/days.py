@@ -42,6 +42,7 @@ from datetime import date, datetime, timedelta
 
 from ..exceptions import StorageError
 from ..sites import Sites, local_day
+from . import fold
 from .schema import TABLES
 from .sitedays import KEPT, DayCells
 from .slots import Scope, SlotStore, as_counts, unix, version
@@ -60,8 +61,10 @@ DAY_COLUMNS = ("site_name", "day", "tz", "cams", "hours", "peaks", "events", "ce
                "hour_keys", "hour_peaks", "hour_events", "hour_triggers", "hour_edge", "hour_slots", "ver")
 _BUILD_DAYS = 7
 
-# The day's answer per (camera, local hour) of the kept slots, as the dashboard folds them
-# (slots with no events count for nothing); one zone per statement (``tz``).
+# The day's answer per (camera, local hour) of the kept slots, by the day fold
+# (central.storage.fold): the cells, then per zone and per local hour from the cells' arrays,
+# with the same functions (max, sum, sumMap); one zone per statement (``tz``).
+_CELLS = fold.cells_sql("%s", ("site_name", fold.LOCAL_DAY + " AS d", "cam_name", fold.LOCAL_HOUR + " AS h"))
 _REFRESH = """
 INSERT INTO """ + DAYS_TABLE + """ (site_name, day, tz, cams, hours, peaks, events, cell_triggers, cell_edge,
                                     cell_slots, triggers, edge, raw, repaired,
@@ -70,29 +73,23 @@ INSERT INTO """ + DAYS_TABLE + """ (site_name, day, tz, cams, hours, peaks, even
 SELECT site_name, d, {tz:String}, cams, hours, peaks, events, cell_triggers, cell_edge, cell_slots,
        triggers, e, r, p,
        arraySort(arrayDistinct(cams)) AS zc,
-       arrayMap(c -> arrayMax(arrayFilter((x, y) -> y = c, peaks, cams)), zc),
-       arrayMap(c -> arraySum(arrayFilter((x, y) -> y = c, events, cams)), zc),
+       """ + fold.per_key(fold.ARRAY_PEAK, "peaks", "cams", "zc") + """,
+       """ + fold.per_key(fold.ARRAY_SUM, "events", "cams", "zc") + """,
        arraySort(arrayDistinct(hours)) AS hk,
-       arrayMap(k -> arrayMax(arrayFilter((x, y) -> y = k, peaks, hours)), hk),
-       arrayMap(k -> arraySum(arrayFilter((x, y) -> y = k, events, hours)), hk),
-       arrayMap(k -> CAST(arrayReduce('sumMap', arrayFilter((x, y) -> y = k, cell_triggers, hours)),
-                          'Map(String, UInt64)'), hk),
-       arrayMap(k -> toUInt32(arraySum(arrayFilter((x, y) -> y = k, cell_edge, hours))), hk),
-       arrayMap(k -> toUInt32(arraySum(arrayFilter((x, y) -> y = k, cell_slots, hours))), hk),
+       """ + fold.per_key(fold.ARRAY_PEAK, "peaks", "hours", "hk") + """,
+       """ + fold.per_key(fold.ARRAY_SUM, "events", "hours", "hk") + """,
+       """ + fold.per_key(fold.ARRAY_COUNTS, "cell_triggers", "hours", "hk") + """,
+       """ + fold.per_key("toUInt32(%s)" % fold.ARRAY_SUM, "cell_edge", "hours", "hk") + """,
+       """ + fold.per_key("toUInt32(%s)" % fold.ARRAY_SUM, "cell_slots", "hours", "hk") + """,
        {ver:UInt64}
 FROM (
 SELECT site_name, d, groupArray(cam_name) AS cams, groupArray(h) AS hours, groupArray(pk) AS peaks,
        groupArray(ev) AS events, groupArray(tr) AS cell_triggers, groupArray(toUInt32(ce)) AS cell_edge,
-       groupArray(toUInt32(ce + cr + cp)) AS cell_slots, CAST(sumMap(tr), 'Map(String, UInt64)') AS triggers,
-       toUInt32(sum(ce)) AS e, toUInt32(sum(cr)) AS r, toUInt32(sum(cp)) AS p
+       groupArray(toUInt32(ce + cr + cp)) AS cell_slots, """ + fold.counts_of("tr") + """ AS triggers,
+       toUInt32(""" + fold.sum_of("ce") + """) AS e, toUInt32(""" + fold.sum_of("cr") + """) AS r,
+       toUInt32(""" + fold.sum_of("cp") + """) AS p
 FROM (
-    SELECT site_name, toDate(toDateTime(slot, {tz:String})) AS d, cam_name,
-           toUInt8(toHour(toDateTime(slot, {tz:String}))) AS h,
-           toUInt32(max(peak)) AS pk, sum(events) AS ev, CAST(sumMap(triggers), 'Map(String, UInt64)') AS tr,
-           countIf(source = 'edge') AS ce, countIf(source = 'raw') AS cr, countIf(source = 'repaired') AS cp
-    FROM (%s)
-    WHERE events > 0
-    GROUP BY site_name, d, cam_name, h
+""" + _CELLS + """
 )
 GROUP BY site_name, d
 )

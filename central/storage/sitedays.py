@@ -30,6 +30,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from ..sites import Site, Sites, local_day
+from . import fold
 from .slots import Scope, SlotStore, as_counts
 
 __all__ = ["DayCells", "Plan", "SiteDays", "KEPT", "PENDING", "RECUT", "BEHIND"]
@@ -52,17 +53,10 @@ WHERE site_name IN {sites:Array(String)} AND day >= {first:Date} AND day <= {las
 _CELLS_REST = {"full": ", events, cell_triggers, cell_edge, cell_slots, triggers, edge, raw, repaired",
                "lean": ", events, triggers, edge, raw, repaired", "peaks": ""}
 
-# The same cells from slots (kept answers or computed from the sources), per local day.
-_CELLS_SLOTS = """
-SELECT toDate(toDateTime(slot, {tz:String})) AS d, cam_name, toUInt8(toHour(toDateTime(slot, {tz:String}))) AS h,
-       toUInt32(max(peak)), sum(events), CAST(sumMap(triggers), 'Map(String, UInt64)'),
-       toUInt32(countIf(source = 'edge')), toUInt32(count()), toUInt32(countIf(source = 'raw')),
-       toUInt32(countIf(source = 'repaired'))
-FROM (%s)
-WHERE events > 0 AND has({days:Array(Date)}, d)
-GROUP BY d, cam_name, h
-ORDER BY d, cam_name, h
-"""
+# The same cells from slots (kept answers or computed from the sources), per local day, by
+# the day fold (central.storage.fold).
+_CELLS_SLOTS = fold.cells_sql("%s", (fold.LOCAL_DAY + " AS d", "cam_name", fold.LOCAL_HOUR + " AS h"),
+                              where="has({days:Array(Date)}, d)", order=True)
 
 
 @dataclass
@@ -88,18 +82,17 @@ class DayCells:
 
     def zone_hours(self) -> dict[str, dict[int, int]]:
         """zone -> local hour -> peak."""
-        out: dict[str, dict[int, int]] = {}
+        folded = fold.DayFold()
         for c, h, p in zip(self.cams, self.hours, self.peaks, strict=True):
-            out.setdefault(c, {})[h] = max(p, out.get(c, {}).get(h, 0))
-        return out
+            folded.add_cell(c, h, p, 0)
+        return {c: {h: cell[0] for h, cell in by_hour.items()} for c, by_hour in folded.zone_hours.items()}
 
     def hour_peaks(self) -> dict[int, int]:
         """local hour -> the site-wide peak (the busiest zone's), as the dashboard's ``hourly``."""
-        out: dict[int, int] = {}
+        folded = fold.DayFold()
         for h, p in zip(self.hours, self.peaks, strict=True):
-            if p > out.get(h, -1):
-                out[h] = p
-        return out
+            folded.add_hour(h, p)
+        return folded.hours
 
     def rows(self) -> list[tuple]:
         """The cells as the dashboard's fold takes them (:func:`central.dashboard.compute`):
@@ -273,7 +266,7 @@ class SiteDays:
             sql = self._cells_slots[not behind and self.slots.answers]
             rows = self.store.query(sql, parameters={**scope.params(), "tz": site.timezone, "days": days},
                                     settings=_SMALL_READ)
-            for d, cam, h, peak, events, triggers, edge, slots, raw, repaired in rows:
+            for d, cam, h, peak, events, triggers, edge, raw, repaired in rows:
                 cells = out.get(d)
                 if cells is None:
                     cells = out[d] = DayCells(d, plan.how[d])
@@ -284,7 +277,7 @@ class SiteDays:
                 cells.events.append(int(events))
                 cells.cell_triggers.append(counts)
                 cells.cell_edge.append(int(edge))
-                cells.cell_slots.append(int(slots))
+                cells.cell_slots.append(int(edge) + int(raw) + int(repaired))
                 for name, n in counts.items():
                     cells.triggers[name] = cells.triggers.get(name, 0) + n
                 cells.edge += int(edge)

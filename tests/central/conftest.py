@@ -26,6 +26,7 @@ from clickhouse_connect.driver import exceptions as ch_errors
 
 import central.app
 import central.storage.answers
+import central.storage.derived
 from central.app import create_app
 from central.config import Config
 from central.state import (
@@ -174,6 +175,6 @@ def answers_mode(request, monkeypatch):
     """Run a range test twice: on the kept answers, and with none kept (the views compute
     the slot rule when read, as where central may not create the views)."""
     if request.param == "computed":
-        monkeypatch.setattr(central.app.answers, "ensure",
+        monkeypatch.setattr(central.storage.derived.answers, "ensure",
                             lambda *a, **k: central.storage.answers.AnswersStatus(False, "not kept in this test"))
     return request.param

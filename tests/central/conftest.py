@@ -136,8 +136,9 @@ def config(tmp_path, clickhouse_url) -> Config:
 
 
 @pytest.fixture
-def make_client(aiohttp_client, config):
-    """``await make_client(**config_overrides)``: a test client on a real server."""
+def make_client(config, aiohttp_client):
+    """``await make_client(**config_overrides)``: a test client on a real server (config, and
+    so the database, first: the clients close before the database is dropped)."""
 
     async def make(**overrides):
         app = create_app(dataclasses.replace(config, **overrides))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterable
+from datetime import date
 
 from shared.slots import SLOT_SECONDS
 
@@ -32,6 +33,19 @@ WHERE site_name = {site:String}
   AND slot >= toDateTime({lo:UInt32}, 'UTC') AND slot < toDateTime({hi:UInt32}, 'UTC')
 UNION ALL
 SELECT toUInt8(1), CAST([], 'Array(UInt32)') FROM (SELECT 1 FROM device_slots WHERE site_name = {site:String} LIMIT 1)
+"""
+# The local hours with contact on some local days of one site (typical's same weekdays).
+_CONTACT_HOURS_SQL = """
+SELECT toUInt8(0) AS part, d, groupUniqArray(h)
+FROM (SELECT toDate(toDateTime(slot, {tz:String})) AS d, toUInt8(toHour(toDateTime(slot, {tz:String}))) AS h
+      FROM device_slots
+      WHERE site_name = {site:String}
+        AND slot >= toDateTime({lo:UInt32}, 'UTC') AND slot < toDateTime({hi:UInt32}, 'UTC'))
+WHERE has({days:Array(Date)}, d)
+GROUP BY d
+UNION ALL
+SELECT toUInt8(1), toDate(0), CAST([], 'Array(UInt8)')
+FROM (SELECT 1 FROM device_slots WHERE site_name = {site:String} LIMIT 1)
 """
 # The same for several sites over one window (the zones report of every site).
 _CONTACTS_SQL = """
@@ -71,6 +85,15 @@ class Coverage:
         if not any(part == 1 for part, _ in rows):
             return None
         return next(slots for part, slots in rows if part == 0)
+
+    async def contact_hours(self, site: Site, days: list[date], lo: int, hi: int) -> dict[date, set[int]] | None:
+        """The local hours with contact on each of ``days`` (within [lo, hi)); None if the
+        site never had a device."""
+        rows = await self.store.aquery(_CONTACT_HOURS_SQL, {"site": site.name, "tz": site.timezone, "lo": lo,
+                                                            "hi": hi, "days": days})
+        if not any(part == 1 for part, _, _ in rows):
+            return None
+        return {d: {int(h) for h in hours} for part, d, hours in rows if part == 0}
 
     async def contacts(self, sites: list[str], lo: int, hi: int) -> dict[str, list[int] | None]:
         """:meth:`contact` of several sites over one window [lo, hi), by site name."""

@@ -118,17 +118,13 @@ class Typical:
     async def compute(self, site: Site, day: date, weeks: int) -> Bands:
         """The values of ``day``'s band from the ``weeks`` same weekdays before it (uncached)."""
         wanted = [day - timedelta(days=7 * k) for k in range(weeks, 0, -1)]
-        cells = await self.days.acells(site.name, wanted[0], wanted[-1])
+        # Only the same weekdays are read (not the weeks between), and only their peaks.
+        cells = (await self.days.acells_of([site.name], wanted[0], wanted[-1], "peaks", only=wanted))[site.name]
         by_day = {c.day: c for c in cells}
         lo, _ = local_day(wanted[0], site.tz)
         _, hi = local_day(wanted[-1], site.tz)
-        contact = await self.coverage.contact(site, lo, hi)
-        wanted_set = set(wanted)
-        heard: dict[date, set[int]] = {}
-        for slot in contact or ():
-            local = datetime.fromtimestamp(slot, site.tz)
-            if local.date() in wanted_set:
-                heard.setdefault(local.date(), set()).add(local.hour)
+        contact = await self.coverage.contact_hours(site, wanted, lo, hi)
+        heard: dict[date, set[int]] = contact or {}
         out = Bands(site.name, day, weeks, local_hours(day, site))
         zones = sorted({cam for d in wanted for cam in by_day[d].cams})
         for d in wanted:

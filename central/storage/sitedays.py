@@ -25,7 +25,7 @@ their kept days in one statement).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -46,6 +46,7 @@ SELECT site_name, day, tz, cams, hours, peaks%s
 FROM day_answers FINAL
 WHERE site_name IN {sites:Array(String)} AND day >= {first:Date} AND day <= {last:Date}
   AND NOT has({skip:Array(Tuple(String, Date))}, (site_name, day))
+  AND (empty({only:Array(Date)}) OR has({only:Array(Date)}, day))
 """
 #: The columns after the peaks, per what the reader is asked for: everything; what the
 #: dashboard folds (one row per request, and every column it reads costs it time); nothing
@@ -214,21 +215,28 @@ class SiteDays:
     async def acells(self, site: str, first: date, last: date, full: bool = True) -> list[DayCells]:
         return await self.store.arun(self.cells, site, first, last, full)
 
-    def cells_of(self, sites: list[str], first: date, last: date, what: str | bool = "full"
-                 ) -> dict[str, list[DayCells]]:
+    def cells_of(self, sites: list[str], first: date, last: date, what: str | bool = "full",
+                 only: Sequence[date] = ()) -> dict[str, list[DayCells]]:
         """:meth:`cells` of several sites, each in its own local days: the kept days of all
         of them in one statement (blocking: a store thread). ``what`` is ``full``, ``lean``
         (no per-cell trigger counts or sources) or ``peaks`` (True too: only ``cams``,
-        ``hours`` and ``peaks``, for the zones report); days read otherwise carry everything."""
+        ``hours`` and ``peaks``, for the zones report); days read otherwise carry everything.
+        With ``only``, just those days of [first, last] (in order; typical's same weekdays)."""
         what = "peaks" if what is True else "full" if what is False else what
+        wanted = sorted(set(only))
         n_days = (last - first).days + 1
         plans = {name: self.plan(name, first, last) for name in sites}
+        if wanted:
+            keep = set(wanted)
+            plans = {name: replace(plan, how={d: h for d, h in plan.how.items() if d in keep})
+                     for name, plan in plans.items()}
+            n_days = len(wanted)
         out: dict[str, dict[date, DayCells]] = {name: {} for name in sites}
         kept = [name for name, plan in plans.items() if self.kept and len(plan.how) < n_days]
         if kept:
             skip = [(name, d) for name in kept for d in plans[name].skip]
             rows = self.store.query(self._cells_kept[what], parameters={"sites": kept, "first": first, "last": last,
-                                                            "skip": skip}, settings=_SMALL_READ)
+                                                            "skip": skip, "only": wanted}, settings=_SMALL_READ)
             zones = {name: self.sites.get(name).timezone for name in kept}
             for row in rows:
                 name, d, tz = row[0], row[1], row[2]
@@ -242,16 +250,14 @@ class SiteDays:
             if plan.how:
                 out[name].update(self._from_slots(self.sites.get(name), plan))
             days = []
-            d = first
-            while d <= last:
+            for d in wanted or _days(first, last):
                 days.append(out[name].get(d) or DayCells(d, plan.how.get(d, KEPT)))
-                d += timedelta(days=1)
             result[name] = days
         return result
 
-    async def acells_of(self, sites: list[str], first: date, last: date, what: str | bool = "full"
-                        ) -> dict[str, list[DayCells]]:
-        return await self.store.arun(self.cells_of, sites, first, last, what)
+    async def acells_of(self, sites: list[str], first: date, last: date, what: str | bool = "full",
+                        only: Sequence[date] = ()) -> dict[str, list[DayCells]]:
+        return await self.store.arun(self.cells_of, sites, first, last, what, only)
 
     def _from_slots(self, site: Site, plan: Plan) -> dict[date, DayCells]:
         out: dict[date, DayCells] = {}
@@ -296,6 +302,10 @@ def _kept_day(day: date, row: Sequence, full: bool) -> DayCells:
     return DayCells(day, KEPT, list(cams), [int(h) for h in hours], [int(p) for p in peaks],
                     [int(e) for e in events], [as_counts(t) for t in cell_triggers], [int(x) for x in cell_edge],
                     [int(x) for x in cell_slots], as_counts(triggers), int(edge), int(raw), int(repaired))
+
+
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
 def local_date(ts: int, site: Site) -> date:

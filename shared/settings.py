@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Type
 from urllib.parse import unquote, urlsplit
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 PREFIX = "HEATMAP_"
+_DIGITS = re.compile(r"[0-9]+\Z")  # ASCII only: \d and int() take every script's digits
 
 _EDGE = (
     "site", "device_id", "mqtt_username", "mqtt_password", "mqtt_password_file", "mqtt_cert_file",
@@ -108,6 +110,10 @@ def parse_mqtt_url(url: str) -> MqttTarget:
         port = parts.port
     except ValueError:
         raise ValueError("bad port") from None
+    # Python 3.8's urllib reads the port with int(), which takes other scripts' digits.
+    digits = parts.netloc.rpartition("@")[2].rpartition("]")[2].partition(":")[2]
+    if digits and not _DIGITS.match(digits):
+        raise ValueError("bad port")
     tls = parts.scheme == "mqtts"
     return MqttTarget(
         host=parts.hostname,

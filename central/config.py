@@ -163,6 +163,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("http_body_timeout", _float(0.1, 3600), "60", "seconds a POST /api/v1/events body may take to arrive in full (408 and the connection closed past it)"),
     Setting("max_exports", _int(1, 10000), "8", "exports (GET /api/v1/export) running at once; past it 503 busy with Retry-After"),
     Setting("export_write_timeout", _float(0.1, 3600), "30", "seconds an export waits for its client to take the next 256 KiB before it cuts the connection"),
+    Setting("ingest_processes", _int(0, 64), "1", "processes (spawned) that decode and validate POST /api/v1/events bodies over 64 KiB, off the event loop's GIL; 0 = a thread of central"),
     Setting("query_workers", _int(1, 64), "4", "threads running ClickHouse statements"),
     Setting("webhook_secret", _opt_str, "", "key of the X-Heatmap-Signature HMAC-SHA256 on alert webhooks; unset = unsigned", secret=True),
     Setting("webhook_timeout", _float(0.1, 120), "10", "seconds one webhook attempt may take before it counts as failed"),
@@ -206,6 +207,7 @@ class Config:
     http_body_timeout: float = 60.0
     max_exports: int = 8
     export_write_timeout: float = 30.0
+    ingest_processes: int = 1
     query_workers: int = 4
     webhook_secret: str | None = field(default=None, repr=False)
     webhook_timeout: float = 10.0

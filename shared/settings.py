@@ -46,7 +46,7 @@ _CENTRAL = (
     "sites_file", "read_token", "ingest_token", "cors_origins", "mqtt_share_group",
     "mqtt_client_id", "mqtt_protocol", "mqtt_inflight", "batch_states", "batch_seconds",
     "cache_ttl", "cache_ttl_past", "max_body_bytes", "max_batch_events", "max_event_age_days",
-    "max_sites", "accept_unknown_sites", "ingest_inflight_bytes",
+    "max_sites", "accept_unknown_sites", "ingest_inflight_bytes", "ingest_processes",
     "http_header_timeout", "http_keepalive_timeout", "http_body_timeout", "max_exports",
     "export_write_timeout", "query_workers",
     "webhook_secret", "webhook_timeout", "webhook_targets", "alert_time_scale",

@@ -24,7 +24,7 @@ from shared.events import parse_event
 from shared.exceptions import EventError
 from shared.slots import SLOT_SECONDS
 
-__all__ = ["Batch", "MAX_ITEM_ERRORS", "Refused", "prepare", "prepare_paused", "warm"]
+__all__ = ["Batch", "MAX_ITEM_ERRORS", "Refused", "prepare", "prepare_paused", "time_value"]
 
 MAX_ITEM_ERRORS = 100
 
@@ -117,11 +117,6 @@ def _cyclic_gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def warm() -> None:
-    """Nothing: submitted once so a worker process is started (and its imports done) before
-    the first big body waits for it."""
 
 
 def time_value(kind: str):

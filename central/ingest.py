@@ -43,7 +43,7 @@ from datetime import datetime, timedelta, timezone
 from aiohttp import web
 
 from .bodies import BodyBudget, BodyRefused, read_body
-from .decode import MAX_ITEM_ERRORS, Batch, Refused, prepare, prepare_paused, warm
+from .decode import MAX_ITEM_ERRORS, Batch, Refused, prepare, prepare_paused
 from .exceptions import StorageError
 from .http_errors import json_error
 from .storage.slots import RAW_COLUMNS
@@ -89,17 +89,14 @@ class Ingestor:
         # fallback is; one, because more threads would not decode faster, they would only
         # make the event loop wait longer for the GIL.
         self.processes = config.ingest_processes
-        self._pool = self._start_pool()
+        self._pool: ProcessPoolExecutor | None = None  # started for the first big body
         self._decoder = ThreadPoolExecutor(1, thread_name_prefix="ingest-decode")
         self._big_inserts = asyncio.Semaphore(1)
 
-    def _start_pool(self) -> ProcessPoolExecutor | None:
-        if not self.processes:
-            return None
-        # spawn: a fork of this process would copy its threads' locks (chDB's among them).
-        pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
-        pool.submit(warm)  # started now, not when the first big body waits for it
-        return pool
+    def _start_pool(self) -> ProcessPoolExecutor:
+        # spawn: a fork of this process would copy its threads' locks (chDB's among them). A
+        # worker starts in about 0.3 s and holds about 20 MB.
+        return ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
 
     def close(self) -> None:
         if self._pool is not None:
@@ -108,6 +105,8 @@ class Ingestor:
 
     async def _prepare_big(self, body: bytes, time_kind: str) -> Batch:
         loop = asyncio.get_running_loop()
+        if self.processes and self._pool is None:
+            self._pool = self._start_pool()
         pool = self._pool
         if pool is not None:
             try:
@@ -116,10 +115,10 @@ class Ingestor:
             except BrokenProcessPool:
                 # A worker died (killed, out of memory): the body is decoded in the thread, and
                 # the next one by a new pool.
-                logger.warning("ingest: a decoding process died; starting another (this body is decoded "
-                               "in a thread)")
+                logger.warning("ingest: a decoding process died; this body is decoded in a thread, the "
+                               "next one in a new process")
                 if self._pool is pool:
-                    self._pool = self._start_pool()
+                    self._pool = None
                     pool.shutdown(wait=False)
         return await loop.run_in_executor(self._decoder, prepare_paused, body, self.max_events, time_kind,
                                           self.max_age)

@@ -304,7 +304,7 @@ async def test_big_bodies_are_decoded_and_validated_off_the_event_loop(make_clie
     assert await raw_count(client) == 2000
 
 
-async def test_big_batches_are_inserted_one_at_a_time(make_client):
+async def test_big_batches_are_inserted_one_at_a_time(make_client, monkeypatch):
     """Their inserts serialise in Python under the GIL: four at once made the event loop wait
     in turn. Each insert is stretched by 0.3 s here, so any overlap would show."""
     client = await make_client()
@@ -322,7 +322,7 @@ async def test_big_batches_are_inserted_one_at_a_time(make_client):
         finally:
             running[0] -= 1
 
-    store.ainsert = ainsert
+    monkeypatch.setattr(store, "ainsert", ainsert)
     bodies = [[{**DUP, "cam_name": "C%d" % k, "event_timestamp": DUP["event_timestamp"] + i} for i in range(1500)]
               for k in range(4)]
     answers = await asyncio.gather(*(client.post("/api/v1/events", json=b) for b in bodies))

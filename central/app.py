@@ -436,7 +436,14 @@ async def _consumer_ctx(app: web.Application):
         else:
             app[ON_DATA].threadsafe(loop)(site, slots_written)
 
-    consumer = Consumer(config, app[STORE], app[METRICS], on_written=written, refresh=refresh)
+    registry = app[REGISTRY]
+
+    def admit(sites: set) -> dict:  # in the consumer's writer thread: the registry lives on the loop
+        future = asyncio.run_coroutine_threadsafe(
+            registry.admit(sites, config.max_sites, config.accept_unknown_sites), loop)
+        return future.result(timeout=60)
+
+    consumer = Consumer(config, app[STORE], app[METRICS], on_written=written, refresh=refresh, admit=admit)
     app[CONSUMER].set(consumer)
     consumer.start()
     yield

@@ -155,14 +155,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_body_bytes", _int(1024, 1 << 30), "8388608", "largest POST /api/v1/events body (413 above)"),
     Setting("max_batch_events", _int(1, 1_000_000), "50000", "most events in one POST /api/v1/events"),
     Setting("max_event_age_days", _int(0, 36500), "400", "days before this clock an event of POST /api/v1/events may be stamped (older ones refused per item, code too_old); 0 = back to 2000-01-01"),
-    Setting("max_sites", _int(0, 1_000_000), "1000", "most sites (configured or with data) POST /api/v1/events writes: an event for a new site past it is refused per item (too_many_sites); configured sites always; 0 = no bound"),
-    Setting("accept_unknown_sites", _bool, "true", "false: POST /api/v1/events refuses events for sites not in HEATMAP_SITES_FILE (unknown_site)"),
+    Setting("max_sites", _int(0, 1_000_000), "1000", "most sites (configured or with data) POST /api/v1/events and the MQTT consumer write: an event or state for a new site past it is refused (too_many_sites); configured sites always; 0 = no bound"),
+    Setting("accept_unknown_sites", _bool, "true", "false: POST /api/v1/events and the MQTT consumer refuse events and states for sites not in HEATMAP_SITES_FILE (unknown_site)"),
     Setting("ingest_inflight_bytes", _int(1024, 1 << 40), "67108864", "bytes of POST /api/v1/events bodies held at once, being received or decoded (503 with Retry-After past it; at least HEATMAP_MAX_BODY_BYTES)"),
     Setting("http_header_timeout", _float(0.1, 3600), "10", "seconds a new connection may take to send its complete request head (slow or silent clients are closed)"),
     Setting("http_keepalive_timeout", _float(0.1, 3600), "15", "seconds after a response within which a kept-alive connection must complete its next request head"),
     Setting("http_body_timeout", _float(0.1, 3600), "60", "seconds a POST /api/v1/events body may take to arrive in full (408 and the connection closed past it)"),
     Setting("max_exports", _int(1, 10000), "8", "exports (GET /api/v1/export) running at once; past it 503 busy with Retry-After"),
     Setting("export_write_timeout", _float(0.1, 3600), "30", "seconds an export waits for its client to take the next 256 KiB before it cuts the connection"),
+    Setting("ingest_processes", _int(0, 64), "1", "processes (spawned) that decode and validate POST /api/v1/events bodies over 64 KiB, off the event loop's GIL; 0 = a thread of central"),
     Setting("query_workers", _int(1, 64), "4", "threads running ClickHouse statements"),
     Setting("webhook_secret", _opt_str, "", "key of the X-Heatmap-Signature HMAC-SHA256 on alert webhooks; unset = unsigned", secret=True),
     Setting("webhook_timeout", _float(0.1, 120), "10", "seconds one webhook attempt may take before it counts as failed"),
@@ -206,6 +207,7 @@ class Config:
     http_body_timeout: float = 60.0
     max_exports: int = 8
     export_write_timeout: float = 30.0
+    ingest_processes: int = 1
     query_workers: int = 4
     webhook_secret: str | None = field(default=None, repr=False)
     webhook_timeout: float = 10.0

@@ -10,6 +10,10 @@ lists (camera, slot, rev) per state, version 2 only the revisions as ranges (a f
 are acked too (they will not get better by redelivery); an unexpected error decoding one
 message makes it a dead letter too (``internal_error``), and a batch insert failing with any
 exception is retried like a storage error, so a taken message is never silently dropped.
+States of a site that may not be written (``HEATMAP_ACCEPT_UNKNOWN_SITES=false`` and not in
+the sites file, or a new site past ``HEATMAP_MAX_SITES``: the rule of raw ingest,
+:meth:`central.registry.Registry.admit`) are dead letters ``unknown_site`` or
+``too_many_sites``, with a warning; the other messages of their batch are written.
 
 While ClickHouse is unreachable the batch is retried with backoff and nothing is acked; the
 broker sends at most ``HEATMAP_MQTT_INFLIGHT`` unacked messages (MQTT 5 Receive Maximum),
@@ -75,6 +79,8 @@ class _Batch:
     acks: dict  # (site, device, version) -> [AckItem], one per state written
     slots: dict  # site -> {slot}
     contacts: set = field(default_factory=set)  # (site, device, slot): device_slots rows
+    # site -> [(item, received, device)], the state messages taken, for a site refused
+    senders: dict = field(default_factory=dict)
 
 
 def _slot_of(when: datetime) -> int:
@@ -98,7 +104,8 @@ def _ack_payloads(site: str, device: str, version: int, acks: list) -> list:
 class Consumer:
     def __init__(self, config: Config, store: Store, metrics: Metrics,
                  on_written: Callable[[str, set], None] | None = None, shutdown_timeout: float = 10.0,
-                 refresh: Callable[[dict], None] | None = None):
+                 refresh: Callable[[dict], None] | None = None,
+                 admit: Callable[[set], dict] | None = None):
         if config.mqtt_url is None:
             raise ValueError("no MQTT URL configured")
         self.config = config
@@ -108,6 +115,10 @@ class Consumer:
         # After the states' insert, before the ack: keeps the answers of the slots written
         # (central.storage.answers); called in the writer thread with {site: {slot, ...}}.
         self.refresh = refresh
+        # The sites of a batch's states -> {site: central.registry.SiteRefusal} of those that
+        # may not be written (HEATMAP_MAX_SITES, HEATMAP_ACCEPT_UNKNOWN_SITES, as raw ingest);
+        # called in the writer thread, may raise (the batch is retried, nothing acked).
+        self.admit = admit
         self.shutdown_timeout = shutdown_timeout
         self.connected = False
         #: Set on the SUBACK of this connection's subscriptions, cleared when it drops: from
@@ -295,6 +306,7 @@ class Consumer:
                     protocol.AckItem(row[2], row[3], row[7]) for row in states)
             batch.slots.setdefault(site, set()).update(row[3] for row in states)
             batch.contacts.update((site, device, row[3]) for row in states)
+            batch.senders.setdefault(site, []).append((item, received, device))
 
     def _dead(self, batch: _Batch, item: _Item, received: datetime, site: str, device: str,
               reason: str, field: str, message: str) -> None:
@@ -304,8 +316,31 @@ class Consumer:
         batch.dead.append([received, str(item.topic)[:512], site, device, reason, field, message[:1000],
                            payload[:_MAX_DEAD_PAYLOAD], len(payload)])
 
+    def _refuse_sites(self, batch: _Batch) -> None:
+        """Take the states of sites that may not be written out of ``batch``: each message
+        carrying them becomes a dead letter (acked; the device keeps resending them, unacked,
+        so they are written once the site is let in). Idempotent, as the batch is retried."""
+        if self.admit is None or not batch.slots:
+            return
+        refused = self.admit(set(batch.slots))
+        if not refused:
+            return
+        seen = {(row[0], row[1], _slot_of(row[4])) for row in batch.devices if row[2] == "seen"}
+        batch.states = [row for row in batch.states if row[0] not in refused]
+        batch.contacts = {c for c in batch.contacts if c[0] not in refused or c in seen}
+        for key in [k for k in batch.acks if k[0] in refused]:
+            del batch.acks[key]
+        for site, why in sorted(refused.items()):
+            batch.slots.pop(site, None)
+            senders = batch.senders.pop(site, [])
+            for item, received, device in senders:
+                self._dead(batch, item, received, site, device, why.code, "site", why.message)
+            logger.warning("MQTT states of site %r refused (%s): %d message(s) stored as dead letters: %s",
+                           site, why.code, len(senders), why.message)
+
     def _insert(self, batch: _Batch) -> None:
         started = time.perf_counter()
+        self._refuse_sites(batch)
         self.store.insert("slot_states", batch.states, STATE_COLUMNS)
         if self.refresh is not None and batch.slots:
             self.refresh(batch.slots)  # the kept answers; failing, the batch is retried

@@ -6,7 +6,9 @@ otherwise); a key given twice in one object is refused. A batch is all-or-nothin
 invalid event refuses the whole batch with a list of per-item errors, among them an event
 older than ``HEATMAP_MAX_EVENT_AGE_DAYS`` (``too_old``) and one for a site that may not be
 written (:meth:`central.registry.Registry.admit`: ``unknown_site``, ``too_many_sites``). The body is read under
-:mod:`central.bodies`' limits; one over 64 KiB is decoded and validated in a worker thread.
+:mod:`central.bodies`' limits; one over 64 KiB is decoded and validated into the insert's
+columns (:mod:`central.decode`) in a worker process (``HEATMAP_INGEST_PROCESSES``; 0, or a
+worker that died: in a thread), so that the event loop does not wait for the GIL meanwhile.
 
 An ``Idempotency-Key`` header makes retries safe. Requests with one key are serialised in
 this process. Before the insert a *pending* row (accepted = 0) records the key and a hash of
@@ -29,24 +31,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
-import hashlib
-import json
 import logging
+import multiprocessing
 import re
-import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timedelta, timezone
-from typing import NamedTuple
 
 from aiohttp import web
-from shared.events import parse_event
-from shared.exceptions import EventError
-from shared.slots import SLOT_SECONDS
 
 from .bodies import BodyBudget, BodyRefused, read_body
+from .decode import MAX_ITEM_ERRORS, Batch, Refused, prepare, prepare_paused
 from .exceptions import StorageError
 from .http_errors import json_error
 from .storage.slots import RAW_COLUMNS
@@ -55,138 +52,15 @@ __all__ = ["Ingestor", "MAX_ITEM_ERRORS"]
 
 logger = logging.getLogger(__name__)
 
-MAX_ITEM_ERRORS = 100
 #: Distinct Idempotency-Keys in flight at once in this process (each holds one lock).
 MAX_KEYS_IN_FLIGHT = 10000
 _KEY_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}\Z")
 
 
 _CONTENT_TYPES = ("application/json", "application/x-ndjson")
-#: Bodies past this size are decoded and validated in a worker thread, not on the event loop.
+#: Bodies past this size are decoded and validated in a worker process (or thread), not on
+#: the event loop.
 OFFLOAD_BYTES = 64 * 1024
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, code: str, message: str, **extra):
-        super().__init__(message)
-        self.status, self.code, self.message, self.extra = status, code, message, extra
-
-
-class _Batch(NamedTuple):
-    rows: list
-    touched: dict  # site -> slot starts
-    digest: str
-
-
-def _no_duplicates(pairs: list) -> dict:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen = set()
-        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
-        raise ValueError("key %r given twice in one object" % twice[:40])
-    return obj
-
-
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates)
-_SPACE = re.compile(r"[ \t\n\r]*")
-
-
-def _decode_array(text: str) -> list:
-    """A JSON array, one element per decoder call: one json.loads of a 6 MB body holds the
-    GIL (and so the event loop) for the whole parse, element by element the loop gets it
-    back at every switch interval. Accepts and refuses exactly what json.loads would."""
-    end = _SPACE.match(text, 1).end()
-    items: list = []
-    if text.startswith("]", end):
-        idx = end + 1
-    else:
-        while True:
-            item, idx = _DECODER.raw_decode(text, end)
-            items.append(item)
-            idx = _SPACE.match(text, idx).end()
-            if text.startswith(",", idx):
-                end = _SPACE.match(text, idx + 1).end()
-            elif text.startswith("]", idx):
-                idx += 1
-                break
-            else:
-                raise ValueError("expected ',' or ']' at char %d" % idx)
-    if _SPACE.match(text, idx).end() != len(text):
-        raise ValueError("extra data after the array at char %d" % idx)
-    return items
-
-
-def _decode(body: bytes) -> list:
-    text = body.decode("utf-8")
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        return _decode_array(stripped)
-    items = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                items.append(json.loads(line, object_pairs_hook=_no_duplicates))
-            except ValueError as exc:
-                raise ValueError("line %d: %s" % (number, exc)) from None
-    return items
-
-
-@contextlib.contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a big body is decoded (reference counting still
-    frees everything). Decoding 50,000 events makes some 200,000 containers, and the full
-    collections they set off held the GIL, and so the event loop, for 300-450 ms each."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _prepare_paused(body: bytes, max_events: int, raw_time, max_age: float | None) -> _Batch:
-    with _cyclic_gc_paused():
-        return _prepare(body, max_events, raw_time, max_age)
-
-
-def _prepare(body: bytes, max_events: int, raw_time, max_age: float | None = None) -> _Batch:
-    """Decode and validate a whole body into rows (CPU only: runs in a worker for big ones)."""
-    try:
-        items = _decode(body)
-    except UnicodeDecodeError:
-        raise _Refused(400, "bad_encoding", "the body is not UTF-8") from None
-    except (ValueError, RecursionError) as exc:
-        raise _Refused(400, "bad_json", "the body is not a JSON array or NDJSON: %s" % str(exc)[:200]) from None
-    if not items:
-        raise _Refused(400, "empty", "no events in the body")
-    if len(items) > max_events:
-        raise _Refused(413, "too_many", "more than %d events in one request" % max_events)
-    now = time.time()
-    rows, errors, touched = [], [], {}
-    for index, obj in enumerate(items):
-        try:
-            event = parse_event(obj, now, max_age=max_age)
-            if event.site is None:
-                raise EventError("is required", field="site", code="missing")
-        except EventError as exc:
-            if len(errors) < MAX_ITEM_ERRORS:
-                errors.append({"index": index, "field": exc.field, "code": exc.code, "message": exc.reason})
-            else:
-                break
-            continue
-        if not errors:
-            rows.append([event.site, event.camera, event.people_count,
-                         raw_time.value(event.timestamp), list(event.triggers)])
-            touched.setdefault(event.site, set()).add(int(event.timestamp) // SLOT_SECONDS * SLOT_SECONDS)
-    if errors:
-        raise _Refused(
-            422, "invalid_events",
-            "%s of %d events are invalid; nothing was stored" % (
-                len(errors) if len(errors) < MAX_ITEM_ERRORS else "at least %d" % len(errors), len(items)),
-            items=errors,
-        )
-    return _Batch(rows, touched, hashlib.sha256(body).hexdigest())
 
 
 class Ingestor:
@@ -209,12 +83,45 @@ class Ingestor:
         self.body_timeout = config.http_body_timeout
         self.max_age = config.max_event_age_days * 86400.0 if config.max_event_age_days else None
         self.budget = BodyBudget(config.ingest_inflight_bytes, metrics.ingest_inflight_bytes.set)
-        # One thread: decoding is CPU under the GIL, so more threads would not decode faster,
-        # they would only make the event loop wait longer for the GIL (slower /healthz).
+        # Big bodies are decoded in processes of their own (HEATMAP_INGEST_PROCESSES): in a
+        # thread the decoding holds this process's GIL, and the event loop waited for it
+        # (/healthz p99 35-60 ms beside four 50,000-event batches). 0: one thread, as the
+        # fallback is; one, because more threads would not decode faster, they would only
+        # make the event loop wait longer for the GIL.
+        self.processes = config.ingest_processes
+        self._pool: ProcessPoolExecutor | None = None  # started for the first big body
         self._decoder = ThreadPoolExecutor(1, thread_name_prefix="ingest-decode")
+        self._big_inserts = asyncio.Semaphore(1)
+
+    def _start_pool(self) -> ProcessPoolExecutor:
+        # spawn: a fork of this process would copy its threads' locks (chDB's among them). A
+        # worker starts in about 0.3 s and holds about 20 MB.
+        return ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
         self._decoder.shutdown(wait=True)
+
+    async def _prepare_big(self, body: bytes, time_kind: str) -> Batch:
+        loop = asyncio.get_running_loop()
+        if self.processes and self._pool is None:
+            self._pool = self._start_pool()
+        pool = self._pool
+        if pool is not None:
+            try:
+                return await loop.run_in_executor(pool, prepare_paused, body, self.max_events, time_kind,
+                                                  self.max_age)
+            except BrokenProcessPool:
+                # A worker died (killed, out of memory): the body is decoded in the thread, and
+                # the next one by a new pool.
+                logger.warning("ingest: a decoding process died; this body is decoded in a thread, the "
+                               "next one in a new process")
+                if self._pool is pool:
+                    self._pool = None
+                    pool.shutdown(wait=False)
+        return await loop.run_in_executor(self._decoder, prepare_paused, body, self.max_events, time_kind,
+                                          self.max_age)
 
     def _refuse(self, status: int, code: str, message: str, **extra) -> web.Response:
         self.metrics.ingest_rejected.labels(code).inc()
@@ -249,20 +156,24 @@ class Ingestor:
                 return resp
             try:
                 if len(body) > OFFLOAD_BYTES:  # keep the event loop free for everyone else
-                    loop = asyncio.get_running_loop()
-                    batch = await loop.run_in_executor(self._decoder, _prepare_paused, body, self.max_events,
-                                                       raw_time, self.max_age)
+                    batch = await self._prepare_big(body, raw_time.kind)
                 else:
-                    batch = _prepare(body, self.max_events, raw_time, self.max_age)
+                    batch = prepare(body, self.max_events, raw_time.kind, self.max_age)
                 await self._admit_sites(batch)
-            except _Refused as exc:
+            except Refused as exc:
                 for item in exc.extra.get("items", ()):
                     self.metrics.ingest_items_refused.labels(item["code"]).inc()
                 return self._refuse(exc.status, exc.code, exc.message, **exc.extra)
+            big = len(body) > OFFLOAD_BYTES
             del body
-            return await self._store(key, batch)
+            if not big:
+                return await self._store(key, batch)
+            # One big batch's insert at a time: clickhouse-connect serialises the columns in
+            # Python (the GIL), and four at once made the event loop wait for it in turn.
+            async with self._big_inserts:
+                return await self._store(key, batch)
 
-    async def _admit_sites(self, batch: _Batch) -> None:
+    async def _admit_sites(self, batch: Batch) -> None:
         """Refuse the batch (422, per item) if it writes a site that may not get data."""
         if self.registry is None:
             return
@@ -270,31 +181,32 @@ class Ingestor:
         if not refused:
             return
         errors, count = [], 0
-        for index, row in enumerate(batch.rows):  # one row per event, in the body's order
-            why = refused.get(row[0])
+        for index, site in enumerate(batch.columns[0]):  # one per event, in the body's order
+            why = refused.get(site)
             if why is not None:
                 count += 1
                 if len(errors) < MAX_ITEM_ERRORS:
                     errors.append({"index": index, "field": "site", "code": why.code, "message": why.message})
-        raise _Refused(422, "invalid_events", "%d of %d events are for sites refused (%s); nothing was stored" % (
-            count, len(batch.rows), ", ".join(sorted(refused)[:5]) + (", ..." if len(refused) > 5 else "")),
+        raise Refused(422, "invalid_events", "%d of %d events are for sites refused (%s); nothing was stored" % (
+            count, batch.count, ", ".join(sorted(refused)[:5]) + (", ..." if len(refused) > 5 else "")),
             items=errors)
 
-    async def _store(self, key: str | None, batch: _Batch) -> web.Response:
-        rows, touched = batch.rows, batch.touched
+    async def _store(self, key: str | None, batch: Batch) -> web.Response:
+        columns, touched = batch.columns, batch.touched
         if key is None:
             # A token of its own: camera_events drops a repeated identical block (a
             # deduplication window, a Replicated engine), and two equal detections are real.
-            await self.store.ainsert("camera_events", rows, RAW_COLUMNS,
-                                     {"insert_deduplication_token": "heatmap-unkeyed:%s" % uuid.uuid4().hex})
+            await self.store.ainsert("camera_events", columns, RAW_COLUMNS,
+                                     {"insert_deduplication_token": "heatmap-unkeyed:%s" % uuid.uuid4().hex},
+                                     column_oriented=True)
         else:
             if key not in self._locks and len(self._locks) >= MAX_KEYS_IN_FLIGHT:
                 return self._refuse(503, "busy", "too many requests in flight; retry", retry_after=1)
             async with self._serialised(key):
-                refused = await self._insert_once(key, batch.digest, rows)
+                refused = await self._insert_once(key, batch.digest, columns, batch.count)
             if refused is not None:
                 return refused
-        self.metrics.ingest_events.inc(len(rows))
+        self.metrics.ingest_events.inc(batch.count)
         if self.refresh is not None:
             try:
                 # The keeper keeps the slots and days and tells every listener (on_data).
@@ -304,8 +216,8 @@ class Ingestor:
         elif self.on_data is not None:
             for site, slots in touched.items():
                 self.on_data(site, slots)
-        logger.debug("ingested %d events (key %s)", len(rows), key)
-        return web.json_response({"accepted": len(rows)}, status=201)
+        logger.debug("ingested %d events (key %s)", batch.count, key)
+        return web.json_response({"accepted": batch.count}, status=201)
 
     @contextlib.asynccontextmanager
     async def _serialised(self, key: str) -> AsyncIterator[None]:
@@ -320,8 +232,8 @@ class Ingestor:
             if entry[1] == 0:
                 del self._locks[key]
 
-    async def _insert_once(self, key: str, digest: str, rows: list) -> web.Response | None:
-        """Insert ``rows`` under ``key`` unless already done; a response if not inserting."""
+    async def _insert_once(self, key: str, digest: str, columns: list, count: int) -> web.Response | None:
+        """Insert ``columns`` (``count`` events) under ``key`` unless already done; a response if not inserting."""
         previous = await self.store.aquery(
             "SELECT body_sha256, accepted FROM ingest_batches FINAL WHERE idempotency_key = {key:String}",
             {"key": key},
@@ -340,12 +252,13 @@ class Ingestor:
                     "may or may not be stored: check camera_events before resending under a new key",
                     retry_after=5)
             # camera_events drops a repeated insert with the same token: inserting again is safe.
-        columns = ["idempotency_key", "body_sha256", "accepted", "created_at"]
+        batch_columns = ["idempotency_key", "body_sha256", "accepted", "created_at"]
         pending_at = datetime.now(timezone.utc)
-        await self.store.ainsert("ingest_batches", [[key, digest, 0, pending_at]], columns)
-        await self.store.ainsert("camera_events", rows, RAW_COLUMNS,
-                                 {"insert_deduplication_token": "heatmap-ingest:%s:%s" % (key, digest)})
+        await self.store.ainsert("ingest_batches", [[key, digest, 0, pending_at]], batch_columns)
+        await self.store.ainsert("camera_events", columns, RAW_COLUMNS,
+                                 {"insert_deduplication_token": "heatmap-ingest:%s:%s" % (key, digest)},
+                                 column_oriented=True)
         # The done row must win ReplacingMergeTree(created_at) over the pending one.
         done_at = max(datetime.now(timezone.utc), pending_at + timedelta(milliseconds=1))
-        await self.store.ainsert("ingest_batches", [[key, digest, len(rows), done_at]], columns)
+        await self.store.ainsert("ingest_batches", [[key, digest, count, done_at]], batch_columns)
         return None

@@ -14,6 +14,7 @@ import argparse
 import ipaddress
 import math
 import os
+import re
 from dataclasses import dataclass, replace
 from typing import Callable, Dict, Mapping, Optional, Tuple
 
@@ -40,7 +41,20 @@ PRIORITY_MODES = ("new", "all", "off")
 MAPPABLE = ("camera", "people_count", "timestamp", "triggers")
 
 
+#: One or more ASCII digits: int() and float() also take Arabic-Indic, fullwidth and other
+#: scripts' digits (U+0663, U+FF18), which a setting must not silently read as a number.
+_DIGITS = re.compile(r"[0-9]+\Z")
+
+
+def _whole(text: str) -> int:
+    if not _DIGITS.match(text):
+        raise ValueError("not a whole number (ASCII digits)")
+    return int(text)
+
+
 def _positive(text: str) -> float:
+    if not text.isascii():
+        raise ValueError("not a number (ASCII digits)")
     value = float(text)
     if not math.isfinite(value) or value <= 0:
         raise ValueError("must be a positive number")
@@ -49,7 +63,7 @@ def _positive(text: str) -> float:
 
 def _count(low: int, high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        value = int(text)
+        value = _whole(text)
         if not low <= value <= high:
             raise ValueError("must be in %d..%d" % (low, high))
         return value
@@ -73,7 +87,7 @@ def _priority(text: str) -> str:
 
 
 def _protocol(text: str) -> int:
-    value = int(text)
+    value = _whole(text)
     if value not in SUPPORTED_VERSIONS:
         raise ValueError("must be one of %s" % ", ".join(map(str, SUPPORTED_VERSIONS)))
     return value
@@ -266,7 +280,7 @@ def _udp(text: str) -> Tuple[str, int]:
     host = host.strip("[]")
     try:
         address = ipaddress.ip_address(host)
-        number = int(port)
+        number = _whole(port)
         if not sep or not 0 <= number <= 65535:
             raise ValueError
     except ValueError:

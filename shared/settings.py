@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Type
 from urllib.parse import unquote, urlsplit
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 PREFIX = "HEATMAP_"
+_DIGITS = re.compile(r"[0-9]+\Z")  # ASCII only: \d and int() take every script's digits
 
 _EDGE = (
     "site", "device_id", "mqtt_username", "mqtt_password", "mqtt_password_file", "mqtt_cert_file",
@@ -44,7 +46,7 @@ _CENTRAL = (
     "sites_file", "read_token", "ingest_token", "cors_origins", "mqtt_share_group",
     "mqtt_client_id", "mqtt_protocol", "mqtt_inflight", "batch_states", "batch_seconds",
     "cache_ttl", "cache_ttl_past", "max_body_bytes", "max_batch_events", "max_event_age_days",
-    "max_sites", "accept_unknown_sites", "ingest_inflight_bytes",
+    "max_sites", "accept_unknown_sites", "ingest_inflight_bytes", "ingest_processes",
     "http_header_timeout", "http_keepalive_timeout", "http_body_timeout", "max_exports",
     "export_write_timeout", "query_workers",
     "webhook_secret", "webhook_timeout", "webhook_targets", "alert_time_scale",
@@ -108,6 +110,10 @@ def parse_mqtt_url(url: str) -> MqttTarget:
         port = parts.port
     except ValueError:
         raise ValueError("bad port") from None
+    # Python 3.8's urllib reads the port with int(), which takes other scripts' digits.
+    digits = parts.netloc.rpartition("@")[2].rpartition("]")[2].partition(":")[2]
+    if digits and not _DIGITS.match(digits):
+        raise ValueError("bad port")
     tls = parts.scheme == "mqtts"
     return MqttTarget(
         host=parts.hostname,

@@ -75,7 +75,8 @@ class Storage(Protocol):
     def command(self, sql: str, parameters: dict | None = None, settings: dict | None = None) -> Any: ...
 
     def insert(
-        self, table: str, rows: Sequence[Sequence[Any]], column_names: Sequence[str], settings: dict | None = None
+        self, table: str, rows: Sequence[Sequence[Any]], column_names: Sequence[str], settings: dict | None = None,
+        column_oriented: bool = False,
     ) -> None: ...
 
     def close(self) -> None: ...
@@ -218,13 +219,17 @@ class Store:
         return result
 
     def insert(
-        self, table: str, rows: Sequence[Sequence[Any]], column_names: Sequence[str], settings: dict | None = None
+        self, table: str, rows: Sequence[Sequence[Any]], column_names: Sequence[str], settings: dict | None = None,
+        column_oriented: bool = False,
     ) -> None:
-        """Insert rows once; pass ``insert_deduplication_token`` in settings to make retries safe."""
-        if not rows:
+        """Insert rows once; pass ``insert_deduplication_token`` in settings to make retries safe.
+        ``column_oriented``: ``rows`` is one sequence per column (no pivot of rows into columns,
+        which clickhouse-connect does in one C call holding the GIL: 50-120 ms for 50,000 rows)."""
+        if not rows or (column_oriented and not rows[0]):
             return
         try:
-            self._get().insert(table, rows, column_names=list(column_names), settings=settings)
+            self._get().insert(table, rows, column_names=list(column_names), settings=settings,
+                               column_oriented=column_oriented)
         except (ch_errors.ClickHouseError, OSError) as exc:
             raise self._failed(exc, "insert into %s" % table) from None
         self.last_failure = 0.0
@@ -265,10 +270,11 @@ class Store:
         return await loop.run_in_executor(self._executor, self.command, sql, parameters, settings)
 
     async def ainsert(
-        self, table: str, rows: Sequence[Sequence[Any]], column_names: Sequence[str], settings: dict | None = None
+        self, table: str, rows: Sequence[Sequence[Any]], column_names: Sequence[str], settings: dict | None = None,
+        column_oriented: bool = False,
     ) -> None:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self.insert, table, rows, column_names, settings)
+        await loop.run_in_executor(self._executor, self.insert, table, rows, column_names, settings, column_oriented)
 
 
 def open_store(config: Any) -> Store:

@@ -280,11 +280,11 @@ async def test_a_retry_after_a_failure_midway_never_doubles_rows(make_client, cl
     store, failed = services(client).store, []
     real = store.ainsert
 
-    async def ainsert(table, rows, columns, settings=None):
+    async def ainsert(table, rows, columns, settings=None, **kw):
         if table == "ingest_batches" and rows[0][2] > 0 and not failed:
             failed.append(table)  # camera_events is written, the done record times out
             raise StorageUnavailable("insert into ingest_batches: timed out")
-        return await real(table, rows, columns, settings)
+        return await real(table, rows, columns, settings, **kw)
 
     monkeypatch.setattr(store, "ainsert", ainsert)
     events = [{**EVENT, "timestamp": 1767607200 + i} for i in range(3)]

@@ -195,6 +195,50 @@ async def test_bad_messages_go_to_dead_letters_with_reasons(central, mosquitto, 
         dev.close()
 
 
+@pytest.mark.parametrize(("overrides", "code"), [
+    ({"accept_unknown_sites": False}, "unknown_site"),
+    ({"max_sites": 5}, "too_many_sites"),  # the sites file configures 4: one new site fits
+])
+async def test_states_of_a_site_ingest_would_refuse_are_dead_letters(
+        mosquitto, make_client, clickhouse_client, caplog, overrides, code):
+    """The sites rule of raw ingest on the MQTT path: a refused site's states are dead
+    letters (counted, logged, acked to the broker, not to the device), and the other
+    messages of the same batch are written and acked."""
+    client = await make_client(mqtt_url=MqttTarget("127.0.0.1", mosquitto.port, False),
+                               mqtt_client_id="central-test", batch_seconds=0.5, **overrides)
+    await wait_connected(client)
+    known = Device(mosquitto)
+    devices = [known]
+    try:
+        if code == "too_many_sites":  # the fifth site is let in, and counts
+            fifth = Device(mosquitto, site="FIFTH_SITE", device="jetson-05")
+            devices.append(fifth)
+            fifth.publish(fifth.states([state(rev=4)]))
+            assert await asyncio.get_running_loop().run_in_executor(
+                None, fifth.ack_items, 20.0, {("EMPLOYEE_AREA", SLOT, 4)})
+        stranger = Device(mosquitto, site="NOT_LISTED", device="jetson-09")
+        devices.append(stranger)
+        stranger.publish(stranger.states([state(rev=1), state("CAFETERIA", rev=2)]))
+        known.publish(known.states([state(rev=3)]))  # most likely in the same batch
+        acks = await asyncio.get_running_loop().run_in_executor(
+            None, known.ack_items, 20.0, {("EMPLOYEE_AREA", SLOT, 3)})
+        assert acks == {("EMPLOYEE_AREA", SLOT, 3)}
+        rows = await eventually_async(lambda: clickhouse_client.query(
+            "SELECT site_name, device_id, reason, field FROM dead_letters").result_rows or None)
+        assert rows == [("NOT_LISTED", "jetson-09", code, "site")]
+        assert stranger.ack_items(1.0) == set()
+        sites = clickhouse_client.query("SELECT DISTINCT site_name FROM slot_states ORDER BY site_name").result_rows
+        assert [r[0] for r in sites] == (["FIFTH_SITE"] if code == "too_many_sites" else []) + ["HEAD_OFFICE"]
+        assert not clickhouse_client.query(
+            "SELECT count() FROM device_slots WHERE site_name = 'NOT_LISTED' AND slot = %d" % SLOT).result_rows[0][0]
+        metrics = await (await client.get("/metrics")).text()
+        assert 'heatmap_dead_letters_total{reason="%s"} 1.0' % code in metrics
+        assert any("site 'NOT_LISTED' refused (%s)" % code in r.getMessage() for r in caplog.records)
+    finally:
+        for dev in devices:
+            dev.close()
+
+
 async def test_an_unexpected_decode_error_becomes_a_dead_letter(central, mosquitto, clickhouse_client, monkeypatch):
     import central.consumer as consumer_module
 

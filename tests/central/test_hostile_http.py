@@ -274,25 +274,80 @@ async def test_bodies_in_flight_past_the_budget_get_503_then_room_comes_back(ser
 
 # -- item 8: big bodies are decoded off the event loop ---------------------------------------
 
-async def test_big_bodies_are_decoded_and_validated_off_the_event_loop(make_client, monkeypatch):
+@pytest.mark.parametrize("processes", [1, 0])
+async def test_big_bodies_are_decoded_and_validated_off_the_event_loop(make_client, monkeypatch, processes):
+    """In a worker process (HEATMAP_INGEST_PROCESSES), or with 0 in a worker thread: never in
+    this process's main thread; per-item errors come back from the worker as they are."""
     import threading
 
-    import central.ingest
+    import central.decode
 
     threads = set()
-    real = central.ingest.parse_event
+    real = central.decode.parse_event
 
-    def parse_event(obj, now, **bounds):
+    def parse_event(obj, now, **bounds):  # seen only where it runs in this process
         threads.add(threading.current_thread() is threading.main_thread())
         return real(obj, now, **bounds)
 
-    monkeypatch.setattr(central.ingest, "parse_event", parse_event)
-    client = await make_client()
+    monkeypatch.setattr(central.decode, "parse_event", parse_event)
+    client = await make_client(ingest_processes=processes)
     events = [{**DUP, "event_timestamp": DUP["event_timestamp"] + i} for i in range(2000)]
     resp = await client.post("/api/v1/events", json=events)
     assert resp.status == 201 and await resp.json() == {"accepted": 2000}
-    assert threads == {False}
+    assert threads == (set() if processes else {False})
     assert await raw_count(client) == 2000
+    bad = [*events[:1500], {**DUP, "people_count": -1}, *events[1500:]]
+    resp = await client.post("/api/v1/events", json=bad)
+    body = await resp.json()
+    assert resp.status == 422 and body["error"]["code"] == "invalid_events"
+    assert [(i["index"], i["field"]) for i in body["error"]["items"]] == [(1500, "people_count")]
+    assert await raw_count(client) == 2000
+
+
+async def test_big_batches_are_inserted_one_at_a_time(make_client, monkeypatch):
+    """Their inserts serialise in Python under the GIL: four at once made the event loop wait
+    in turn. Each insert is stretched by 0.3 s here, so any overlap would show."""
+    client = await make_client()
+    store = services(client).store
+    real, running, most = store.ainsert, [0], [0]
+
+    async def ainsert(table, rows, columns, settings=None, **kw):
+        if table != "camera_events":
+            return await real(table, rows, columns, settings, **kw)
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        try:
+            await asyncio.sleep(0.3)
+            return await real(table, rows, columns, settings, **kw)
+        finally:
+            running[0] -= 1
+
+    monkeypatch.setattr(store, "ainsert", ainsert)
+    bodies = [[{**DUP, "cam_name": "C%d" % k, "event_timestamp": DUP["event_timestamp"] + i} for i in range(1500)]
+              for k in range(4)]
+    answers = await asyncio.gather(*(client.post("/api/v1/events", json=b) for b in bodies))
+    assert [r.status for r in answers] == [201] * 4
+    assert most[0] == 1
+    assert await raw_count(client) == 6000
+
+
+async def test_a_decoding_process_that_dies_loses_no_body(make_client, caplog):
+    import os
+    import signal
+
+    client = await make_client(ingest_processes=1)
+    ingestor = services(client).ingestor
+    events = [{**DUP, "event_timestamp": DUP["event_timestamp"] + i} for i in range(2000)]
+    assert (await client.post("/api/v1/events", json=events)).status == 201
+    pool = ingestor._pool
+    for pid in list(pool._processes):  # the test's own central: its worker, by its id
+        os.kill(pid, signal.SIGKILL)
+    resp = await client.post("/api/v1/events", json=events)
+    assert resp.status == 201 and await resp.json() == {"accepted": 2000}
+    assert any("a decoding process died" in r.getMessage() for r in caplog.records)
+    assert (await client.post("/api/v1/events", json=events)).status == 201
+    assert ingestor._pool is not None and ingestor._pool is not pool  # a new worker took it
+    assert await raw_count(client) == 6000
 
 
 # -- items 9 to 11 ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from central.ingest import _decode
+from central.decode import _decode
 
 _values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=5),

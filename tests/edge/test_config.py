@@ -75,6 +75,26 @@ def test_invalid_settings_are_one_clear_line(env, words):
     assert "\n" not in text
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("HEATMAP_MAX_CAMERAS", "\u0663"),  # Arabic-Indic three: int() reads it as 3
+        ("HEATMAP_INTENSITY_HIGH", "\uff18"),  # fullwidth eight
+        ("HEATMAP_MAX_INFLIGHT_STATES", "1_000"),
+        ("HEATMAP_PROTOCOL_VERSION", "\u0662"),
+        ("HEATMAP_COMMIT_INTERVAL", "\u0663"),  # float() reads it as 3.0
+        ("HEATMAP_RETENTION_DAYS", "\uff17"),
+        ("HEATMAP_UDP_ADDR", "127.0.0.1:\u0667\u0667\u0667\u0667"),
+        ("HEATMAP_MQTT_URL", "mqtt://broker:\uff11\uff18\uff18\uff13"),
+    ],
+)
+def test_numbers_in_other_scripts_digits_are_refused_naming_the_setting(name, value):
+    with pytest.raises(ConfigError) as info:
+        Config.load(None, dict(BASE, **{name: value}))
+    assert name in str(info.value)
+    assert "\n" not in str(info.value)
+
+
 def test_central_settings_in_a_shared_environment_are_ignored():
     cfg = Config.load(None, dict(BASE, HEATMAP_CLICKHOUSE_URL="chdb:///x"))
     assert cfg.ignored_env == ("HEATMAP_CLICKHOUSE_URL",)

@@ -15,6 +15,7 @@ capacity, rounded up; a zone's own ``high``/``medium`` still win.
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -65,6 +66,12 @@ class Zone:
     threshold_origin: str = "site"
 
 
+WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DEFAULT_WORKING_HOURS = "09:00-18:00"
+DEFAULT_WORKING_DAYS = WEEKDAY_NAMES[:5]
+_WORKING_HOURS_RE = re.compile(r"([01]\d|2[0-4]):00-([01]\d|2[0-4]):00")
+
+
 @dataclass(frozen=True)
 class Site:
     name: str
@@ -77,6 +84,10 @@ class Site:
     intensity_mode: str = "fixed"
     #: (capacity_high, capacity_medium) in percent where intensity_mode is "capacity".
     capacity_shares: tuple[int, int] | None = None
+    #: The site's working hours (local, whole hours, end exclusive; may wrap midnight) and
+    #: days: the zones report's "Working hours" (sites file ``working_hours``, ``working_days``).
+    working_hours: str = DEFAULT_WORKING_HOURS
+    working_days: tuple[str, ...] = DEFAULT_WORKING_DAYS
 
     @property
     def capacities(self) -> dict[str, int]:
@@ -113,7 +124,7 @@ def local_day(day: date, tz: ZoneInfo) -> tuple[int, int]:
 
 
 _SITE_KEYS = {"display_name", "timezone", "high", "medium", "zones", "intensity", "capacity_high",
-              "capacity_medium"}
+              "capacity_medium", "working_hours", "working_days"}
 _ZONE_KEYS = {"display_name", "high", "medium", "x", "y", "w", "h", "capacity"}
 _DEFAULT_KEYS = {"timezone", "high", "medium"}
 
@@ -163,6 +174,23 @@ def _zone_thresholds(ztable: dict, where: str, base: Thresholds, capacity: int |
     if "high" in ztable or "medium" in ztable:
         origin = "own"
     return _thresholds(ztable, where, base), origin
+
+
+def _working(table: dict, where: str) -> tuple[str, tuple[str, ...]]:
+    """``working_hours`` ("08:00-17:00": whole hours, local, end exclusive, 00-24, may wrap
+    midnight) and ``working_days`` (weekday names), as the zones report's hours and weekdays."""
+    hours = table.get("working_hours", DEFAULT_WORKING_HOURS)
+    m = _WORKING_HOURS_RE.fullmatch(hours) if isinstance(hours, str) and hours.isascii() else None
+    start, end = (int(m.group(1)), int(m.group(2)) or 24) if m else (-1, -1)
+    if not 0 <= start <= 23 or not 1 <= end <= 24 or start == end:
+        raise SitesFileError('%s.working_hours must be "HH:00-HH:00" (local, end exclusive; "22:00-06:00" '
+                             'wraps midnight), not %r' % (where, hours))
+    days = table.get("working_days", list(DEFAULT_WORKING_DAYS))
+    if (not isinstance(days, list) or not days or any(d not in WEEKDAY_NAMES for d in days)
+            or len(set(days)) != len(days)):
+        raise SitesFileError("%s.working_days must be a list of distinct weekdays from %s"
+                             % (where, ", ".join(WEEKDAY_NAMES)))
+    return hours, tuple(d for d in WEEKDAY_NAMES if d in days)
 
 
 def _timezone(value: Any, where: str) -> str:
@@ -226,6 +254,7 @@ class Sites:
             _check_keys(table, _SITE_KEYS, where)
             thresholds = _thresholds(table, where, base)
             shares = _capacity_thresholds(table, where)
+            working = _working(table, where)
             zones = {}
             for cam, ztable in _check_keys(table.get("zones", {}), set(table.get("zones", {})), where + ".zones").items():
                 zwhere = "%s.zones.%s" % (where, cam)
@@ -247,6 +276,8 @@ class Sites:
                 zones=zones,
                 intensity_mode="fixed" if shares is None else "capacity",
                 capacity_shares=shares,
+                working_hours=working[0],
+                working_days=working[1],
             )
         loaded = cls(sites, tz, base)
         alerts = doc.get("alerts", [])

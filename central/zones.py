@@ -29,13 +29,13 @@ from zoneinfo import ZoneInfo
 from .buckets import day_offsets, enumerate_buckets
 from .coverage import Coverage
 from .registry import Registry
-from .sites import Site, Sites, local_day
+from .sites import WEEKDAY_NAMES, Site, Sites, local_day
 from .storage.sitedays import DayCells, SiteDays
 
 __all__ = ["Zones", "ZonesRequest", "LIMIT_DAYS", "WEEKDAYS", "OVER", "CSV_COLUMNS", "site_rows", "zone_row", "to_csv"]
 
 LIMIT_DAYS = 366
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WEEKDAYS = WEEKDAY_NAMES
 #: The shares of capacity (percent) that ``hours_over`` counts hours at or above.
 OVER = (40, 80, 100)
 
@@ -185,6 +185,7 @@ class Zones:
 
     async def site(self, site: Site, req: ZonesRequest) -> dict:
         return {"site_name": site.name, "display_name": site.display_name, "timezone": site.timezone,
+                "working_hours": {"hours": site.working_hours, "weekdays": list(site.working_days)},
                 **req.header(), "zones": await self.rows(site, req)}
 
     async def all_sites(self, req: ZonesRequest) -> dict:

@@ -142,3 +142,24 @@ def test_all_sites_shortlist_is_every_sites_zones_by_p95(central, tab):
         assert tr.query_selector("th a").get_attribute("href").endswith(
             "?view=range&site=%s&from=2025-12-30&to=2026-01-05&zone=%s" % (z["site_name"], z["zone"]))
     assert t.errors == []
+
+
+def test_working_hours_are_the_sites_own(tmp_path, tab):
+    """A site with ``working_hours`` and ``working_days`` in the sites file: the toggle says
+    them, as the API gives them, and asks for them."""
+    sites_toml = day.SITES_TOML.replace('display_name = "Head office"\n', 'display_name = "Head office"\n'
+                                        'working_hours = "22:00-06:00"\nworking_days = ["sat", "sun"]\n', 1)
+    with day.own_central(tmp_path, sites_toml, day._events(), "working") as base:
+        assert api_json(base, API)["working_hours"] == {"hours": "22:00-06:00", "weekdays": ["sat", "sun"]}
+        t = tab()
+        requests: list[str] = []
+        t.page.on("request", lambda r: "/api/v1/zones/" in r.url and requests.append(r.url))
+        page = t.open(base + RANGE, "ready")
+        page.wait_for_selector("#range-zones-panel[data-state=ready]")
+        assert page.inner_text("#range-zones-working-label").strip() == "Working hours (22:00\u201306:00, Sat Sun)"
+        page.check("#range-zones-working")
+        page.wait_for_selector("#range-zones-panel[data-state=ready]")
+        t.page.wait_for_function("() => document.querySelector('#range-zones-note').innerText.includes('working')")
+        assert any("hours=22:00-06:00&weekdays=sat%2Csun" in u or "hours=22:00-06:00&weekdays=sat,sun" in u
+                   for u in requests), requests
+        assert t.errors == []

@@ -42,6 +42,13 @@ def test_configured_and_default_sites(tmp_path):
         ("[defaults]\ntimezone = 5\n", "timezone"),
         ("not toml [", "sites file"),
         ("[other]\n", "other"),
+        ('[sites.A]\nworking_hours = "9:00-18:00"\n', "working_hours must be"),
+        ('[sites.A]\nworking_hours = "09:30-18:00"\n', "working_hours must be"),
+        ('[sites.A]\nworking_hours = "09:00-09:00"\n', "working_hours must be"),
+        ('[sites.A]\nworking_hours = "\u0660\u0669:00-18:00"\n', "working_hours must be"),
+        ('[sites.A]\nworking_days = ["mon", "funday"]\n', "working_days must be"),
+        ('[sites.A]\nworking_days = []\n', "working_days must be"),
+        ('[sites.A]\nworking_days = ["mon", "mon"]\n', "working_days must be"),
     ],
 )
 def test_mistakes_are_named(tmp_path, text, needle):
@@ -112,3 +119,11 @@ def test_utilisation_is_the_busiest_zone_share():
 def test_capacity_mistakes_are_named(tmp_path, text, needle):
     with pytest.raises(SitesFileError, match=needle):
         Sites.load(write(tmp_path, text))
+
+
+def test_working_hours(tmp_path):
+    sites = Sites.load(write(tmp_path, '[sites.A]\nworking_hours = "22:00-06:00"\nworking_days = ["sun", "sat"]\n'
+                                       '[sites.B]\n'))
+    assert (sites.get("A").working_hours, sites.get("A").working_days) == ("22:00-06:00", ("sat", "sun"))
+    assert (sites.get("B").working_hours, sites.get("B").working_days) == ("09:00-18:00",
+                                                                          ("mon", "tue", "wed", "thu", "fri"))

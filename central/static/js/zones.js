@@ -1,6 +1,7 @@
 // The range view's Zones table, from GET /api/v1/zones/{site}: per zone, capacity and
 // peak, p95 and mean utilisation in the chosen hours, occupied share and hours over 80 %;
-// sortable, a "never above N %" filter and a working-hours toggle (09:00-18:00, Mon-Fri).
+// sortable, a "never above N %" filter and a working-hours toggle (the site's working_hours
+// and working_days as the API gives them; 09:00-18:00, Mon-Fri where the sites file has none).
 // It builds its own panel after the range's totals and loads on its own (range.js calls
 // mountZones after each render), so the range view's ready state does not wait for it:
 // the panel says data-state="loading" | "ready" | "error".
@@ -9,7 +10,8 @@ import {$, el, setText, setAttr, show, keyed} from './dom.js';
 import {num, fmt} from './format.js';
 import {loadPanel} from './api.js';
 
-const WORKING = '&hours=09:00-18:00&weekdays=mon,tue,wed,thu,fri';
+const DEFAULT_WORKING = {hours: '09:00-18:00', weekdays: ['mon', 'tue', 'wed', 'thu', 'fri']};
+const DAY_NAMES = {mon: 'Mon', tue: 'Tue', wed: 'Wed', thu: 'Thu', fri: 'Fri', sat: 'Sat', sun: 'Sun'};
 const COLUMNS = [
     // key, header, value for sorting (null sorts last), text
     ['zone', 'Zone', (z) => z.display_name, null],
@@ -23,7 +25,16 @@ const COLUMNS = [
 ];
 
 const view = {key: null, doc: null, controller: null, sort: {key: 'p95_utilisation', descending: true},
-    working: false, never: false, limit: 40};
+    working: false, never: false, limit: 40, workingHours: {}};
+
+// The site's working hours: from its last zones document (the API reads the sites file).
+function workingOf(site) {
+    return view.workingHours[site] || DEFAULT_WORKING;
+}
+
+function workingLabel(w) {
+    return ' Working hours (' + w.hours.replace('-', '\u2013') + ', ' + w.weekdays.map((d) => DAY_NAMES[d]).join(' ') + ')';
+}
 
 function share(z, value, always) {
     if (z.hours_with_data === 0) return 'no data';
@@ -49,7 +60,7 @@ function panel() {
     const box = working.appendChild(el('input'));
     box.type = 'checkbox';
     box.id = 'range-zones-working';
-    working.appendChild(document.createTextNode(' Working hours (09:00\u201318:00, Mon\u2013Fri)'));
+    working.appendChild(el('span', null, workingLabel(DEFAULT_WORKING))).id = 'range-zones-working-label';
     const never = controls.appendChild(el('label', 'check'));
     const neverBox = never.appendChild(el('input'));
     neverBox.type = 'checkbox';
@@ -126,6 +137,10 @@ function render() {
     const section = panel();
     const doc = view.doc;
     const zones = doc && Array.isArray(doc.zones) ? sorted(doc.zones.filter(kept)) : [];
+    if (doc && doc.working_hours && doc.site_name) {
+        view.workingHours[doc.site_name] = doc.working_hours;
+        setText($('range-zones-working-label'), workingLabel(doc.working_hours));
+    }
     document.querySelectorAll('#range-zones-head th').forEach((th) => {
         setAttr(th, 'aria-sort', th.dataset.key === view.sort.key ? (view.sort.descending ? 'descending' : 'ascending') : null);
     });
@@ -160,7 +175,9 @@ function load(site, from, to) {
     view.site = site;
     view.from = from;
     view.to = to;
-    const path = '/zones/' + encodeURIComponent(site) + '?from=' + from + '&to=' + to + (view.working ? WORKING : '');
+    const w = workingOf(site);
+    const path = '/zones/' + encodeURIComponent(site) + '?from=' + from + '&to=' + to +
+        (view.working ? '&hours=' + w.hours + '&weekdays=' + w.weekdays.join(',') : '');
     return loadPanel(view, section, path, render, (message) => setText($('range-zones-note'), 'Zones: ' + message));
 }
 

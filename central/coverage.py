@@ -18,7 +18,7 @@ from datetime import date
 from shared.slots import SLOT_SECONDS
 
 from .buckets import Bucket
-from .sites import Site
+from .sites import Site, local_day
 from .storage.store import Store
 
 __all__ = ["Coverage"]
@@ -34,18 +34,16 @@ WHERE site_name = {site:String}
 UNION ALL
 SELECT toUInt8(1), CAST([], 'Array(UInt32)') FROM (SELECT 1 FROM device_slots WHERE site_name = {site:String} LIMIT 1)
 """
-# The local hours with contact on some local days of one site (typical's same weekdays).
+# The local hours with contact on some local days of sites of one time zone (typical's
+# same weekdays).
 _CONTACT_HOURS_SQL = """
-SELECT toUInt8(0) AS part, d, groupUniqArray(h)
-FROM (SELECT toDate(toDateTime(slot, {tz:String})) AS d, toUInt8(toHour(toDateTime(slot, {tz:String}))) AS h
+SELECT site_name, d, groupUniqArray(h)
+FROM (SELECT site_name, toDate(toDateTime(slot, {tz:String})) AS d, toUInt8(toHour(toDateTime(slot, {tz:String}))) AS h
       FROM device_slots
-      WHERE site_name = {site:String}
+      WHERE site_name IN {sites:Array(String)}
         AND slot >= toDateTime({lo:UInt32}, 'UTC') AND slot < toDateTime({hi:UInt32}, 'UTC'))
 WHERE has({days:Array(Date)}, d)
-GROUP BY d
-UNION ALL
-SELECT toUInt8(1), toDate(0), CAST([], 'Array(UInt8)')
-FROM (SELECT 1 FROM device_slots WHERE site_name = {site:String} LIMIT 1)
+GROUP BY site_name, d
 """
 # The same for several sites over one window (the zones report of every site).
 _CONTACTS_SQL = """
@@ -86,14 +84,24 @@ class Coverage:
             return None
         return next(slots for part, slots in rows if part == 0)
 
-    async def contact_hours(self, site: Site, days: list[date], lo: int, hi: int) -> dict[date, set[int]] | None:
-        """The local hours with contact on each of ``days`` (within [lo, hi)); None if the
-        site never had a device."""
-        rows = await self.store.aquery(_CONTACT_HOURS_SQL, {"site": site.name, "tz": site.timezone, "lo": lo,
-                                                            "hi": hi, "days": days})
-        if not any(part == 1 for part, _, _ in rows):
-            return None
-        return {d: {int(h) for h in hours} for part, d, hours in rows if part == 0}
+    async def contact_hours(self, sites: list[Site], days: list[date]) -> dict[str, dict[date, set[int]] | None]:
+        """Per site, the local hours with contact on each of ``days`` (sorted); None for a
+        site that never had a device. A statement per time zone among ``sites``, and one."""
+        names = [s.name for s in sites]
+        have = await self.with_devices(names)
+        out: dict[str, dict[date, set[int]] | None] = {s.name: {} if s.name in have else None for s in sites}
+        by_zone: dict[str, list[Site]] = {}
+        for site in sites:
+            if site.name in have:
+                by_zone.setdefault(site.timezone, []).append(site)
+        for tz, group in by_zone.items():
+            lo = min(local_day(days[0], s.tz)[0] for s in group)
+            hi = max(local_day(days[-1], s.tz)[1] for s in group)
+            rows = await self.store.aquery(_CONTACT_HOURS_SQL, {"sites": [s.name for s in group], "tz": tz, "lo": lo,
+                                                                "hi": hi, "days": days})
+            for name, d, hours in rows:
+                out[name][d] = {int(h) for h in hours}  # type: ignore[index]
+        return out
 
     async def contacts(self, sites: list[str], lo: int, hi: int) -> dict[str, list[int] | None]:
         """:meth:`contact` of several sites over one window [lo, hi), by site name."""

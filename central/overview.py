@@ -12,7 +12,6 @@ and the registry; ``vs_typical`` (the day so far against its typical band) from
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import date
 from typing import Any
@@ -118,9 +117,7 @@ class Overview:
                               contact.get(s.name, 0) if s.name in with_devices else None)
                for s in sites]
         if self.typical is not None:
-            ratios = await asyncio.gather(*(self._vs_typical(s, days[s.name], rows.get(s.name)) for s in sites))
-            for entry, ratio in zip(out, ratios, strict=True):
-                entry["vs_typical"] = ratio
+            await self._vs_typical(sites, days, rows, out)
         await self._now_peaks(sites, days, out, now)
         _sort(out, sort, descending)
         return {"date": day.isoformat() if day else None, "sort": ("-" if descending else "") + sort, "sites": out}
@@ -158,15 +155,18 @@ class Overview:
             if entry["site_name"] in names:
                 entry["now_peak"] = best.get(entry["site_name"], 0)
 
-    async def _vs_typical(self, site: Site, day: date, row: DayFold | None) -> float | None:
-        """The day so far against the typical of the same hours (kept bands, see
-        :meth:`central.typical.Typical.bands`); today's hours up to the current one."""
+    async def _vs_typical(self, sites: list[Site], days: dict[str, date], rows: dict[str, DayFold],
+                          out: list[dict]) -> None:
+        """``vs_typical``: each site's day so far against the typical of the same hours (kept
+        bands, see :meth:`central.typical.Typical.bands_of`); today's hours up to the current one."""
         assert self.typical is not None
-        hours = hours_so_far(site, day)
-        if not hours:
-            return None
-        bands = await self.typical.bands(site, day)
-        return vs_typical(bands, row.hours if row is not None else {}, hours)
+        hours = {s.name: hours_so_far(s, days[s.name]) for s in sites}
+        judged = [s for s in sites if hours[s.name]]
+        bands = await self.typical.bands_of([(s, days[s.name]) for s in judged], zones=False)
+        ratios = {s.name: vs_typical(b, rows[s.name].hours if s.name in rows else {}, hours[s.name])
+                  for s, b in zip(judged, bands, strict=True)}
+        for entry in out:
+            entry["vs_typical"] = ratios.get(entry["site_name"])
 
     @staticmethod
     def _site_row(site: Site, day: date, elapsed: tuple[int, int], row: DayFold, devices: list[dict],

@@ -22,10 +22,12 @@ read it cheaply; :meth:`Typical.document` (the API) computes afresh.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from shared.slots import SLOT_SECONDS
 
@@ -69,8 +71,14 @@ def band_of(values: list[int]) -> Band | None:
 
 def local_hours(day: date, site: Site) -> list[int]:
     """The local hours of ``day`` as the dashboard labels them (23, 24 or 25 slots merged)."""
-    lo, hi = local_day(day, site.tz)
-    return sorted({datetime.fromtimestamp(t, site.tz).hour for t in range(lo, hi, SLOT_SECONDS)})
+    return list(_local_hours(day, site.timezone))
+
+
+@functools.lru_cache(maxsize=4096)
+def _local_hours(day: date, timezone: str) -> tuple[int, ...]:
+    tz = ZoneInfo(timezone)
+    lo, hi = local_day(day, tz)
+    return tuple(sorted({datetime.fromtimestamp(t, tz).hour for t in range(lo, hi, SLOT_SECONDS)}))
 
 
 @dataclass
@@ -113,29 +121,43 @@ class Typical:
         self.days = days
         self.coverage = coverage
         self.ttl = ttl
-        self._cache: dict[tuple[str, date, int], tuple[float, Bands]] = {}
+        self._cache: dict[tuple[str, date, int, bool], tuple[float, Bands]] = {}  # (site, day, weeks, zones)
 
     async def compute(self, site: Site, day: date, weeks: int) -> Bands:
         """The values of ``day``'s band from the ``weeks`` same weekdays before it (uncached)."""
+        return (await self.compute_sites([site], day, weeks))[0]
+
+    async def compute_sites(self, sites: list[Site], day: date, weeks: int, zones: bool = True) -> list[Bands]:
+        """:meth:`compute` of several sites for the same local date: one statement for their
+        days (only the same weekdays; their cells' peaks, or without ``zones`` only the
+        site-wide hour peaks, which leaves the bands' zone values out), device contact in one
+        per time zone."""
         wanted = [day - timedelta(days=7 * k) for k in range(weeks, 0, -1)]
-        # Only the same weekdays are read (not the weeks between), and only their peaks.
-        cells = (await self.days.acells_of([site.name], wanted[0], wanted[-1], "peaks", only=wanted))[site.name]
-        by_day = {c.day: c for c in cells}
-        lo, _ = local_day(wanted[0], site.tz)
-        _, hi = local_day(wanted[-1], site.tz)
-        contact = await self.coverage.contact_hours(site, wanted, lo, hi)
+        names = [s.name for s in sites]
+        if zones:
+            cells = await self.days.acells_of(names, wanted[0], wanted[-1], "peaks", only=wanted)
+            per_day = {name: {c.day: (c.hour_peaks(), c) for c in days} for name, days in cells.items()}
+        else:
+            hours = await self.days.ahour_peaks_of(names, wanted)
+            per_day = {name: {d: (peaks, None) for d, peaks in days.items()} for name, days in hours.items()}
+        heard = await self.coverage.contact_hours(sites, wanted)
+        return [self._fold(site, day, weeks, wanted, per_day[site.name], heard[site.name]) for site in sites]
+
+    @staticmethod
+    def _fold(site: Site, day: date, weeks: int, wanted: list[date], per_day: dict, contact: dict | None) -> Bands:
         heard: dict[date, set[int]] = contact or {}
         out = Bands(site.name, day, weeks, local_hours(day, site))
-        zones = sorted({cam for d in wanted for cam in by_day[d].cams})
+        zones = sorted({cam for d in wanted if per_day.get(d, ({}, None))[1] is not None
+                        for cam in per_day[d][1].cams})
         for d in wanted:
-            peaks = by_day[d].hour_peaks()
+            peaks, cells = per_day.get(d, ({}, None))
             used = set(peaks) | heard.get(d, set())
             if contact is None and peaks:
                 used |= set(local_hours(d, site))
             if not used:
                 continue
             out.weeks_with_data += 1
-            per_zone = by_day[d].zone_hours()
+            per_zone = cells.zone_hours() if cells is not None else {}
             for hour in out.hours:
                 if hour not in used:
                     continue
@@ -147,16 +169,30 @@ class Typical:
 
     async def bands(self, site: Site, day: date, weeks: int = DEFAULT_WEEKS) -> Bands:
         """:meth:`compute`, kept :attr:`ttl` seconds per (site, day, weeks)."""
-        key = (site.name, day, weeks)
-        entry = self._cache.get(key)
+        return (await self.bands_of([(site, day)], weeks))[0]
+
+    async def bands_of(self, wanted: list[tuple[Site, date]], weeks: int = DEFAULT_WEEKS,
+                       zones: bool = True) -> list[Bands]:
+        """:meth:`bands` of several (site, day)s; those not kept computed together per day
+        (:meth:`compute_sites`: the overview's 100 sites in a few statements, not 200).
+        Without ``zones``, bands of the site-wide values only (the overview's ``vs_typical``),
+        kept apart from the full ones."""
         now = time.monotonic()
-        if entry is not None and entry[0] > now:
-            return entry[1]
-        bands = await self.compute(site, day, weeks)
-        if len(self._cache) >= _MAX_ENTRIES:
-            self._cache.pop(next(iter(self._cache)))
-        self._cache[key] = (now + self.ttl, bands)
-        return bands
+        got: dict[tuple[str, date], Bands] = {}
+        missing: dict[date, list[Site]] = {}
+        for site, day in wanted:
+            entry = self._cache.get((site.name, day, weeks, zones)) or self._cache.get((site.name, day, weeks, True))
+            if entry is not None and entry[0] > now:
+                got[(site.name, day)] = entry[1]
+            elif not any(s.name == site.name for s in missing.get(day, [])):
+                missing.setdefault(day, []).append(site)
+        for day, sites in missing.items():
+            for bands in await self.compute_sites(sites, day, weeks, zones):
+                if len(self._cache) >= _MAX_ENTRIES:
+                    self._cache.pop(next(iter(self._cache)))
+                self._cache[(bands.site, day, weeks, zones)] = (now + self.ttl, bands)
+                got[(bands.site, day)] = bands
+        return [got[(site.name, day)] for site, day in wanted]
 
     def on_data(self, site_name: str, slots) -> None:
         """An ``on_data`` callback: drops the kept bands whose days a write touched (a write
@@ -167,7 +203,7 @@ class Typical:
         tz = self.days.sites.get(site_name).tz
         written = {datetime.fromtimestamp(int(s), tz).date() for s in slots}
         for key in keys:
-            _, day, weeks = key
+            _, day, weeks, _ = key
             if any(0 < (day - d).days <= 7 * weeks and (day - d).days % 7 == 0 for d in written):
                 del self._cache[key]
 

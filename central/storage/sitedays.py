@@ -48,6 +48,14 @@ WHERE site_name IN {sites:Array(String)} AND day >= {first:Date} AND day <= {las
   AND NOT has({skip:Array(Tuple(String, Date))}, (site_name, day))
   AND (empty({only:Array(Date)}) OR has({only:Array(Date)}, day))
 """
+# The site-wide peak per local hour of some kept days (the busiest zone's: the keeper's
+# hour arrays, by the same fold as DayCells.hour_peaks).
+_HOURS_KEPT = """
+SELECT site_name, day, tz, hour_keys, hour_peaks
+FROM day_answers FINAL
+WHERE site_name IN {sites:Array(String)} AND day >= {first:Date} AND day <= {last:Date}
+  AND has({only:Array(Date)}, day) AND NOT has({skip:Array(Tuple(String, Date))}, (site_name, day))
+"""
 #: The columns after the peaks, per what the reader is asked for: everything; what the
 #: dashboard folds (one row per request, and every column it reads costs it time); nothing
 #: more (the zones report).
@@ -254,6 +262,35 @@ class SiteDays:
                 days.append(out[name].get(d) or DayCells(d, plan.how.get(d, KEPT)))
             result[name] = days
         return result
+
+    def hour_peaks_of(self, sites: list[str], days: Sequence[date]) -> dict[str, dict[date, dict[int, int]]]:
+        """Per site and local day of ``days``, the site-wide peak per local hour (the busiest
+        zone's, :meth:`DayCells.hour_peaks`): kept days from their hour arrays, 24 values
+        rather than every (zone, hour) cell; the others from their cells (blocking)."""
+        wanted = sorted(set(days))
+        first, last = wanted[0], wanted[-1]
+        keep = set(wanted)
+        plans = {name: replace(plan, how={d: h for d, h in plan.how.items() if d in keep})
+                 for name, plan in ((n, self.plan(n, first, last)) for n in sites)}
+        out: dict[str, dict[date, dict[int, int]]] = {name: {} for name in sites}
+        kept = [name for name, plan in plans.items() if self.kept and len(plan.how) < len(wanted)]
+        if kept:
+            skip = [(name, d) for name in kept for d in plans[name].skip]
+            rows = self.store.query(_HOURS_KEPT, parameters={"sites": kept, "first": first, "last": last,
+                                                             "only": wanted, "skip": skip}, settings=_SMALL_READ)
+            for name, d, tz, keys, peaks in rows:
+                if tz != self.sites.get(name).timezone:
+                    plans[name].how[d] = RECUT  # cut in another zone by a writer that does not know ours
+                    continue
+                out[name][d] = {int(h): int(p) for h, p in zip(keys, peaks, strict=True)}
+        for name, plan in plans.items():
+            if plan.how:
+                for d, cells in self._from_slots(self.sites.get(name), plan).items():
+                    out[name][d] = cells.hour_peaks()
+        return out
+
+    async def ahour_peaks_of(self, sites: list[str], days: Sequence[date]) -> dict[str, dict[date, dict[int, int]]]:
+        return await self.store.arun(self.hour_peaks_of, sites, days)
 
     async def acells_of(self, sites: list[str], first: date, last: date, what: str | bool = "full",
                         only: Sequence[date] = ()) -> dict[str, list[DayCells]]:

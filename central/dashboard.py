@@ -284,7 +284,7 @@ class Dashboard:
         add_now(doc, site, day, self.days)
         if not doc["zones"] and not doc["critical_events"]["total_events"]:
             # An empty day: say where the site's data lies ("nobody there" or "before the data").
-            span = self.slots.data_range(site.name)
+            span = self.days.data_range(site.name)
             doc["meta"]["data_range"] = data_range(site, span)
         return doc
 

@@ -206,7 +206,7 @@ class History:
         _, hi = local_day(last, tz)
         accs, contact, span = await asyncio.gather(self._buckets(site, req, first, last, lo, hi),
                                                    self.coverage.contact(site, lo, hi),
-                                                   self.store.arun(self.slots.data_range, site.name))
+                                                   self.store.arun(self.days.data_range, site.name))
 
         def period(a: date, b: date) -> dict:
             buckets = enumerate_buckets(tz, a, b, req.bucket)

@@ -22,6 +22,7 @@ read it cheaply; :meth:`Typical.document` (the API) computes afresh.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import math
 import time
@@ -134,13 +135,13 @@ class Typical:
         per time zone."""
         wanted = [day - timedelta(days=7 * k) for k in range(weeks, 0, -1)]
         names = [s.name for s in sites]
+        read = (self.days.acells_of(names, wanted[0], wanted[-1], "peaks", only=wanted) if zones
+                else self.days.ahour_peaks_of(names, wanted))
+        got, heard = await asyncio.gather(read, self.coverage.contact_hours(sites, wanted))
         if zones:
-            cells = await self.days.acells_of(names, wanted[0], wanted[-1], "peaks", only=wanted)
-            per_day = {name: {c.day: (c.hour_peaks(), c) for c in days} for name, days in cells.items()}
+            per_day = {name: {c.day: (c.hour_peaks(), c) for c in days} for name, days in got.items()}
         else:
-            hours = await self.days.ahour_peaks_of(names, wanted)
-            per_day = {name: {d: (peaks, None) for d, peaks in days.items()} for name, days in hours.items()}
-        heard = await self.coverage.contact_hours(sites, wanted)
+            per_day = {name: {d: (peaks, None) for d, peaks in days.items()} for name, days in got.items()}
         return [self._fold(site, day, weeks, wanted, per_day[site.name], heard[site.name]) for site in sites]
 
     @staticmethod
@@ -209,8 +210,9 @@ class Typical:
 
     async def document(self, site: Site, day: date, weeks: int = DEFAULT_WEEKS, zone: str = "") -> dict:
         """The ``/api/v1/typical/{site}`` answer (computed afresh)."""
-        bands = await self.compute(site, day, weeks)
-        today = (await self.days.acells(site.name, day, day))[0]
+        bands, days = await asyncio.gather(self.compute(site, day, weeks),
+                                           self.days.acells_of([site.name], day, day, "peaks"))
+        today = days[site.name][0]
         peaks = today.zone_hours().get(zone, {}) if zone else today.hour_peaks()
         doc = {
             "site_name": site.name,

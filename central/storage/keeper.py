@@ -55,6 +55,8 @@ Tell = Callable[[str, "set[int]", bool], None]
 
 _DAY = 86400
 _OVERLAP_MS = 5000
+#: How long a site's data range is kept (widened by writes) before it is read again.
+_RANGE_SECONDS = 300.0
 _TOLD_SECONDS = 30.0
 
 # Slots whose kept answer differs from the slot rule computed from the sources, or that only
@@ -113,6 +115,10 @@ class Keeper:
         self._recut: dict[str, tuple[date, date]] = {}
         self._spans: dict[str, tuple[int, int]] = {}
         self._told: dict[tuple[str, int], int] = {}  # (site, slot) -> ns when told here
+        #: site -> (read again after, its data's first and last slot or None, writes seen);
+        #: widened by every write told (see data_range).
+        self._ranges: dict[str, tuple[float, tuple[int, int] | None, int]] = {}
+        self._writes: dict[str, int] = {}  # site -> writes told
         self._told_lock = threading.Lock()
         self._catch_up: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -136,8 +142,36 @@ class Keeper:
             if len(self._told) > 200_000:
                 cutoff = now - int(_TOLD_SECONDS * 1e9)
                 self._told = {k: t for k, t in self._told.items() if t >= cutoff}
+            self._writes[site] = self._writes.get(site, 0) + 1
+            entry = self._ranges.get(site)
+            if entry is not None and slots:
+                lo, hi = min(slots), max(slots)
+                span = entry[1]
+                self._ranges[site] = (entry[0], (lo, hi) if span is None else (min(span[0], lo), max(span[1], hi)),
+                                      self._writes[site])
         if self._tell is not None:
             self._tell(site, set(slots), live)
+
+    def data_range(self, site: str) -> tuple[int, int] | None:
+        """:meth:`SlotStore.data_range` of ``site`` (its first and last slot in any source),
+        kept: every write told widens it, so it is read from the sources once per
+        :data:`_RANGE_SECONDS` (a repair that removed a site's first or last data narrows it
+        then), not on every view of the site (a scan of the site's rows in every source).
+        Without a follower of other writers (no kept answers) it is read every time."""
+        if self.follower is None:  # other writers' rows are told only by the follower
+            return self.slots.data_range(site)
+        now = time.monotonic()
+        with self._told_lock:
+            entry = self._ranges.get(site)
+            writes = self._writes.get(site, 0)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        span = self.slots.data_range(site)
+        with self._told_lock:
+            # A write told while the sources were read may be missing from them: not kept.
+            if self._writes.get(site, 0) == writes:
+                self._ranges[site] = (now + _RANGE_SECONDS, span, writes)
+        return span
 
     def told_after(self, site: str, slot: int, at_ns: int) -> bool:
         """Whether this process took ``site``'s ``slot`` in hand (to keep it, then tell) after

@@ -208,6 +208,13 @@ class SiteDays:
         rows = self.store.query(self.slots_sql(start, end, scope), scope.params(), settings=_SMALL_READ)
         return {(r[0], r[1], int(r[2])): int(r[3]) for r in rows if int(r[4]) > 0}
 
+    def data_range(self, site: str) -> tuple[int, int] | None:
+        """The first and last slot of ``site``'s data in any source, or None (blocking): the
+        keeper's, kept and widened by every write (:meth:`Keeper.data_range`)."""
+        if self.keeper is not None:
+            return self.keeper.data_range(site)
+        return self.slots.data_range(site)
+
     # -- reading cells --------------------------------------------------------------------
 
     def day(self, site: str, day: date) -> DayCells:

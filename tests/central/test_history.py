@@ -19,6 +19,7 @@ from central.state import REGISTRY, SITES
 from tests.central._oracle import World, local_bounds
 from tests.central._range import get, load, range_app, world_for
 from tests.central.conftest import services
+from tests.harness import eventually_async
 
 
 @pytest.fixture
@@ -283,3 +284,28 @@ async def test_history_and_profile_say_where_the_data_lies(client):
     assert (await get(client, "/api/v1/profile/LONDON?weeks=1&end=2026-01-04"))["weeks_with_data"] == 0
     none = await get(client, "/api/v1/history/KOLKATA?from=2026-01-05&to=2026-01-06")
     assert none["data_range"] is None
+
+
+async def test_data_range_follows_every_writer(client):
+    """The data range is kept between reads (a scan of every source per view otherwise):
+    each write widens it, raw ingest's and another writer's rows in camera_events alike."""
+    path = "/api/v1/history/KOLKATA?from=2026-01-05&to=2026-01-06"
+    assert (await get(client, path))["data_range"] is None
+
+    def event(day: int, hour: int) -> dict:
+        return {"site": "KOLKATA", "camera": "GATE", "people_count": 2,
+                "timestamp": "2026-01-%02dT%02d:00:00+05:30" % (day, hour)}
+
+    assert (await client.post("/api/v1/events", json=[event(5, 10)])).status == 201
+    assert (await get(client, path))["data_range"] == {"first_day": "2026-01-05", "last_day": "2026-01-05"}
+    assert (await client.post("/api/v1/events", json=[event(9, 23)])).status == 201
+    assert (await get(client, path))["data_range"] == {"first_day": "2026-01-05", "last_day": "2026-01-09"}
+    # Another writer: the follower of slot_dirty tells of it (within about a second).
+    services(client).store.insert("camera_events", [["KOLKATA", "GATE", 3, datetime(2026, 1, 2, 4, 0, tzinfo=timezone.utc), []]],
+                                  ["site_name", "cam_name", "people_count", "event_timestamp", "event_triggers"])
+
+    async def widened():
+        doc = await get(client, path)
+        return doc["data_range"]["first_day"] == "2026-01-02"
+
+    await eventually_async(widened, message="another writer's rows did not widen the data range")

@@ -173,6 +173,25 @@ class Keeper:
                 self._ranges[site] = (now + _RANGE_SECONDS, span, writes)
         return span
 
+    def _keep_ranges(self) -> None:
+        """Every site's data range in one statement (after the catch-up, then every
+        :data:`_RANGE_SECONDS`), so that a view of a site not seen lately reads it kept."""
+        while True:
+            try:
+                writes = dict(self._writes)
+                now = time.monotonic()
+                spans = self.slots.data_ranges()
+                with self._told_lock:
+                    for site in set(spans) | set(self._ranges):
+                        if self._writes.get(site, 0) == writes.get(site, 0):
+                            self._ranges[site] = (now + 2 * _RANGE_SECONDS, spans.get(site), writes.get(site, 0))
+            except StorageError as exc:
+                logger.warning("keeper: reading the sites' data ranges failed (retrying): %s", exc)
+            except Exception:
+                logger.exception("keeper: reading the sites' data ranges failed")
+            if self._stopping.wait(_RANGE_SECONDS):
+                return
+
     def told_after(self, site: str, slot: int, at_ns: int) -> bool:
         """Whether this process took ``site``'s ``slot`` in hand (to keep it, then tell) after
         ``at_ns``: the follower leaves such slots to the writer that keeps them."""
@@ -338,13 +357,16 @@ class Keeper:
 
     def catch_up(self, built_from: int = 0, chunk: int = _DAY) -> None:
         """Recut days, days behind their slots, then every slot checked against its sources,
-        newest UTC day first (retried on storage errors until stopped)."""
+        newest UTC day first (retried on storage errors until stopped); then the sites' data
+        ranges, kept until stopped."""
         if self.days is None:
             return
         delay = 1.0
         while not self._stopping.is_set():
             try:
                 self._catch_up_once(built_from, chunk)
+                if self.follower is not None:
+                    self._keep_ranges()
                 return
             except StorageError as exc:
                 logger.warning("catching up the kept answers failed (retrying in %.0f s): %s", delay, exc)

@@ -363,16 +363,19 @@ class SlotStore:
         """The first and last slot (Unix seconds) of ``site`` in any source, or None where it
         has none: what an empty day's answer says about where the data lies. Reads the
         site's rows of the edge states and of the rollup (or of raw), keyed by site first."""
-        raw = ("SELECT min(%(s)s) AS lo, max(%(s)s) AS hi FROM %(table)s WHERE site_name = {site:String}"
-               % ({"s": _SLOT_SECONDS, "table": ROLLUP_TABLE} if self.rollup
-                  else {"s": self.raw_time.slot, "table": "camera_events"}))
-        sql = ("SELECT min(lo), max(hi) FROM ("
-               "SELECT min(%(s)s) AS lo, max(%(s)s) AS hi FROM slot_states WHERE site_name = {site:String} "
-               "UNION ALL %(raw)s) WHERE hi > 0" % {"s": _SLOT_SECONDS, "raw": raw})
-        rows = self.store.query(sql, parameters={"site": site})
-        if not rows or not rows[0][1]:
-            return None
-        return int(rows[0][0]), int(rows[0][1])
+        return self.data_ranges([site]).get(site)
+
+    def data_ranges(self, sites: list[str] | None = None) -> dict[str, tuple[int, int]]:
+        """:meth:`data_range` of ``sites`` (None: of every site), in one statement."""
+        where = "WHERE site_name IN {sites:Array(String)}" if sites is not None else ""
+        raw = ("SELECT site_name, min(%(s)s) AS lo, max(%(s)s) AS hi FROM %(table)s %(where)s GROUP BY site_name"
+               % ({"s": _SLOT_SECONDS, "table": ROLLUP_TABLE, "where": where} if self.rollup
+                  else {"s": self.raw_time.slot, "table": "camera_events", "where": where}))
+        sql = ("SELECT site_name, min(lo), max(hi) FROM ("
+               "SELECT site_name, min(%(s)s) AS lo, max(%(s)s) AS hi FROM slot_states %(where)s GROUP BY site_name "
+               "UNION ALL %(raw)s) WHERE hi > 0 GROUP BY site_name" % {"s": _SLOT_SECONDS, "raw": raw, "where": where})
+        rows = self.store.query(sql, parameters={"sites": sites} if sites is not None else {})
+        return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
 
     def merged(self, scope: Scope) -> list[SlotRow]:
         return [_row(r) for r in self.store.query(self.merged_sql(scope), parameters=scope.params())]

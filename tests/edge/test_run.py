@@ -115,6 +115,8 @@ def test_sigterm_publishes_states_sent_before_central_listened(tmp_path, mosquit
         central.auto_ack = False
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
+        # The broker acknowledged the last publish; it reaches the subscriber after that.
+        eventually(lambda: len(central.latest()) >= 4, 10, "the states published at SIGTERM reached central")
     finally:
         if proc.poll() is None:
             proc.kill()

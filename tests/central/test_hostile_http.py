@@ -306,10 +306,18 @@ async def test_big_bodies_are_decoded_and_validated_off_the_event_loop(make_clie
 
 async def test_big_batches_are_inserted_one_at_a_time(make_client, monkeypatch):
     """Their inserts serialise in Python under the GIL: four at once made the event loop wait
-    in turn. Each insert is stretched by 0.3 s here, so any overlap would show."""
+    in turn. The first insert is held until all four requests are ready to insert (each has
+    asked for its turn), so any overlap would show."""
     client = await make_client()
     store = services(client).store
-    real, running, most = store.ainsert, [0], [0]
+    real, running, most, asked = store.ainsert, [0], [0], [0]
+
+    class Turns(asyncio.Semaphore):
+        async def acquire(self):
+            asked[0] += 1
+            return await super().acquire()
+
+    monkeypatch.setattr(services(client).ingestor, "_big_inserts", Turns(1))
 
     async def ainsert(table, rows, columns, settings=None, **kw):
         if table != "camera_events":
@@ -317,7 +325,8 @@ async def test_big_batches_are_inserted_one_at_a_time(make_client, monkeypatch):
         running[0] += 1
         most[0] = max(most[0], running[0])
         try:
-            await asyncio.sleep(0.3)
+            await eventually_async(lambda: asked[0] == 4 or running[0] == 4,
+                                   message="the four batches did not all reach their insert")
             return await real(table, rows, columns, settings, **kw)
         finally:
             running[0] -= 1

@@ -24,7 +24,6 @@ from .now import current_slot, current_slot_start
 from .registry import Registry
 from .sites import Site, Sites, local_day
 from .storage import fold
-from .storage.days import BY_DAY_TABLE
 from .storage.fold import DayFold
 from .storage.sitedays import SiteDays
 from .storage.slots import Scope
@@ -41,15 +40,6 @@ _OFFSET = (
     "transform(site_name, {sites:Array(String)}, {off1:Array(Int32)}, toInt32(0)), "
     "transform(site_name, {sites:Array(String)}, {off2:Array(Int32)}, toInt32(0)))"
 )
-
-# Each site's own local day from the kept site-days (central.storage.days), in their copy ordered
-# by day: one row per site, one key range for all of them when the sites share the date.
-_DAYS_SQL = """
-SELECT site_name, tz, zone_cams, zone_peaks, zone_events, hour_keys, hour_peaks, triggers, edge, raw, repaired
-FROM """ + BY_DAY_TABLE + """ FINAL
-WHERE day IN {dayset:Array(Date)} AND site_name IN {sites:Array(String)}
-  AND day = transform(site_name, {sites:Array(String)}, {days:Array(Date)}, toDate(0))
-"""
 
 # The day fold (central.storage.fold) of every site in one statement, grouped twice: per zone
 # and per local hour (site-wide: the busiest zone's peak). The local hour comes from each
@@ -98,8 +88,7 @@ class Overview:
             pending = {s.name for s in computed}
             kept = [n for n in names if n not in pending]
             if kept:
-                params = {"sites": kept, "days": [days[n] for n in kept], "dayset": sorted({days[n] for n in kept})}
-                for site_name, tz, *kept_day in await self.store.aquery(_DAYS_SQL, params):
+                for site_name, tz, *kept_day in await self.days.akept_day_rows({n: days[n] for n in kept}):
                     if tz == self.sites.get(site_name).timezone:
                         rows[site_name] = DayFold.of_kept(*kept_day)
                     else:

@@ -20,8 +20,7 @@ STORAGE_MAY = {"central.exceptions", "central.sites"}
 DERIVED_MODULES = ("central.storage.rollup", "central.storage.answers", "central.storage.days")
 #: Reads of the kept site-days that still name their table (through its constant), pending
 #: the day fold that moves them: tolerated here, never required.
-DERIVED_READERS = {("central/history.py", "central.storage.days.DAYS_TABLE"),
-                   ("central/overview.py", "central.storage.days.BY_DAY_TABLE")}
+DERIVED_READERS = {("central/history.py", "central.storage.days.DAYS_TABLE")}
 
 _NAME = "(?:%s)(?:_local)?" % "|".join(sorted(NAMES, key=len, reverse=True))
 #: A derived table named in SQL: after a keyword that takes a table, in any case.

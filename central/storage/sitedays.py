@@ -56,6 +56,14 @@ FROM day_answers FINAL
 WHERE site_name IN {sites:Array(String)} AND day >= {first:Date} AND day <= {last:Date}
   AND has({only:Array(Date)}, day) AND NOT has({skip:Array(Tuple(String, Date))}, (site_name, day))
 """
+# Each site's own local day from the kept site-days, in their copy ordered by day: one row
+# per site, one key range for all of them when the sites share the date (the overview).
+_DAY_ROWS_KEPT = """
+SELECT site_name, tz, zone_cams, zone_peaks, zone_events, hour_keys, hour_peaks, triggers, edge, raw, repaired
+FROM day_answers_by_day FINAL
+WHERE day IN {dayset:Array(Date)} AND site_name IN {sites:Array(String)}
+  AND day = transform(site_name, {sites:Array(String)}, {days:Array(Date)}, toDate(0))
+"""
 #: The columns after the peaks, per what the reader is asked for: everything; what the
 #: dashboard folds (one row per request, and every column it reads costs it time); nothing
 #: more (the zones report).
@@ -298,6 +306,14 @@ class SiteDays:
 
     async def ahour_peaks_of(self, sites: list[str], days: Sequence[date]) -> dict[str, dict[date, dict[int, int]]]:
         return await self.store.arun(self.hour_peaks_of, sites, days)
+
+    async def akept_day_rows(self, days: dict[str, date]) -> list[tuple]:
+        """Per site, its kept row of its own day (``days``: site -> local date, each read kept
+        by :meth:`plan`): site, the zone it was cut in, the zone and hour arrays, triggers and
+        slots per source (the overview's, :meth:`central.storage.fold.DayFold.of_kept`)."""
+        names = list(days)
+        return await self.store.aquery(_DAY_ROWS_KEPT, {"sites": names, "days": [days[n] for n in names],
+                                                        "dayset": sorted(set(days.values()))})
 
     async def acells_of(self, sites: list[str], first: date, last: date, what: str | bool = "full",
                         only: Sequence[date] = ()) -> dict[str, list[DayCells]]:

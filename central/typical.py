@@ -185,8 +185,8 @@ class Typical:
             entry = self._cache.get((site.name, day, weeks, zones)) or self._cache.get((site.name, day, weeks, True))
             if entry is not None and entry[0] > now:
                 got[(site.name, day)] = entry[1]
-            elif not any(s.name == site.name for s in missing.get(day, [])):
-                missing.setdefault(day, []).append(site)
+            elif site not in missing.setdefault(day, []):
+                missing[day].append(site)
         for day, sites in missing.items():
             for bands in await self.compute_sites(sites, day, weeks, zones):
                 if len(self._cache) >= _MAX_ENTRIES:

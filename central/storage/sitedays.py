@@ -247,13 +247,8 @@ class SiteDays:
         With ``only``, just those days of [first, last] (in order; typical's same weekdays)."""
         what = "peaks" if what is True else "full" if what is False else what
         wanted = sorted(set(only))
-        n_days = (last - first).days + 1
-        plans = {name: self.plan(name, first, last) for name in sites}
-        if wanted:
-            keep = set(wanted)
-            plans = {name: replace(plan, how={d: h for d, h in plan.how.items() if d in keep})
-                     for name, plan in plans.items()}
-            n_days = len(wanted)
+        plans = self._plans(sites, first, last, wanted)
+        n_days = len(wanted) if wanted else (last - first).days + 1
         out: dict[str, dict[date, DayCells]] = {name: {} for name in sites}
         kept = [name for name, plan in plans.items() if self.kept and len(plan.how) < n_days]
         if kept:
@@ -278,15 +273,22 @@ class SiteDays:
             result[name] = days
         return result
 
+    def _plans(self, sites: list[str], first: date, last: date, wanted: list[date]) -> dict[str, Plan]:
+        """Each site's :meth:`plan` of [first, last], narrowed to ``wanted`` days if any."""
+        plans = {name: self.plan(name, first, last) for name in sites}
+        if not wanted:
+            return plans
+        keep = set(wanted)
+        return {name: replace(plan, how={d: h for d, h in plan.how.items() if d in keep})
+                for name, plan in plans.items()}
+
     def hour_peaks_of(self, sites: list[str], days: Sequence[date]) -> dict[str, dict[date, dict[int, int]]]:
         """Per site and local day of ``days``, the site-wide peak per local hour (the busiest
         zone's, :meth:`DayCells.hour_peaks`): kept days from their hour arrays, 24 values
         rather than every (zone, hour) cell; the others from their cells (blocking)."""
         wanted = sorted(set(days))
         first, last = wanted[0], wanted[-1]
-        keep = set(wanted)
-        plans = {name: replace(plan, how={d: h for d, h in plan.how.items() if d in keep})
-                 for name, plan in ((n, self.plan(n, first, last)) for n in sites)}
+        plans = self._plans(sites, first, last, wanted)
         out: dict[str, dict[date, dict[int, int]]] = {name: {} for name in sites}
         kept = [name for name, plan in plans.items() if self.kept and len(plan.how) < len(wanted)]
         if kept:

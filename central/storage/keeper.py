@@ -57,7 +57,6 @@ _DAY = 86400
 _OVERLAP_MS = 5000
 #: How long a site's data range is kept (widened by writes) before it is read again.
 _RANGE_SECONDS = 300.0
-_RANGE_FIRST_SECONDS = 10.0
 _TOLD_SECONDS = 30.0
 
 # Slots whose kept answer differs from the slot rule computed from the sources, or that only
@@ -176,11 +175,7 @@ class Keeper:
 
     def _keep_ranges(self) -> None:
         """Every site's data range in one statement (after the catch-up, then every
-        :data:`_RANGE_SECONDS`), so that a view of a site not seen lately reads it kept. The
-        first read waits a little: a start that fails right after the store opened (a bad
-        setting further on) exits without a statement of this thread running in the engine."""
-        if self._stopping.wait(_RANGE_FIRST_SECONDS):
-            return
+        :data:`_RANGE_SECONDS`), so that a view of a site not seen lately reads it kept."""
         while True:
             try:
                 writes = dict(self._writes)
